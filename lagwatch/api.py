@@ -1,0 +1,104 @@
+"""The HTTP endpoint: /metrics, /healthz, /readyz and the JSON status API, on one port."""
+
+from __future__ import annotations
+
+import json
+import logging
+import socket
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from prometheus_client import CollectorRegistry
+from prometheus_client.exposition import choose_encoder
+
+from lagwatch.report import cluster_document, group_document, to_document
+from lagwatch.state import State
+
+log = logging.getLogger(__name__)
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server: HttpServer
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:
+        path = urlsplit(self.path).path.rstrip("/") or "/"
+        state = self.server.state
+        if path == "/metrics":
+            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
+            self._send(200, encoder(self.server.registry), content_type)
+        elif path == "/healthz":
+            self._send(200, b"ok\n", "text/plain; charset=utf-8")
+        elif path == "/readyz":
+            ready = state.ready(time.time())
+            self._send(200 if ready else 503, b"ready\n" if ready else b"not ready\n",
+                       "text/plain; charset=utf-8")
+        elif path == "/api/v1/status":
+            self._json(200, to_document(state.reports(), time.time()))
+        elif path.startswith("/api/v1/status/"):
+            self._status_of(*[unquote(p) for p in path.split("/")[4:]])
+        elif path == "/":
+            self._send(200, b"lagwatch: see /metrics, /healthz, /readyz, /api/v1/status\n",
+                       "text/plain; charset=utf-8")
+        else:
+            self._json(404, {"error": f"no such endpoint: {path}"})
+
+    def _status_of(self, cluster: str, group: str | None = None, *rest: str) -> None:
+        report = self.server.state.report(cluster)
+        if report is None or rest:
+            self._json(404, {"error": f"unknown cluster {cluster!r}"})
+        elif group is None:
+            self._json(200, cluster_document(report))
+        elif (found := report.group(group)) is None:
+            self._json(404, {"error": f"group {group!r} is not watched in cluster {cluster!r}"})
+        else:
+            self._json(200, group_document(found))
+
+    def _json(self, code: int, body: dict[str, Any]) -> None:
+        self._send(code, json.dumps(body, indent=2).encode() + b"\n", "application/json")
+
+    def _send(self, code: int, body: bytes, content_type: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
+        log.debug("http %s - %s", self.address_string(), format % args)
+
+
+class HttpServer(ThreadingHTTPServer):
+    """Serves lagwatch's endpoints from a background thread."""
+
+    daemon_threads = True
+
+    def __init__(self, listen: str, state: State, registry: CollectorRegistry) -> None:
+        host, _, port = listen.rpartition(":")
+        host = host.strip("[]")
+        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
+        self.state = state
+        self.registry = registry
+        super().__init__((host, int(port)), _Handler)
+        self._thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
+
+    @property
+    def url(self) -> str:
+        """Return the base URL a person on this machine can open."""
+        host, port = str(self.server_address[0]), self.server_address[1]
+        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a wildcard bind is reachable locally
+            host = "127.0.0.1"
+        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+
+    def start(self) -> HttpServer:
+        """Start serving in the background."""
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        """Stop serving and close the socket."""
+        self.shutdown()
+        self.server_close()

@@ -1,0 +1,182 @@
+"""The lagwatch command: run, check, validate."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Sequence
+from typing import Any
+
+from lagwatch import __version__
+from lagwatch.collect import Collector
+from lagwatch.config import Config, ConfigError, load_config
+from lagwatch.report import ClusterReport, build_report, to_document
+from lagwatch.status import Severity
+
+EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNUSABLE = 0, 1, 2, 3
+_EXIT_FOR = {Severity.NONE: EXIT_OK, Severity.WARNING: EXIT_WARNING,
+             Severity.CRITICAL: EXIT_CRITICAL}
+
+
+class UsageError(Exception):
+    """A problem with what the user asked for; reported in one line, exit status 3."""
+
+
+class _Parser(argparse.ArgumentParser):
+    # argparse exits 2 on bad usage, which `check` uses for "critical"; lagwatch says 3.
+    def error(self, message: str) -> Any:
+        self.print_usage(sys.stderr)
+        self.exit(EXIT_UNUSABLE, f"lagwatch: {message}\n")
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = _Parser(
+        prog="lagwatch", description="Kafka consumer-lag and health monitor.")
+    parser.add_argument("--version", action="version", version=f"lagwatch {__version__}")
+    sub = parser.add_subparsers(dest="verb", required=True, metavar="{run,check,validate}")
+
+    def common(p: argparse.ArgumentParser) -> None:
+        p.add_argument("-c", "--config", help="YAML config file")
+        p.add_argument("--bootstrap-server", action="append", metavar="HOST:PORT",
+                       help="Kafka bootstrap server (repeatable); overrides the config; "
+                            "default: $LAGWATCH_BOOTSTRAP")
+        p.add_argument("--log-level", choices=["debug", "info", "warning", "error"])
+
+    run = sub.add_parser("run", help="run the daemon")
+    common(run)
+    run.add_argument("--listen", metavar="HOST:PORT", help="HTTP address (default 0.0.0.0:9391)")
+    run.add_argument("--poll-interval", metavar="DURATION", help="e.g. 15s, 1m (default 30s)")
+    run.add_argument("--state-dir", metavar="DIR", help="where state is kept")
+
+    check = sub.add_parser("check", help="poll once and report; exit 0 ok, 1 warning, "
+                                         "2 critical, 3 unreachable or invalid config")
+    common(check)
+    check.add_argument("--json", action="store_true", help="print the JSON status document")
+
+    validate = sub.add_parser("validate", help="check a config file")
+    validate.add_argument("-c", "--config", required=True, help="YAML config file")
+    return parser
+
+
+def _config(args: argparse.Namespace) -> Config:
+    overrides: dict[str, Any] = {}
+    servers = getattr(args, "bootstrap_server", None)
+    if not servers and os.environ.get("LAGWATCH_BOOTSTRAP") and not args.config:
+        servers = [os.environ["LAGWATCH_BOOTSTRAP"]]
+    if servers:
+        overrides["bootstrap_servers"] = [s for arg in servers for s in arg.split(",") if s]
+    for flag, key in (("listen", "listen"), ("poll_interval", "poll_interval"),
+                      ("state_dir", "state_dir"), ("log_level", "log_level")):
+        if getattr(args, flag, None) is not None:
+            overrides[key] = getattr(args, flag)
+    return load_config(args.config, overrides)
+
+
+def _setup_logging(level: str) -> None:
+    logging.basicConfig(level=level.upper(), stream=sys.stderr,
+                        format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # kafka-python logs every failed connection attempt; lagwatch reports reachability itself.
+    logging.getLogger("kafka").setLevel(logging.DEBUG if level == "debug" else logging.CRITICAL)
+    logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    """Run the daemon until SIGTERM or SIGINT."""
+    from lagwatch.daemon import Daemon
+
+    config = _config(args)
+    _setup_logging(config.log_level)
+    daemon = Daemon(config)
+    try:
+        http = daemon.start()
+    except OSError as exc:
+        raise UsageError(f"http.listen: cannot listen on {config.http.listen}: "
+                         f"{exc.strerror}") from None
+    clusters = ", ".join(f"{c.name} ({','.join(c.bootstrap_servers)})" for c in config.clusters)
+    print(f"lagwatch {__version__}: watching {clusters} every {config.poll_interval:g}s; "
+          f"metrics at {http.url}/metrics, status at {http.url}/api/v1/status", flush=True)
+    daemon.run()
+    return EXIT_OK
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    """Poll every cluster once and report; the exit status is the worst severity."""
+    config = _config(args)
+    _setup_logging(config.log_level if args.log_level else "error")
+    reports = []
+    for cluster in config.clusters:
+        collector = Collector(cluster)
+        try:
+            snapshot = collector.poll()
+        finally:
+            collector.close()
+        if not snapshot.up:
+            servers = ",".join(cluster.bootstrap_servers)
+            raise UsageError(f"cluster {cluster.name!r} is unreachable at {servers}: "
+                             f"{snapshot.errors[0].message}")
+        reports.append(build_report(snapshot))
+    if args.json:
+        print(json.dumps(to_document(reports, time.time()), indent=2))
+    else:
+        print(format_table(reports))
+    severities = [g.severity for r in reports for g in r.groups]
+    return max((_EXIT_FOR[s] for s in severities), default=EXIT_OK)
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    """Check a config file and say what it sets up."""
+    config = load_config(args.config)
+    names = ", ".join(c.name for c in config.clusters)
+    print(f"{args.config}: valid; {len(config.clusters)} cluster(s): {names}; "
+          f"poll every {config.poll_interval:g}s; http on {config.http.listen}")
+    return EXIT_OK
+
+
+def format_table(reports: Sequence[ClusterReport]) -> str:
+    """Render reports for people: one line per group and topic, reasons beneath."""
+    lines: list[str] = []
+    for r in reports:
+        meta = r.snapshot.meta
+        brokers = f", {len(meta.brokers)} broker(s)" if meta else ""
+        lines.append(f"cluster {r.cluster}: {len(r.groups)} group(s){brokers}")
+        rows = [("GROUP", "TOPIC", "STATUS", "STATE", "MEMBERS", "LAG", "TIME LAG")]
+        notes: list[str] = []
+        for g in r.groups:
+            rows.append((g.group_id, "", str(g.status), g.state, str(g.members),
+                         _num(g.lag_messages), _secs(g.lag_seconds)))
+            rows.extend(("", t.topic, "", "", "", _num(t.lag_messages), _secs(t.lag_seconds))
+                        for t in g.topics)
+            notes.extend(f"  {g.group_id}: {reason}" for reason in g.reasons)
+        widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+        lines.extend("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
+                     .rstrip() for row in rows)
+        lines.extend(notes)
+        lines.extend(f"  poll error: {e}" for e in r.errors)
+    return "\n".join(lines)
+
+
+def _num(value: int | None) -> str:
+    return "-" if value is None else f"{value:,}"
+
+
+def _secs(value: float | None) -> str:
+    return "-" if value is None else f"{value:,.1f}s"
+
+
+_COMMANDS = {"run": cmd_run, "check": cmd_check, "validate": cmd_validate}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the lagwatch console script."""
+    args = _parser().parse_args(argv)
+    try:
+        return _COMMANDS[args.verb](args)
+    except (ConfigError, UsageError) as exc:
+        print(f"lagwatch: {exc}", file=sys.stderr)
+        return EXIT_UNUSABLE
+    except KeyboardInterrupt:
+        return 130

@@ -1,0 +1,258 @@
+"""Read one cluster into a Snapshot. This is the only module that talks to Kafka.
+
+One poll, in this order (committed offsets are read before log-end offsets, so a lag
+read under a race is overstated, never negative):
+
+1. ListGroups on every broker, then the include/exclude filter;
+2. OffsetFetch, one batched request per coordinator; per group when a batch fails;
+3. DescribeGroups, one request per coordinator; per group when a batch fails;
+4. Metadata for all topics and DescribeCluster;
+5. ListOffsets (latest, then earliest) per leader, for every partition of every topic a
+   watched group commits to or is assigned; per topic when a batch fails.
+
+A failure of one group or topic is recorded in ``Snapshot.errors`` and the poll goes on.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+from kafka import KafkaAdminClient
+from kafka import TopicPartition as KafkaTP
+from kafka.errors import KafkaError
+from kafka.protocol.consumer import OffsetSpec
+
+from lagwatch.config import ClusterConfig
+from lagwatch.model import (
+    ClusterMeta,
+    GroupSnapshot,
+    LogOffsets,
+    Member,
+    PollError,
+    Snapshot,
+    TopicPartition,
+)
+
+log = logging.getLogger(__name__)
+
+AdminFactory = Callable[..., Any]
+# Connect workers and share groups commit no consumer offsets worth watching.
+_CONSUMER_PROTOCOLS = frozenset({"consumer", ""})
+_UNKNOWN_TOPIC = 3
+_FAILURES = (KafkaError, OSError, ValueError)
+
+
+def brief(exc: BaseException) -> str:
+    """Return a one-line description of an exception, short enough for a log or a label."""
+    text = " ".join(str(exc).split())
+    name = type(exc).__name__
+    if name in text:
+        text = text[text.index(name):]
+    elif text:
+        text = f"{name}: {text}"
+    else:
+        text = name
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+class Collector:
+    """Polls one cluster with one long-lived admin client, rebuilt after a failed poll."""
+
+    def __init__(self, cluster: ClusterConfig,
+                 admin_factory: AdminFactory = KafkaAdminClient) -> None:
+        self.cluster = cluster
+        self._admin_factory = admin_factory
+        self._admin: Any = None
+
+    def _client(self) -> Any:
+        if self._admin is None:
+            timeout_ms = int(self.cluster.request_timeout * 1000)
+            self._admin = self._admin_factory(
+                bootstrap_servers=list(self.cluster.bootstrap_servers),
+                client_id="lagwatch",
+                request_timeout_ms=timeout_ms,
+                bootstrap_timeout_ms=timeout_ms,
+                reconnect_backoff_max_ms=min(timeout_ms, 5000),
+                **self.cluster.security.client_options(),
+            )
+        return self._admin
+
+    def close(self) -> None:
+        """Close the admin client; the next poll builds a new one."""
+        admin, self._admin = self._admin, None
+        if admin is not None:
+            try:
+                admin.close()
+            except _FAILURES as exc:  # closing a broken client must not fail a poll
+                log.debug("closing admin client for %s: %s", self.cluster.name, brief(exc))
+
+    def poll(self) -> Snapshot:
+        """Read the cluster once; never raises for Kafka errors."""
+        taken_at, started = time.time(), time.monotonic()
+        errors: list[PollError] = []
+        try:
+            admin = self._client()
+            group_ids = self._list_groups(admin)
+        except _FAILURES as exc:
+            self.close()
+            errors.append(PollError("connect", self.cluster.name, brief(exc)))
+            return Snapshot(self.cluster.name, taken_at, time.monotonic() - started,
+                            up=False, errors=tuple(errors))
+        committed = self._committed(admin, group_ids, errors)
+        described = self._describe(admin, group_ids, errors)
+        groups = {gid: _group(gid, described.get(gid), committed.get(gid, {}))
+                  for gid in group_ids}
+        topics, meta = self._metadata(admin, errors)
+        wanted = {tp[0] for g in groups.values() for tp in g.partitions()}
+        _record_missing_topics(groups, wanted - topics.keys(), errors)
+        partitions = [(topic, p) for topic in sorted(wanted & topics.keys())
+                      for p in topics[topic]]
+        offsets = self._log_offsets(admin, partitions, errors)
+        return Snapshot(self.cluster.name, taken_at, time.monotonic() - started, up=True,
+                        groups=groups, offsets=offsets, meta=meta, errors=tuple(errors))
+
+    def _list_groups(self, admin: Any) -> list[str]:
+        listed = admin.list_groups()
+        return sorted({
+            g["group_id"] for g in listed
+            if g.get("protocol_type", "") in _CONSUMER_PROTOCOLS
+            and g.get("group_type") != "share"
+            and self.cluster.groups.matches(g["group_id"])
+        })
+
+    def _committed(self, admin: Any, group_ids: list[str],
+                   errors: list[PollError]) -> dict[str, dict[TopicPartition, int]]:
+        """Committed offsets per group; -1 (no commit) is left out, never turned into lag."""
+        raw = _batched(group_ids, lambda ids: admin.list_group_offsets(dict.fromkeys(ids)),
+                       "offsets", errors)
+        return {gid: {(tp.topic, tp.partition): om.offset
+                      for tp, om in offsets.items() if om.offset >= 0}
+                for gid, offsets in raw.items()}
+
+    def _describe(self, admin: Any, group_ids: list[str],
+                  errors: list[PollError]) -> dict[str, dict[str, Any]]:
+        described = _batched(group_ids, admin.describe_groups, "describe", errors)
+        for gid, info in list(described.items()):
+            if info.get("error") and info.get("group_state") != "Dead":
+                errors.append(PollError("describe", f"group {gid}", str(info["error"])))
+                del described[gid]
+        return described
+
+    def _metadata(self, admin: Any, errors: list[PollError]
+                  ) -> tuple[dict[str, list[int]], ClusterMeta | None]:
+        """Partitions per existing topic, and cluster-wide health facts."""
+        try:
+            described = admin.describe_topics()
+        except _FAILURES as exc:
+            errors.append(PollError("metadata", self.cluster.name, brief(exc)))
+            return {}, None
+        topics: dict[str, list[int]] = {}
+        offline: list[TopicPartition] = []
+        under: list[TopicPartition] = []
+        for topic in described:
+            if topic.get("error_code", 0) == _UNKNOWN_TOPIC:
+                continue
+            name = topic["name"]
+            topics[name] = sorted(p["partition_index"] for p in topic["partitions"])
+            for p in topic["partitions"]:
+                tp = (name, p["partition_index"])
+                if p.get("leader_id", -1) < 0:
+                    offline.append(tp)
+                if len(p.get("isr_nodes", ())) < len(p.get("replica_nodes", ())):
+                    under.append(tp)
+        try:
+            cluster = admin.describe_cluster()
+        except _FAILURES as exc:
+            errors.append(PollError("cluster", self.cluster.name, brief(exc)))
+            cluster = {}
+        meta = ClusterMeta(
+            cluster_id=cluster.get("cluster_id"),
+            controller_id=cluster.get("controller_id"),
+            brokers=tuple(sorted(b["broker_id"] for b in cluster.get("brokers", ()))),
+            partitions=sum(len(parts) for parts in topics.values()),
+            offline=tuple(sorted(offline)),
+            under_replicated=tuple(sorted(under)),
+        )
+        return topics, meta
+
+    def _log_offsets(self, admin: Any, partitions: list[TopicPartition],
+                     errors: list[PollError]) -> dict[TopicPartition, LogOffsets]:
+        by_topic: dict[str, list[TopicPartition]] = defaultdict(list)
+        for tp in partitions:
+            by_topic[tp[0]].append(tp)
+
+        def fetch(topics: list[str]) -> dict[str, dict[TopicPartition, LogOffsets]]:
+            tps = [KafkaTP(*tp) for topic in topics for tp in by_topic[topic]]
+            end = admin.list_partition_offsets(dict.fromkeys(tps, OffsetSpec.LATEST))
+            start = admin.list_partition_offsets(dict.fromkeys(tps, OffsetSpec.EARLIEST))
+            result: dict[str, dict[TopicPartition, LogOffsets]] = defaultdict(dict)
+            for tp in tps:
+                result[tp.topic][(tp.topic, tp.partition)] = LogOffsets(
+                    start[tp].offset, end[tp].offset)
+            return result
+
+        fetched = _batched(sorted(by_topic), fetch, "log_offsets", errors, subject="topic")
+        return {tp: lo for per_topic in fetched.values() for tp, lo in per_topic.items()}
+
+
+def _batched(keys: list[str], fetch: Callable[[list[str]], dict[str, Any]], stage: str,
+             errors: list[PollError], subject: str = "group") -> dict[str, Any]:
+    """Fetch all keys in one call; if that fails, fetch them one by one and record failures.
+
+    kafka-python raises for the whole batch when any one key fails, so one bad group or
+    topic must not cost the others their data.
+    """
+    if not keys:
+        return {}
+    try:
+        return dict(fetch(keys))
+    except _FAILURES as exc:
+        log.debug("%s batch of %d failed (%s); retrying one by one", stage, len(keys),
+                  brief(exc))
+    result: dict[str, Any] = {}
+    for key in keys:
+        try:
+            result.update(fetch([key]))
+        except _FAILURES as exc:
+            errors.append(PollError(stage, f"{subject} {key}", brief(exc)))
+    return result
+
+
+def _group(group_id: str, info: dict[str, Any] | None,
+           committed: dict[TopicPartition, int]) -> GroupSnapshot:
+    if info is None:
+        return GroupSnapshot(group_id, state="Unknown", committed=committed)
+    return GroupSnapshot(
+        group_id=group_id,
+        state=info.get("group_state") or "Unknown",
+        protocol_type=info.get("protocol_type") or "",
+        members=tuple(_member(m) for m in info.get("members", ())),
+        committed=committed,
+    )
+
+
+def _member(raw: dict[str, Any]) -> Member:
+    assignment = raw.get("member_assignment")
+    assigned: Iterable[dict[str, Any]] = (
+        assignment.get("assigned_partitions", ()) if isinstance(assignment, dict) else ())
+    return Member(
+        member_id=raw.get("member_id", ""),
+        client_id=raw.get("client_id", ""),
+        client_host=raw.get("client_host", "").lstrip("/"),
+        group_instance_id=raw.get("group_instance_id"),
+        assignment=tuple(sorted((a["topic"], p) for a in assigned for p in a["partitions"])),
+    )
+
+
+def _record_missing_topics(groups: dict[str, GroupSnapshot], missing: set[str],
+                           errors: list[PollError]) -> None:
+    for topic in sorted(missing):
+        holders = sorted(g.group_id for g in groups.values()
+                         if any(tp[0] == topic for tp in g.partitions()))
+        errors.append(PollError("metadata", f"topic {topic}",
+                                "topic does not exist; offsets are still held by group(s) "
+                                + ", ".join(holders)))

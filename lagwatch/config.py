@@ -1,0 +1,285 @@
+"""Load and validate lagwatch's YAML configuration.
+
+Every problem becomes one ConfigError whose text names the key path, e.g.
+``clusters[0].security.protocol: must be one of 'PLAINTEXT', ... (got 'TLS')``.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+
+DEFAULT_LISTEN = "0.0.0.0:9391"
+_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
+_UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
+_ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    """The configuration is unusable; the message is one line that names the key path."""
+
+
+def parse_duration(value: object) -> float:
+    """Return seconds for 500ms, 30s, 5m, 1h, 1d or a plain number of seconds."""
+    if isinstance(value, bool):
+        raise ValueError(f"invalid duration {value!r}: use 500ms, 30s, 5m, 1h or seconds")
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        match = _DURATION.match(str(value))
+        if match is None:
+            msg = f"invalid duration {value!r}: use 500ms, 30s, 5m, 1h or seconds"
+            raise ValueError(msg)
+        seconds = float(match.group(1)) * _UNITS_S[match.group(2)]
+    if seconds <= 0:
+        raise ValueError(f"duration must be positive (got {value!r})")
+    return seconds
+
+
+def _compile_regex(value: object) -> re.Pattern[str]:
+    if not isinstance(value, str):
+        raise ValueError(f"expected a regular expression string (got {value!r})")
+    try:
+        return re.compile(value)
+    except re.error as exc:
+        raise ValueError(f"invalid regex {value!r}: {exc}") from None
+
+
+def _host_port(value: object) -> str:
+    text = str(value).strip()
+    host, sep, port = text.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(f"expected HOST:PORT (got {value!r})")
+    return text
+
+
+def _server_list(value: object) -> object:
+    if isinstance(value, str):
+        return [part for part in value.split(",") if part.strip()]
+    return value
+
+
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+Regex = Annotated[re.Pattern[str], BeforeValidator(_compile_regex)]
+HostPort = Annotated[str, BeforeValidator(_host_port)]
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+
+
+def _read_secret_file(path: str | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return Path(path).read_text().strip()
+    except OSError as exc:
+        raise ValueError(f"cannot read {path!r}: {exc.strerror}") from None
+
+
+class Security(_Strict):
+    """How to reach a secured cluster; passed through to kafka-python."""
+
+    protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
+    sasl_mechanism: Literal["PLAIN", "SCRAM-SHA-256", "SCRAM-SHA-512"] | None = None
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: str | None = None
+    ca_file: str | None = None
+    cert_file: str | None = None
+    key_file: str | None = None
+    key_password: SecretStr | None = None
+    key_password_file: str | None = None
+    check_hostname: bool = True
+
+    @field_validator("password_file", "key_password_file")
+    @classmethod
+    def _readable(cls, path: str | None) -> str | None:
+        _read_secret_file(path)
+        return path
+
+    @model_validator(mode="after")
+    def _sasl_needs_credentials(self) -> Security:
+        if self.protocol.startswith("SASL") and not self.sasl_mechanism:
+            raise ValueError(f"sasl_mechanism is required with protocol {self.protocol}")
+        if self.sasl_mechanism and (self.username is None or self.secret("password") is None):
+            raise ValueError(f"{self.sasl_mechanism} needs username and password "
+                             "(or password_file)")
+        return self
+
+    def secret(self, name: Literal["password", "key_password"]) -> str | None:
+        """Return a secret from its inline value or its *_file form."""
+        inline: SecretStr | None = getattr(self, name)
+        if inline is not None:
+            return inline.get_secret_value()
+        return _read_secret_file(getattr(self, f"{name}_file"))
+
+    def client_options(self) -> dict[str, Any]:
+        """Return the matching kafka-python client keyword arguments."""
+        options: dict[str, Any] = {"security_protocol": self.protocol}
+        if self.sasl_mechanism:
+            options.update(sasl_mechanism=self.sasl_mechanism,
+                           sasl_plain_username=self.username,
+                           sasl_plain_password=self.secret("password"))
+        if "SSL" in self.protocol:
+            options.update(ssl_cafile=self.ca_file, ssl_certfile=self.cert_file,
+                           ssl_keyfile=self.key_file, ssl_password=self.secret("key_password"),
+                           ssl_check_hostname=self.check_hostname)
+        return options
+
+
+class GroupFilter(_Strict):
+    """Which consumer groups a cluster entry watches."""
+
+    include: list[Regex] = Field(default_factory=lambda: [re.compile(".*")])
+    exclude: list[Regex] = Field(default_factory=list)
+
+    def matches(self, group_id: str) -> bool:
+        """Say whether a group is watched: some include matches and no exclude does."""
+        return (any(p.search(group_id) for p in self.include)
+                and not any(p.search(group_id) for p in self.exclude))
+
+
+class ClusterConfig(_Strict):
+    """One Kafka cluster to watch."""
+
+    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
+    bootstrap_servers: Annotated[list[HostPort], BeforeValidator(_server_list)] = Field(
+        min_length=1)
+    security: Security = Field(default_factory=Security)
+    groups: GroupFilter = Field(default_factory=GroupFilter)
+    request_timeout: Duration = 10.0
+
+
+class HttpConfig(_Strict):
+    """Where /metrics, the health checks and the JSON API are served."""
+
+    listen: HostPort = DEFAULT_LISTEN
+
+
+class Config(_Strict):
+    """The whole configuration."""
+
+    clusters: list[ClusterConfig] = Field(min_length=1)
+    poll_interval: Duration = 30.0
+    http: HttpConfig = Field(default_factory=HttpConfig)
+    state_dir: str = "/var/lib/lagwatch"
+    log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    @field_validator("clusters")
+    @classmethod
+    def _unique_names(cls, clusters: list[ClusterConfig]) -> list[ClusterConfig]:
+        seen: set[str] = set()
+        for cluster in clusters:
+            if cluster.name in seen:
+                raise ValueError(f"cluster name {cluster.name!r} is used twice")
+            seen.add(cluster.name)
+        return clusters
+
+
+def load_config(path: str | None = None, overrides: dict[str, Any] | None = None) -> Config:
+    """Read, interpolate and validate a config file; apply command-line overrides on top."""
+    raw = _read_yaml(path) if path else {}
+    raw = _interpolate(raw, "")
+    for key, value in (overrides or {}).items():
+        if key == "bootstrap_servers":
+            _override_bootstrap(raw, value)
+        elif key == "listen":
+            raw.setdefault("http", {})
+            if isinstance(raw["http"], dict):
+                raw["http"]["listen"] = value
+        else:
+            raw[key] = value
+    if "clusters" not in raw:
+        raise ConfigError("clusters: no cluster configured; pass --bootstrap-server HOST:PORT "
+                          "or a config file with a clusters list")
+    try:
+        return Config.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(_describe(exc)) from None
+
+
+def _override_bootstrap(raw: dict[str, Any], servers: object) -> None:
+    clusters = raw.get("clusters")
+    if not clusters:
+        raw["clusters"] = [{"name": "default", "bootstrap_servers": servers}]
+    elif isinstance(clusters, list) and len(clusters) == 1 and isinstance(clusters[0], dict):
+        clusters[0]["bootstrap_servers"] = servers
+    else:
+        raise ConfigError("--bootstrap-server: the config file lists several clusters; "
+                          "set bootstrap_servers in the file instead")
+
+
+def _read_yaml(path: str) -> dict[str, Any]:
+    try:
+        text = Path(path).read_text()
+    except FileNotFoundError:
+        raise ConfigError(f"config file {path!r} not found") from None
+    except OSError as exc:
+        raise ConfigError(f"config file {path!r} cannot be read: {exc.strerror}") from None
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or str(exc)
+        raise ConfigError(f"config file {path!r} is not valid YAML{where}: {problem}") from None
+    if data is None:
+        return {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"config file {path!r}: expected a mapping of keys at the top level")
+    return data
+
+
+def _interpolate(node: Any, path: str) -> Any:
+    """Replace ${NAME} in every string with the environment variable's value."""
+    if isinstance(node, dict):
+        return {key: _interpolate(value, _join(path, key)) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_interpolate(value, f"{path}[{i}]") for i, value in enumerate(node)]
+    if isinstance(node, str):
+        def substitute(match: re.Match[str]) -> str:
+            name = match.group(1)
+            if name not in os.environ:
+                raise ConfigError(f"{path}: environment variable {name} is not set")
+            return os.environ[name]
+        return _ENV.sub(substitute, node)
+    return node
+
+
+def _join(path: str, key: object) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _describe(exc: ValidationError) -> str:
+    """Turn pydantic's first error into one line: key path, then what is wrong."""
+    error = exc.errors()[0]
+    path = ""
+    for part in error["loc"]:
+        path = f"{path}[{part}]" if isinstance(part, int) else _join(path, part)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        message = "unknown key"
+    elif kind == "missing":
+        message = "required key is missing"
+    else:
+        message = error["msg"].removeprefix("Value error, ")
+        if message.startswith("Input should be"):
+            message = message.replace("Input should be", "must be", 1)
+            if "password" not in path:  # never echo a secret
+                message += f" (got {error['input']!r})"
+    return f"{path}: {message}" if path else message

@@ -1,0 +1,104 @@
+"""The daemon: one APScheduler job per cluster feeding State, and the HTTP endpoint."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from datetime import UTC, datetime
+from types import FrameType
+
+from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.executors.pool import ThreadPoolExecutor
+from apscheduler.schedulers.background import BackgroundScheduler
+
+from lagwatch.api import HttpServer
+from lagwatch.collect import Collector
+from lagwatch.config import Config
+from lagwatch.export import PollMetrics, build_registry
+from lagwatch.state import State
+
+log = logging.getLogger(__name__)
+
+
+class Poller:
+    """Polls one cluster and publishes what it saw; one instance per cluster."""
+
+    def __init__(self, collector: Collector, state: State, metrics: PollMetrics) -> None:
+        self.collector = collector
+        self.state = state
+        self.metrics = metrics
+        self._was_up: bool | None = None
+
+    def poll(self) -> None:
+        """Run one poll; log changes of reachability rather than every failure."""
+        snapshot = self.collector.poll()
+        self.metrics.observe(snapshot)
+        report = self.state.publish(snapshot)
+        name = snapshot.cluster
+        if not snapshot.up and self._was_up is not False:
+            log.warning("cluster %s is unreachable: %s", name, snapshot.errors[0].message)
+        elif snapshot.up and self._was_up is False:
+            log.info("cluster %s is reachable again", name)
+        self._was_up = snapshot.up
+        for error in snapshot.errors if snapshot.up else ():
+            log.warning("cluster %s: %s", name, error)
+        log.debug("cluster %s polled in %.3fs: %d groups", name, snapshot.duration_s,
+                  len(report.groups))
+
+
+class Daemon:
+    """Runs the pollers on a schedule and serves HTTP until asked to stop."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.state = State([c.name for c in config.clusters], config.poll_interval)
+        self.registry, self.metrics = build_registry(self.state)
+        self.pollers = [Poller(Collector(c), self.state, self.metrics) for c in config.clusters]
+        self.scheduler = BackgroundScheduler(
+            executors={"default": ThreadPoolExecutor(max_workers=max(1, len(self.pollers)))},
+            timezone="UTC")
+        self.scheduler.add_listener(self._on_skipped, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+        self.http: HttpServer | None = None
+        self._stop = threading.Event()
+
+    def start(self) -> HttpServer:
+        """Bind the HTTP port, then schedule every cluster's poll to run now and each interval."""
+        self.http = HttpServer(self.config.http.listen, self.state, self.registry).start()
+        for poller in self.pollers:
+            self.scheduler.add_job(
+                poller.poll, "interval", seconds=self.config.poll_interval,
+                id=poller.collector.cluster.name, name=f"poll {poller.collector.cluster.name}",
+                next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
+                misfire_grace_time=max(1, int(self.config.poll_interval)))
+        self.scheduler.start()
+        return self.http
+
+    def run(self) -> None:
+        """Start, then block until SIGTERM or SIGINT, then shut down cleanly."""
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, self._on_signal)
+        self.start()
+        while not self._stop.wait(1.0):
+            pass
+        self.stop()
+
+    def stop(self) -> None:
+        """Stop polling (waiting for polls in flight), close clients, stop serving."""
+        log.info("shutting down")
+        self.scheduler.shutdown(wait=True)
+        for poller in self.pollers:
+            poller.collector.close()
+        if self.http is not None:
+            self.http.stop()
+
+    def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
+        log.info("received %s", signal.Signals(signum).name)
+        self._stop.set()
+
+    @staticmethod
+    def _on_skipped(event: JobExecutionEvent) -> None:
+        log.warning("%s: a poll was skipped because the previous one is still running "
+                    "or the scheduler fell behind; consider a longer poll_interval",
+                    event.job_id)
+

@@ -1,0 +1,1 @@
+"""Detection: pure functions from what was seen (and when) to statuses with reasons."""

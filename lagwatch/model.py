@@ -1,0 +1,92 @@
+"""Value types shared by every stage: what one poll of one cluster saw.
+
+Everything here is immutable once built. Times are epoch seconds (float); durations are
+seconds and their names end in ``_s``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+TopicPartition = tuple[str, int]
+"""(topic, partition)."""
+
+_EMPTY: Mapping[TopicPartition, int] = MappingProxyType({})
+
+
+@dataclass(frozen=True, slots=True)
+class LogOffsets:
+    """The available range of one partition's log: [log_start, log_end)."""
+
+    log_start: int
+    log_end: int
+
+
+@dataclass(frozen=True, slots=True)
+class Member:
+    """One member of a consumer group, as describe_groups reports it."""
+
+    member_id: str
+    client_id: str
+    client_host: str
+    group_instance_id: str | None = None
+    assignment: tuple[TopicPartition, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class GroupSnapshot:
+    """A consumer group: its coordinator-reported state, members and committed offsets."""
+
+    group_id: str
+    state: str
+    protocol_type: str = "consumer"
+    members: tuple[Member, ...] = ()
+    committed: Mapping[TopicPartition, int] = field(default_factory=lambda: _EMPTY)
+
+    def assigned(self) -> frozenset[TopicPartition]:
+        """Return every partition some member is assigned."""
+        return frozenset(tp for member in self.members for tp in member.assignment)
+
+    def partitions(self) -> frozenset[TopicPartition]:
+        """Return the partitions the group commits to or is assigned."""
+        return frozenset(self.committed) | self.assigned()
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterMeta:
+    """Cluster-wide facts from one poll."""
+
+    cluster_id: str | None
+    controller_id: int | None
+    brokers: tuple[int, ...]
+    partitions: int
+    offline: tuple[TopicPartition, ...] = ()
+    under_replicated: tuple[TopicPartition, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class PollError:
+    """Something one poll could not read; the rest of the poll went on without it."""
+
+    stage: str
+    subject: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.stage} {self.subject}: {self.message}"
+
+
+@dataclass(frozen=True, slots=True)
+class Snapshot:
+    """What one poll of one cluster saw. ``up`` is False when the cluster could not be read."""
+
+    cluster: str
+    taken_at: float
+    duration_s: float
+    up: bool
+    groups: Mapping[str, GroupSnapshot] = field(default_factory=dict)
+    offsets: Mapping[TopicPartition, LogOffsets] = field(default_factory=dict)
+    meta: ClusterMeta | None = None
+    errors: tuple[PollError, ...] = ()

@@ -1,0 +1,217 @@
+"""Turn a Snapshot into per-group lag and status: the one view export, API and CLI share."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from lagwatch.detect import offsets as rules
+from lagwatch.model import GroupSnapshot, PollError, Snapshot, TopicPartition
+from lagwatch.status import SEVERITY, Severity, Status, worst
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionReport:
+    """Lag and status of one group on one partition. None means not known, never 0."""
+
+    topic: str
+    partition: int
+    committed: int | None
+    log_start: int | None
+    log_end: int | None
+    lag_messages: int | None
+    lag_seconds: float | None
+    status: Status
+
+
+@dataclass(frozen=True, slots=True)
+class TopicReport:
+    """One group's lag on one topic: the sum (messages) and the max (seconds)."""
+
+    topic: str
+    partitions: tuple[PartitionReport, ...]
+
+    @property
+    def lag_messages(self) -> int | None:
+        """Return the summed lag of the partitions whose lag is known."""
+        known = [p.lag_messages for p in self.partitions if p.lag_messages is not None]
+        return sum(known) if known else None
+
+    @property
+    def lag_seconds(self) -> float | None:
+        """Return the largest known time lag."""
+        return max((p.lag_seconds for p in self.partitions if p.lag_seconds is not None),
+                   default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class GroupReport:
+    """A group's status (its worst partition), the sentences behind it, and its lag."""
+
+    group_id: str
+    state: str
+    members: int
+    status: Status
+    reasons: tuple[str, ...]
+    topics: tuple[TopicReport, ...]
+
+    @property
+    def severity(self) -> Severity:
+        """Return the severity of the group's status."""
+        return SEVERITY[self.status]
+
+    @property
+    def lag_messages(self) -> int | None:
+        """Return the lag summed over every topic."""
+        known = [t.lag_messages for t in self.topics if t.lag_messages is not None]
+        return sum(known) if known else None
+
+    @property
+    def lag_seconds(self) -> float | None:
+        """Return the largest time lag over every topic."""
+        return max((t.lag_seconds for t in self.topics if t.lag_seconds is not None),
+                   default=None)
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterReport:
+    """Everything known about one cluster after its latest poll.
+
+    ``snapshot`` is the latest successful poll's; ``errors`` are the latest poll's own.
+    """
+
+    cluster: str
+    up: bool
+    polled_at: float
+    last_success: float | None
+    groups: tuple[GroupReport, ...]
+    snapshot: Snapshot
+    errors: tuple[PollError, ...]
+
+    def group(self, group_id: str) -> GroupReport | None:
+        """Return one group's report, if the group is watched."""
+        return next((g for g in self.groups if g.group_id == group_id), None)
+
+
+def build_report(snapshot: Snapshot, previous: ClusterReport | None = None) -> ClusterReport:
+    """Report on a snapshot; a failed poll keeps the previous poll's groups and numbers."""
+    if not snapshot.up:
+        return ClusterReport(
+            snapshot.cluster, up=False, polled_at=snapshot.taken_at,
+            last_success=previous.last_success if previous else None,
+            groups=previous.groups if previous else (),
+            snapshot=previous.snapshot if previous else snapshot, errors=snapshot.errors)
+    # A topic without log offsets (deleted, or unreadable this poll) is a poll error, not lag.
+    readable = frozenset(topic for topic, _ in snapshot.offsets)
+    groups = tuple(_group_report(snapshot, g, readable)
+                   for _, g in sorted(snapshot.groups.items()))
+    return ClusterReport(snapshot.cluster, up=True, polled_at=snapshot.taken_at,
+                         last_success=snapshot.taken_at, groups=groups, snapshot=snapshot,
+                         errors=snapshot.errors)
+
+
+def _group_report(snapshot: Snapshot, group: GroupSnapshot,
+                  readable: frozenset[str]) -> GroupReport:
+    members = len(group.members)
+    by_topic: dict[str, list[PartitionReport]] = defaultdict(list)
+    for tp in sorted(group.partitions()):
+        if tp[0] in readable:
+            by_topic[tp[0]].append(_partition_report(snapshot, group, tp, members))
+    topics = tuple(TopicReport(t, tuple(parts)) for t, parts in sorted(by_topic.items()))
+    partitions = [p for t in topics for p in t.partitions]
+    status = worst(p.status for p in partitions)
+    return GroupReport(group.group_id, group.state, members, status,
+                       _reasons(partitions, members), topics)
+
+
+def _partition_report(snapshot: Snapshot, group: GroupSnapshot, tp: TopicPartition,
+                      members: int) -> PartitionReport:
+    committed = group.committed.get(tp)
+    log = snapshot.offsets.get(tp)
+    lag = rules.lag_messages(committed, log)
+    return PartitionReport(
+        topic=tp[0], partition=tp[1], committed=committed,
+        log_start=log.log_start if log else None, log_end=log.log_end if log else None,
+        lag_messages=lag, lag_seconds=0.0 if lag == 0 else None,
+        status=rules.judge(committed, log, members))
+
+
+def _reasons(partitions: list[PartitionReport], members: int) -> tuple[str, ...]:
+    """One sentence per status present, worst first, with the numbers behind it."""
+    by_status: dict[Status, list[PartitionReport]] = defaultdict(list)
+    for p in partitions:
+        by_status[p.status].append(p)
+    reasons = []
+    for status in sorted(by_status, key=lambda s: list(Status).index(s), reverse=True):
+        parts = by_status[status]
+        if status is Status.DATA_LOSS:
+            lost = sum((p.log_start or 0) - (p.committed or 0) for p in parts)
+            where = ", ".join(f"{p.topic}[{p.partition}] committed {p.committed:,} "
+                              f"but the log starts at {p.log_start:,}" for p in parts)
+            reasons.append(f"{lost:,} unread messages were deleted by retention: {where}")
+        elif status is Status.STOPPED:
+            lag = sum(p.lag_messages or 0 for p in parts)
+            reasons.append(f"no active members while {lag:,} messages are unread "
+                           f"on {_count(len(parts), 'partition')}")
+        elif status is Status.UNKNOWN:
+            reasons.extend(_unknown_reasons(parts, members))
+    return tuple(reasons)
+
+
+def _unknown_reasons(parts: list[PartitionReport], members: int) -> list[str]:
+    reasons = []
+    uncommitted = [p for p in parts if p.committed is None]
+    if uncommitted:
+        reasons.append(f"no committed offset yet on {_count(len(uncommitted), 'partition')}: "
+                       + ", ".join(f"{p.topic}[{p.partition}]" for p in uncommitted))
+    behind = [p for p in parts if p.lag_messages]
+    if behind and members:
+        lag = sum(p.lag_messages or 0 for p in behind)
+        reasons.append(f"{lag:,} messages behind on {_count(len(behind), 'partition')}; "
+                       "one poll is not enough to judge whether the group keeps up")
+    return reasons
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
+def iso(ts: float | None) -> str | None:
+    """Format epoch seconds as an RFC 3339 UTC timestamp."""
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def to_document(reports: list[ClusterReport], now: float) -> dict[str, Any]:
+    """Render reports as the /api/v1/status document (DESIGN.md section 5)."""
+    return {"generated_at": iso(now),
+            "clusters": {r.cluster: cluster_document(r) for r in reports}}
+
+
+def cluster_document(report: ClusterReport) -> dict[str, Any]:
+    """Render one cluster of the status document."""
+    return {
+        "up": report.up,
+        "last_poll": iso(report.last_success),
+        "errors": [str(e) for e in report.errors],
+        "groups": {g.group_id: group_document(g) for g in report.groups},
+    }
+
+
+def group_document(group: GroupReport) -> dict[str, Any]:
+    """Render one group of the status document."""
+    return {
+        "status": str(group.status), "severity": str(group.severity),
+        "reasons": list(group.reasons), "state": group.state, "members": group.members,
+        "lag_messages": group.lag_messages, "lag_seconds": group.lag_seconds,
+        "topics": {t.topic: {
+            "lag_messages": t.lag_messages, "lag_seconds": t.lag_seconds,
+            "partitions": {str(p.partition): {
+                "committed": p.committed, "log_end": p.log_end, "log_start": p.log_start,
+                "lag_messages": p.lag_messages, "lag_seconds": p.lag_seconds,
+                "status": str(p.status)} for p in t.partitions}}
+            for t in group.topics},
+    }

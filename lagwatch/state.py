@@ -1,0 +1,46 @@
+"""The latest report per cluster: written by the pollers, read by scrapes and API requests."""
+
+from __future__ import annotations
+
+import threading
+
+from lagwatch.model import Snapshot
+from lagwatch.report import ClusterReport, build_report
+
+READY_INTERVALS = 3
+
+
+class State:
+    """Holds each cluster's latest ClusterReport; swapping a report is atomic."""
+
+    def __init__(self, clusters: list[str], poll_interval_s: float) -> None:
+        self.clusters = list(clusters)
+        self.poll_interval_s = poll_interval_s
+        self._reports: dict[str, ClusterReport] = {}
+        self._lock = threading.Lock()
+
+    def publish(self, snapshot: Snapshot) -> ClusterReport:
+        """Report on a new snapshot and make it the cluster's latest."""
+        with self._lock:
+            report = build_report(snapshot, self._reports.get(snapshot.cluster))
+            self._reports[snapshot.cluster] = report
+        return report
+
+    def reports(self) -> list[ClusterReport]:
+        """Return the latest report of every cluster polled at least once, in config order."""
+        with self._lock:
+            return [self._reports[c] for c in self.clusters if c in self._reports]
+
+    def report(self, cluster: str) -> ClusterReport | None:
+        """Return one cluster's latest report."""
+        with self._lock:
+            return self._reports.get(cluster)
+
+    def ready(self, now: float) -> bool:
+        """Say whether every cluster had a successful poll within the last 3 intervals."""
+        horizon = now - READY_INTERVALS * self.poll_interval_s
+        with self._lock:
+            return all(
+                (r := self._reports.get(c)) is not None
+                and r.last_success is not None and r.last_success >= horizon
+                for c in self.clusters)

@@ -1,0 +1,55 @@
+"""The status model (DESIGN.md section 3): names, severities and which is worse."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from enum import Enum
+
+
+class Status(str, Enum):
+    """How one partition, or one group as its worst partition, is doing."""
+
+    OK = "ok"
+    IDLE = "idle"
+    UNKNOWN = "unknown"
+    LAGGING = "lagging"
+    REWOUND = "rewound"
+    AT_RISK = "at_risk"
+    STALLED = "stalled"
+    STOPPED = "stopped"
+    DATA_LOSS = "data_loss"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+class Severity(str, Enum):
+    """What a status asks of people: nothing, a look, or action now."""
+
+    NONE = "none"
+    WARNING = "warning"
+    CRITICAL = "critical"
+
+    def __str__(self) -> str:
+        return self.value
+
+
+SEVERITY: dict[Status, Severity] = {
+    Status.OK: Severity.NONE,
+    Status.IDLE: Severity.NONE,
+    Status.UNKNOWN: Severity.NONE,
+    Status.LAGGING: Severity.WARNING,
+    Status.REWOUND: Severity.WARNING,
+    Status.AT_RISK: Severity.WARNING,
+    Status.STALLED: Severity.CRITICAL,
+    Status.STOPPED: Severity.CRITICAL,
+    Status.DATA_LOSS: Severity.CRITICAL,
+}
+
+# Enum order is the order of concern: a later status outranks an earlier one.
+_RANK = {status: rank for rank, status in enumerate(Status)}
+
+
+def worst(statuses: Iterable[Status]) -> Status:
+    """Return the most concerning status, or ok for none at all."""
+    return max(statuses, key=_RANK.__getitem__, default=Status.OK)

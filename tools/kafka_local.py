@@ -1,0 +1,304 @@
+"""Start a throwaway single-node Apache Kafka 4.x broker (KRaft) from Maven Central jars.
+
+Used by the test suite (session fixture), the quick-start script and the benchmarks.
+
+    python tools/kafka_local.py start            # runs until Ctrl-C, prints the bootstrap server
+    python tools/kafka_local.py run -- CMD ...   # starts the broker, runs CMD with
+                                                 # LAGWATCH_BOOTSTRAP set, stops the broker
+
+The jars are resolved once with `mvn dependency:copy-dependencies` into a cache directory
+(``$LAGWATCH_KAFKA_CACHE``, default ``~/.cache/lagwatch``) and reused across runs.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import contextlib
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
+from pathlib import Path
+from types import TracebackType
+
+HERE = Path(__file__).resolve().parent
+POM = HERE / "kafka" / "pom.xml"
+LOG4J = HERE / "kafka" / "log4j2.properties"
+KAFKA_VERSION = "4.1.1"
+READY_TOPIC = "__lagwatch_launcher_ready"
+
+# Settings a single node needs, plus ones that keep tests fast.
+BASE_PROPERTIES: Mapping[str, str] = {
+    "process.roles": "broker,controller",
+    "node.id": "1",
+    "controller.listener.names": "CONTROLLER",
+    "inter.broker.listener.name": "PLAINTEXT",
+    "listener.security.protocol.map": "PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT",
+    "offsets.topic.replication.factor": "1",
+    "offsets.topic.num.partitions": "1",
+    "transaction.state.log.replication.factor": "1",
+    "transaction.state.log.min.isr": "1",
+    "share.coordinator.state.topic.replication.factor": "1",
+    "share.coordinator.state.topic.min.isr": "1",
+    "group.initial.rebalance.delay.ms": "0",
+    "group.min.session.timeout.ms": "1000",
+    "num.partitions": "1",
+    "auto.create.topics.enable": "false",
+    "log.retention.check.interval.ms": "5000",
+}
+
+
+class LauncherError(RuntimeError):
+    """A one-line, user-facing reason the broker could not be started."""
+
+
+def free_port() -> int:
+    """Return a TCP port on 127.0.0.1 that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def cache_dir() -> Path:
+    """Return where resolved jars are kept between runs."""
+    root = os.environ.get("LAGWATCH_KAFKA_CACHE") or Path.home() / ".cache" / "lagwatch"
+    return Path(root) / f"kafka-{KAFKA_VERSION}"
+
+
+def _require(tool: str) -> str:
+    path = shutil.which(tool)
+    if path is None:
+        hint = "install Java 17 or newer" if tool == "java" else "install Apache Maven"
+        msg = f"'{tool}' was not found on PATH; the local Kafka broker needs it ({hint})"
+        raise LauncherError(msg)
+    return path
+
+
+def resolve_jars(progress: bool = True) -> Path:
+    """Download the broker's jars once (Maven Central) and return their directory."""
+    target = cache_dir()
+    marker = target / ".complete"
+    if marker.exists():
+        return target
+    mvn = _require("mvn")
+    if progress:
+        print(f"lagwatch: resolving Apache Kafka {KAFKA_VERSION} jars into {target} "
+              "(first run only)...", file=sys.stderr, flush=True)
+    tmp = target.with_name(target.name + ".partial")
+    shutil.rmtree(tmp, ignore_errors=True)
+    cmd = [mvn, "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
+           f"-Dkafka.version={KAFKA_VERSION}", "-DincludeScope=runtime",
+           f"-DoutputDirectory={tmp}"]
+    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if result.returncode != 0:
+        tail = (result.stdout + result.stderr).strip().splitlines()[-5:]
+        raise LauncherError("mvn could not resolve the Kafka jars: " + " | ".join(tail))
+    shutil.rmtree(target, ignore_errors=True)
+    tmp.rename(target)
+    marker.touch()
+    return target
+
+
+def _die_with_parent() -> None:
+    # Linux: the JVM gets SIGKILL if the launching process dies, so no broker outlives it.
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL("libc.so.6", use_errno=True)
+        pr_set_pdeathsig = 1
+        libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
+
+
+class LocalKafka:
+    """A single-node KRaft broker+controller on free loopback ports in a temporary directory."""
+
+    def __init__(self, extra_properties: Mapping[str, str] | None = None,
+                 heap: str = "512m", workdir: Path | None = None) -> None:
+        self.extra_properties = dict(extra_properties or {})
+        self.heap = heap
+        self._own_workdir = workdir is None
+        self.workdir = workdir or Path(tempfile.mkdtemp(prefix="lagwatch-kafka-"))
+        self.port = free_port()
+        self.controller_port = free_port()
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def bootstrap(self) -> str:
+        """Return the bootstrap server clients connect to."""
+        return f"127.0.0.1:{self.port}"
+
+    @property
+    def log_file(self) -> Path:
+        """Return the broker's server.log."""
+        return self.workdir / "logs" / "server.log"
+
+    def _properties(self) -> dict[str, str]:
+        props = dict(BASE_PROPERTIES)
+        props.update({
+            "listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
+                         f"CONTROLLER://127.0.0.1:{self.controller_port}",
+            "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
+            "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
+            "log.dirs": str(self.workdir / "data"),
+        })
+        props.update(self.extra_properties)
+        return props
+
+    def _java(self, jars: Path, *args: str) -> list[str]:
+        return [_require("java"), f"-Xms{min(256, int(self.heap[:-1]))}m", f"-Xmx{self.heap}",
+                "-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Djava.awt.headless=true",
+                f"-Dkafka.logs.dir={self.workdir / 'logs'}",
+                f"-Dlog4j2.configurationFile={LOG4J}",
+                "-cp", f"{jars}/*", *args]
+
+    def start(self, timeout_s: float = 90.0) -> LocalKafka:
+        """Format storage, start the broker and wait until it serves groups."""
+        _require("java")
+        jars = resolve_jars()
+        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "server.properties"
+        config.write_text("".join(f"{k}={v}\n" for k, v in self._properties().items()))
+        cluster_id = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+        cluster_id = "A" + cluster_id[1:] if cluster_id.startswith("-") else cluster_id
+        fmt = subprocess.run(
+            self._java(jars, "kafka.tools.StorageTool", "format", "--standalone",
+                       "-t", cluster_id, "-c", str(config)),
+            capture_output=True, text=True, check=False)
+        if fmt.returncode != 0:
+            raise LauncherError("formatting Kafka storage failed: "
+                                + (fmt.stdout + fmt.stderr).strip().splitlines()[-1])
+        stdout = (self.workdir / "logs" / "stdout.log").open("wb")
+        self.process = subprocess.Popen(
+            self._java(jars, "kafka.Kafka", str(config)),
+            stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent)  # noqa: PLW1509 - only a prctl call, no locks
+        stdout.close()
+        try:
+            self._wait_ready(timeout_s)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def _wait_ready(self, timeout_s: float) -> None:
+        deadline = time.monotonic() + timeout_s
+        while "Kafka Server started" not in self._log_text():
+            self._check_alive()
+            if time.monotonic() > deadline:
+                raise LauncherError(f"Kafka did not start within {timeout_s:.0f}s; "
+                                    f"see {self.log_file}")
+            time.sleep(0.2)
+        _wait_for_coordinator(self.bootstrap, deadline)
+
+    def _log_text(self) -> str:
+        try:
+            return self.log_file.read_text(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    def _check_alive(self) -> None:
+        if self.process is not None and self.process.poll() is not None:
+            out = (self.workdir / "logs" / "stdout.log").read_text(errors="replace")
+            last = (out.strip().splitlines() or ["(no output)"])[-1]
+            msg = f"Kafka exited with status {self.process.returncode}: {last}"
+            raise LauncherError(msg)
+
+    def stop(self, timeout_s: float = 20.0) -> None:
+        """Stop the broker: SIGTERM, then SIGKILL after timeout_s; remove its directory."""
+        proc, self.process = self.process, None
+        if proc is not None and proc.poll() is None:
+            proc.terminate()
+            try:
+                proc.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+        if self._own_workdir:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> LocalKafka:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+def _wait_for_coordinator(bootstrap: str, deadline: float) -> None:
+    """Block until a topic can be created and the group coordinator answers."""
+    from kafka import KafkaAdminClient
+    from kafka.admin import NewTopic
+    from kafka.errors import KafkaError, TopicAlreadyExistsError
+
+    last: Exception | None = None
+    while time.monotonic() < deadline:
+        try:
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000,
+                                     bootstrap_timeout_ms=5000)
+        except KafkaError as exc:
+            last = exc
+            time.sleep(0.3)
+            continue
+        try:
+            with contextlib.suppress(TopicAlreadyExistsError):
+                admin.create_topics([NewTopic(READY_TOPIC, 1, 1)])
+            admin.list_group_offsets({"__lagwatch_launcher_probe": None})
+            return
+        except KafkaError as exc:
+            last = exc
+            time.sleep(0.3)
+        finally:
+            admin.close()
+    raise LauncherError(f"Kafka's group coordinator did not become ready: {last!r}")
+
+
+@contextlib.contextmanager
+def running_broker(**kwargs: object) -> Iterator[LocalKafka]:
+    """Run a LocalKafka for the duration of a with-block."""
+    broker = LocalKafka(**kwargs)  # type: ignore[arg-type]
+    with broker:
+        yield broker
+
+
+def _main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(prog="kafka_local", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="verb", required=True)
+    sub.add_parser("fetch", help="resolve the jars into the cache and exit")
+    sub.add_parser("start", help="run a broker until interrupted")
+    run = sub.add_parser("run", help="run a broker around a command")
+    run.add_argument("command", nargs=argparse.REMAINDER)
+    args = parser.parse_args(argv)
+    try:
+        if args.verb == "fetch":
+            print(resolve_jars())
+            return 0
+        print("lagwatch: starting a local Kafka broker...", file=sys.stderr, flush=True)
+        with running_broker() as broker:
+            print(f"lagwatch: local Kafka {KAFKA_VERSION} is up at {broker.bootstrap} "
+                  f"(logs: {broker.log_file})", file=sys.stderr, flush=True)
+            signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+            if args.verb == "start":
+                with contextlib.suppress(KeyboardInterrupt):
+                    signal.pause()
+                return 0
+            command = [c for c in args.command if c != "--"]
+            env = dict(os.environ, LAGWATCH_BOOTSTRAP=broker.bootstrap)
+            command = [c.replace("{bootstrap}", broker.bootstrap) for c in command]
+            child = subprocess.Popen(command, env=env)
+            try:
+                return child.wait()
+            except KeyboardInterrupt:
+                child.send_signal(signal.SIGINT)
+                return child.wait()
+    except LauncherError as exc:
+        print(f"lagwatch: {exc}", file=sys.stderr)
+        return 3
+
+
+if __name__ == "__main__":
+    sys.exit(_main(sys.argv[1:]))
