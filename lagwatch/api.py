@@ -37,7 +37,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._send(200 if ready else 503, b"ready\n" if ready else b"not ready\n",
                        "text/plain; charset=utf-8")
         elif path == "/api/v1/status":
-            self._json(200, to_document(state.reports(), time.time()))
+            self._json(200, to_document(state.reports(), time.time(), state.clusters))
         elif path.startswith("/api/v1/status/"):
             self._status_of(*[unquote(p) for p in path.split("/")[4:]])
         elif path == "/":

@@ -99,7 +99,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     clusters = ", ".join(f"{c.name} ({','.join(c.bootstrap_servers)})" for c in config.clusters)
     print(f"lagwatch {__version__}: watching {clusters} every {config.poll_interval:g}s; "
           f"metrics at {http.url}/metrics, status at {http.url}/api/v1/status", flush=True)
-    daemon.run()
+    daemon.serve_until_signalled()
     return EXIT_OK
 
 

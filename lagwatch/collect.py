@@ -43,6 +43,8 @@ AdminFactory = Callable[..., Any]
 # Connect workers and share groups commit no consumer offsets worth watching.
 _CONSUMER_PROTOCOLS = frozenset({"consumer", ""})
 _UNKNOWN_TOPIC = 3
+STAGES = ("connect", "offsets", "describe", "metadata", "cluster", "log_offsets")
+"""Pipeline stages a poll error can come from (the ``stage`` label of poll errors)."""
 _FAILURES = (KafkaError, OSError, ValueError)
 
 

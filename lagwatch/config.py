@@ -62,7 +62,7 @@ def _compile_regex(value: object) -> re.Pattern[str]:
 def _host_port(value: object) -> str:
     text = str(value).strip()
     host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
         raise ValueError(f"expected HOST:PORT (got {value!r})")
     return text
 

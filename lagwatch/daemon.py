@@ -74,11 +74,10 @@ class Daemon:
         self.scheduler.start()
         return self.http
 
-    def run(self) -> None:
-        """Start, then block until SIGTERM or SIGINT, then shut down cleanly."""
+    def serve_until_signalled(self) -> None:
+        """Block until SIGTERM or SIGINT, then shut down cleanly."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
-        self.start()
         while not self._stop.wait(1.0):
             pass
         self.stop()

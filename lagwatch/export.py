@@ -12,6 +12,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.core import GaugeMetricFamily
 from prometheus_client.registry import Collector
 
+from lagwatch.collect import STAGES
 from lagwatch.model import Snapshot
 from lagwatch.report import ClusterReport
 from lagwatch.state import State
@@ -117,12 +118,15 @@ class LagCollector(Collector):
 class PollMetrics:
     """Counts what polls take and what they fail to read, as they happen."""
 
-    def __init__(self, registry: CollectorRegistry) -> None:
+    def __init__(self, registry: CollectorRegistry, clusters: list[str]) -> None:
         self.duration = Histogram("lagwatch_poll_duration_seconds", "Time one poll took.",
                                   ["cluster"], buckets=POLL_BUCKETS_S, registry=registry)
         self.errors = Counter("lagwatch_poll_errors_total",
                               "Things a poll could not read, by pipeline stage.",
                               ["cluster", "stage"], registry=registry)
+        for cluster in clusters:  # present at 0 from the start, so rate() sees the first error
+            for stage in STAGES:
+                self.errors.labels(cluster, stage)
 
     def observe(self, snapshot: Snapshot) -> None:
         """Record one poll's duration and its errors."""
@@ -136,4 +140,4 @@ def build_registry(state: State) -> tuple[CollectorRegistry, PollMetrics]:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(LagCollector(state))
     ProcessCollector(registry=registry)
-    return registry, PollMetrics(registry)
+    return registry, PollMetrics(registry, state.clusters)

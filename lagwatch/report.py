@@ -185,10 +185,16 @@ def iso(ts: float | None) -> str | None:
     return datetime.fromtimestamp(ts, UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
 
 
-def to_document(reports: list[ClusterReport], now: float) -> dict[str, Any]:
-    """Render reports as the /api/v1/status document (DESIGN.md section 5)."""
-    return {"generated_at": iso(now),
-            "clusters": {r.cluster: cluster_document(r) for r in reports}}
+def to_document(reports: list[ClusterReport], now: float,
+                clusters: list[str] | None = None) -> dict[str, Any]:
+    """Render reports as the /api/v1/status document (DESIGN.md section 5).
+
+    A configured cluster not polled yet is listed as down with no groups.
+    """
+    pending = {"up": False, "last_poll": None, "errors": [], "groups": {}}
+    documents = dict.fromkeys(clusters or (), pending)
+    documents.update({r.cluster: cluster_document(r) for r in reports})
+    return {"generated_at": iso(now), "clusters": documents}
 
 
 def cluster_document(report: ClusterReport) -> dict[str, Any]:

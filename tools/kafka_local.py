@@ -118,12 +118,13 @@ class LocalKafka:
     """A single-node KRaft broker+controller on free loopback ports in a temporary directory."""
 
     def __init__(self, extra_properties: Mapping[str, str] | None = None,
-                 heap: str = "512m", workdir: Path | None = None) -> None:
+                 heap: str = "512m", workdir: Path | None = None,
+                 port: int | None = None) -> None:
         self.extra_properties = dict(extra_properties or {})
         self.heap = heap
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="lagwatch-kafka-"))
-        self.port = free_port()
+        self.port = port or free_port()
         self.controller_port = free_port()
         self.process: subprocess.Popen[bytes] | None = None
 

@@ -1,0 +1,36 @@
+"""Shared fixtures: a real Kafka broker for the session, and helpers to drive it."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+
+from kafka_local import LocalKafka  # noqa: E402
+
+
+@pytest.fixture(scope="session")
+def kafka_bootstrap() -> Iterator[str]:
+    """A running broker: $LAGWATCH_TEST_BOOTSTRAP if set, else a local one for the session."""
+    given = os.environ.get("LAGWATCH_TEST_BOOTSTRAP")
+    if given:
+        yield given
+        return
+    with LocalKafka() as broker:
+        yield broker.bootstrap
+
+
+@pytest.fixture
+def unique() -> Callable[[str], str]:
+    """Return a name maker whose names no other test (or earlier run) uses."""
+    run = uuid.uuid4().hex[:6]
+    counter = itertools.count()
+    return lambda prefix: f"{prefix}-{run}-{next(counter)}"

@@ -1,0 +1,76 @@
+"""Fixtures that drive the real broker: topics, messages, commits, and an in-process daemon."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+
+from lagwatch.config import load_config
+from lagwatch.daemon import Daemon
+from tests.integration.helpers import produce
+
+pytestmark = pytest.mark.integration
+
+
+@pytest.fixture(scope="session")
+def admin(kafka_bootstrap: str) -> Iterator[KafkaAdminClient]:
+    client = KafkaAdminClient(bootstrap_servers=kafka_bootstrap, request_timeout_ms=10000)
+    yield client
+    client.close()
+
+
+@pytest.fixture(scope="session")
+def producer(kafka_bootstrap: str) -> Iterator[KafkaProducer]:
+    client = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def make_topic(admin: KafkaAdminClient, producer: KafkaProducer,
+               unique: Callable[[str], str]) -> Callable[..., str]:
+    """Create a topic and write an exact number of messages to each partition."""
+    def make(counts: list[int], name: str | None = None) -> str:
+        topic = name or unique("topic")
+        admin.create_topics([NewTopic(topic, len(counts), 1)])
+        admin.wait_for_topics([topic])
+        produce(producer, topic, dict(enumerate(counts)))
+        return topic
+    return make
+
+
+@pytest.fixture
+def config_file(kafka_bootstrap: str, tmp_path: Path) -> Callable[..., str]:
+    """Write a config that watches only the named groups; return its path."""
+    def write(*groups: str, bootstrap: str = kafka_bootstrap, **extra: Any) -> str:
+        config = {"clusters": [{"name": "default", "bootstrap_servers": [bootstrap],
+                                "request_timeout": "5s",
+                                "groups": {"include": [f"^{re.escape(g)}$" for g in groups]}}],
+                  "http": {"listen": "127.0.0.1:0"}, "poll_interval": "1s", **extra}
+        path = tmp_path / f"lagwatch-{len(list(tmp_path.iterdir()))}.yaml"
+        path.write_text(yaml.safe_dump(config))
+        return str(path)
+    return write
+
+
+@pytest.fixture
+def daemon(config_file: Callable[..., str]) -> Iterator[Callable[..., Daemon]]:
+    """Start in-process daemons (HTTP on a free port) watching the named groups."""
+    started: list[Daemon] = []
+
+    def start(*groups: str, **kwargs: Any) -> Daemon:
+        instance = Daemon(load_config(config_file(*groups, **kwargs)))
+        instance.start()
+        started.append(instance)
+        return instance
+
+    yield start
+    for instance in started:
+        instance.stop()

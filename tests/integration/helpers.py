@@ -1,0 +1,75 @@
+"""Helpers that drive the real broker and read lagwatch's HTTP endpoint."""
+
+from __future__ import annotations
+
+import json
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Callable
+from typing import Any
+
+import pytest
+from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka.structs import OffsetAndMetadata
+from prometheus_client.parser import text_string_to_metric_families
+
+from lagwatch.daemon import Daemon
+
+
+def produce(producer: KafkaProducer, topic: str, counts: dict[int, int]) -> None:
+    """Write counts[p] messages to partition p, and wait until all are acknowledged."""
+    futures = [producer.send(topic, b"m%d" % i, partition=p)
+               for p, n in counts.items() for i in range(n)]
+    producer.flush()
+    for future in futures:
+        future.get(timeout=10)
+
+
+def commit(bootstrap: str, group: str, topic: str, offsets: dict[int, int]) -> None:
+    """Commit offsets for a group that has no active members, as a consumer would."""
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group,
+                             enable_auto_commit=False)
+    try:
+        consumer.commit({TopicPartition(topic, p): OffsetAndMetadata(o, "", -1)
+                         for p, o in offsets.items()})
+    finally:
+        consumer.close()
+
+
+def http_get(url: str) -> tuple[int, bytes]:
+    """GET a URL; return the status code and body, for errors too."""
+    try:
+        with urllib.request.urlopen(url, timeout=10) as response:  # noqa: S310 - loopback
+            return response.status, response.read()
+    except urllib.error.HTTPError as error:
+        return error.code, error.read()
+
+
+def status_document(daemon: Daemon) -> dict[str, Any]:
+    assert daemon.http is not None
+    code, body = http_get(daemon.http.url + "/api/v1/status")
+    assert code == 200
+    return json.loads(body)  # type: ignore[no-any-return]
+
+
+def scrape(daemon: Daemon) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+    """Scrape /metrics into {(sample name, labels): value}."""
+    assert daemon.http is not None
+    code, body = http_get(daemon.http.url + "/metrics")
+    assert code == 200
+    return {(s.name, frozenset(s.labels.items())): s.value
+            for family in text_string_to_metric_families(body.decode())
+            for s in family.samples}
+
+
+def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = 30.0) -> Any:
+    """Poll condition until it returns something truthy; fail naming what never happened."""
+    deadline = time.monotonic() + timeout_s
+    last: Any = None
+    while time.monotonic() < deadline:
+        last = condition()
+        if last:
+            return last
+        time.sleep(0.2)
+    pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what} (last: {last!r})")
