@@ -266,12 +266,37 @@ def running_broker(**kwargs: object) -> Iterator[LocalKafka]:
         yield broker
 
 
+def _run_command(broker: LocalKafka, command: list[str], demo: bool) -> int:
+    """Run the user's command against the broker; {bootstrap} in it is filled in."""
+    traffic = None
+    if demo:
+        from demo_traffic import DemoTraffic
+
+        print("lagwatch: starting demo traffic on topic demo-orders (groups demo-shipping, "
+              "demo-billing, demo-archiver)", file=sys.stderr, flush=True)
+        traffic = DemoTraffic(broker.bootstrap).start()
+    argv = [c.replace("{bootstrap}", broker.bootstrap) for c in command if c != "--"]
+    env = dict(os.environ, LAGWATCH_BOOTSTRAP=broker.bootstrap)
+    child = subprocess.Popen(argv, env=env)
+    signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
+    try:
+        return child.wait()
+    except KeyboardInterrupt:
+        child.send_signal(signal.SIGINT)
+        return child.wait()
+    finally:
+        if traffic is not None:
+            traffic.stop()
+
+
 def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="kafka_local", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="verb", required=True)
     sub.add_parser("fetch", help="resolve the jars into the cache and exit")
     sub.add_parser("start", help="run a broker until interrupted")
     run = sub.add_parser("run", help="run a broker around a command")
+    run.add_argument("--demo", action="store_true",
+                     help="create demo-orders and demo consumer groups with live traffic")
     run.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     try:
@@ -287,15 +312,7 @@ def _main(argv: list[str]) -> int:
                 with contextlib.suppress(KeyboardInterrupt):
                     signal.pause()
                 return 0
-            command = [c for c in args.command if c != "--"]
-            env = dict(os.environ, LAGWATCH_BOOTSTRAP=broker.bootstrap)
-            command = [c.replace("{bootstrap}", broker.bootstrap) for c in command]
-            child = subprocess.Popen(command, env=env)
-            try:
-                return child.wait()
-            except KeyboardInterrupt:
-                child.send_signal(signal.SIGINT)
-                return child.wait()
+            return _run_command(broker, args.command, demo=args.demo)
     except LauncherError as exc:
         print(f"lagwatch: {exc}", file=sys.stderr)
         return 3
