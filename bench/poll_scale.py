@@ -1,0 +1,231 @@
+"""Poll cost at scale: 200 topics x 10 partitions, 500 groups, ~50,000 group-partitions.
+
+    .venv/bin/python bench/poll_scale.py [--topics 200] [--partitions 10] [--groups 500]
+                                         [--topics-per-group 10] [--polls 7]
+
+Starts a local broker (or uses $LAGWATCH_BENCH_BOOTSTRAP), builds the fixture, then prints:
+- median poll time, Kafka requests per poll, and report + /metrics render time, for
+  lagwatch's batched collector and, in the same run, a per-group/per-topic baseline (the
+  way threshold exporters commonly read offsets), with their ratio;
+- the peak RSS of a `lagwatch run` daemon after several polls of the same cluster.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+import urllib.request
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
+from kafka.admin import NewTopic
+from kafka.protocol.consumer import OffsetSpec
+from kafka.structs import OffsetAndMetadata
+from prometheus_client import generate_latest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT / "tools"))
+
+from kafka_local import LocalKafka, free_port  # noqa: E402
+
+from lagwatch.collect import Collector  # noqa: E402
+from lagwatch.config import load_config  # noqa: E402
+from lagwatch.export import build_registry  # noqa: E402
+from lagwatch.state import State  # noqa: E402
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+@contextmanager
+def broker() -> Iterator[str]:
+    given = os.environ.get("LAGWATCH_BENCH_BOOTSTRAP")
+    if given:
+        yield given
+        return
+    with LocalKafka(heap="1g") as local:
+        yield local.bootstrap
+
+
+def build_fixture(bootstrap: str, args: argparse.Namespace) -> None:
+    """Create the topics, a few messages per partition, and the groups' commits."""
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=60000)
+    topics = [f"bench-{i:03d}" for i in range(args.topics)]
+    for start in range(0, len(topics), 50):
+        batch = topics[start:start + 50]
+        admin.create_topics([NewTopic(t, args.partitions, 1) for t in batch])
+        say(f"  topics: {start + len(batch)}/{len(topics)}")
+    admin.wait_for_topics(topics, timeout_ms=120000)
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, batch_size=65536)
+    for t in topics:
+        for p in range(args.partitions):
+            for _ in range(5):
+                producer.send(t, b"x", partition=p)
+    producer.flush()
+    say(f"  messages: {5 * len(topics) * args.partitions}")
+    for g in range(args.groups):
+        chosen = [topics[(g * 7 + k) % len(topics)] for k in range(args.topics_per_group)]
+        admin.alter_group_offsets(f"bench-group-{g:03d}", {
+            TopicPartition(t, p): OffsetAndMetadata(g % 5, "", -1)
+            for t in chosen for p in range(args.partitions)})
+        if (g + 1) % 100 == 0:
+            say(f"  groups: {g + 1}/{args.groups}")
+    admin.close()
+
+
+def count_requests(admin: Any) -> Callable[[], int]:
+    """Count the requests an admin client sends (wraps its connection manager's send)."""
+    sent = [0]
+    original = admin._manager.send
+
+    def send(*a: Any, **kw: Any) -> Any:
+        sent[0] += 1
+        return original(*a, **kw)
+
+    admin._manager.send = send
+
+    def take() -> int:
+        n, sent[0] = sent[0], 0
+        return n
+    return take
+
+
+def baseline_poll(admin: Any, groups: list[str]) -> int:
+    """Read the same data one group and one topic at a time; return group-partitions."""
+    total = 0
+    tps: set[TopicPartition] = set()
+    for g in groups:
+        offsets = admin.list_group_offsets({g: None})[g]
+        admin.describe_groups([g])
+        total += len(offsets)
+        tps.update(offsets)
+    by_topic: dict[str, list[TopicPartition]] = {}
+    for tp in tps:
+        by_topic.setdefault(tp.topic, []).append(tp)
+    for parts in by_topic.values():
+        admin.list_partition_offsets(dict.fromkeys(parts, OffsetSpec.LATEST))
+        admin.list_partition_offsets(dict.fromkeys(parts, OffsetSpec.EARLIEST))
+    return total
+
+
+def measure_lagwatch(bootstrap: str, polls: int) -> dict[str, float]:
+    config = load_config(None, {"bootstrap_servers": [bootstrap], "poll_interval": "30s"})
+    collector = Collector(config.clusters[0])
+    take = count_requests(collector._client())
+    take()
+    state = State(["default"], 30.0)
+    registry, metrics = build_registry(state)
+    poll_s, report_s, render_s, requests = [], [], [], []
+    snapshot = None
+    for i in range(polls):
+        started = time.perf_counter()
+        snapshot = collector.poll()
+        poll_s.append(time.perf_counter() - started)
+        requests.append(take())
+        started = time.perf_counter()
+        metrics.observe(snapshot)
+        state.publish(snapshot)
+        report_s.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        body = generate_latest(registry)
+        render_s.append(time.perf_counter() - started)
+        say(f"  lagwatch poll {i + 1}/{polls}: {poll_s[-1]:.3f}s, {requests[-1]} requests")
+    collector.close()
+    assert snapshot is not None and snapshot.up, snapshot
+    group_partitions = sum(len(g.committed) for g in snapshot.groups.values())
+    return {"poll_s": statistics.median(poll_s), "requests": statistics.median(requests),
+            "report_s": statistics.median(report_s), "render_s": statistics.median(render_s),
+            "group_partitions": group_partitions, "groups": len(snapshot.groups),
+            "series": body.count(b"\nlagwatch_"), "errors": len(snapshot.errors)}
+
+
+def measure_baseline(bootstrap: str, polls: int) -> dict[str, float]:
+    admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=60000)
+    take = count_requests(admin)
+    groups = sorted(g["group_id"] for g in admin.list_groups()
+                    if g["group_id"].startswith("bench-group-"))
+    take()
+    poll_s, requests = [], []
+    for i in range(polls):
+        started = time.perf_counter()
+        baseline_poll(admin, groups)
+        poll_s.append(time.perf_counter() - started)
+        requests.append(take())
+        say(f"  baseline poll {i + 1}/{polls}: {poll_s[-1]:.3f}s, {requests[-1]} requests")
+    admin.close()
+    return {"poll_s": statistics.median(poll_s), "requests": statistics.median(requests)}
+
+
+def daemon_peak_rss_mb(bootstrap: str, polls: int) -> tuple[float, float]:
+    """Run `lagwatch run` for a number of polls; return (peak RSS MB, mean poll s)."""
+    port = free_port()
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "lagwatch", "run", "--bootstrap-server", bootstrap,
+         "--listen", f"127.0.0.1:{port}", "--poll-interval", "3s", "--log-level", "warning"],
+        stdout=subprocess.DEVNULL)
+    try:
+        count, total = 0.0, 0.0
+        while count < polls:
+            time.sleep(1)
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",  # noqa: S310
+                                            timeout=30) as response:
+                    text = response.read().decode()
+            except OSError:
+                continue
+            for line in text.splitlines():
+                if line.startswith("lagwatch_poll_duration_seconds_count"):
+                    count = float(line.split()[-1])
+                elif line.startswith("lagwatch_poll_duration_seconds_sum"):
+                    total = float(line.split()[-1])
+        status = Path(f"/proc/{proc.pid}/status").read_text()
+        hwm_kb = next(int(line.split()[1]) for line in status.splitlines()
+                      if line.startswith("VmHWM:"))
+        return hwm_kb / 1024, total / count
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--topics", type=int, default=200)
+    parser.add_argument("--partitions", type=int, default=10)
+    parser.add_argument("--groups", type=int, default=500)
+    parser.add_argument("--topics-per-group", type=int, default=10)
+    parser.add_argument("--polls", type=int, default=7)
+    args = parser.parse_args()
+    with broker() as bootstrap:
+        say(f"building the fixture on {bootstrap}")
+        build_fixture(bootstrap, args)
+        say("measuring lagwatch's collector")
+        ours = measure_lagwatch(bootstrap, args.polls)
+        say("measuring the per-group baseline")
+        base = measure_baseline(bootstrap, args.polls)
+        say("measuring the daemon's peak RSS")
+        rss_mb, daemon_poll_s = daemon_peak_rss_mb(bootstrap, args.polls)
+    print(f"fixture: {args.topics} topics x {args.partitions} partitions, "
+          f"{ours['groups']:.0f} groups, {ours['group_partitions']:.0f} group-partitions; "
+          f"{os.cpu_count()} CPUs")
+    print(f"lagwatch: median poll {ours['poll_s']:.3f} s, {ours['requests']:.0f} requests/poll, "
+          f"report {ours['report_s'] * 1000:.0f} ms, /metrics render "
+          f"{ours['render_s'] * 1000:.0f} ms ({ours['series']:.0f} lagwatch series), "
+          f"poll errors {ours['errors']:.0f}")
+    print(f"baseline (per group, per topic): median poll {base['poll_s']:.3f} s, "
+          f"{base['requests']:.0f} requests/poll")
+    print(f"ratio baseline/lagwatch: poll time {base['poll_s'] / ours['poll_s']:.1f}x, "
+          f"requests {base['requests'] / ours['requests']:.1f}x")
+    print(f"daemon: peak RSS {rss_mb:.0f} MB, mean poll {daemon_poll_s:.3f} s "
+          f"(poll + report, {args.polls} polls)")
+
+
+if __name__ == "__main__":
+    main()
