@@ -176,7 +176,7 @@ def daemon_peak_rss_mb(bootstrap: str, polls: int) -> tuple[float, float]:
         while count < polls:
             time.sleep(1)
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",  # noqa: S310
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
                                             timeout=30) as response:
                     text = response.read().decode()
             except OSError:

@@ -146,7 +146,7 @@ def format_table(reports: Sequence[ClusterReport]) -> str:
         rows = [("GROUP", "TOPIC", "STATUS", "STATE", "MEMBERS", "LAG", "TIME LAG")]
         notes: list[str] = []
         for g in r.groups:
-            rows.append((g.group_id, "", str(g.status), g.state, str(g.members),
+            rows.append((g.group_id, "", str(g.status), g.state, _num(g.members),
                          _num(g.lag_messages), _secs(g.lag_seconds)))
             rows.extend(("", t.topic, "", "", "", _num(t.lag_messages), _secs(t.lag_seconds))
                         for t in g.topics)

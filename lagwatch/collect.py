@@ -46,6 +46,10 @@ _UNKNOWN_TOPIC = 3
 STAGES = ("connect", "offsets", "describe", "metadata", "cluster", "log_offsets")
 """Pipeline stages a poll error can come from (the ``stage`` label of poll errors)."""
 _FAILURES = (KafkaError, OSError, ValueError)
+# The admin client caches group coordinators and never invalidates them: after one of
+# these the client is rebuilt for the next poll.
+_COORDINATOR_ERRORS = ("NotCoordinatorError", "CoordinatorNotAvailableError",
+                       "CoordinatorLoadInProgressError")
 
 
 def brief(exc: BaseException) -> str:
@@ -98,15 +102,16 @@ class Collector:
         errors: list[PollError] = []
         try:
             admin = self._client()
-            group_ids = self._list_groups(admin)
+            listed = self._list_groups(admin)
         except _FAILURES as exc:
             self.close()
             errors.append(PollError("connect", self.cluster.name, brief(exc)))
             return Snapshot(self.cluster.name, taken_at, time.monotonic() - started,
                             up=False, errors=tuple(errors))
+        group_ids = list(listed)
         committed = self._committed(admin, group_ids, errors)
         described = self._describe(admin, group_ids, errors)
-        groups = {gid: _group(gid, described.get(gid), committed.get(gid, {}))
+        groups = {gid: _group(gid, listed[gid], described.get(gid), committed.get(gid, {}))
                   for gid in group_ids}
         topics, meta = self._metadata(admin, errors)
         wanted = {tp[0] for g in groups.values() for tp in g.partitions()}
@@ -114,17 +119,19 @@ class Collector:
         partitions = [(topic, p) for topic in sorted(wanted & topics.keys())
                       for p in topics[topic]]
         offsets = self._log_offsets(admin, partitions, errors)
+        if any(e.message.startswith(_COORDINATOR_ERRORS) for e in errors):
+            self.close()
         return Snapshot(self.cluster.name, taken_at, time.monotonic() - started, up=True,
                         groups=groups, offsets=offsets, meta=meta, errors=tuple(errors))
 
-    def _list_groups(self, admin: Any) -> list[str]:
-        listed = admin.list_groups()
-        return sorted({
-            g["group_id"] for g in listed
+    def _list_groups(self, admin: Any) -> dict[str, dict[str, Any]]:
+        """The watched groups, each with what ListGroups says of it."""
+        return {
+            g["group_id"]: g for g in sorted(admin.list_groups(), key=lambda g: g["group_id"])
             if g.get("protocol_type", "") in _CONSUMER_PROTOCOLS
             and g.get("group_type") != "share"
             and self.cluster.groups.matches(g["group_id"])
-        })
+        }
 
     def _committed(self, admin: Any, group_ids: list[str],
                    errors: list[PollError]) -> dict[str, dict[TopicPartition, int]]:
@@ -224,8 +231,13 @@ def _batched(keys: list[str], fetch: Callable[[list[str]], dict[str, Any]], stag
     return result
 
 
-def _group(group_id: str, info: dict[str, Any] | None,
+def _group(group_id: str, listed: dict[str, Any], info: dict[str, Any] | None,
            committed: dict[TopicPartition, int]) -> GroupSnapshot:
+    if listed.get("group_type") == "consumer" and (info is None or not info.get("members")):
+        # KIP-848 groups: DescribeGroups calls them dead; ListGroups knows their state.
+        state = listed.get("group_state") or "Unknown"
+        return GroupSnapshot(group_id, state=state, protocol_type="consumer",
+                             members=() if state == "Empty" else None, committed=committed)
     if info is None:
         return GroupSnapshot(group_id, state="Unknown", committed=committed)
     return GroupSnapshot(

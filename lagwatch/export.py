@@ -110,7 +110,8 @@ class LagCollector(Collector):
                 for s in Status:
                     status.add_metric([r.cluster, g.group_id, s.value],
                                       1.0 if s is g.status else 0.0)
-                members.add_metric([r.cluster, g.group_id], g.members)
+                if g.members is not None:
+                    members.add_metric([r.cluster, g.group_id], g.members)
                 state.add_metric([r.cluster, g.group_id, g.state], 1.0)
         yield from (lag, lag_s, status, members, state)
 

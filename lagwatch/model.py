@@ -37,17 +37,21 @@ class Member:
 
 @dataclass(frozen=True, slots=True)
 class GroupSnapshot:
-    """A consumer group: its coordinator-reported state, members and committed offsets."""
+    """A consumer group: its coordinator-reported state, members and committed offsets.
+
+    ``members`` is None when the coordinator cannot say (groups on the KIP-848 consumer
+    protocol, which DescribeGroups reports as dead).
+    """
 
     group_id: str
     state: str
     protocol_type: str = "consumer"
-    members: tuple[Member, ...] = ()
+    members: tuple[Member, ...] | None = ()
     committed: Mapping[TopicPartition, int] = field(default_factory=lambda: _EMPTY)
 
     def assigned(self) -> frozenset[TopicPartition]:
         """Return every partition some member is assigned."""
-        return frozenset(tp for member in self.members for tp in member.assignment)
+        return frozenset(tp for member in self.members or () for tp in member.assignment)
 
     def partitions(self) -> frozenset[TopicPartition]:
         """Return the partitions the group commits to or is assigned."""

@@ -52,7 +52,7 @@ class GroupReport:
 
     group_id: str
     state: str
-    members: int
+    members: int | None
     status: Status
     reasons: tuple[str, ...]
     topics: tuple[TopicReport, ...]
@@ -114,7 +114,7 @@ def build_report(snapshot: Snapshot, previous: ClusterReport | None = None) -> C
 
 def _group_report(snapshot: Snapshot, group: GroupSnapshot,
                   readable: frozenset[str]) -> GroupReport:
-    members = len(group.members)
+    members = None if group.members is None else len(group.members)
     by_topic: dict[str, list[PartitionReport]] = defaultdict(list)
     for tp in sorted(group.partitions()):
         if tp[0] in readable:
@@ -127,7 +127,7 @@ def _group_report(snapshot: Snapshot, group: GroupSnapshot,
 
 
 def _partition_report(snapshot: Snapshot, group: GroupSnapshot, tp: TopicPartition,
-                      members: int) -> PartitionReport:
+                      members: int | None) -> PartitionReport:
     committed = group.committed.get(tp)
     log = snapshot.offsets.get(tp)
     lag = rules.lag_messages(committed, log)
@@ -138,7 +138,7 @@ def _partition_report(snapshot: Snapshot, group: GroupSnapshot, tp: TopicPartiti
         status=rules.judge(committed, log, members))
 
 
-def _reasons(partitions: list[PartitionReport], members: int) -> tuple[str, ...]:
+def _reasons(partitions: list[PartitionReport], members: int | None) -> tuple[str, ...]:
     """One sentence per status present, worst first, with the numbers behind it."""
     by_status: dict[Status, list[PartitionReport]] = defaultdict(list)
     for p in partitions:
@@ -160,14 +160,17 @@ def _reasons(partitions: list[PartitionReport], members: int) -> tuple[str, ...]
     return tuple(reasons)
 
 
-def _unknown_reasons(parts: list[PartitionReport], members: int) -> list[str]:
+def _unknown_reasons(parts: list[PartitionReport], members: int | None) -> list[str]:
     reasons = []
+    if members is None:
+        reasons.append("the coordinator cannot describe this group's members (KIP-848 "
+                       "consumer protocol), so a stop cannot be told from one poll")
     uncommitted = [p for p in parts if p.committed is None]
     if uncommitted:
         reasons.append(f"no committed offset yet on {_count(len(uncommitted), 'partition')}: "
                        + ", ".join(f"{p.topic}[{p.partition}]" for p in uncommitted))
     behind = [p for p in parts if p.lag_messages]
-    if behind and members:
+    if behind and members != 0:
         lag = sum(p.lag_messages or 0 for p in behind)
         reasons.append(f"{lag:,} messages behind on {_count(len(behind), 'partition')}; "
                        "one poll is not enough to judge whether the group keeps up")

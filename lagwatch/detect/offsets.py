@@ -18,12 +18,12 @@ def is_data_loss(committed: int, log: LogOffsets) -> bool:
     return committed < log.log_start
 
 
-def is_stopped(lag: int, members: int) -> bool:
+def is_stopped(lag: int, members: int | None) -> bool:
     """Nobody is consuming, yet messages wait: a crashed or scaled-to-zero consumer."""
     return members == 0 and lag > 0
 
 
-def judge(committed: int | None, log: LogOffsets | None, members: int) -> Status:
+def judge(committed: int | None, log: LogOffsets | None, members: int | None) -> Status:
     """Return the status one snapshot supports for a group-partition."""
     lag = lag_messages(committed, log)
     if committed is None or log is None or lag is None:
@@ -34,4 +34,4 @@ def judge(committed: int | None, log: LogOffsets | None, members: int) -> Status
         return Status.OK
     if is_stopped(lag, members):
         return Status.STOPPED
-    return Status.UNKNOWN  # members and some lag: only a trend over polls can judge it
+    return Status.UNKNOWN  # members (or unknown members) and some lag: only a trend can tell

@@ -11,7 +11,7 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer
 
 from lagwatch.daemon import Daemon
-from tests.integration.helpers import commit, scrape, status_document, wait_for
+from tests.integration.helpers import commit, http_get, scrape, status_document, wait_for
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess[str]:
@@ -89,6 +89,32 @@ def test_metrics_report_exact_offsets_and_lag_per_partition(
     assert value("lagwatch_group_status", group=group, status="ok") == 0
     assert value("lagwatch_cluster_up") == 1
     assert value("lagwatch_poll_errors_total", stage="offsets") == 0
+
+
+def test_endpoints_answer_per_cluster_and_group_with_404_for_unknown_names(
+        kafka_bootstrap: str, make_topic: Callable[..., str], unique: Callable[[str], str],
+        daemon: Callable[..., Daemon]) -> None:
+    # Given
+    topic = make_topic([2])
+    group = unique("group")
+    commit(kafka_bootstrap, group, topic, {0: 2})
+    lagwatch = daemon(group)
+    assert lagwatch.http is not None
+    base = lagwatch.http.url
+    wait_for(lambda: group_of(lagwatch, group), f"a poll that sees {group}")
+
+    # Then
+    assert http_get(base + "/healthz") == (200, b"ok\n")
+    assert http_get(base + "/readyz") == (200, b"ready\n")
+    code, body = http_get(f"{base}/api/v1/status/default/{group}")
+    assert code == 200
+    assert json.loads(body)["status"] == "ok"
+    code, body = http_get(f"{base}/api/v1/status/default")
+    assert (code, list(json.loads(body)["groups"])) == (200, [group])
+    assert http_get(f"{base}/api/v1/status/default/nope") == (
+        404, b'{\n  "error": "group \'nope\' is not watched in cluster \'default\'"\n}\n')
+    assert http_get(f"{base}/api/v1/status/elsewhere")[0] == 404
+    assert http_get(f"{base}/nothing-here")[0] == 404
 
 
 def test_group_state_and_members_follow_a_member_joining_and_leaving(

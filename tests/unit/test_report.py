@@ -112,3 +112,15 @@ def test_document_lists_configured_clusters_not_polled_yet() -> None:
     assert doc == {"generated_at": "2026-09-21T14:13:20Z",
                    "clusters": {"prod": {"up": False, "last_poll": None, "errors": [],
                                          "groups": {}}}}
+
+
+def test_a_group_whose_members_cannot_be_described_is_never_called_stopped() -> None:
+    # KIP-848 groups: DescribeGroups reports them dead, so members are not known
+    group = GroupSnapshot("g", "Stable", members=None, committed={("orders", 0): 40})
+    report = build_report(snapshot(group, offsets=ORDERS)).groups[0]
+    assert (report.status, report.members) == (Status.UNKNOWN, None)
+    assert report.reasons == (
+        "the coordinator cannot describe this group's members (KIP-848 consumer protocol), "
+        "so a stop cannot be told from one poll",
+        "60 messages behind on 1 partition; one poll is not enough to judge whether the "
+        "group keeps up")

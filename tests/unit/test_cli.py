@@ -1,0 +1,74 @@
+"""Command-line failures that need no broker: each is one line on stderr and exit status 3."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent.parent
+LAUNCHER = ROOT / "tools" / "kafka_local.py"
+
+
+def lagwatch(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "lagwatch", *args], capture_output=True,
+                          text=True, timeout=60, check=False, env=env)
+
+
+def test_run_without_any_cluster_says_how_to_name_one() -> None:
+    env = {k: v for k, v in os.environ.items() if k != "LAGWATCH_BOOTSTRAP"}
+    result = lagwatch("run", env=env)
+    assert result.returncode == 3
+    assert result.stderr == ("lagwatch: clusters: no cluster configured; pass "
+                             "--bootstrap-server HOST:PORT or a config file with a "
+                             "clusters list\n")
+
+
+def test_run_on_a_busy_port_names_the_address() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = lagwatch("run", "--bootstrap-server", "127.0.0.1:1",
+                          "--listen", f"127.0.0.1:{port}")
+    assert result.returncode == 3
+    assert result.stderr == (f"lagwatch: http.listen: cannot listen on 127.0.0.1:{port}: "
+                             "Address already in use\n")
+
+
+def test_a_bad_flag_value_is_exit_3_not_argparse_2() -> None:
+    result = lagwatch("check", "--bootstrap-server", "nohost")
+    assert result.returncode == 3
+    assert result.stderr == ("lagwatch: clusters[0].bootstrap_servers[0]: expected HOST:PORT "
+                             "(got 'nohost')\n")
+    unknown = lagwatch("check", "--frobnicate")
+    assert unknown.returncode == 3
+    assert unknown.stderr.endswith("lagwatch: unrecognized arguments: --frobnicate\n")
+
+
+@pytest.mark.parametrize(("present", "missing", "hint"), [
+    ((), "java", "install Java 17 or newer"),
+    (("java",), "mvn", "install Apache Maven"),
+])
+def test_launcher_names_a_missing_tool_in_one_line(tmp_path: Path, present: tuple[str, ...],
+                                                   missing: str, hint: str) -> None:
+    # Given a PATH that holds only the tools in `present`, and an empty jar cache
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in present:
+        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path),
+           "LAGWATCH_KAFKA_CACHE": str(tmp_path / "cache")}
+    # When
+    result = subprocess.run([sys.executable, str(LAUNCHER), "start"], capture_output=True,
+                            text=True, timeout=60, check=False, env=env)
+    # Then
+    assert result.returncode == 3
+    assert result.stderr.splitlines()[-1] == (
+        f"lagwatch: '{missing}' was not found on PATH; the local Kafka broker needs it "
+        f"({hint})")
