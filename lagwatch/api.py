@@ -18,6 +18,7 @@ from lagwatch.report import cluster_document, group_document, to_document
 from lagwatch.state import State
 
 log = logging.getLogger(__name__)
+_STATUS_PREFIX = "/api/v1/status/"
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -38,17 +39,18 @@ class _Handler(BaseHTTPRequestHandler):
                        "text/plain; charset=utf-8")
         elif path == "/api/v1/status":
             self._json(200, to_document(state.reports(), time.time(), state.clusters))
-        elif path.startswith("/api/v1/status/"):
-            self._status_of(*[unquote(p) for p in path.split("/")[4:]])
+        elif path.startswith(_STATUS_PREFIX):
+            cluster, _, group = path.removeprefix(_STATUS_PREFIX).partition("/")
+            self._status_of(unquote(cluster), unquote(group) if group else None)
         elif path == "/":
             self._send(200, b"lagwatch: see /metrics, /healthz, /readyz, /api/v1/status\n",
                        "text/plain; charset=utf-8")
         else:
             self._json(404, {"error": f"no such endpoint: {path}"})
 
-    def _status_of(self, cluster: str, group: str | None = None, *rest: str) -> None:
+    def _status_of(self, cluster: str, group: str | None) -> None:
         report = self.server.state.report(cluster)
-        if report is None or rest:
+        if report is None:
             self._json(404, {"error": f"unknown cluster {cluster!r}"})
         elif group is None:
             self._json(200, cluster_document(report))

@@ -9,7 +9,7 @@ from typing import Any
 
 from lagwatch.detect import offsets as rules
 from lagwatch.model import GroupSnapshot, PollError, Snapshot, TopicPartition
-from lagwatch.status import SEVERITY, Severity, Status, worst
+from lagwatch.status import SEVERITY, Severity, Status, rank, worst
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,7 +144,7 @@ def _reasons(partitions: list[PartitionReport], members: int | None) -> tuple[st
     for p in partitions:
         by_status[p.status].append(p)
     reasons = []
-    for status in sorted(by_status, key=lambda s: list(Status).index(s), reverse=True):
+    for status in sorted(by_status, key=rank, reverse=True):
         parts = by_status[status]
         if status is Status.DATA_LOSS:
             lost = sum((p.log_start or 0) - (p.committed or 0) for p in parts)

@@ -50,6 +50,11 @@ SEVERITY: dict[Status, Severity] = {
 _RANK = {status: rank for rank, status in enumerate(Status)}
 
 
+def rank(status: Status) -> int:
+    """Return how concerning a status is; higher is worse."""
+    return _RANK[status]
+
+
 def worst(statuses: Iterable[Status]) -> Status:
     """Return the most concerning status, or ok for none at all."""
-    return max(statuses, key=_RANK.__getitem__, default=Status.OK)
+    return max(statuses, key=rank, default=Status.OK)
