@@ -278,15 +278,16 @@ def _run_command(broker: LocalKafka, command: list[str], demo: bool) -> int:
     argv = [c.replace("{bootstrap}", broker.bootstrap) for c in command if c != "--"]
     env = dict(os.environ, LAGWATCH_BOOTSTRAP=broker.bootstrap)
     child = subprocess.Popen(argv, env=env)
+    # Ctrl-C reaches the child through the terminal's process group; SIGTERM is passed on.
+    # Either way the child decides when to exit, and the broker stops after it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
     try:
-        return child.wait()
-    except KeyboardInterrupt:
-        child.send_signal(signal.SIGINT)
-        return child.wait()
+        code = child.wait()
     finally:
         if traffic is not None:
             traffic.stop()
+    return 128 - code if code < 0 else code
 
 
 def _main(argv: list[str]) -> int:
