@@ -13,7 +13,8 @@ from typing import Any
 
 from lagwatch import __version__
 from lagwatch.collect import Collector
-from lagwatch.config import Config, ConfigError, load_config
+from lagwatch.config import Config, ConfigError, load_config, parse_duration
+from lagwatch.pipeline import Pipeline
 from lagwatch.report import ClusterReport, build_report, to_document
 from lagwatch.status import Severity
 
@@ -56,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
                                          "2 critical, 3 unreachable or invalid config")
     common(check)
     check.add_argument("--json", action="store_true", help="print the JSON status document")
+    check.add_argument("--samples", type=int, default=1, metavar="N",
+                       help="polls to take before judging (trend statuses need several)")
+    check.add_argument("--interval", default="15s", metavar="DURATION",
+                       help="time between samples (default 15s)")
 
     validate = sub.add_parser("validate", help="check a config file")
     validate.add_argument("-c", "--config", required=True, help="YAML config file")
@@ -107,24 +112,48 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Poll every cluster once and report; the exit status is the worst severity."""
     config = _config(args)
     _setup_logging(config.log_level if args.log_level else "error")
-    reports = []
-    for cluster in config.clusters:
-        collector = Collector(cluster)
-        try:
-            snapshot = collector.poll()
-        finally:
+    if args.samples < 1:
+        raise UsageError(f"--samples: must be 1 or more (got {args.samples})")
+    try:
+        interval_s = parse_duration(args.interval)
+    except ValueError as exc:
+        raise UsageError(f"--interval: {exc}") from None
+    collectors = [Collector(c, config.detection.retention_refresh) for c in config.clusters]
+    pipelines = [Pipeline(c.name, config.detection) for c in config.clusters]
+    try:
+        reports = _sample(collectors, pipelines, args.samples, interval_s)
+    finally:
+        for collector in collectors:
             collector.close()
-        if not snapshot.up:
-            servers = ",".join(cluster.bootstrap_servers)
-            raise UsageError(f"cluster {cluster.name!r} is unreachable at {servers}: "
-                             f"{snapshot.errors[0].message}")
-        reports.append(build_report(snapshot))
     if args.json:
         print(json.dumps(to_document(reports, time.time()), indent=2))
     else:
         print(format_table(reports))
     severities = [g.severity for r in reports for g in r.groups]
     return max((_EXIT_FOR[s] for s in severities), default=EXIT_OK)
+
+
+def _sample(collectors: list[Collector], pipelines: list[Pipeline], samples: int,
+            interval_s: float) -> list[ClusterReport]:
+    """Poll every cluster `samples` times; report on the last poll with the whole history."""
+    reports: list[ClusterReport] = []
+    for n in range(1, samples + 1):
+        started = time.monotonic()
+        reports = []
+        for collector, pipeline in zip(collectors, pipelines, strict=True):
+            snapshot = collector.poll()
+            if not snapshot.up:
+                servers = ",".join(collector.cluster.bootstrap_servers)
+                raise UsageError(f"cluster {collector.cluster.name!r} is unreachable at "
+                                 f"{servers}: {snapshot.errors[0].message}")
+            assessments = pipeline.ingest(snapshot)
+            reports.append(build_report(snapshot, None, assessments,
+                                        pipeline.history.span_s(), pipeline.memory.lost_total))
+        if n < samples:
+            print(f"lagwatch: sample {n}/{samples} taken; next in {interval_s:g}s",
+                  file=sys.stderr, flush=True)
+            time.sleep(max(0.0, interval_s - (time.monotonic() - started)))
+    return reports
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

@@ -23,6 +23,7 @@ from typing import Any
 
 from kafka import KafkaAdminClient
 from kafka import TopicPartition as KafkaTP
+from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError
 from kafka.protocol.consumer import OffsetSpec
 
@@ -33,6 +34,7 @@ from lagwatch.model import (
     LogOffsets,
     Member,
     PollError,
+    Retention,
     Snapshot,
     TopicPartition,
 )
@@ -43,7 +45,8 @@ AdminFactory = Callable[..., Any]
 # Connect workers and share groups commit no consumer offsets worth watching.
 _CONSUMER_PROTOCOLS = frozenset({"consumer", ""})
 _UNKNOWN_TOPIC = 3
-STAGES = ("connect", "offsets", "describe", "metadata", "cluster", "log_offsets")
+STAGES = ("connect", "offsets", "describe", "metadata", "cluster", "log_offsets", "retention")
+_RETENTION_KEYS = {"retention.ms": None, "retention.bytes": None, "cleanup.policy": None}
 """Pipeline stages a poll error can come from (the ``stage`` label of poll errors)."""
 _FAILURES = (KafkaError, OSError, ValueError)
 # The admin client caches group coordinators and never invalidates them: after one of
@@ -68,11 +71,14 @@ def brief(exc: BaseException) -> str:
 class Collector:
     """Polls one cluster with one long-lived admin client, rebuilt after a failed poll."""
 
-    def __init__(self, cluster: ClusterConfig,
+    def __init__(self, cluster: ClusterConfig, retention_refresh_s: float = 600.0,
                  admin_factory: AdminFactory = KafkaAdminClient) -> None:
         self.cluster = cluster
+        self.retention_refresh_s = retention_refresh_s
         self._admin_factory = admin_factory
         self._admin: Any = None
+        self._retention: dict[str, Retention] = {}
+        self._retention_at = float("-inf")
 
     def _client(self) -> Any:
         if self._admin is None:
@@ -119,10 +125,12 @@ class Collector:
         partitions = [(topic, p) for topic in sorted(wanted & topics.keys())
                       for p in topics[topic]]
         offsets = self._log_offsets(admin, partitions, errors)
+        retention = self._retention_of(admin, wanted & topics.keys(), errors)
         if any(e.message.startswith(_COORDINATOR_ERRORS) for e in errors):
             self.close()
         return Snapshot(self.cluster.name, taken_at, time.monotonic() - started, up=True,
-                        groups=groups, offsets=offsets, meta=meta, errors=tuple(errors))
+                        groups=groups, offsets=offsets, meta=meta, retention=retention,
+                        errors=tuple(errors))
 
     def _list_groups(self, admin: Any) -> dict[str, dict[str, Any]]:
         """The watched groups, each with what ListGroups says of it."""
@@ -188,6 +196,25 @@ class Collector:
         )
         return topics, meta
 
+    def _retention_of(self, admin: Any, topics: set[str],
+                      errors: list[PollError]) -> dict[str, Retention]:
+        """Each topic's retention, read when first seen and every retention_refresh_s."""
+        now = time.monotonic()
+        stale = now - self._retention_at >= self.retention_refresh_s
+        wanted = topics if stale else topics - self._retention.keys()
+        if wanted:
+            try:
+                described = admin.describe_configs(
+                    [ConfigResource(ConfigResourceType.TOPIC, t, dict(_RETENTION_KEYS))
+                     for t in sorted(wanted)], config_filter="all").get("topic", {})
+            except _FAILURES as exc:
+                errors.append(PollError("retention", self.cluster.name, brief(exc)))
+            else:
+                self._retention.update({t: _retention(c) for t, c in described.items() if c})
+                if stale:
+                    self._retention_at = now
+        return {t: self._retention[t] for t in topics if t in self._retention}
+
     def _log_offsets(self, admin: Any, partitions: list[TopicPartition],
                      errors: list[PollError]) -> dict[TopicPartition, LogOffsets]:
         by_topic: dict[str, list[TopicPartition]] = defaultdict(list)
@@ -206,6 +233,19 @@ class Collector:
 
         fetched = _batched(sorted(by_topic), fetch, "log_offsets", errors, subject="topic")
         return {tp: lo for per_topic in fetched.values() for tp, lo in per_topic.items()}
+
+
+def _retention(configs: dict[str, dict[str, Any]]) -> Retention:
+    def value(key: str) -> str:
+        return str(configs.get(key, {}).get("value") or "")
+
+    policy = value("cleanup.policy") or "delete"
+    ms = int(value("retention.ms") or -1)
+    size = int(value("retention.bytes") or -1)
+    deletes = "delete" in policy
+    return Retention(retention_s=ms / 1000 if ms >= 0 and deletes else None,
+                     retention_bytes=size if size >= 0 and deletes else None,
+                     cleanup_policy=policy)
 
 
 def _batched(keys: list[str], fetch: Callable[[list[str]], dict[str, Any]], stage: str,

@@ -23,6 +23,8 @@ from pydantic import (
     model_validator,
 )
 
+from lagwatch.detect.rules import Settings
+
 DEFAULT_LISTEN = "0.0.0.0:9391"
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -171,13 +173,40 @@ class HttpConfig(_Strict):
     listen: HostPort = DEFAULT_LISTEN
 
 
+class DetectionConfig(_Strict):
+    """How statuses are judged from history (see the README's Statuses section)."""
+
+    window: Duration = 1800.0
+    min_duration: Duration = 120.0
+    stall_after: Duration = 300.0
+    retention_horizon: Duration = 6 * 3600.0
+    retention_refresh: Duration = 600.0
+    significance: float = Field(default=2.33, gt=0)
+    max_samples: int = Field(default=240, ge=10, le=10000)
+
+    def settings(self) -> Settings:
+        """Return the knobs the pure detection rules take."""
+        return Settings(window_s=self.window, min_duration_s=self.min_duration,
+                        stall_after_s=self.stall_after,
+                        retention_horizon_s=self.retention_horizon,
+                        significance_z=self.significance)
+
+    @model_validator(mode="after")
+    def _window_holds_the_trend(self) -> DetectionConfig:
+        if self.min_duration > self.window or self.stall_after > self.window:
+            raise ValueError("window must be at least as long as min_duration and stall_after")
+        return self
+
+
 class Config(_Strict):
     """The whole configuration."""
 
     clusters: list[ClusterConfig] = Field(min_length=1)
     poll_interval: Duration = 30.0
     http: HttpConfig = Field(default_factory=HttpConfig)
+    detection: DetectionConfig = Field(default_factory=DetectionConfig)
     state_dir: str = "/var/lib/lagwatch"
+    persist: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 
     @field_validator("clusters")

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from datetime import UTC, datetime
 from types import FrameType
 
@@ -16,7 +17,9 @@ from lagwatch.api import HttpServer
 from lagwatch.collect import Collector
 from lagwatch.config import Config
 from lagwatch.export import PollMetrics, build_registry
+from lagwatch.pipeline import Pipeline
 from lagwatch.state import State
+from lagwatch.store import Store
 
 log = logging.getLogger(__name__)
 
@@ -24,8 +27,10 @@ log = logging.getLogger(__name__)
 class Poller:
     """Polls one cluster and publishes what it saw; one instance per cluster."""
 
-    def __init__(self, collector: Collector, state: State, metrics: PollMetrics) -> None:
+    def __init__(self, collector: Collector, pipeline: Pipeline, state: State,
+                 metrics: PollMetrics) -> None:
         self.collector = collector
+        self.pipeline = pipeline
         self.state = state
         self.metrics = metrics
         self._was_up: bool | None = None
@@ -34,7 +39,9 @@ class Poller:
         """Run one poll; log changes of reachability rather than every failure."""
         snapshot = self.collector.poll()
         self.metrics.observe(snapshot)
-        report = self.state.publish(snapshot)
+        assessments = self.pipeline.ingest(snapshot)
+        report = self.state.publish(snapshot, assessments, self.pipeline.history.span_s(),
+                                    self.pipeline.memory.lost_total)
         name = snapshot.cluster
         if not snapshot.up and self._was_up is not False:
             log.warning("cluster %s is unreachable: %s", name, snapshot.errors[0].message)
@@ -54,7 +61,11 @@ class Daemon:
         self.config = config
         self.state = State([c.name for c in config.clusters], config.poll_interval)
         self.registry, self.metrics = build_registry(self.state)
-        self.pollers = [Poller(Collector(c), self.state, self.metrics) for c in config.clusters]
+        self.store = Store(config.state_dir) if config.persist else None
+        self.pollers = [
+            Poller(Collector(c, config.detection.retention_refresh),
+                   Pipeline(c.name, config.detection, self.store), self.state, self.metrics)
+            for c in config.clusters]
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=max(1, len(self.pollers)))},
             timezone="UTC")
@@ -66,6 +77,7 @@ class Daemon:
         """Bind the HTTP port, then schedule every cluster's poll to run now and each interval."""
         self.http = HttpServer(self.config.http.listen, self.state, self.registry).start()
         for poller in self.pollers:
+            poller.pipeline.restore(time.time())
             self.scheduler.add_job(
                 poller.poll, "interval", seconds=self.config.poll_interval,
                 id=poller.collector.cluster.name, name=f"poll {poller.collector.cluster.name}",
@@ -88,6 +100,8 @@ class Daemon:
         self.scheduler.shutdown(wait=True)
         for poller in self.pollers:
             poller.collector.close()
+        if self.store is not None:
+            self.store.close()
         if self.http is not None:
             self.http.stop()
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
-from prometheus_client.core import GaugeMetricFamily
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from lagwatch.collect import STAGES
@@ -31,7 +31,7 @@ class LagCollector(Collector):
     def __init__(self, state: State) -> None:
         self._state = state
 
-    def collect(self) -> Iterator[GaugeMetricFamily]:
+    def collect(self) -> Iterator[Metric]:
         """Yield one family per metric, filled from the latest reports."""
         reports = self._state.reports()
         yield from self._cluster_families(reports)
@@ -65,15 +65,28 @@ class LagCollector(Collector):
     @staticmethod
     def _partition_families(reports: list[ClusterReport]) -> Iterator[GaugeMetricFamily]:
         labels = ("group", "topic", "partition")
-        lag = _gauge("partition_lag_messages", "Log end offset minus committed offset.",
-                     *labels)
-        lag_s = _gauge("partition_lag_seconds", "Estimated time lag.", *labels)
+        families = {
+            "lag_messages": _gauge("partition_lag_messages",
+                                   "Log end offset minus committed offset.", *labels),
+            "lag_seconds": _gauge("partition_lag_seconds",
+                                  "Estimated age of the oldest unread message.", *labels),
+            "consume_rate": _gauge("partition_consume_rate_per_second",
+                                   "Messages per second the group commits past.", *labels),
+            "catchup_eta_s": _gauge("partition_catchup_eta_seconds",
+                                    "Time to reach the log end at current rates.", *labels),
+            "retention_eta_s": _gauge("partition_retention_eta_seconds",
+                                      "Time until retention deletes unread messages.",
+                                      *labels),
+        }
         committed = _gauge("partition_committed_offset", "The group's committed offset.",
                            *labels)
         end = _gauge("partition_log_end_offset", "High watermark.", "topic", "partition")
         start = _gauge("partition_log_start_offset", "Earliest available offset.",
                        "topic", "partition")
+        produce = _gauge("partition_produce_rate_per_second",
+                         "Messages per second written to the partition.", "topic", "partition")
         for r in reports:
+            rates: dict[tuple[str, int], float] = {}
             for (topic, partition), log in sorted(r.snapshot.offsets.items()):
                 end.add_metric([r.cluster, topic, str(partition)], log.log_end)
                 start.add_metric([r.cluster, topic, str(partition)], log.log_start)
@@ -83,37 +96,62 @@ class LagCollector(Collector):
                         key = [r.cluster, g.group_id, t.topic, str(p.partition)]
                         if p.committed is not None:
                             committed.add_metric(key, p.committed)
-                        if p.lag_messages is not None:
-                            lag.add_metric(key, p.lag_messages)
-                        if p.lag_seconds is not None:
-                            lag_s.add_metric(key, p.lag_seconds)
-        yield from (lag, lag_s, committed, end, start)
+                        for attribute, family in families.items():
+                            value = getattr(p.assessment, attribute)
+                            if value is not None:
+                                family.add_metric(key, value)
+                        if p.assessment.produce_rate is not None:
+                            rates[(t.topic, p.partition)] = p.assessment.produce_rate
+            for (topic, partition), rate in sorted(rates.items()):
+                produce.add_metric([r.cluster, topic, str(partition)], rate)
+        yield from (*families.values(), committed, end, start, produce)
 
     @staticmethod
-    def _group_families(reports: list[ClusterReport]) -> Iterator[GaugeMetricFamily]:
-        lag = _gauge("group_lag_messages", "Lag summed over the topic's partitions.",
-                     "group", "topic")
-        lag_s = _gauge("group_lag_seconds", "Largest time lag over the topic's partitions.",
-                       "group", "topic")
+    def _group_families(reports: list[ClusterReport]
+                        ) -> Iterator[Metric]:
+        per_topic = {
+            "lag_messages": _gauge("group_lag_messages",
+                                   "Lag summed over the topic's partitions.", "group", "topic"),
+            "lag_seconds": _gauge("group_lag_seconds",
+                                  "Largest time lag over the topic's partitions.",
+                                  "group", "topic"),
+            "consume_rate": _gauge("group_consume_rate_per_second",
+                                   "Consume rate summed over the topic's partitions.",
+                                   "group", "topic"),
+            "produce_rate": _gauge("group_produce_rate_per_second",
+                                   "Produce rate summed over the partitions the group reads.",
+                                   "group", "topic"),
+            "catchup_eta_s": _gauge("group_catchup_eta_seconds",
+                                    "Time until the slowest partition catches up.",
+                                    "group", "topic"),
+            "retention_eta_s": _gauge("group_retention_eta_seconds",
+                                      "Soonest time retention deletes unread messages.",
+                                      "group", "topic"),
+        }
+        lost = CounterMetricFamily("lagwatch_lost_messages",
+                                   "Unread messages deleted by retention, counted once.",
+                                   labels=["cluster", "group", "topic"])
         status = _gauge("group_status", "1 for the group's current status, 0 for the others.",
                         "group", "status")
         members = _gauge("group_members", "Members in the group.", "group")
         state = _gauge("group_state", "1 for the group state the coordinator reports.",
                        "group", "state")
         for r in reports:
+            for (group_id, topic), total in sorted(r.lost_total.items()):
+                lost.add_metric([r.cluster, group_id, topic], total)
             for g in r.groups:
                 for t in g.topics:
-                    if t.lag_messages is not None:
-                        lag.add_metric([r.cluster, g.group_id, t.topic], t.lag_messages)
-                    if t.lag_seconds is not None:
-                        lag_s.add_metric([r.cluster, g.group_id, t.topic], t.lag_seconds)
+                    for attribute, family in per_topic.items():
+                        value = getattr(t, attribute)
+                        if value is not None:
+                            family.add_metric([r.cluster, g.group_id, t.topic], value)
                 for s in Status:
                     status.add_metric([r.cluster, g.group_id, s.value],
                                       1.0 if s is g.status else 0.0)
                 if g.members is not None:
                     members.add_metric([r.cluster, g.group_id], g.members)
                 state.add_metric([r.cluster, g.group_id, g.state], 1.0)
-        yield from (lag, lag_s, status, members, state)
+        yield from (*per_topic.values(), lost, status, members, state)
 
 
 class PollMetrics:

@@ -71,6 +71,15 @@ class ClusterMeta:
 
 
 @dataclass(frozen=True, slots=True)
+class Retention:
+    """How long a topic keeps messages: ``retention_s`` None means forever (or compaction)."""
+
+    retention_s: float | None
+    retention_bytes: int | None = None
+    cleanup_policy: str = "delete"
+
+
+@dataclass(frozen=True, slots=True)
 class PollError:
     """Something one poll could not read; the rest of the poll went on without it."""
 
@@ -93,4 +102,5 @@ class Snapshot:
     groups: Mapping[str, GroupSnapshot] = field(default_factory=dict)
     offsets: Mapping[TopicPartition, LogOffsets] = field(default_factory=dict)
     meta: ClusterMeta | None = None
+    retention: Mapping[str, Retention] = field(default_factory=dict)
     errors: tuple[PollError, ...] = ()

@@ -3,27 +3,43 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from dataclasses import dataclass
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
-from lagwatch.detect import offsets as rules
+from lagwatch.detect.assess import Assessments, assess, fmt_duration
+from lagwatch.detect.rules import Assessment, Memory, Settings
+from lagwatch.history import History
 from lagwatch.model import GroupSnapshot, PollError, Snapshot, TopicPartition
 from lagwatch.status import SEVERITY, Severity, Status, rank, worst
 
 
 @dataclass(frozen=True, slots=True)
 class PartitionReport:
-    """Lag and status of one group on one partition. None means not known, never 0."""
+    """Offsets, lag and status of one group on one partition. None means not known, never 0."""
 
     topic: str
     partition: int
     committed: int | None
     log_start: int | None
     log_end: int | None
-    lag_messages: int | None
-    lag_seconds: float | None
-    status: Status
+    assessment: Assessment
+
+    @property
+    def status(self) -> Status:
+        """Return the partition's status."""
+        return self.assessment.status
+
+    @property
+    def lag_messages(self) -> int | None:
+        """Return log end - committed (>= 0)."""
+        return self.assessment.lag_messages
+
+    @property
+    def lag_seconds(self) -> float | None:
+        """Return the estimated time lag."""
+        return self.assessment.lag_seconds
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +60,28 @@ class TopicReport:
         """Return the largest known time lag."""
         return max((p.lag_seconds for p in self.partitions if p.lag_seconds is not None),
                    default=None)
+
+    @property
+    def produce_rate(self) -> float | None:
+        """Return the summed produce rate of the partitions whose rate is known."""
+        return _sum(p.assessment.produce_rate for p in self.partitions)
+
+    @property
+    def consume_rate(self) -> float | None:
+        """Return the summed consume rate of the partitions whose rate is known."""
+        return _sum(p.assessment.consume_rate for p in self.partitions)
+
+    @property
+    def catchup_eta_s(self) -> float | None:
+        """Return when the slowest partition catches up; None if one never will."""
+        etas = [p.assessment.catchup_eta_s for p in self.partitions if p.lag_messages]
+        return None if not etas or None in etas else max(e for e in etas if e is not None)
+
+    @property
+    def retention_eta_s(self) -> float | None:
+        """Return the soonest time retention deletes unread messages on any partition."""
+        return min((p.assessment.retention_eta_s for p in self.partitions
+                    if p.assessment.retention_eta_s is not None), default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,56 +127,56 @@ class ClusterReport:
     groups: tuple[GroupReport, ...]
     snapshot: Snapshot
     errors: tuple[PollError, ...]
+    lost_total: Mapping[tuple[str, str], int] = field(default_factory=dict)
 
     def group(self, group_id: str) -> GroupReport | None:
         """Return one group's report, if the group is watched."""
         return next((g for g in self.groups if g.group_id == group_id), None)
 
 
-def build_report(snapshot: Snapshot, previous: ClusterReport | None = None) -> ClusterReport:
-    """Report on a snapshot; a failed poll keeps the previous poll's groups and numbers."""
+def build_report(snapshot: Snapshot, previous: ClusterReport | None = None,
+                 assessments: Assessments | None = None, span_s: float = 0.0,
+                 lost_total: Mapping[tuple[str, str], int] | None = None) -> ClusterReport:
+    """Report on a snapshot and its assessments; a failed poll keeps the previous numbers.
+
+    Without assessments the snapshot is judged on its own, as one poll of history.
+    """
     if not snapshot.up:
         return ClusterReport(
             snapshot.cluster, up=False, polled_at=snapshot.taken_at,
             last_success=previous.last_success if previous else None,
             groups=previous.groups if previous else (),
-            snapshot=previous.snapshot if previous else snapshot, errors=snapshot.errors)
-    # A topic without log offsets (deleted, or unreadable this poll) is a poll error, not lag.
-    readable = frozenset(topic for topic, _ in snapshot.offsets)
-    groups = tuple(_group_report(snapshot, g, readable)
-                   for _, g in sorted(snapshot.groups.items()))
+            snapshot=previous.snapshot if previous else snapshot, errors=snapshot.errors,
+            lost_total=previous.lost_total if previous else {})
+    if assessments is None:
+        history = History(window_s=Settings().window_s)
+        history.observe(snapshot)
+        assessments = assess(snapshot, history, Settings(), Memory())
+    groups = tuple(_group_report(snapshot, g, assessments.get(gid, {}), span_s)
+                   for gid, g in sorted(snapshot.groups.items()))
     return ClusterReport(snapshot.cluster, up=True, polled_at=snapshot.taken_at,
                          last_success=snapshot.taken_at, groups=groups, snapshot=snapshot,
-                         errors=snapshot.errors)
+                         errors=snapshot.errors, lost_total=dict(lost_total or {}))
 
 
 def _group_report(snapshot: Snapshot, group: GroupSnapshot,
-                  readable: frozenset[str]) -> GroupReport:
+                  assessed: dict[TopicPartition, Assessment], span_s: float) -> GroupReport:
     members = None if group.members is None else len(group.members)
     by_topic: dict[str, list[PartitionReport]] = defaultdict(list)
-    for tp in sorted(group.partitions()):
-        if tp[0] in readable:
-            by_topic[tp[0]].append(_partition_report(snapshot, group, tp, members))
+    for tp, assessment in sorted(assessed.items()):
+        log = snapshot.offsets.get(tp)
+        by_topic[tp[0]].append(PartitionReport(
+            tp[0], tp[1], group.committed.get(tp), log.log_start if log else None,
+            log.log_end if log else None, assessment))
     topics = tuple(TopicReport(t, tuple(parts)) for t, parts in sorted(by_topic.items()))
     partitions = [p for t in topics for p in t.partitions]
     status = worst(p.status for p in partitions)
     return GroupReport(group.group_id, group.state, members, status,
-                       _reasons(partitions, members), topics)
+                       _reasons(partitions, members, span_s), topics)
 
 
-def _partition_report(snapshot: Snapshot, group: GroupSnapshot, tp: TopicPartition,
-                      members: int | None) -> PartitionReport:
-    committed = group.committed.get(tp)
-    log = snapshot.offsets.get(tp)
-    lag = rules.lag_messages(committed, log)
-    return PartitionReport(
-        topic=tp[0], partition=tp[1], committed=committed,
-        log_start=log.log_start if log else None, log_end=log.log_end if log else None,
-        lag_messages=lag, lag_seconds=0.0 if lag == 0 else None,
-        status=rules.judge(committed, log, members))
-
-
-def _reasons(partitions: list[PartitionReport], members: int | None) -> tuple[str, ...]:
+def _reasons(partitions: list[PartitionReport], members: int | None,
+             span_s: float) -> tuple[str, ...]:
     """One sentence per status present, worst first, with the numbers behind it."""
     by_status: dict[Status, list[PartitionReport]] = defaultdict(list)
     for p in partitions:
@@ -156,11 +194,27 @@ def _reasons(partitions: list[PartitionReport], members: int | None) -> tuple[st
             reasons.append(f"no active members while {lag:,} messages are unread "
                            f"on {_count(len(parts), 'partition')}")
         elif status is Status.UNKNOWN:
-            reasons.extend(_unknown_reasons(parts, members))
+            reasons.extend(_unknown_reasons(parts, members, span_s))
+        elif status not in (Status.OK, Status.IDLE):
+            reasons.extend(_listed([p.assessment.reason or "" for p in parts]))
     return tuple(reasons)
 
 
-def _unknown_reasons(parts: list[PartitionReport], members: int | None) -> list[str]:
+def _sum(values: Iterable[float | None]) -> float | None:
+    known = [v for v in values if v is not None]
+    return sum(known) if known else None
+
+
+def _listed(sentences: list[str], most: int = 5) -> list[str]:
+    """The first few partition sentences, then how many more there are."""
+    shown = sentences[:most]
+    if len(sentences) > most:
+        shown.append(f"and {len(sentences) - most:,} more partitions like these")
+    return shown
+
+
+def _unknown_reasons(parts: list[PartitionReport], members: int | None,
+                     span_s: float) -> list[str]:
     reasons = []
     if members is None:
         reasons.append("the coordinator cannot describe this group's members (KIP-848 "
@@ -172,8 +226,10 @@ def _unknown_reasons(parts: list[PartitionReport], members: int | None) -> list[
     behind = [p for p in parts if p.lag_messages]
     if behind and members != 0:
         lag = sum(p.lag_messages or 0 for p in behind)
+        history = (f"{fmt_duration(span_s)} of history is" if span_s > 0
+                   else "one poll is")
         reasons.append(f"{lag:,} messages behind on {_count(len(behind), 'partition')}; "
-                       "one poll is not enough to judge whether the group keeps up")
+                       f"{history} not enough to judge whether the group keeps up")
     return reasons
 
 
@@ -215,12 +271,28 @@ def group_document(group: GroupReport) -> dict[str, Any]:
     return {
         "status": str(group.status), "severity": str(group.severity),
         "reasons": list(group.reasons), "state": group.state, "members": group.members,
-        "lag_messages": group.lag_messages, "lag_seconds": group.lag_seconds,
+        "lag_messages": group.lag_messages, "lag_seconds": _rounded(group.lag_seconds),
         "topics": {t.topic: {
-            "lag_messages": t.lag_messages, "lag_seconds": t.lag_seconds,
-            "partitions": {str(p.partition): {
-                "committed": p.committed, "log_end": p.log_end, "log_start": p.log_start,
-                "lag_messages": p.lag_messages, "lag_seconds": p.lag_seconds,
-                "status": str(p.status)} for p in t.partitions}}
+            "lag_messages": t.lag_messages, "lag_seconds": _rounded(t.lag_seconds),
+            "produce_rate": _rounded(t.produce_rate), "consume_rate": _rounded(t.consume_rate),
+            "catchup_eta_seconds": _rounded(t.catchup_eta_s),
+            "retention_eta_seconds": _rounded(t.retention_eta_s),
+            "partitions": {str(p.partition): partition_document(p) for p in t.partitions}}
             for t in group.topics},
     }
+
+
+def partition_document(p: PartitionReport) -> dict[str, Any]:
+    """Render one partition of the status document."""
+    a = p.assessment
+    return {"committed": p.committed, "log_end": p.log_end, "log_start": p.log_start,
+            "lag_messages": a.lag_messages, "lag_seconds": _rounded(a.lag_seconds),
+            "lag_seconds_extrapolated": a.lag_seconds_extrapolated,
+            "produce_rate": _rounded(a.produce_rate), "consume_rate": _rounded(a.consume_rate),
+            "catchup_eta_seconds": _rounded(a.catchup_eta_s),
+            "retention_eta_seconds": _rounded(a.retention_eta_s),
+            "status": str(a.status), "reason": a.reason}
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 3)

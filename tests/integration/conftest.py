@@ -53,7 +53,8 @@ def config_file(kafka_bootstrap: str, tmp_path: Path) -> Callable[..., str]:
         config = {"clusters": [{"name": "default", "bootstrap_servers": [bootstrap],
                                 "request_timeout": "5s",
                                 "groups": {"include": [f"^{re.escape(g)}$" for g in groups]}}],
-                  "http": {"listen": "127.0.0.1:0"}, "poll_interval": "1s", **extra}
+                  "http": {"listen": "127.0.0.1:0"}, "poll_interval": "1s",
+                  "state_dir": str(tmp_path / "state"), **extra}
         path = tmp_path / f"lagwatch-{len(list(tmp_path.iterdir()))}.yaml"
         path.write_text(yaml.safe_dump(config))
         return str(path)

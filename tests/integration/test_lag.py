@@ -41,13 +41,20 @@ def test_check_json_reports_exact_offsets_and_lag_per_partition(
     doc = json.loads(result.stdout)["clusters"]["default"]
     assert doc["up"] is True
     reported = doc["groups"][group]
+    unknown_over_time = {"lag_seconds_extrapolated": False, "produce_rate": None,
+                         "consume_rate": None, "retention_eta_seconds": None}
     assert reported["topics"][topic]["partitions"] == {
         "0": {"committed": 4, "log_end": 10, "log_start": 0, "lag_messages": 6,
-              "lag_seconds": None, "status": "stopped"},
+              "lag_seconds": None, "catchup_eta_seconds": None, "status": "stopped",
+              "reason": f"{topic}[0] has 6 unread messages and no consumer",
+              **unknown_over_time},
         "1": {"committed": 20, "log_end": 20, "log_start": 0, "lag_messages": 0,
-              "lag_seconds": 0.0, "status": "ok"},
+              "lag_seconds": 0.0, "catchup_eta_seconds": 0.0, "status": "ok", "reason": None,
+              **unknown_over_time},
         "2": {"committed": 5, "log_end": 30, "log_start": 0, "lag_messages": 25,
-              "lag_seconds": None, "status": "stopped"},
+              "lag_seconds": None, "catchup_eta_seconds": None, "status": "stopped",
+              "reason": f"{topic}[2] has 25 unread messages and no consumer",
+              **unknown_over_time},
     }
     assert reported["topics"][topic]["lag_messages"] == 31
     assert reported["lag_messages"] == 31
@@ -170,8 +177,11 @@ def test_partitions_without_a_commit_get_no_invented_lag(
     partitions = reported["topics"][topic]["partitions"]
     assert partitions["0"]["lag_messages"] == 3
     for p, end in (("1", 6), ("2", 7)):
-        assert partitions[p] == {"committed": None, "log_end": end, "log_start": 0,
-                                 "lag_messages": None, "lag_seconds": None, "status": "unknown"}
+        assert partitions[p] == {
+            "committed": None, "log_end": end, "log_start": 0, "lag_messages": None,
+            "lag_seconds": None, "lag_seconds_extrapolated": False, "produce_rate": None,
+            "consume_rate": None, "catchup_eta_seconds": None, "retention_eta_seconds": None,
+            "status": "unknown", "reason": "no committed offset yet"}
     assert reported["lag_messages"] == 3
     lag_series = {dict(labels)["partition"] for name, labels in samples
                   if name == "lagwatch_partition_lag_messages" and ("group", group) in labels}

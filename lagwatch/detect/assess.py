@@ -1,0 +1,173 @@
+"""Assess every watched group-partition of a poll: the entry point of detection."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import replace
+
+from lagwatch.detect import rules
+from lagwatch.detect.rules import Assessment, Inputs, Memory, Rates, Settings
+from lagwatch.detect.trend import Trend
+from lagwatch.history import History, Window
+from lagwatch.model import GroupSnapshot, Snapshot, TopicPartition
+from lagwatch.status import Status
+
+Assessments = dict[str, dict[TopicPartition, Assessment]]
+
+
+def assess(snapshot: Snapshot, history: History, settings: Settings,
+           memory: Memory) -> Assessments:
+    """Judge every partition of every group in a successful snapshot.
+
+    ``history`` must already hold this snapshot; ``memory`` is updated in place.
+    """
+    now = snapshot.taken_at
+    readable = frozenset(topic for topic, _ in snapshot.offsets)
+    result: Assessments = {}
+    for group_id, group in snapshot.groups.items():
+        members = None if group.members is None else len(group.members)
+        per_tp: dict[TopicPartition, Assessment] = {}
+        for tp in group.partitions():
+            if tp[0] not in readable:
+                continue  # deleted or unreadable this poll: a poll error, not a status
+            x = Inputs(group_id, tp, group.committed.get(tp), snapshot.offsets.get(tp),
+                       members, history.committed_window(group_id, tp),
+                       history.end_window(tp), snapshot.retention.get(tp[0]), now)
+            per_tp[tp] = assess_partition(x, settings, memory, history.span_s())
+        result[group_id] = per_tp
+    _forget_gone(memory, snapshot.groups)
+    return result
+
+
+def assess_partition(x: Inputs, s: Settings, memory: Memory, span_s: float) -> Assessment:
+    """Apply the rules to one group-partition, most concerning first."""
+    key = (x.group, x.tp[0], x.tp[1])
+    lag = rules.lag_messages(x.committed, x.log)
+    if x.committed is None or x.log is None or lag is None:
+        memory.lagging.discard(key)
+        return Assessment(Status.UNKNOWN, "no committed offset yet" if x.committed is None
+                          else "log offsets unavailable")
+    r = rules.rates(x.committed_w, x.end_w, x.now)
+    lag_s, extrapolated = rules.time_lag(x.committed, x.end_w, x.now, r.produce,
+                                         s.max_extrapolation_s)
+    numbers = Assessment(
+        Status.OK, lag_messages=lag, lag_seconds=lag_s, lag_seconds_extrapolated=extrapolated,
+        produce_rate=r.produce, consume_rate=r.consume, catchup_eta_s=_catchup_eta(lag, r),
+        retention_eta_s=rules.retention_eta(lag_s, r, lag, x.members, x.retention),
+        lost_messages=_count_loss(x, memory))
+    status, reason = _judge(x, lag, r, numbers, s=s, memory=memory, span_s=span_s)
+    if status is not Status.LAGGING:
+        memory.lagging.discard(key)
+    return replace(numbers, status=status, reason=reason)
+
+
+def _judge(x: Inputs, lag: int, r: Rates, numbers: Assessment, *, s: Settings,
+           memory: Memory, span_s: float) -> tuple[Status, str | None]:
+    where = f"{x.tp[0]}[{x.tp[1]}]"
+    assert x.committed is not None and x.log is not None
+    if rules.is_data_loss(x.committed, x.log):
+        return Status.DATA_LOSS, (f"{where} committed {x.committed:,} but the log starts at "
+                                  f"{x.log.log_start:,}")
+    if rules.is_stopped(lag, x.members):
+        return Status.STOPPED, f"{where} has {lag:,} unread messages and no consumer"
+    if rules.is_stalled(x, lag, r, s):
+        waiting = "" if _arrived_since(x.end_w, r) else "; no new messages arrived either"
+        return Status.STALLED, (f"{where} stuck at offset {x.committed:,} for "
+                                f"{fmt_duration(r.frozen_s)} with {lag:,} messages "
+                                f"waiting{waiting}")
+    rewind = rules.rewind_of(x.committed_w)
+    if rewind is not None:
+        return Status.REWOUND, _rewind_reason(where, rewind, r)
+    eta = numbers.retention_eta_s
+    if eta is not None and eta <= s.retention_horizon_s:
+        return Status.AT_RISK, _risk_reason(where, x, eta, numbers.lag_seconds)
+    key = (x.group, x.tp[0], x.tp[1])
+    t = rules.lagging_trend(x, lag, r, s)
+    if rules.is_lagging(t, key in memory.lagging, s):
+        assert t is not None
+        memory.lagging.add(key)
+        return Status.LAGGING, _lagging_reason(where, r, t, numbers)
+    if lag == 0:
+        quiet = r.produce == 0 and span_s >= s.min_duration_s
+        return (Status.IDLE, None) if quiet else (Status.OK, None)
+    if span_s < s.min_duration_s:
+        return Status.UNKNOWN, (f"{where} is {lag:,} messages behind; "
+                                f"{fmt_duration(span_s)} of history is not enough to judge")
+    return Status.OK, None
+
+
+def _count_loss(x: Inputs, memory: Memory) -> int:
+    """Count messages lost to retention once: only what the log start newly passed."""
+    key = (x.group, x.tp[0], x.tp[1])
+    assert x.committed is not None and x.log is not None
+    if not rules.is_data_loss(x.committed, x.log):
+        memory.loss_counted_to.pop(key, None)
+        return 0
+    counted_to = max(x.committed, memory.loss_counted_to.get(key, x.committed))
+    lost = max(0, x.log.log_start - counted_to)
+    memory.loss_counted_to[key] = max(counted_to, x.log.log_start)
+    if lost:
+        total_key = (x.group, x.tp[0])
+        memory.lost_total[total_key] = memory.lost_total.get(total_key, 0) + lost
+    return lost
+
+
+def _forget_gone(memory: Memory, groups: Mapping[str, GroupSnapshot]) -> None:
+    present = set(groups)
+    memory.lagging = {k for k in memory.lagging if k[0] in present}
+    memory.loss_counted_to = {k: v for k, v in memory.loss_counted_to.items()
+                              if k[0] in present}
+
+
+def _catchup_eta(lag: int, r: Rates) -> float | None:
+    if lag == 0:
+        return 0.0
+    if r.consume is None or r.produce is None or r.consume <= r.produce:
+        return None
+    return lag / (r.consume - r.produce)
+
+
+def _arrived_since(end_w: Window, r: Rates) -> bool:
+    if r.last_change_t is None or not end_w:
+        return False
+    before = end_w.at(r.last_change_t)
+    return before is not None and end_w.values[-1] > before
+
+
+def _rewind_reason(where: str, rewind: tuple[int, int], r: Rates) -> str:
+    before, after = rewind
+    size = before - after
+    replay = (f"about {fmt_duration(size / r.consume)} at {r.consume:,.1f} msg/s"
+              if r.consume else "replay time unknown (no recent consume rate)")
+    return (f"{where} moved back from offset {before:,} to {after:,}: {size:,} messages "
+            f"will be processed again, {replay}")
+
+
+def _risk_reason(where: str, x: Inputs, eta: float, lag_s: float | None) -> str:
+    assert x.retention is not None and x.retention.retention_s is not None
+    age = fmt_duration(lag_s) if lag_s is not None else "unknown"
+    when = "now" if eta <= 0 else f"in {fmt_duration(eta)}"
+    return (f"{where}: the oldest unread message is {age} old and retention is "
+            f"{fmt_duration(x.retention.retention_s)}; at this pace unread messages are "
+            f"deleted {when}")
+
+
+def _lagging_reason(where: str, r: Rates, t: Trend, numbers: Assessment) -> str:
+    text = (f"{where} consuming {r.consume or 0:,.1f} msg/s while producers write "
+            f"{r.produce or 0:,.1f} msg/s; lag grows {t.slope:,.1f} msg/s")
+    eta = numbers.retention_eta_s
+    if eta is not None:
+        text += f"; unread data reaches retention in {fmt_duration(eta)}"
+    return text
+
+
+def fmt_duration(seconds: float) -> str:
+    """Render seconds for people: 45s, 6m 10s, 3h 5m, 2d 4h."""
+    s = round(seconds)
+    if s < 60:
+        return f"{s}s"
+    if s < 3600:
+        return f"{s // 60}m {s % 60}s" if s % 60 else f"{s // 60}m"
+    if s < 86400:
+        return f"{s // 3600}h {s % 3600 // 60}m" if s % 3600 // 60 else f"{s // 3600}h"
+    return f"{s // 86400}d {s % 86400 // 3600}h" if s % 86400 // 3600 else f"{s // 86400}d"

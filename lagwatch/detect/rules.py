@@ -1,0 +1,242 @@
+"""Partition rules: from a group-partition's offsets over time to a status with its reason.
+
+Pure functions of (history, snapshot, settings, memory, now). Each rule is a small named
+predicate whose docstring names the case it exists for. A partition gets the most
+concerning status whose rule holds (data_loss > stopped > stalled > rewound > at_risk >
+lagging > unknown > idle > ok).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from itertools import pairwise
+
+from lagwatch.detect.trend import Trend, trend
+from lagwatch.history import Window
+from lagwatch.model import LogOffsets, Retention, TopicPartition
+from lagwatch.status import Status
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Detection knobs (the ``detection`` config section), in seconds."""
+
+    window_s: float = 1800.0
+    min_duration_s: float = 120.0
+    stall_after_s: float = 300.0
+    retention_horizon_s: float = 6 * 3600.0
+    significance_z: float = 2.33
+    min_trend_points: int = 4
+    max_extrapolation_s: float = 7 * 86400.0
+
+
+@dataclass(slots=True)
+class Memory:
+    """What detection must remember between polls (persisted with the history)."""
+
+    lagging: set[tuple[str, str, int]] = field(default_factory=set)
+    loss_counted_to: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    lost_total: dict[tuple[str, str], int] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """Messages per second over the window; None where the window cannot tell."""
+
+    produce: float | None
+    consume: float | None
+    cadence_s: float
+    last_change_t: float | None
+    frozen_s: float
+
+
+@dataclass(frozen=True, slots=True)
+class Assessment:
+    """A group-partition's numbers and status after one poll."""
+
+    status: Status
+    reason: str | None = None
+    lag_messages: int | None = None
+    lag_seconds: float | None = None
+    lag_seconds_extrapolated: bool = False
+    produce_rate: float | None = None
+    consume_rate: float | None = None
+    catchup_eta_s: float | None = None
+    retention_eta_s: float | None = None
+    lost_messages: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """Everything the rules look at for one group-partition."""
+
+    group: str
+    tp: TopicPartition
+    committed: int | None
+    log: LogOffsets | None
+    members: int | None
+    committed_w: Window
+    end_w: Window
+    retention: Retention | None
+    now: float
+
+
+def lag_messages(committed: int | None, log: LogOffsets | None) -> int | None:
+    """Return log end - committed, clamped at 0; None when either side is unknown."""
+    if committed is None or committed < 0 or log is None:
+        return None
+    return max(0, log.log_end - committed)
+
+
+def rates(committed_w: Window, end_w: Window, now: float) -> Rates:
+    """Produce and consume rates, commit cadence, and how long the offset has been frozen.
+
+    The consume rate is measured between the first and last *changes* of the committed
+    offset, so a batch consumer that commits every few minutes shows its true average
+    rather than zero between commits.
+    """
+    produce = None
+    if len(end_w) >= 2 and end_w.times[-1] > end_w.times[0]:
+        produce = (end_w.values[-1] - end_w.values[0]) / (end_w.times[-1] - end_w.times[0])
+    changes = committed_w.changes()
+    moves = changes[1:]  # the first point is where the window starts, not a commit
+    consume = None
+    cadence = 0.0
+    if len(moves) >= 2:
+        consume = max(0.0, (moves[-1][1] - moves[0][1]) / (moves[-1][0] - moves[0][0]))
+        cadence = max(b[0] - a[0] for a, b in pairwise(moves))
+    elif len(committed_w) >= 2 and not moves:
+        consume = 0.0
+    last_change = changes[-1][0] if changes else None
+    frozen = now - last_change if last_change is not None else 0.0
+    return Rates(produce, consume, cadence, last_change, frozen)
+
+
+def time_lag(committed: int, end_w: Window, now: float, produce: float | None,
+             cap_s: float) -> tuple[float | None, bool]:
+    """Age of the oldest unread message, from when the log end passed the committed offset.
+
+    Exact (to the poll) when that happened inside the window; otherwise extrapolated back
+    at the window's produce rate, capped, and flagged. Never NaN or infinite.
+    """
+    if not end_w:
+        return None, False
+    if committed >= end_w.values[-1]:
+        return 0.0, False
+    target = committed + 1  # the log end reached this when the oldest unread message landed
+    for k, (t, end) in enumerate(zip(end_w.times, end_w.values, strict=True)):
+        if end >= target:
+            if k == 0:
+                break
+            t0, e0 = end_w.times[k - 1], end_w.values[k - 1]
+            written_at = t0 + (target - e0) / (end - e0) * (t - t0)
+            return max(0.0, now - written_at), False
+    oldest_t, oldest_end = end_w.times[0], end_w.values[0]
+    if produce and produce > 0:
+        written_at = oldest_t - (oldest_end - target) / produce
+    elif len(end_w) >= 2:
+        written_at = oldest_t  # no traffic in the window: at least as old as the window
+    else:
+        return None, False  # one poll says nothing about when the message was written
+    return min(cap_s, max(0.0, now - written_at)), True
+
+
+def is_data_loss(committed: int, log: LogOffsets) -> bool:
+    """Retention (or delete_records) removed messages the group had not read yet."""
+    return committed < log.log_start
+
+
+def is_stopped(lag: int, members: int | None) -> bool:
+    """Nobody is consuming, yet messages wait: a crashed or scaled-to-zero consumer."""
+    return members == 0 and lag > 0
+
+
+def is_stalled(x: Inputs, lag: int, r: Rates, s: Settings) -> bool:
+    """Members present, offset frozen, lag waiting: a poison pill or a deadlock.
+
+    Frozen means longer than both the stall window and the group's own commit cadence
+    (with room for poll jitter), so a batch consumer between commits is not stalled.
+    """
+    covered = len(x.committed_w) >= 2 and x.now - x.committed_w.times[0] >= s.stall_after_s
+    return (bool(x.members) and lag > 0 and covered
+            and r.frozen_s > max(s.stall_after_s, 1.5 * r.cadence_s))
+
+
+def rewind_of(committed_w: Window) -> tuple[int, int] | None:
+    """The last backwards move not yet made good: (position before, position after).
+
+    A replay or an offset reset: the committed offset moved backwards, and the group has
+    not yet got back to where it was. Older than the window, it is forgotten.
+    """
+    values = committed_w.values
+    for k in range(len(values) - 1, 0, -1):
+        if values[k] < values[k - 1]:
+            before = max(values[:k])
+            return (before, values[k]) if values[-1] < before else None
+    return None
+
+
+def lag_points(x: Inputs, r: Rates, s: Settings) -> tuple[list[float], list[float]]:
+    """Lag at the polls where the group committed, over the trend window.
+
+    Sampling lag only at commits removes the saw-tooth a batch consumer draws between
+    commits. The window is the minimum duration, stretched to three commit intervals.
+    """
+    span = min(s.window_s, max(s.min_duration_s, 3 * r.cadence_s))
+    times: list[float] = []
+    lags: list[float] = []
+    for t, committed in x.committed_w.changes()[1:]:
+        end = x.end_w.at(t)
+        if t >= x.now - span and end is not None:
+            times.append(t)
+            lags.append(max(0, end - committed))
+    return times, lags
+
+
+def lagging_trend(x: Inputs, lag: int, r: Rates, s: Settings) -> Trend | None:
+    """The lag trend when it can be judged: enough commits spread over the minimum duration."""
+    if x.members == 0 or lag <= _near_zero(r, x):
+        return None
+    times, lags = lag_points(x, r, s)
+    if len(times) < s.min_trend_points or times[-1] - times[0] < 0.75 * s.min_duration_s:
+        return None
+    if lags[-1] <= lags[0]:
+        return None  # consumed at least as much as was produced over the trend window
+    return trend(times, lags)
+
+
+def is_lagging(t: Trend | None, was_lagging: bool, s: Settings) -> bool:
+    """Slow but alive: committing, yet the lag at each commit keeps rising.
+
+    Entering needs a significant rising trend held over the minimum duration; staying
+    needs only a rising one (hysteresis), so a noisy poll does not flap the status.
+    """
+    if t is None or t.slope <= 0:
+        return False
+    return was_lagging or t.z >= s.significance_z
+
+
+def retention_eta(lag_s: float | None, r: Rates, lag: int, members: int | None,
+                  retention: Retention | None) -> float | None:
+    """Seconds until retention deletes unread messages at the current pace, if it will.
+
+    The time lag grows by (1 - consume/produce) seconds per second: a stopped group's
+    oldest unread message ages in real time, a group keeping pace holds its age.
+    """
+    if lag <= 0 or lag_s is None or retention is None or retention.retention_s is None:
+        return None
+    remaining = retention.retention_s - lag_s
+    if remaining <= 0:
+        return 0.0
+    consume = r.consume or 0.0
+    if r.produce and r.produce > 0:
+        growth = 1.0 - consume / r.produce
+    else:
+        growth = 1.0 if consume == 0 or members == 0 else -1.0
+    return remaining / growth if growth > 0 else None
+
+
+def _near_zero(r: Rates, x: Inputs) -> float:
+    # What a group that keeps up shows between our polls: one poll interval of traffic.
+    interval = (x.end_w.times[-1] - x.end_w.times[-2]) if len(x.end_w) >= 2 else 0.0
+    return max(1.0, (r.produce or 0.0) * max(interval, r.cadence_s))

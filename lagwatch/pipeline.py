@@ -1,0 +1,50 @@
+"""One cluster's path from snapshot to assessments: history, detection, persistence."""
+
+from __future__ import annotations
+
+import logging
+
+from lagwatch.config import DetectionConfig
+from lagwatch.detect.assess import Assessments, assess
+from lagwatch.detect.rules import Memory
+from lagwatch.history import History
+from lagwatch.model import Snapshot
+from lagwatch.store import Store
+
+log = logging.getLogger(__name__)
+
+
+class Pipeline:
+    """Keeps a cluster's history and detection memory; judges each new snapshot."""
+
+    def __init__(self, cluster: str, detection: DetectionConfig,
+                 store: Store | None = None) -> None:
+        self.cluster = cluster
+        self.settings = detection.settings()
+        self.history = History(detection.window, detection.max_samples)
+        self.memory = Memory()
+        self.store = store
+
+    def restore(self, now: float) -> int:
+        """Replay the stored polls inside the window; return how many were replayed."""
+        if self.store is None:
+            return 0
+        snapshots, memory = self.store.load(self.cluster, now - self.settings.window_s)
+        for snapshot in snapshots:
+            self.history.observe(snapshot)
+        self.memory = memory
+        if snapshots:
+            log.info("cluster %s: restored %d polls (%s of history) from %s", self.cluster,
+                     len(snapshots), f"{self.history.span_s():.0f}s", self.store.path)
+        return len(snapshots)
+
+    def ingest(self, snapshot: Snapshot) -> Assessments | None:
+        """Add a poll to the history and judge it; a failed poll is not judged."""
+        if not snapshot.up:
+            return None
+        for note in self.history.observe(snapshot):
+            log.info("cluster %s: %s", self.cluster, note)
+        assessments = assess(snapshot, self.history, self.settings, self.memory)
+        if self.store is not None:
+            self.store.save(snapshot, self.memory, snapshot.taken_at - self.settings.window_s)
+        return assessments

@@ -1,0 +1,145 @@
+"""Persist recent polls and detection memory in SQLite, so a restart keeps its windows.
+
+Each successful poll is stored as one compressed row of the offsets history needs; on
+start the rows inside the window are replayed. A missing, unreadable or corrupt file is
+logged and replaced, never fatal; a failed write is logged and the daemon goes on.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+import time
+import zlib
+from pathlib import Path
+from typing import Any
+
+from lagwatch.detect.rules import Memory
+from lagwatch.model import GroupSnapshot, LogOffsets, Snapshot
+
+log = logging.getLogger(__name__)
+FILE_NAME = "lagwatch.sqlite"
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS polls (cluster TEXT NOT NULL, taken_at REAL NOT NULL,
+                                  data BLOB NOT NULL, PRIMARY KEY (cluster, taken_at));
+CREATE TABLE IF NOT EXISTS memory (cluster TEXT PRIMARY KEY, data BLOB NOT NULL);
+"""
+
+
+class Store:
+    """One SQLite file shared by every cluster's poller (calls are serialised)."""
+
+    def __init__(self, state_dir: str) -> None:
+        self.path = Path(state_dir) / FILE_NAME
+        self._lock = threading.Lock()
+        self._db: sqlite3.Connection | None = None
+        self._warned = False
+        try:
+            self._db = self._open()
+        except (sqlite3.DatabaseError, OSError) as exc:
+            log.warning("state file %s is unusable (%s); history will not survive a restart",
+                        self.path, exc)
+
+    def _open(self) -> sqlite3.Connection:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return self._connect()
+        except sqlite3.DatabaseError as exc:
+            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+            log.warning("state file %s is corrupt (%s); moved it to %s and starting afresh",
+                        self.path, exc, aside)
+            self.path.rename(aside)
+            return self._connect()
+
+    def _connect(self) -> sqlite3.Connection:
+        db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(_SCHEMA)
+        db.execute("SELECT count(*) FROM polls").fetchone()
+        return db
+
+    def save(self, snapshot: Snapshot, memory: Memory, keep_after: float) -> None:
+        """Store one poll and the memory after it; drop polls older than keep_after."""
+        if self._db is None:
+            return
+        row = zlib.compress(json.dumps(_encode(snapshot), separators=(",", ":")).encode())
+        state = json.dumps(_encode_memory(memory)).encode()
+        try:
+            with self._lock:
+                self._db.execute("BEGIN")
+                self._db.execute("INSERT OR REPLACE INTO polls VALUES (?, ?, ?)",
+                                 (snapshot.cluster, snapshot.taken_at, row))
+                self._db.execute("DELETE FROM polls WHERE cluster = ? AND taken_at < ?",
+                                 (snapshot.cluster, keep_after))
+                self._db.execute("INSERT OR REPLACE INTO memory VALUES (?, ?)",
+                                 (snapshot.cluster, state))
+                self._db.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self._rollback()
+            if not self._warned:
+                log.warning("cannot write state file %s: %s", self.path, exc)
+                self._warned = True
+
+    def _rollback(self) -> None:
+        assert self._db is not None
+        try:
+            self._db.execute("ROLLBACK")
+        except sqlite3.Error:
+            log.debug("rollback after a failed write also failed", exc_info=True)
+
+    def load(self, cluster: str, since: float) -> tuple[list[Snapshot], Memory]:
+        """Return a cluster's stored polls newer than since, oldest first, and its memory."""
+        if self._db is None:
+            return [], Memory()
+        try:
+            with self._lock:
+                rows = self._db.execute(
+                    "SELECT data FROM polls WHERE cluster = ? AND taken_at >= ? "
+                    "ORDER BY taken_at", (cluster, since)).fetchall()
+                state = self._db.execute("SELECT data FROM memory WHERE cluster = ?",
+                                         (cluster,)).fetchone()
+            snapshots = [_decode(cluster, json.loads(zlib.decompress(r[0]))) for r in rows]
+            memory = _decode_memory(json.loads(state[0])) if state else Memory()
+        except (sqlite3.Error, zlib.error, ValueError, KeyError, TypeError) as exc:
+            log.warning("state for cluster %s in %s is unreadable (%s); starting afresh",
+                        cluster, self.path, exc)
+            return [], Memory()
+        return snapshots, memory
+
+    def close(self) -> None:
+        """Close the database."""
+        if self._db is not None:
+            with self._lock:
+                self._db.close()
+                self._db = None
+
+
+def _encode(snapshot: Snapshot) -> dict[str, Any]:
+    return {"t": snapshot.taken_at,
+            "o": [[t, p, o.log_start, o.log_end] for (t, p), o in snapshot.offsets.items()],
+            "g": {gid: [[t, p, c] for (t, p), c in g.committed.items()]
+                  for gid, g in snapshot.groups.items()}}
+
+
+def _decode(cluster: str, data: dict[str, Any]) -> Snapshot:
+    return Snapshot(
+        cluster, float(data["t"]), 0.0, up=True,
+        offsets={(t, int(p)): LogOffsets(int(s), int(e)) for t, p, s, e in data["o"]},
+        groups={gid: GroupSnapshot(gid, "Unknown", committed={(t, int(p)): int(c)
+                                                              for t, p, c in rows})
+                for gid, rows in data["g"].items()})
+
+
+def _encode_memory(memory: Memory) -> dict[str, Any]:
+    return {"lagging": sorted(memory.lagging),
+            "loss_counted_to": [[*k, v] for k, v in memory.loss_counted_to.items()],
+            "lost_total": [[*k, v] for k, v in memory.lost_total.items()]}
+
+
+def _decode_memory(data: dict[str, Any]) -> Memory:
+    return Memory(
+        lagging={(g, t, int(p)) for g, t, p in data["lagging"]},
+        loss_counted_to={(g, t, int(p)): int(v) for g, t, p, v in data["loss_counted_to"]},
+        lost_total={(g, t): int(v) for g, t, v in data["lost_total"]})
