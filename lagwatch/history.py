@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 from array import array
+from bisect import bisect_right
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -34,12 +35,8 @@ class Window:
 
     def at(self, t: float) -> int | None:
         """Return the value of the newest sample at or before t."""
-        found = None
-        for ts, value in zip(self.times, self.values, strict=True):
-            if ts > t:
-                break
-            found = value
-        return found
+        k = bisect_right(self.times, t)
+        return self.values[k - 1] if k else None
 
     def changes(self) -> list[tuple[float, int]]:
         """Return the first sample and every sample whose value differs from the one before."""

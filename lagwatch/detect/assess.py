@@ -13,6 +13,7 @@ from lagwatch.model import GroupSnapshot, Snapshot, TopicPartition
 from lagwatch.status import Status
 
 Assessments = dict[str, dict[TopicPartition, Assessment]]
+_WORTH_SAYING_S = 7 * 86400.0  # a retention ETA further off than this is noise in a sentence
 
 
 def assess(snapshot: Snapshot, history: History, settings: Settings,
@@ -86,7 +87,8 @@ def _judge(x: Inputs, lag: int, r: Rates, numbers: Assessment, *, s: Settings,
     if rules.is_lagging(t, key in memory.lagging, s):
         assert t is not None
         memory.lagging.add(key)
-        return Status.LAGGING, _lagging_reason(where, r, t, numbers)
+        consume, produce = rules.recent_rates(x, r, s)
+        return Status.LAGGING, _lagging_reason(where, consume, produce, t.trend, numbers)
     if lag == 0:
         quiet = r.produce == 0 and span_s >= s.min_duration_s
         return (Status.IDLE, None) if quiet else (Status.OK, None)
@@ -152,11 +154,12 @@ def _risk_reason(where: str, x: Inputs, eta: float, lag_s: float | None) -> str:
             f"deleted {when}")
 
 
-def _lagging_reason(where: str, r: Rates, t: Trend, numbers: Assessment) -> str:
-    text = (f"{where} consuming {r.consume or 0:,.1f} msg/s while producers write "
-            f"{r.produce or 0:,.1f} msg/s; lag grows {t.slope:,.1f} msg/s")
+def _lagging_reason(where: str, consume: float, produce: float, t: Trend,
+                    numbers: Assessment) -> str:
+    text = (f"{where} consuming {consume:,.1f} msg/s while producers write "
+            f"{produce:,.1f} msg/s; lag grows {t.slope:,.1f} msg/s")
     eta = numbers.retention_eta_s
-    if eta is not None:
+    if eta is not None and eta <= _WORTH_SAYING_S:
         text += f"; unread data reaches retention in {fmt_duration(eta)}"
     return text
 

@@ -26,7 +26,7 @@ class Settings:
     stall_after_s: float = 300.0
     retention_horizon_s: float = 6 * 3600.0
     significance_z: float = 2.33
-    min_trend_points: int = 4
+    min_trend_points: int = 6  # fewer rising points cannot reach z = 2.33
     max_extrapolation_s: float = 7 * 86400.0
 
 
@@ -91,9 +91,9 @@ def lag_messages(committed: int | None, log: LogOffsets | None) -> int | None:
 def rates(committed_w: Window, end_w: Window, now: float) -> Rates:
     """Produce and consume rates, commit cadence, and how long the offset has been frozen.
 
-    The consume rate is measured between the first and last *changes* of the committed
-    offset, so a batch consumer that commits every few minutes shows its true average
-    rather than zero between commits.
+    The consume rate is the forward progress between the first and last *changes* of
+    the committed offset, so a batch consumer that commits every few minutes shows its
+    true average rather than zero between commits, and a rewind does not make it negative.
     """
     produce = None
     if len(end_w) >= 2 and end_w.times[-1] > end_w.times[0]:
@@ -103,7 +103,8 @@ def rates(committed_w: Window, end_w: Window, now: float) -> Rates:
     consume = None
     cadence = 0.0
     if len(moves) >= 2:
-        consume = max(0.0, (moves[-1][1] - moves[0][1]) / (moves[-1][0] - moves[0][0]))
+        progress = sum(max(0, b[1] - a[1]) for a, b in pairwise(moves))
+        consume = progress / (moves[-1][0] - moves[0][0])
         cadence = max(b[0] - a[0] for a, b in pairwise(moves))
     elif len(committed_w) >= 2 and not moves:
         consume = 0.0
@@ -176,44 +177,74 @@ def rewind_of(committed_w: Window) -> tuple[int, int] | None:
     return None
 
 
+def recent_rates(x: Inputs, r: Rates, s: Settings) -> tuple[float, float]:
+    """Consume and produce rates over the trend window: what the group does now."""
+    span = min(s.window_s, max(s.min_duration_s, s.min_trend_points * r.cadence_s))
+    moves = [(t, c) for t, c in x.committed_w.changes()[1:] if t >= x.now - span]
+    if len(moves) < 2:
+        return r.consume or 0.0, r.produce or 0.0
+    (t0, c0), (t1, c1) = moves[0], moves[-1]
+    e0, e1 = x.end_w.at(t0), x.end_w.at(t1)
+    produce = (e1 - e0) / (t1 - t0) if e0 is not None and e1 is not None else 0.0
+    return max(0.0, (c1 - c0) / (t1 - t0)), produce
+
+
 def lag_points(x: Inputs, r: Rates, s: Settings) -> tuple[list[float], list[float]]:
     """Lag at the polls where the group committed, over the trend window.
 
     Sampling lag only at commits removes the saw-tooth a batch consumer draws between
-    commits. The window is the minimum duration, stretched to three commit intervals.
+    commits. The window is the minimum duration, stretched to hold enough commits.
     """
-    span = min(s.window_s, max(s.min_duration_s, 3 * r.cadence_s))
+    span = min(s.window_s, max(s.min_duration_s, s.min_trend_points * r.cadence_s))
     times: list[float] = []
     lags: list[float] = []
     for t, committed in x.committed_w.changes()[1:]:
         end = x.end_w.at(t)
-        if t >= x.now - span and end is not None:
+        if t >= x.now - 1.05 * span and end is not None:
             times.append(t)
             lags.append(max(0, end - committed))
     return times, lags
 
 
-def lagging_trend(x: Inputs, lag: int, r: Rates, s: Settings) -> Trend | None:
+@dataclass(frozen=True, slots=True)
+class LagTrend:
+    """The lag trend over the trend window, its slope over the recent half, and whether
+    the group was behind (above near-zero lag) at every point."""
+
+    trend: Trend
+    recent_slope: float
+    behind_throughout: bool
+
+
+def lagging_trend(x: Inputs, lag: int, r: Rates, s: Settings) -> LagTrend | None:
     """The lag trend when it can be judged: enough commits spread over the minimum duration."""
-    if x.members == 0 or lag <= _near_zero(r, x):
+    near_zero = _near_zero(r, x)
+    if x.members == 0 or lag <= near_zero:
         return None
     times, lags = lag_points(x, r, s)
-    if len(times) < s.min_trend_points or times[-1] - times[0] < 0.75 * s.min_duration_s:
+    # the points must span the minimum duration (5% slack absorbs poll jitter)
+    if len(times) < s.min_trend_points or times[-1] - times[0] < 0.95 * s.min_duration_s:
         return None
     if lags[-1] <= lags[0]:
         return None  # consumed at least as much as was produced over the trend window
-    return trend(times, lags)
+    half = len(times) // 2
+    return LagTrend(trend(times, lags), trend(times[half:], lags[half:]).slope,
+                    behind_throughout=min(lags) > near_zero)
 
 
-def is_lagging(t: Trend | None, was_lagging: bool, s: Settings) -> bool:
+def is_lagging(t: LagTrend | None, was_lagging: bool, s: Settings) -> bool:
     """Slow but alive: committing, yet the lag at each commit keeps rising.
 
-    Entering needs a significant rising trend held over the minimum duration; staying
-    needs only a rising one (hysteresis), so a noisy poll does not flap the status.
+    Entering needs a significant rising trend over the whole minimum duration, from a lag
+    already above what a keeping-up group shows and still rising over the recent half,
+    so a burst shorter than the minimum duration, or the drain after one, never enters.
+    Staying needs only the recent rise (hysteresis); the status leaves when the lag turns
+    down or returns near zero.
     """
-    if t is None or t.slope <= 0:
+    if t is None or t.recent_slope <= 0:
         return False
-    return was_lagging or t.z >= s.significance_z
+    return was_lagging or (t.behind_throughout and t.trend.slope > 0
+                           and t.trend.z >= s.significance_z)
 
 
 def retention_eta(lag_s: float | None, r: Rates, lag: int, members: int | None,
@@ -237,6 +268,7 @@ def retention_eta(lag_s: float | None, r: Rates, lag: int, members: int | None,
 
 
 def _near_zero(r: Rates, x: Inputs) -> float:
-    # What a group that keeps up shows between our polls: one poll interval of traffic.
+    # What a group that keeps up shows on average between commits: half a commit
+    # interval (or poll interval, whichever is longer) of traffic.
     interval = (x.end_w.times[-1] - x.end_w.times[-2]) if len(x.end_w) >= 2 else 0.0
-    return max(1.0, (r.produce or 0.0) * max(interval, r.cadence_s))
+    return max(1.0, (r.produce or 0.0) * max(interval, r.cadence_s) / 2)

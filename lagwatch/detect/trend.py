@@ -27,7 +27,7 @@ def trend(times: Sequence[float], values: Sequence[float]) -> Trend:
     (continuity-corrected; ties count as neither).
     """
     n = len(times)
-    if n < 3:
+    if n < 2:
         return Trend(0.0, 0.0, n)
     t = np.asarray(times, dtype=float)
     v = np.asarray(values, dtype=float)

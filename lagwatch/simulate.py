@@ -1,0 +1,130 @@
+"""Virtual-time producers and consumers that yield Snapshots, for tests and benchmarks.
+
+A Scenario advances one second at a time: producers append to each partition at their
+rate, the consumer reads at most its capacity and commits on its own cadence, and events
+(stall, rewind, retention cut, topic recreation, added partitions, members leaving) fire at
+set times. Every ``poll_s`` it yields what a poll of a real broker would have seen.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+
+from lagwatch.model import GroupSnapshot, LogOffsets, Member, Retention, Snapshot
+
+Rate = Callable[[float], float]
+"""Messages per second at a time (seconds since the start)."""
+
+
+def constant(rate: float) -> Rate:
+    """Return a rate function that never changes."""
+    return lambda _t: rate
+
+
+def step(before: float, after: float, at_s: float) -> Rate:
+    """Return a rate that changes from ``before`` to ``after`` at ``at_s``."""
+    return lambda t: before if t < at_s else after
+
+
+def bursts(base: float, peak: float, every_s: float, length_s: float) -> Rate:
+    """Return a rate at ``peak`` for ``length_s`` out of every ``every_s``, else ``base``."""
+    return lambda t: peak if t % every_s < length_s else base
+
+
+@dataclass
+class _Partition:
+    log_start: float = 0.0
+    log_end: float = 0.0
+    position: float = 0.0
+    committed: float | None = 0.0
+    stuck: bool = False
+
+
+@dataclass
+class Scenario:
+    """One topic, one consumer group, and what happens to them."""
+
+    produce: Rate = field(default_factory=lambda: constant(100.0))
+    capacity: Rate = field(default_factory=lambda: constant(1000.0))
+    partitions: int = 1
+    commit_every_s: float = 5.0
+    members: Callable[[float], int] = lambda _t: 1
+    retention_s: float | None = 7 * 86400.0
+    events: dict[float, Callable[[Scenario], None]] = field(default_factory=dict)
+    topic: str = "orders"
+    group: str = "billing"
+    cluster: str = "sim"
+    start: float = 1_790_000_000.0
+    _parts: list[_Partition] = field(default_factory=list)
+    _since_commit: float = 0.0
+
+    def __post_init__(self) -> None:
+        self._parts = [_Partition() for _ in range(self.partitions)]
+
+    # events ---------------------------------------------------------------------------
+    def stick(self, partition: int) -> None:
+        """Make the consumer stop making progress on one partition (a poison pill)."""
+        self._parts[partition].stuck = True
+
+    def rewind_to_start(self) -> None:
+        """Reset the group's offsets to the earliest available (a replay)."""
+        for p in self._parts:
+            p.position = p.log_start
+            p.committed = p.log_start
+
+    def cut_retention(self, keep: float) -> None:
+        """Delete all but the last ``keep`` messages of every partition."""
+        for p in self._parts:
+            p.log_start = max(p.log_start, p.log_end - keep)
+
+    def recreate_topic(self) -> None:
+        """Delete and recreate the topic: empty logs, no committed offsets."""
+        self._parts = [_Partition(committed=None) for _ in self._parts]
+
+    def add_partitions(self, count: int) -> None:
+        """Add partitions to the topic; the group has no commit on them yet."""
+        self._parts.extend(_Partition(committed=None) for _ in range(count))
+
+    # running --------------------------------------------------------------------------
+    def run(self, duration_s: float, poll_s: float = 15.0) -> Iterator[Snapshot]:
+        """Advance second by second; yield a snapshot every poll_s."""
+        for second in range(int(duration_s) + 1):
+            t = float(second)
+            if t in self.events:
+                self.events[t](self)
+            if second % int(poll_s) == 0:
+                yield self.snapshot(t)
+            self._advance(t)
+
+    def _advance(self, t: float) -> None:
+        share = 1.0 / len(self._parts)
+        members = self.members(t)
+        for p in self._parts:
+            p.log_end += self.produce(t) * share
+            if members and not p.stuck:
+                readable = max(0.0, p.log_end - max(p.position, p.log_start))
+                p.position = max(p.position, p.log_start) + min(readable,
+                                                                self.capacity(t) * share)
+        self._since_commit += 1.0
+        if members and self._since_commit >= self.commit_every_s:
+            self._since_commit = 0.0
+            for p in self._parts:
+                if not p.stuck and (p.committed is not None or p.position > 0):
+                    p.committed = p.position
+
+    def snapshot(self, t: float) -> Snapshot:
+        """Return what a poll at time t would see."""
+        tps = [(self.topic, i) for i in range(len(self._parts))]
+        n = self.members(t)
+        members = tuple(Member(f"m-{k}", f"client-{k}", "10.0.0.1",
+                               assignment=tuple(tps[k::n])) for k in range(n))
+        committed = {tp: int(p.committed) for tp, p in zip(tps, self._parts, strict=True)
+                     if p.committed is not None}
+        group = GroupSnapshot(self.group, "Stable" if n else "Empty", members=members,
+                              committed=committed)
+        offsets = {tp: LogOffsets(int(p.log_start), int(p.log_end))
+                   for tp, p in zip(tps, self._parts, strict=True)}
+        return Snapshot(self.cluster, self.start + t, 0.01, up=True,
+                        groups={self.group: group}, offsets=offsets,
+                        retention={self.topic: Retention(self.retention_s)})
