@@ -28,7 +28,7 @@ def statuses(scenario: Scenario, duration_s: float) -> list[tuple[float, set[Sta
        headroom=st.floats(1.1, 3), commit_every_s=st.sampled_from([1, 5, 15, 60]),
        partitions=st.integers(1, 3))
 def test_a_consumer_with_10_percent_headroom_is_never_lagging_under_bursts(
-        base: float, peak_factor: float, burst_s: int, gap_s: int, headroom: float,
+        *, base: float, peak_factor: float, burst_s: int, gap_s: int, headroom: float,
         commit_every_s: int, partitions: int) -> None:
     # Given bursts shorter than the minimum duration, and capacity >= 1.1x the mean rate
     every_s = burst_s + gap_s
@@ -45,7 +45,7 @@ def test_a_consumer_with_10_percent_headroom_is_never_lagging_under_bursts(
        onset_s=st.integers(300, 1500).map(lambda s: s - s % 15),
        commit_every_s=st.sampled_from([1, 5, 15]), partitions=st.integers(1, 3))
 def test_a_consumer_at_most_80_percent_of_the_produce_rate_is_lagging_by_twice_min_duration(
-        rate: float, slowdown: float, onset_s: int, commit_every_s: int,
+        *, rate: float, slowdown: float, onset_s: int, commit_every_s: int,
         partitions: int) -> None:
     # Given a consumer that keeps up, then reads at <= 0.8x the produce rate
     scenario = Scenario(produce=constant(rate),
