@@ -1,0 +1,85 @@
+"""Real producers and consumers at controlled rates, each client on its own thread."""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import time
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.errors import KafkaError
+
+
+class Producer(threading.Thread):
+    """Writes ``rate`` messages per second to each topic, round-robin over partitions."""
+
+    def __init__(self, bootstrap: str, topics: list[str], rate: float) -> None:
+        super().__init__(daemon=True, name="test-producer")
+        self.bootstrap, self.topics, self.rate = bootstrap, topics, rate
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
+        sent = 0
+        started = time.monotonic()
+        while not self._stop_event.is_set():
+            due = int((time.monotonic() - started) * self.rate)
+            for _ in range(due - sent):
+                for topic in self.topics:
+                    producer.send(topic, b"x")
+            sent = max(sent, due)
+            self._stop_event.wait(0.05)
+        producer.close()
+
+    def stop(self) -> None:
+        """Stop producing and close the client."""
+        self._stop_event.set()
+        self.join(timeout=15)
+
+
+class Consumer(threading.Thread):
+    """A group member that reads at most ``rate`` msg/s (None: as fast as it can).
+
+    ``committing`` can be switched off to play a consumer stuck on a poison pill: it stays
+    in the group (polls keep its membership) but its committed offset freezes.
+    """
+
+    def __init__(self, bootstrap: str, topic: str, group: str,
+                 rate: float | None = None) -> None:
+        super().__init__(daemon=True, name=f"test-consumer-{group}")
+        self.bootstrap, self.topic, self.group, self.rate = bootstrap, topic, group, rate
+        self.committing = True
+        self.joined = threading.Event()
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        consumer = KafkaConsumer(
+            self.topic, bootstrap_servers=self.bootstrap, group_id=self.group,
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            max_poll_records=max(1, int((self.rate or 500) / 5)), session_timeout_ms=10000)
+        try:
+            while not self._stop_event.is_set():
+                started = time.monotonic()
+                records = consumer.poll(timeout_ms=200)
+                if consumer.assignment():
+                    self.joined.set()
+                if not self.committing:
+                    # a poison pill: go back to it every time, never commit past it
+                    for tp in consumer.assignment():
+                        committed = consumer.committed(tp)
+                        consumer.seek(tp, committed or 0)
+                    continue
+                if records:
+                    with contextlib.suppress(KafkaError):
+                        consumer.commit()
+                if self.rate:
+                    count = sum(len(batch) for batch in records.values())
+                    self._stop_event.wait(max(0.0, count / self.rate
+                                              - (time.monotonic() - started)))
+        finally:
+            consumer.close()
+
+    def stop(self) -> None:
+        """Leave the group and close the client."""
+        self._stop_event.set()
+        self.join(timeout=15)
