@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import math
+
+import pytest
+
 from lagwatch.export import build_registry
 from lagwatch.model import GroupSnapshot, LogOffsets, Member, PollError, Snapshot
 from lagwatch.state import State
@@ -69,3 +73,34 @@ def test_ready_only_after_a_recent_successful_poll_of_every_cluster() -> None:
     state.publish(Snapshot("dr", NOW, 0.1, up=True))
     assert state.ready(NOW + 89)
     assert not state.ready(NOW + 91)
+
+
+def test_detection_metrics_are_exported_and_always_finite() -> None:
+    # Given a stopped group whose unread messages retention then cuts
+    from lagwatch.config import DetectionConfig
+    from lagwatch.pipeline import Pipeline
+    from lagwatch.simulate import Scenario
+
+    scenario = Scenario(members=lambda t: 1 if t < 600 else 0,
+                        events={1800.0: lambda s: s.cut_retention(1000)})
+    pipeline = Pipeline("sim", DetectionConfig())
+    state = State(["sim"], 15.0)
+    registry, _ = build_registry(state)
+    for snapshot in scenario.run(1815):
+        state.publish(snapshot, pipeline.ingest(snapshot), pipeline.history.span_s(),
+                      pipeline.memory.lost_total)
+
+    # Then
+    def value(name: str, **labels: str) -> float | None:
+        return registry.get_sample_value(name, {"cluster": "sim", **labels})
+
+    where = {"group": "billing", "topic": "orders"}
+    assert value("lagwatch_lost_messages_total", **where) == 119_000
+    assert value("lagwatch_group_status", group="billing", status="data_loss") == 1
+    assert value("lagwatch_partition_produce_rate_per_second", topic="orders",
+                 partition="0") == 100.0
+    # the oldest unread message was written when the group stopped, at 600 s
+    assert value("lagwatch_partition_lag_seconds", partition="0", **where) == pytest.approx(
+        1215.0, abs=0.1)
+    samples = [s for family in registry.collect() for s in family.samples]
+    assert all(math.isfinite(s.value) for s in samples)
