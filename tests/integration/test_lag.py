@@ -221,3 +221,32 @@ def test_a_deleted_topic_does_not_break_the_poll_of_other_groups(
     samples = scrape(lagwatch)
     assert samples[("lagwatch_poll_errors_total",
                     frozenset({"cluster": "default", "stage": "metadata"}.items()))] >= 1
+
+
+def test_check_with_samples_judges_over_several_polls_and_shows_progress(
+        kafka_bootstrap: str, make_topic: Callable[..., str], unique: Callable[[str], str],
+        config_file: Callable[..., str]) -> None:
+    # Given a group with no members and a quiet topic
+    topic = make_topic([10])
+    group = unique("group")
+    commit(kafka_bootstrap, group, topic, {0: 10})
+
+    # When
+    result = run_cli("check", "--json", "-c", config_file(group), "--samples", "3",
+                     "--interval", "1s")
+
+    # Then
+    assert result.returncode == 0, result.stderr
+    assert result.stderr == ("lagwatch: sample 1/3 taken; next in 1s\n"
+                             "lagwatch: sample 2/3 taken; next in 1s\n")
+    partition = json.loads(result.stdout)["clusters"]["default"]["groups"][group][
+        "topics"][topic]["partitions"]["0"]
+    assert (partition["status"], partition["produce_rate"], partition["consume_rate"]) == (
+        "ok", 0.0, 0.0)
+    assert partition["lag_seconds"] == 0.0
+
+
+def test_check_rejects_a_bad_sample_count() -> None:
+    result = run_cli("check", "--bootstrap-server", "127.0.0.1:1", "--samples", "0")
+    assert result.returncode == 3
+    assert result.stderr == "lagwatch: --samples: must be 1 or more (got 0)\n"
