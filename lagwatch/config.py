@@ -178,7 +178,7 @@ class DetectionConfig(_Strict):
 
     window: Duration = 1800.0
     min_duration: Duration = 120.0
-    stall_after: Duration = 300.0
+    stall_after: Duration = 60.0
     retention_horizon: Duration = 6 * 3600.0
     retention_refresh: Duration = 600.0
     significance: float = Field(default=2.33, gt=0)

@@ -40,11 +40,12 @@ class Window:
 
     def changes(self) -> list[tuple[float, int]]:
         """Return the first sample and every sample whose value differs from the one before."""
-        points: list[tuple[float, int]] = []
-        for ts, value in zip(self.times, self.values, strict=True):
-            if not points or value != points[-1][1]:
-                points.append((ts, value))
-        return points
+        if not self.times:
+            return []
+        values = self.values
+        return [(self.times[0], values[0])] + [
+            (t, v) for t, v, before in zip(self.times[1:], values[1:], values, strict=False)
+            if v != before]
 
 
 class History:
@@ -122,6 +123,8 @@ class History:
         if series is None:
             return Window((), ())
         times = self.times[len(self.times) - len(series):]
+        if MISSING not in series:
+            return Window(tuple(times), tuple(series))
         pairs = [(t, v) for t, v in zip(times, series, strict=True) if v != MISSING]
         return Window(tuple(t for t, _ in pairs), tuple(v for _, v in pairs))
 

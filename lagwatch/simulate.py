@@ -8,6 +8,7 @@ set times. Every ``poll_s`` it yields what a poll of a real broker would have se
 
 from __future__ import annotations
 
+import random
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
@@ -30,6 +31,13 @@ def step(before: float, after: float, at_s: float) -> Rate:
 def bursts(base: float, peak: float, every_s: float, length_s: float) -> Rate:
     """Return a rate at ``peak`` for ``length_s`` out of every ``every_s``, else ``base``."""
     return lambda t: peak if t % every_s < length_s else base
+
+
+def noisy(rate: Rate, amplitude: float, seed: int = 1) -> Rate:
+    """Return ``rate`` multiplied, second by second, by a seeded factor in 1 +- amplitude."""
+    factors = random.Random(seed)  # noqa: S311 - simulation noise, not security
+    table = [1.0 + amplitude * (2 * factors.random() - 1) for _ in range(3600)]
+    return lambda t: rate(t) * table[int(t) % len(table)]
 
 
 @dataclass
@@ -56,6 +64,9 @@ class Scenario:
     group: str = "billing"
     cluster: str = "sim"
     start: float = 1_790_000_000.0
+    commits: list[tuple[float, int, int, int]] = field(default_factory=list)
+    """Every commit as (time, partition, offset, log end then): what a reader of
+    __consumer_offsets sees, for baselines that evaluate each commit."""
     _parts: list[_Partition] = field(default_factory=list)
     _since_commit: float = 0.0
 
@@ -109,9 +120,10 @@ class Scenario:
         self._since_commit += 1.0
         if members and self._since_commit >= self.commit_every_s:
             self._since_commit = 0.0
-            for p in self._parts:
+            for i, p in enumerate(self._parts):
                 if not p.stuck and (p.committed is not None or p.position > 0):
                     p.committed = p.position
+                    self.commits.append((t + 1, i, int(p.position), int(p.log_end)))
 
     def snapshot(self, t: float) -> Snapshot:
         """Return what a poll at time t would see."""

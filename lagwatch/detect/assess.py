@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import replace
 
 from lagwatch.detect import rules
 from lagwatch.detect.rules import Assessment, Inputs, Memory, Rates, Settings
@@ -51,19 +50,20 @@ def assess_partition(x: Inputs, s: Settings, memory: Memory, span_s: float) -> A
     r = rules.rates(x.committed_w, x.end_w, x.now)
     lag_s, extrapolated = rules.time_lag(x.committed, x.end_w, x.now, r.produce,
                                          s.max_extrapolation_s)
-    numbers = Assessment(
-        Status.OK, lag_messages=lag, lag_seconds=lag_s, lag_seconds_extrapolated=extrapolated,
-        produce_rate=r.produce, consume_rate=r.consume, catchup_eta_s=_catchup_eta(lag, r),
-        retention_eta_s=rules.retention_eta(lag_s, r, lag, x.members, x.retention),
-        lost_messages=_count_loss(x, memory))
-    status, reason = _judge(x, lag, r, numbers, s=s, memory=memory, span_s=span_s)
+    retention_eta = rules.retention_eta(lag_s, r, lag, x.members, x.retention)
+    lost = _count_loss(x, memory)
+    status, reason = _judge(x, lag, r, lag_s, retention_eta, s=s, memory=memory,
+                            span_s=span_s)
     if status is not Status.LAGGING:
         memory.lagging.discard(key)
-    return replace(numbers, status=status, reason=reason)
+    return Assessment(status, reason, lag_messages=lag, lag_seconds=lag_s,
+                      lag_seconds_extrapolated=extrapolated, produce_rate=r.produce,
+                      consume_rate=r.consume, catchup_eta_s=_catchup_eta(lag, r),
+                      retention_eta_s=retention_eta, lost_messages=lost)
 
 
-def _judge(x: Inputs, lag: int, r: Rates, numbers: Assessment, *, s: Settings,
-           memory: Memory, span_s: float) -> tuple[Status, str | None]:
+def _judge(x: Inputs, lag: int, r: Rates, lag_s: float | None, retention_eta: float | None,
+           *, s: Settings, memory: Memory, span_s: float) -> tuple[Status, str | None]:
     where = f"{x.tp[0]}[{x.tp[1]}]"
     assert x.committed is not None and x.log is not None
     if rules.is_data_loss(x.committed, x.log):
@@ -79,16 +79,16 @@ def _judge(x: Inputs, lag: int, r: Rates, numbers: Assessment, *, s: Settings,
     rewind = rules.rewind_of(x.committed_w)
     if rewind is not None:
         return Status.REWOUND, _rewind_reason(where, rewind, r)
-    eta = numbers.retention_eta_s
-    if eta is not None and eta <= s.retention_horizon_s:
-        return Status.AT_RISK, _risk_reason(where, x, eta, numbers.lag_seconds)
+    if retention_eta is not None and retention_eta <= s.retention_horizon_s:
+        return Status.AT_RISK, _risk_reason(where, x, retention_eta, lag_s)
     key = (x.group, x.tp[0], x.tp[1])
     t = rules.lagging_trend(x, lag, r, s)
     if rules.is_lagging(t, key in memory.lagging, s):
         assert t is not None
         memory.lagging.add(key)
         consume, produce = rules.recent_rates(x, r, s)
-        return Status.LAGGING, _lagging_reason(where, consume, produce, t.trend, numbers)
+        return Status.LAGGING, _lagging_reason(where, consume, produce, t.trend,
+                                               retention_eta)
     if lag == 0:
         quiet = r.produce == 0 and span_s >= s.min_duration_s
         return (Status.IDLE, None) if quiet else (Status.OK, None)
@@ -155,10 +155,9 @@ def _risk_reason(where: str, x: Inputs, eta: float, lag_s: float | None) -> str:
 
 
 def _lagging_reason(where: str, consume: float, produce: float, t: Trend,
-                    numbers: Assessment) -> str:
+                    eta: float | None) -> str:
     text = (f"{where} consuming {consume:,.1f} msg/s while producers write "
             f"{produce:,.1f} msg/s; lag grows {t.slope:,.1f} msg/s")
-    eta = numbers.retention_eta_s
     if eta is not None and eta <= _WORTH_SAYING_S:
         text += f"; unread data reaches retention in {fmt_duration(eta)}"
     return text

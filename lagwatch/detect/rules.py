@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from itertools import pairwise
+from operator import sub
 
 from lagwatch.detect.trend import Trend, trend
 from lagwatch.history import Window
 from lagwatch.model import LogOffsets, Retention, TopicPartition
 from lagwatch.status import Status
+
+UNKNOWN_CADENCE_FACTOR = 5
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,7 +26,7 @@ class Settings:
 
     window_s: float = 1800.0
     min_duration_s: float = 120.0
-    stall_after_s: float = 300.0
+    stall_after_s: float = 60.0
     retention_horizon_s: float = 6 * 3600.0
     significance_z: float = 2.33
     min_trend_points: int = 6  # fewer rising points cannot reach z = 2.33
@@ -48,6 +51,7 @@ class Rates:
     cadence_s: float
     last_change_t: float | None
     frozen_s: float
+    moves: list[tuple[float, int]]  # (time, offset) of each commit seen in the window
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,14 +107,19 @@ def rates(committed_w: Window, end_w: Window, now: float) -> Rates:
     consume = None
     cadence = 0.0
     if len(moves) >= 2:
-        progress = sum(max(0, b[1] - a[1]) for a, b in pairwise(moves))
-        consume = progress / (moves[-1][0] - moves[0][0])
-        cadence = max(b[0] - a[0] for a, b in pairwise(moves))
+        times = [t for t, _ in moves]
+        offsets = [c for _, c in moves]
+        cadence = max(map(sub, times[1:], times))
+        if offsets == sorted(offsets):  # the usual case: no rewind in the window
+            progress = offsets[-1] - offsets[0]
+        else:
+            progress = sum(max(0, b - a) for a, b in pairwise(offsets))
+        consume = progress / (times[-1] - times[0])
     elif len(committed_w) >= 2 and not moves:
         consume = 0.0
     last_change = changes[-1][0] if changes else None
     frozen = now - last_change if last_change is not None else 0.0
-    return Rates(produce, consume, cadence, last_change, frozen)
+    return Rates(produce, consume, cadence, last_change, frozen, moves)
 
 
 def time_lag(committed: int, end_w: Window, now: float, produce: float | None,
@@ -152,15 +161,24 @@ def is_stopped(lag: int, members: int | None) -> bool:
     return members == 0 and lag > 0
 
 
-def is_stalled(x: Inputs, lag: int, r: Rates, s: Settings) -> bool:
-    """Members present, offset frozen, lag waiting: a poison pill or a deadlock.
+def stall_threshold(r: Rates, s: Settings) -> float:
+    """How long an offset may stay frozen before it counts as stalled.
 
-    Frozen means longer than both the stall window and the group's own commit cadence
-    (with room for poll jitter), so a batch consumer between commits is not stalled.
+    At least the stall window, and 1.5 commit intervals (room for poll jitter) so a batch
+    consumer between commits is not stalled. Until two commits have been seen the cadence
+    is unknown, and the threshold is five stall windows: a batch consumer that lagwatch
+    has only just started watching gets time to show its cadence.
     """
-    covered = len(x.committed_w) >= 2 and x.now - x.committed_w.times[0] >= s.stall_after_s
-    return (bool(x.members) and lag > 0 and covered
-            and r.frozen_s > max(s.stall_after_s, 1.5 * r.cadence_s))
+    if r.cadence_s <= 0:
+        return UNKNOWN_CADENCE_FACTOR * s.stall_after_s
+    return max(s.stall_after_s, 1.5 * r.cadence_s)
+
+
+def is_stalled(x: Inputs, lag: int, r: Rates, s: Settings) -> bool:
+    """Members present, offset frozen, lag waiting: a poison pill or a deadlock."""
+    threshold = stall_threshold(r, s)
+    covered = len(x.committed_w) >= 2 and x.now - x.committed_w.times[0] >= threshold
+    return bool(x.members) and lag > 0 and covered and r.frozen_s > threshold
 
 
 def rewind_of(committed_w: Window) -> tuple[int, int] | None:
@@ -180,7 +198,7 @@ def rewind_of(committed_w: Window) -> tuple[int, int] | None:
 def recent_rates(x: Inputs, r: Rates, s: Settings) -> tuple[float, float]:
     """Consume and produce rates over the trend window: what the group does now."""
     span = min(s.window_s, max(s.min_duration_s, s.min_trend_points * r.cadence_s))
-    moves = [(t, c) for t, c in x.committed_w.changes()[1:] if t >= x.now - span]
+    moves = [(t, c) for t, c in r.moves if t >= x.now - span]
     if len(moves) < 2:
         return r.consume or 0.0, r.produce or 0.0
     (t0, c0), (t1, c1) = moves[0], moves[-1]
@@ -198,9 +216,9 @@ def lag_points(x: Inputs, r: Rates, s: Settings) -> tuple[list[float], list[floa
     span = min(s.window_s, max(s.min_duration_s, s.min_trend_points * r.cadence_s))
     times: list[float] = []
     lags: list[float] = []
-    for t, committed in x.committed_w.changes()[1:]:
-        end = x.end_w.at(t)
-        if t >= x.now - 1.05 * span and end is not None:
+    for t, committed in r.moves:
+        end = x.end_w.at(t) if t >= x.now - 1.05 * span else None
+        if end is not None:
             times.append(t)
             lags.append(max(0, end - committed))
     return times, lags
@@ -268,7 +286,7 @@ def retention_eta(lag_s: float | None, r: Rates, lag: int, members: int | None,
 
 
 def _near_zero(r: Rates, x: Inputs) -> float:
-    # What a group that keeps up shows on average between commits: half a commit
-    # interval (or poll interval, whichever is longer) of traffic.
+    # A lag a group keeping up shows anyway: a quarter of a commit interval (or of a poll
+    # interval, whichever is longer) of traffic.
     interval = (x.end_w.times[-1] - x.end_w.times[-2]) if len(x.end_w) >= 2 else 0.0
-    return max(1.0, (r.produce or 0.0) * max(interval, r.cadence_s) / 2)
+    return max(1.0, (r.produce or 0.0) * max(interval, r.cadence_s) / 4)

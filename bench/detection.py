@@ -1,0 +1,192 @@
+"""Detection quality and cost, against a port of Burrow's rules in the same run.
+
+    .venv/bin/python bench/detection.py            # scenario suite + evaluation cost
+    .venv/bin/python bench/detection.py --broker   # also a few scenarios on a real broker
+
+Scenario suite: labelled scenarios simulated in virtual time over hours at 15 s polls. For
+each, the time from onset to detection and the number of false alarms (polls with an
+alarm that the scenario does not call for), for lagwatch and for the Burrow baseline fed
+the exact commit stream.
+
+Cost: seconds per poll spent in history and in detection, per group-partition, at
+growing sizes, to show it is linear.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from bench.burrow_rules import BurrowPartition  # noqa: E402
+from lagwatch.config import DetectionConfig  # noqa: E402
+from lagwatch.detect.assess import assess  # noqa: E402
+from lagwatch.detect.rules import Memory  # noqa: E402
+from lagwatch.history import History  # noqa: E402
+from lagwatch.model import GroupSnapshot, LogOffsets, Member, Snapshot  # noqa: E402
+from lagwatch.pipeline import Pipeline  # noqa: E402
+from lagwatch.simulate import Scenario, bursts, constant, noisy, step  # noqa: E402
+from lagwatch.status import SEVERITY, Severity  # noqa: E402
+
+POLL_S = 15.0
+HOURS = 3600.0
+BURROW_FOR = {"lagging": {"WARN"}, "stalled": {"STALL", "STOP"}, "stopped": {"STOP"},
+              "rewound": {"REWIND"}}
+
+
+@dataclass
+class Case:
+    name: str
+    make: Callable[[], Scenario]
+    duration_s: float
+    onset_s: float | None = None
+    expect: str | None = None  # lagwatch status that counts as detection
+
+
+def _slow(factor: float, commit_every_s: float = 5.0) -> Callable[[], Scenario]:
+    return lambda: Scenario(produce=noisy(constant(100), 0.3),
+                            capacity=step(400, 100 * factor, 1800),
+                            commit_every_s=commit_every_s)
+
+
+CASES = [
+    Case("healthy, commits every 5 s, noisy producer",
+         lambda: Scenario(produce=noisy(constant(100), 0.5), capacity=constant(130)), 4 * HOURS),
+    Case("healthy, bursty producer (4x for 90 s every 6 min)",
+         lambda: Scenario(produce=bursts(50, 200, 360, 90), capacity=constant(110)), 4 * HOURS),
+    Case("healthy, batch committer every 5 min",
+         lambda: Scenario(produce=noisy(constant(100), 0.3), commit_every_s=300), 4 * HOURS),
+    Case("healthy, commits every 60 s (saw-tooth)",
+         lambda: Scenario(produce=noisy(constant(100), 0.3), capacity=constant(120),
+                          commit_every_s=60), 4 * HOURS),
+    Case("healthy, idle topic", lambda: Scenario(produce=constant(0)), 4 * HOURS),
+    Case("slow 0.8x from 30 min", _slow(0.8), 2 * HOURS, 1800, "lagging"),
+    Case("slow 0.5x from 30 min", _slow(0.5), 2 * HOURS, 1800, "lagging"),
+    Case("slow 0.8x, commits every 60 s", _slow(0.8, 60), 2 * HOURS, 1800, "lagging"),
+    Case("slow 0.9x from 30 min (mild)", _slow(0.9), 2 * HOURS, 1800, "lagging"),
+    Case("stuck partition from 30 min",
+         lambda: Scenario(partitions=3, events={1800.0: lambda s: s.stick(1)}), 2 * HOURS,
+         1800, "stalled"),
+    Case("consumer stopped at 30 min",
+         lambda: Scenario(members=lambda t: 1 if t < 1800 else 0), 2 * HOURS, 1800, "stopped"),
+    Case("offsets reset to earliest at 30 min",
+         lambda: Scenario(events={1800.0: Scenario.rewind_to_start}), 2 * HOURS, 1800,
+         "rewound"),
+]
+
+
+def run_case(case: Case, detection: DetectionConfig) -> dict[str, object]:
+    scenario = case.make()
+    pipeline = Pipeline("sim", detection)
+    burrow: dict[int, BurrowPartition] = {}
+    seen = 0
+    ours_at = burrow_at = None
+    ours_false = burrow_false = 0
+    for snapshot in scenario.run(case.duration_s, POLL_S):
+        t = snapshot.taken_at - scenario.start
+        assessed = pipeline.ingest(snapshot) or {}
+        statuses = {a.status.value for per in assessed.values() for a in per.values()}
+        for when, partition, offset, log_end in scenario.commits[seen:]:
+            burrow.setdefault(partition, BurrowPartition()).add(when, offset, log_end)
+        seen = len(scenario.commits)
+        group = snapshot.groups[scenario.group]
+        baseline = {b.evaluate(t, max(0, snapshot.offsets[(scenario.topic, p)].log_end
+                                      - group.committed.get((scenario.topic, p), 0)))
+                    for p, b in burrow.items()}
+        detecting = case.onset_s is not None and t >= case.onset_s
+        hit = detecting and case.expect in statuses
+        burrow_hit = detecting and bool(baseline & BURROW_FOR.get(case.expect or "", set()))
+        if hit and ours_at is None:
+            ours_at = t - (case.onset_s or 0)
+        if burrow_hit and burrow_at is None:
+            burrow_at = t - (case.onset_s or 0)
+        alarm = any(SEVERITY[a.status] is not Severity.NONE
+                    for per in assessed.values() for a in per.values())
+        ours_false += alarm and not hit
+        burrow_false += bool(baseline - {"OK", "unknown"}) and not burrow_hit
+    return {"ours_at": ours_at, "burrow_at": burrow_at, "ours_false": ours_false,
+            "burrow_false": burrow_false}
+
+
+def suite(detection: DetectionConfig) -> None:
+    print(f"Scenario suite: virtual time, {POLL_S:g} s polls, min_duration "
+          f"{detection.min_duration:g} s, stall_after {detection.stall_after:g} s")
+    print(f"{'scenario':52} {'lagwatch detects':>16} {'Burrow detects':>15} "
+          f"{'lagwatch false':>14} {'Burrow false':>12}")
+    for case in CASES:
+        r = run_case(case, detection)
+        print(f"{case.name:52} {_when(case, r['ours_at']):>16} "
+              f"{_when(case, r['burrow_at']):>15} {r['ours_false']:>14} "
+              f"{r['burrow_false']:>12}")
+
+
+def _when(case: Case, delay_s: object) -> str:
+    if case.onset_s is None:
+        return "-"
+    return "never" if delay_s is None else f"+{float(delay_s):.0f} s"  # type: ignore[arg-type]
+
+
+def cost(sizes: list[int], polls: int = 60) -> None:
+    print(f"\nEvaluation cost per poll ({polls} polls of history, 10 partitions per topic, "
+          "100 partitions per group)")
+    print(f"{'group-partitions':>16} {'history us/gp':>14} {'detect us/gp':>13} "
+          f"{'detect s/poll':>14}")
+    for size in sizes:
+        groups = max(1, size // 100)
+        topics = [f"t{i}" for i in range(max(1, size // 1000) * 10)]
+        history = History(1800.0, 240)
+        memory = Memory()
+        settings = DetectionConfig().settings()
+        observe_s, assess_s = [], []
+        for k in range(polls):
+            t = 1_790_000_000.0 + 30 * k
+            offsets = {(tp, p): LogOffsets(0, 1000 * k + 37 * p) for tp in topics
+                       for p in range(10)}
+            group_snaps = {}
+            for g in range(groups):
+                mine = [topics[(g + j) % len(topics)] for j in range(10)]
+                slow = g % 7 == 0  # some groups fall behind, so the trend code runs
+                committed = {(tp, p): int(offsets[(tp, p)].log_end * (0.8 if slow else 1))
+                             - (k * 5 % 50) for tp in mine for p in range(10)}
+                group_snaps[f"g{g}"] = GroupSnapshot(
+                    f"g{g}", "Stable", members=(Member("m", "c", "h"),), committed=committed)
+            snapshot = Snapshot("bench", t, 0.0, up=True, groups=group_snaps, offsets=offsets)
+            started = time.perf_counter()
+            history.observe(snapshot)
+            observe_s.append(time.perf_counter() - started)
+            started = time.perf_counter()
+            assess(snapshot, history, settings, memory)
+            assess_s.append(time.perf_counter() - started)
+        gp = groups * 100
+        tail = polls // 2  # once the windows are full
+        print(f"{gp:>16,} {statistics.median(observe_s[tail:]) / gp * 1e6:>14.1f} "
+              f"{statistics.median(assess_s[tail:]) / gp * 1e6:>13.1f} "
+              f"{statistics.median(assess_s[tail:]):>14.3f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--broker", action="store_true",
+                        help="also run scenarios on a real local broker (about 5 minutes)")
+    parser.add_argument("--sizes", default="1000,5000,20000,50000")
+    parser.add_argument("--min-duration", help="detection.min_duration (default: config's)")
+    parser.add_argument("--stall-after", help="detection.stall_after (default: config's)")
+    args = parser.parse_args()
+    overrides = {k: v for k, v in (("min_duration", args.min_duration),
+                                   ("stall_after", args.stall_after)) if v}
+    suite(DetectionConfig.model_validate(overrides))
+    cost([int(s) for s in args.sizes.split(",")])
+    if args.broker:
+        from bench.detection_broker import broker_suite
+        broker_suite()
+
+
+if __name__ == "__main__":
+    main()
