@@ -19,11 +19,11 @@ import pytest
 from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import NewTopic
 from kafka.structs import OffsetAndMetadata
+from workload import Consumer, Producer
 
 from lagwatch.config import load_config
 from lagwatch.daemon import Daemon
 from tests.integration.helpers import status_document, wait_for
-from tests.integration.workload import Consumer, Producer
 
 RATE = 40.0
 SCENARIOS = ("healthy", "slow", "stuck", "stopped", "rewound", "loss")

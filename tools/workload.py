@@ -1,4 +1,7 @@
-"""Real producers and consumers at controlled rates, each client on its own thread."""
+"""Real producers and consumers at controlled rates, each client on its own thread.
+
+Used by the integration tests, the demo traffic and the benchmarks.
+"""
 
 from __future__ import annotations
 
