@@ -2,21 +2,25 @@
 
     .venv/bin/python bench/poll_scale.py [--topics 200] [--partitions 10] [--groups 500]
                                          [--topics-per-group 10] [--polls 7]
+                                         [--daemon-polls 60]
 
 Starts a local broker (or uses $LAGWATCH_BENCH_BOOTSTRAP), builds the fixture, then prints:
-- median poll time, Kafka requests per poll, and report + /metrics render time, for
+- median poll time, Kafka requests per poll, history + detection + report time, and
+  /metrics render time, for
   lagwatch's batched collector and, in the same run, a per-group/per-topic baseline (the
   way threshold exporters commonly read offsets), with their ratio;
-- the peak RSS of a `lagwatch run` daemon after several polls of the same cluster.
+- the peak RSS of a `lagwatch run` daemon once its history window is full.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -28,7 +32,6 @@ from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.protocol.consumer import OffsetSpec
 from kafka.structs import OffsetAndMetadata
-from prometheus_client import generate_latest
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
@@ -37,7 +40,8 @@ from kafka_local import LocalKafka, free_port  # noqa: E402
 
 from lagwatch.collect import Collector  # noqa: E402
 from lagwatch.config import load_config  # noqa: E402
-from lagwatch.export import build_registry  # noqa: E402
+from lagwatch.export import Exporter  # noqa: E402
+from lagwatch.pipeline import Pipeline  # noqa: E402
 from lagwatch.state import State  # noqa: E402
 
 
@@ -122,7 +126,8 @@ def measure_lagwatch(bootstrap: str, polls: int) -> dict[str, float]:
     take = count_requests(collector._client())
     take()
     state = State(["default"], 30.0)
-    registry, metrics = build_registry(state)
+    exporter = Exporter(state)
+    pipeline = Pipeline("default", config.detection)
     poll_s, report_s, render_s, requests = [], [], [], []
     snapshot = None
     for i in range(polls):
@@ -131,11 +136,12 @@ def measure_lagwatch(bootstrap: str, polls: int) -> dict[str, float]:
         poll_s.append(time.perf_counter() - started)
         requests.append(take())
         started = time.perf_counter()
-        metrics.observe(snapshot)
-        state.publish(snapshot)
+        exporter.metrics.observe(snapshot)
+        state.publish(snapshot, pipeline.ingest(snapshot), pipeline.history.span_s(),
+                      pipeline.memory.lost_total)
         report_s.append(time.perf_counter() - started)
         started = time.perf_counter()
-        body = generate_latest(registry)
+        body = exporter.text().encode()
         render_s.append(time.perf_counter() - started)
         say(f"  lagwatch poll {i + 1}/{polls}: {poll_s[-1]:.3f}s, {requests[-1]} requests")
     collector.close()
@@ -165,12 +171,22 @@ def measure_baseline(bootstrap: str, polls: int) -> dict[str, float]:
 
 
 def daemon_peak_rss_mb(bootstrap: str, polls: int) -> tuple[float, float]:
-    """Run `lagwatch run` for a number of polls; return (peak RSS MB, mean poll s)."""
+    """Run `lagwatch run` until its history window is full; return (peak RSS MB, mean poll s).
+
+    The window is sized to ``polls`` polls 3 s apart, so every series holds as many
+    samples as a 30-minute window at 30 s polls does, with a scrape every second.
+    """
     port = free_port()
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "lagwatch", "run", "--bootstrap-server", bootstrap,
-         "--listen", f"127.0.0.1:{port}", "--poll-interval", "3s", "--log-level", "warning"],
-        stdout=subprocess.DEVNULL)
+    state = tempfile.TemporaryDirectory()
+    config = Path(state.name) / "lagwatch.yaml"
+    config.write_text(json.dumps({
+        "clusters": [{"name": "default", "bootstrap_servers": [bootstrap]}],
+        "poll_interval": "3s", "http": {"listen": f"127.0.0.1:{port}"},
+        "state_dir": state.name, "log_level": "warning",
+        "detection": {"window": f"{polls * 3}s", "min_duration": "30s", "stall_after": "30s",
+                      "max_samples": polls + 10}}))
+    proc = subprocess.Popen([sys.executable, "-m", "lagwatch", "run", "-c", str(config)],
+                            stdout=subprocess.DEVNULL)
     try:
         count, total = 0.0, 0.0
         while count < polls:
@@ -193,6 +209,7 @@ def daemon_peak_rss_mb(bootstrap: str, polls: int) -> tuple[float, float]:
     finally:
         proc.terminate()
         proc.wait(timeout=30)
+        state.cleanup()
 
 
 def main() -> None:
@@ -202,6 +219,8 @@ def main() -> None:
     parser.add_argument("--groups", type=int, default=500)
     parser.add_argument("--topics-per-group", type=int, default=10)
     parser.add_argument("--polls", type=int, default=7)
+    parser.add_argument("--daemon-polls", type=int, default=60,
+                        help="polls the daemon runs (its window holds them all)")
     args = parser.parse_args()
     with broker() as bootstrap:
         say(f"building the fixture on {bootstrap}")
@@ -211,12 +230,12 @@ def main() -> None:
         say("measuring the per-group baseline")
         base = measure_baseline(bootstrap, args.polls)
         say("measuring the daemon's peak RSS")
-        rss_mb, daemon_poll_s = daemon_peak_rss_mb(bootstrap, args.polls)
+        rss_mb, daemon_poll_s = daemon_peak_rss_mb(bootstrap, args.daemon_polls)
     print(f"fixture: {args.topics} topics x {args.partitions} partitions, "
           f"{ours['groups']:.0f} groups, {ours['group_partitions']:.0f} group-partitions; "
           f"{os.cpu_count()} CPUs")
     print(f"lagwatch: median poll {ours['poll_s']:.3f} s, {ours['requests']:.0f} requests/poll, "
-          f"report {ours['report_s'] * 1000:.0f} ms, /metrics render "
+          f"history + detection + report {ours['report_s'] * 1000:.0f} ms, /metrics render "
           f"{ours['render_s'] * 1000:.0f} ms ({ours['series']:.0f} lagwatch series), "
           f"poll errors {ours['errors']:.0f}")
     print(f"baseline (per group, per topic): median poll {base['poll_s']:.3f} s, "
@@ -224,7 +243,8 @@ def main() -> None:
     print(f"ratio baseline/lagwatch: poll time {base['poll_s'] / ours['poll_s']:.1f}x, "
           f"requests {base['requests'] / ours['requests']:.1f}x")
     print(f"daemon: peak RSS {rss_mb:.0f} MB, mean poll {daemon_poll_s:.3f} s "
-          f"(poll + report, {args.polls} polls)")
+          f"(collect, history, detection, report, persistence; {args.daemon_polls} polls "
+          f"filling its window, scraped every second)")
 
 
 if __name__ == "__main__":

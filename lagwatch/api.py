@@ -7,13 +7,12 @@ import logging
 import socket
 import threading
 import time
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
-from prometheus_client import CollectorRegistry
-from prometheus_client.exposition import choose_encoder
-
+from lagwatch.export import CONTENT_TYPE, Exporter
 from lagwatch.report import cluster_document, group_document, to_document
 from lagwatch.state import State
 
@@ -29,8 +28,7 @@ class _Handler(BaseHTTPRequestHandler):
         path = urlsplit(self.path).path.rstrip("/") or "/"
         state = self.server.state
         if path == "/metrics":
-            encoder, content_type = choose_encoder(self.headers.get("Accept", ""))
-            self._send(200, encoder(self.server.registry), content_type)
+            self._stream(self.server.exporter.chunks(), CONTENT_TYPE)
         elif path == "/healthz":
             self._send(200, b"ok\n", "text/plain; charset=utf-8")
         elif path == "/readyz":
@@ -59,6 +57,17 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(200, group_document(found))
 
+    def _stream(self, chunks: Iterator[bytes], content_type: str) -> None:
+        # No Content-Length: the body is written as it is rendered, then the connection
+        # closes, so a large exposition never sits in memory whole.
+        self.send_response(200)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Connection", "close")
+        self.end_headers()
+        self.close_connection = True
+        for chunk in chunks:
+            self.wfile.write(chunk)
+
     def _json(self, code: int, body: dict[str, Any]) -> None:
         self._send(code, json.dumps(body, indent=2).encode() + b"\n", "application/json")
 
@@ -78,12 +87,12 @@ class HttpServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, listen: str, state: State, registry: CollectorRegistry) -> None:
+    def __init__(self, listen: str, state: State, exporter: Exporter) -> None:
         host, _, port = listen.rpartition(":")
         host = host.strip("[]")
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.state = state
-        self.registry = registry
+        self.exporter = exporter
         super().__init__((host, int(port)), _Handler)
         self._thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
 

@@ -16,7 +16,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from lagwatch.api import HttpServer
 from lagwatch.collect import Collector
 from lagwatch.config import Config
-from lagwatch.export import PollMetrics, build_registry
+from lagwatch.export import Exporter, PollMetrics
 from lagwatch.pipeline import Pipeline
 from lagwatch.state import State
 from lagwatch.store import Store
@@ -60,7 +60,8 @@ class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.state = State([c.name for c in config.clusters], config.poll_interval)
-        self.registry, self.metrics = build_registry(self.state)
+        self.exporter = Exporter(self.state)
+        self.metrics = self.exporter.metrics
         self.store = Store(config.state_dir) if config.persist else None
         self.pollers = [
             Poller(Collector(c, config.detection.retention_refresh),
@@ -75,7 +76,7 @@ class Daemon:
 
     def start(self) -> HttpServer:
         """Bind the HTTP port, then schedule every cluster's poll to run now and each interval."""
-        self.http = HttpServer(self.config.http.listen, self.state, self.registry).start()
+        self.http = HttpServer(self.config.http.listen, self.state, self.exporter).start()
         for poller in self.pollers:
             poller.pipeline.restore(time.time())
             self.scheduler.add_job(

@@ -1,157 +1,214 @@
-"""Prometheus metrics: a Collector that renders the latest reports at scrape time.
+"""Prometheus metrics, rendered from the latest reports at scrape time.
 
-A scrape never talks to Kafka; it only reads State. Poll timings and errors are counted
-as polls happen, by PollMetrics.
+A scrape never talks to Kafka; it only reads State. The lagwatch_* families are written
+as Prometheus text one family at a time, in chunks, so a cluster with 50,000
+group-partitions costs a scrape a few megabytes rather than an object per sample. Poll
+timings and errors are counted as polls happen (PollMetrics), in a prometheus-client
+registry rendered first.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import math
+from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
-from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
-from prometheus_client.registry import Collector
+from prometheus_client.exposition import generate_latest
 
 from lagwatch.collect import STAGES
 from lagwatch.model import Snapshot
-from lagwatch.report import ClusterReport
+from lagwatch.report import ClusterReport, GroupReport, PartitionReport, TopicReport
 from lagwatch.state import State
 from lagwatch.status import Status
 
 POLL_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+_CHUNK = 2000  # samples per written chunk
+
+Row = tuple[tuple[str, ...], float]
 
 
-def _gauge(name: str, doc: str, *labels: str) -> GaugeMetricFamily:
-    return GaugeMetricFamily(f"lagwatch_{name}", doc, labels=["cluster", *labels])
+def _number(value: float) -> str:
+    if isinstance(value, int) or value.is_integer():
+        return str(int(value))
+    if math.isfinite(value):
+        return repr(value)
+    return "NaN" if math.isnan(value) else ("+Inf" if value > 0 else "-Inf")
 
 
-class LagCollector(Collector):
-    """Renders every cluster's latest report as lagwatch_* gauges."""
+def _escape(value: str) -> str:
+    return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
-    def __init__(self, state: State) -> None:
-        self._state = state
 
-    def collect(self) -> Iterator[Metric]:
-        """Yield one family per metric, filled from the latest reports."""
-        reports = self._state.reports()
-        yield from self._cluster_families(reports)
-        yield from self._partition_families(reports)
-        yield from self._group_families(reports)
+def _family(name: str, doc: str, labels: tuple[str, ...], rows: Iterable[Row],
+            kind: str = "gauge") -> Iterator[str]:
+    """Yield one family in the text format: HELP, TYPE, then its samples in chunks."""
+    full = f"lagwatch_{name}"
+    yield f"# HELP {full} {doc}\n# TYPE {full} {kind}\n"
+    names = ("cluster", *labels)
+    lines: list[str] = []
+    for values, value in rows:
+        pairs = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True))
+        lines.append(f"{full}{{{pairs}}} {_number(value)}\n")
+        if len(lines) >= _CHUNK:
+            yield "".join(lines)
+            lines.clear()
+    if lines:
+        yield "".join(lines)
 
-    @staticmethod
-    def _cluster_families(reports: list[ClusterReport]) -> Iterator[GaugeMetricFamily]:
-        up = _gauge("cluster_up", "1 if the last poll of the cluster succeeded, else 0.")
-        last = _gauge("last_poll_timestamp_seconds",
-                      "Unix time of the last successful poll.")
-        brokers = _gauge("cluster_brokers", "Brokers registered in the cluster.")
-        controller = _gauge("cluster_controller_id", "Node id of the active controller.")
-        offline = _gauge("cluster_offline_partitions", "Partitions without a leader.")
-        under = _gauge("cluster_under_replicated_partitions",
-                       "Partitions whose in-sync replicas are fewer than their replicas.")
-        for r in reports:
-            up.add_metric([r.cluster], 1.0 if r.up else 0.0)
-            if r.last_success is not None:
-                last.add_metric([r.cluster], r.last_success)
-            meta = r.snapshot.meta
-            if meta is None:
-                continue
-            brokers.add_metric([r.cluster], len(meta.brokers))
-            if meta.controller_id is not None:
-                controller.add_metric([r.cluster], meta.controller_id)
-            offline.add_metric([r.cluster], len(meta.offline))
-            under.add_metric([r.cluster], len(meta.under_replicated))
-        yield from (up, last, brokers, controller, offline, under)
 
-    @staticmethod
-    def _partition_families(reports: list[ClusterReport]) -> Iterator[GaugeMetricFamily]:
-        labels = ("group", "topic", "partition")
-        families = {
-            "lag_messages": _gauge("partition_lag_messages",
-                                   "Log end offset minus committed offset.", *labels),
-            "lag_seconds": _gauge("partition_lag_seconds",
-                                  "Estimated age of the oldest unread message.", *labels),
-            "consume_rate": _gauge("partition_consume_rate_per_second",
-                                   "Messages per second the group commits past.", *labels),
-            "catchup_eta_s": _gauge("partition_catchup_eta_seconds",
-                                    "Time to reach the log end at current rates.", *labels),
-            "retention_eta_s": _gauge("partition_retention_eta_seconds",
-                                      "Time until retention deletes unread messages.",
-                                      *labels),
-        }
-        committed = _gauge("partition_committed_offset", "The group's committed offset.",
-                           *labels)
-        end = _gauge("partition_log_end_offset", "High watermark.", "topic", "partition")
-        start = _gauge("partition_log_start_offset", "Earliest available offset.",
-                       "topic", "partition")
-        produce = _gauge("partition_produce_rate_per_second",
-                         "Messages per second written to the partition.", "topic", "partition")
-        for r in reports:
-            rates: dict[tuple[str, int], float] = {}
-            for (topic, partition), log in sorted(r.snapshot.offsets.items()):
-                end.add_metric([r.cluster, topic, str(partition)], log.log_end)
-                start.add_metric([r.cluster, topic, str(partition)], log.log_start)
-            for g in r.groups:
-                for t in g.topics:
-                    for p in t.partitions:
-                        key = [r.cluster, g.group_id, t.topic, str(p.partition)]
-                        if p.committed is not None:
-                            committed.add_metric(key, p.committed)
-                        for attribute, family in families.items():
-                            value = getattr(p.assessment, attribute)
-                            if value is not None:
-                                family.add_metric(key, value)
-                        if p.assessment.produce_rate is not None:
-                            rates[(t.topic, p.partition)] = p.assessment.produce_rate
-            for (topic, partition), rate in sorted(rates.items()):
-                produce.add_metric([r.cluster, topic, str(partition)], rate)
-        yield from (*families.values(), committed, end, start, produce)
+def _clusters(reports: list[ClusterReport], value: Callable[[ClusterReport], float | None]
+              ) -> Iterator[Row]:
+    for r in reports:
+        v = value(r)
+        if v is not None:
+            yield (r.cluster,), v
 
-    @staticmethod
-    def _group_families(reports: list[ClusterReport]
-                        ) -> Iterator[Metric]:
-        per_topic = {
-            "lag_messages": _gauge("group_lag_messages",
-                                   "Lag summed over the topic's partitions.", "group", "topic"),
-            "lag_seconds": _gauge("group_lag_seconds",
-                                  "Largest time lag over the topic's partitions.",
-                                  "group", "topic"),
-            "consume_rate": _gauge("group_consume_rate_per_second",
-                                   "Consume rate summed over the topic's partitions.",
-                                   "group", "topic"),
-            "produce_rate": _gauge("group_produce_rate_per_second",
-                                   "Produce rate summed over the partitions the group reads.",
-                                   "group", "topic"),
-            "catchup_eta_s": _gauge("group_catchup_eta_seconds",
-                                    "Time until the slowest partition catches up.",
-                                    "group", "topic"),
-            "retention_eta_s": _gauge("group_retention_eta_seconds",
-                                      "Soonest time retention deletes unread messages.",
-                                      "group", "topic"),
-        }
-        lost = CounterMetricFamily("lagwatch_lost_messages",
-                                   "Unread messages deleted by retention, counted once.",
-                                   labels=["cluster", "group", "topic"])
-        status = _gauge("group_status", "1 for the group's current status, 0 for the others.",
-                        "group", "status")
-        members = _gauge("group_members", "Members in the group.", "group")
-        state = _gauge("group_state", "1 for the group state the coordinator reports.",
-                       "group", "state")
-        for r in reports:
-            for (group_id, topic), total in sorted(r.lost_total.items()):
-                lost.add_metric([r.cluster, group_id, topic], total)
-            for g in r.groups:
-                for t in g.topics:
-                    for attribute, family in per_topic.items():
-                        value = getattr(t, attribute)
-                        if value is not None:
-                            family.add_metric([r.cluster, g.group_id, t.topic], value)
-                for s in Status:
-                    status.add_metric([r.cluster, g.group_id, s.value],
-                                      1.0 if s is g.status else 0.0)
-                if g.members is not None:
-                    members.add_metric([r.cluster, g.group_id], g.members)
-                state.add_metric([r.cluster, g.group_id, g.state], 1.0)
-        yield from (*per_topic.values(), lost, status, members, state)
+
+def _partitions(reports: list[ClusterReport],
+                value: Callable[[PartitionReport], float | None]) -> Iterator[Row]:
+    for r in reports:
+        for g in r.groups:
+            for t in g.topics:
+                for p in t.partitions:
+                    v = value(p)
+                    if v is not None:
+                        yield (r.cluster, g.group_id, t.topic, str(p.partition)), v
+
+
+def _topics(reports: list[ClusterReport], value: Callable[[TopicReport], float | None]
+            ) -> Iterator[Row]:
+    for r in reports:
+        for g in r.groups:
+            for t in g.topics:
+                v = value(t)
+                if v is not None:
+                    yield (r.cluster, g.group_id, t.topic), v
+
+
+def _groups(reports: list[ClusterReport], value: Callable[[GroupReport], float | None]
+            ) -> Iterator[Row]:
+    for r in reports:
+        for g in r.groups:
+            v = value(g)
+            if v is not None:
+                yield (r.cluster, g.group_id), v
+
+
+def _log_offsets(reports: list[ClusterReport], start: bool) -> Iterator[Row]:
+    for r in reports:
+        for (topic, partition), log in sorted(r.snapshot.offsets.items()):
+            yield (r.cluster, topic, str(partition)), log.log_start if start else log.log_end
+
+
+def _produce_rates(reports: list[ClusterReport]) -> Iterator[Row]:
+    for r in reports:
+        rates: dict[tuple[str, int], float] = {}
+        for g in r.groups:
+            for t in g.topics:
+                for p in t.partitions:
+                    if p.assessment.produce_rate is not None:
+                        rates[(t.topic, p.partition)] = p.assessment.produce_rate
+        for (topic, partition), rate in sorted(rates.items()):
+            yield (r.cluster, topic, str(partition)), rate
+
+
+def _statuses(reports: list[ClusterReport]) -> Iterator[Row]:
+    for r in reports:
+        for g in r.groups:
+            for s in Status:
+                yield (r.cluster, g.group_id, s.value), 1.0 if s is g.status else 0.0
+
+
+def _states(reports: list[ClusterReport]) -> Iterator[Row]:
+    for r in reports:
+        for g in r.groups:
+            yield (r.cluster, g.group_id, g.state), 1.0
+
+
+def _lost(reports: list[ClusterReport]) -> Iterator[Row]:
+    for r in reports:
+        for (group_id, topic), total in sorted(r.lost_total.items()):
+            yield (r.cluster, group_id, topic), float(total)
+
+
+def _meta(attribute: str) -> Callable[[ClusterReport], float | None]:
+    def value(r: ClusterReport) -> float | None:
+        meta = r.snapshot.meta
+        if meta is None:
+            return None
+        found = getattr(meta, attribute)
+        return float(len(found)) if isinstance(found, tuple) else found
+    return value
+
+
+GP = ("group", "topic", "partition")
+GT = ("group", "topic")
+TP = ("topic", "partition")
+
+
+def render(reports: list[ClusterReport]) -> Iterator[str]:
+    """Yield the lagwatch_* families for the given reports, as Prometheus text."""
+    r = reports
+    yield from _family("cluster_up", "1 if the last poll of the cluster succeeded, else 0.",
+                       (), _clusters(r, lambda c: 1.0 if c.up else 0.0))
+    yield from _family("last_poll_timestamp_seconds", "Unix time of the last successful poll.",
+                       (), _clusters(r, lambda c: c.last_success))
+    yield from _family("cluster_brokers", "Brokers registered in the cluster.", (),
+                       _clusters(r, _meta("brokers")))
+    yield from _family("cluster_controller_id", "Node id of the active controller.", (),
+                       _clusters(r, _meta("controller_id")))
+    yield from _family("cluster_offline_partitions", "Partitions without a leader.", (),
+                       _clusters(r, _meta("offline")))
+    yield from _family("cluster_under_replicated_partitions",
+                       "Partitions whose in-sync replicas are fewer than their replicas.", (),
+                       _clusters(r, _meta("under_replicated")))
+    yield from _family("partition_lag_messages", "Log end offset minus committed offset.", GP,
+                       _partitions(r, lambda p: p.lag_messages))
+    yield from _family("partition_lag_seconds", "Estimated age of the oldest unread message.",
+                       GP, _partitions(r, lambda p: p.lag_seconds))
+    yield from _family("partition_committed_offset", "The group's committed offset.", GP,
+                       _partitions(r, lambda p: p.committed))
+    yield from _family("partition_consume_rate_per_second",
+                       "Messages per second the group commits past.", GP,
+                       _partitions(r, lambda p: p.assessment.consume_rate))
+    yield from _family("partition_catchup_eta_seconds",
+                       "Time to reach the log end at current rates.", GP,
+                       _partitions(r, lambda p: p.assessment.catchup_eta_s))
+    yield from _family("partition_retention_eta_seconds",
+                       "Time until retention deletes unread messages.", GP,
+                       _partitions(r, lambda p: p.assessment.retention_eta_s))
+    yield from _family("partition_log_end_offset", "High watermark.", TP,
+                       _log_offsets(r, start=False))
+    yield from _family("partition_log_start_offset", "Earliest available offset.", TP,
+                       _log_offsets(r, start=True))
+    yield from _family("partition_produce_rate_per_second",
+                       "Messages per second written to the partition.", TP, _produce_rates(r))
+    yield from _family("group_lag_messages", "Lag summed over the topic's partitions.", GT,
+                       _topics(r, lambda t: t.lag_messages))
+    yield from _family("group_lag_seconds", "Largest time lag over the topic's partitions.",
+                       GT, _topics(r, lambda t: t.lag_seconds))
+    yield from _family("group_consume_rate_per_second",
+                       "Consume rate summed over the topic's partitions.", GT,
+                       _topics(r, lambda t: t.consume_rate))
+    yield from _family("group_produce_rate_per_second",
+                       "Produce rate summed over the partitions the group reads.", GT,
+                       _topics(r, lambda t: t.produce_rate))
+    yield from _family("group_catchup_eta_seconds",
+                       "Time until the slowest partition catches up.", GT,
+                       _topics(r, lambda t: t.catchup_eta_s))
+    yield from _family("group_retention_eta_seconds",
+                       "Soonest time retention deletes unread messages.", GT,
+                       _topics(r, lambda t: t.retention_eta_s))
+    yield from _family("lost_messages_total",
+                       "Unread messages deleted by retention, counted once.", GT, _lost(r),
+                       kind="counter")
+    yield from _family("group_status", "1 for the group's current status, 0 for the others.",
+                       ("group", "status"), _statuses(r))
+    yield from _family("group_members", "Members in the group.", ("group",),
+                       _groups(r, lambda g: g.members))
+    yield from _family("group_state", "1 for the group state the coordinator reports.",
+                       ("group", "state"), _states(r))
 
 
 class PollMetrics:
@@ -174,9 +231,21 @@ class PollMetrics:
             self.errors.labels(snapshot.cluster, error.stage).inc()
 
 
-def build_registry(state: State) -> tuple[CollectorRegistry, PollMetrics]:
-    """Return a registry holding lagwatch's metrics and its own process_* metrics."""
-    registry = CollectorRegistry(auto_describe=False)
-    registry.register(LagCollector(state))
-    ProcessCollector(registry=registry)
-    return registry, PollMetrics(registry, state.clusters)
+class Exporter:
+    """Everything /metrics serves: the poll registry, then the lagwatch_* families."""
+
+    def __init__(self, state: State) -> None:
+        self.state = state
+        self.registry = CollectorRegistry(auto_describe=False)
+        ProcessCollector(registry=self.registry)
+        self.metrics = PollMetrics(self.registry, state.clusters)
+
+    def chunks(self) -> Iterator[bytes]:
+        """Yield the whole exposition in chunks, ready to write to a socket."""
+        yield generate_latest(self.registry)
+        for text in render(self.state.reports()):
+            yield text.encode()
+
+    def text(self) -> str:
+        """Return the whole exposition (for tests and small clusters)."""
+        return b"".join(self.chunks()).decode()

@@ -267,7 +267,7 @@ def running_broker(**kwargs: object) -> Iterator[LocalKafka]:
 
 
 def _run_command(broker: LocalKafka, command: list[str], demo: bool) -> int:
-    """Run the user's command against the broker; {bootstrap} in it is filled in."""
+    """Run the user's command against the broker; {bootstrap} and {workdir} are filled in."""
     traffic = None
     if demo:
         from demo_traffic import DemoTraffic
@@ -275,7 +275,8 @@ def _run_command(broker: LocalKafka, command: list[str], demo: bool) -> int:
         print("lagwatch: starting demo traffic on topic demo-orders (groups demo-shipping, "
               "demo-billing, demo-archiver)", file=sys.stderr, flush=True)
         traffic = DemoTraffic(broker.bootstrap).start()
-    argv = [c.replace("{bootstrap}", broker.bootstrap) for c in command if c != "--"]
+    argv = [c.replace("{bootstrap}", broker.bootstrap).replace("{workdir}", str(broker.workdir))
+            for c in command if c != "--"]
     env = dict(os.environ, LAGWATCH_BOOTSTRAP=broker.bootstrap)
     child = subprocess.Popen(argv, env=env)
     # Ctrl-C reaches the child through the terminal's process group; SIGTERM is passed on.

@@ -12,9 +12,9 @@ from typing import Any
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
-from prometheus_client.parser import text_string_to_metric_families
 
 from lagwatch.daemon import Daemon
+from tests.exposition import Samples, parse
 
 
 def produce(producer: KafkaProducer, topic: str, counts: dict[int, int]) -> None:
@@ -53,14 +53,12 @@ def status_document(daemon: Daemon) -> dict[str, Any]:
     return json.loads(body)  # type: ignore[no-any-return]
 
 
-def scrape(daemon: Daemon) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
+def scrape(daemon: Daemon) -> Samples:
     """Scrape /metrics into {(sample name, labels): value}."""
     assert daemon.http is not None
     code, body = http_get(daemon.http.url + "/metrics")
     assert code == 200
-    return {(s.name, frozenset(s.labels.items())): s.value
-            for family in text_string_to_metric_families(body.decode())
-            for s in family.samples}
+    return parse(body.decode())
 
 
 def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = 30.0) -> Any:

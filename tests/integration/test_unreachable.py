@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator
 import pytest
 from kafka_local import LocalKafka, free_port
 
+from tests.exposition import parse, value
 from tests.integration.helpers import http_get, wait_for
 
 
@@ -49,13 +50,11 @@ def run_process(config_file: Callable[..., str],
         proc.wait()
 
 
-def cluster_up(base: str) -> str | None:
+def cluster_up(base: str) -> float | None:
     code, body = http_get(base + "/metrics")
     if code != 200:
         return None
-    lines = [line for line in body.decode().splitlines()
-             if line.startswith('lagwatch_cluster_up{cluster="default"}')]
-    return lines[0].split()[-1] if lines else None
+    return value(parse(body.decode()), "lagwatch_cluster_up", cluster="default")
 
 
 def test_run_serves_cluster_down_then_recovers_when_the_broker_appears(
@@ -68,14 +67,14 @@ def test_run_serves_cluster_down_then_recovers_when_the_broker_appears(
     assert f"metrics at {base}/metrics" in first_line
 
     # Then it stays up and says the cluster is down
-    wait_for(lambda: cluster_up(base) == "0.0", "lagwatch_cluster_up 0")
+    wait_for(lambda: cluster_up(base) == 0, "lagwatch_cluster_up 0")
     assert http_get(base + "/healthz")[0] == 200
     assert http_get(base + "/readyz")[0] == 503
     assert proc.poll() is None
 
     # When the broker appears on that address, Then lagwatch recovers by itself
     with LocalKafka(port=dead_port):
-        wait_for(lambda: cluster_up(base) == "1.0", "lagwatch_cluster_up 1", timeout_s=60)
+        wait_for(lambda: cluster_up(base) == 1, "lagwatch_cluster_up 1", timeout_s=60)
         assert http_get(base + "/readyz")[0] == 200
 
         # And SIGTERM stops it cleanly

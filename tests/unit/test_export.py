@@ -1,4 +1,4 @@
-"""The Prometheus exposition rendered from State, read back through the registry."""
+"""The Prometheus exposition rendered from State, parsed back as Prometheus would."""
 
 from __future__ import annotations
 
@@ -6,9 +6,13 @@ import math
 
 import pytest
 
-from lagwatch.export import build_registry
+from lagwatch.config import DetectionConfig
+from lagwatch.export import Exporter
 from lagwatch.model import GroupSnapshot, LogOffsets, Member, PollError, Snapshot
+from lagwatch.pipeline import Pipeline
+from lagwatch.simulate import Scenario
 from lagwatch.state import State
+from tests.exposition import Samples, parse
 
 NOW = 1_790_000_000.0
 GROUP = GroupSnapshot("billing", "Stable",
@@ -18,51 +22,61 @@ GOOD = Snapshot("prod", NOW, 0.2, up=True, groups={"billing": GROUP},
                 offsets={("orders", 0): LogOffsets(5, 100), ("orders", 1): LogOffsets(0, 7)})
 
 
+def at(samples: Samples, name: str, cluster: str = "prod", **labels: str) -> float | None:
+    return samples.get((name, frozenset({"cluster": cluster, **labels}.items())))
+
+
 def test_metrics_carry_the_contract_names_labels_and_values() -> None:
     # Given
     state = State(["prod"], 30.0)
-    registry, metrics = build_registry(state)
+    exporter = Exporter(state)
     # When
-    metrics.observe(state.publish(GOOD).snapshot)
+    exporter.metrics.observe(state.publish(GOOD).snapshot)
+    samples = parse(exporter.text())
     # Then
-    def value(name: str, **labels: str) -> float | None:
-        return registry.get_sample_value(name, {"cluster": "prod", **labels})
-
     where = {"group": "billing", "topic": "orders"}
-    assert value("lagwatch_partition_lag_messages", partition="0", **where) == 10
-    assert value("lagwatch_partition_committed_offset", partition="0", **where) == 90
-    assert value("lagwatch_partition_lag_messages", partition="1", **where) is None
-    assert value("lagwatch_partition_log_end_offset", topic="orders", partition="1") == 7
-    assert value("lagwatch_partition_log_start_offset", topic="orders", partition="0") == 5
-    assert value("lagwatch_group_lag_messages", **where) == 10
-    assert value("lagwatch_group_members", group="billing") == 1
-    assert value("lagwatch_group_status", group="billing", status="unknown") == 1
-    assert value("lagwatch_group_status", group="billing", status="ok") == 0
-    assert value("lagwatch_group_state", group="billing", state="Stable") == 1
-    assert value("lagwatch_cluster_up") == 1
-    assert value("lagwatch_last_poll_timestamp_seconds") == NOW
-    assert value("lagwatch_poll_duration_seconds_count") == 1
-    assert value("lagwatch_poll_errors_total", stage="connect") == 0
+    assert at(samples, "lagwatch_partition_lag_messages", partition="0", **where) == 10
+    assert at(samples, "lagwatch_partition_committed_offset", partition="0", **where) == 90
+    assert at(samples, "lagwatch_partition_lag_messages", partition="1", **where) is None
+    assert at(samples, "lagwatch_partition_log_end_offset", topic="orders", partition="1") == 7
+    assert at(samples, "lagwatch_partition_log_start_offset", topic="orders",
+              partition="0") == 5
+    assert at(samples, "lagwatch_group_lag_messages", **where) == 10
+    assert at(samples, "lagwatch_group_members", group="billing") == 1
+    assert at(samples, "lagwatch_group_status", group="billing", status="unknown") == 1
+    assert at(samples, "lagwatch_group_status", group="billing", status="ok") == 0
+    assert at(samples, "lagwatch_group_state", group="billing", state="Stable") == 1
+    assert at(samples, "lagwatch_cluster_up") == 1
+    assert at(samples, "lagwatch_last_poll_timestamp_seconds") == NOW
+    assert at(samples, "lagwatch_poll_duration_seconds_count") == 1
+    assert at(samples, "lagwatch_poll_errors_total", stage="connect") == 0
 
 
 def test_a_failed_poll_sets_cluster_up_to_0_and_counts_the_error_by_stage() -> None:
     state = State(["prod"], 30.0)
-    registry, metrics = build_registry(state)
+    exporter = Exporter(state)
     state.publish(GOOD)
     failed = Snapshot("prod", NOW + 30, 10.0, up=False,
                       errors=(PollError("connect", "prod", "KafkaTimeoutError"),))
-    metrics.observe(failed)
+    exporter.metrics.observe(failed)
     state.publish(failed)
+    samples = parse(exporter.text())
 
-    assert registry.get_sample_value("lagwatch_cluster_up", {"cluster": "prod"}) == 0
-    assert registry.get_sample_value("lagwatch_poll_errors_total",
-                                     {"cluster": "prod", "stage": "connect"}) == 1
+    assert at(samples, "lagwatch_cluster_up") == 0
+    assert at(samples, "lagwatch_poll_errors_total", stage="connect") == 1
     # the last known numbers stay, and their age shows in the last poll timestamp
-    assert registry.get_sample_value("lagwatch_last_poll_timestamp_seconds",
-                                     {"cluster": "prod"}) == NOW
-    assert registry.get_sample_value(
-        "lagwatch_partition_lag_messages",
-        {"cluster": "prod", "group": "billing", "topic": "orders", "partition": "0"}) == 10
+    assert at(samples, "lagwatch_last_poll_timestamp_seconds") == NOW
+    assert at(samples, "lagwatch_partition_lag_messages", group="billing", topic="orders",
+              partition="0") == 10
+
+
+def test_label_values_are_escaped() -> None:
+    odd = 'team "a"\\b\nc'
+    state = State(["prod"], 30.0)
+    state.publish(Snapshot("prod", NOW, 0.1, up=True,
+                           groups={odd: GroupSnapshot(odd, "Empty")}))
+    samples = parse(Exporter(state).text())
+    assert at(samples, "lagwatch_group_state", group=odd, state="Empty") == 1
 
 
 def test_ready_only_after_a_recent_successful_poll_of_every_cluster() -> None:
@@ -77,30 +91,24 @@ def test_ready_only_after_a_recent_successful_poll_of_every_cluster() -> None:
 
 def test_detection_metrics_are_exported_and_always_finite() -> None:
     # Given a stopped group whose unread messages retention then cuts
-    from lagwatch.config import DetectionConfig
-    from lagwatch.pipeline import Pipeline
-    from lagwatch.simulate import Scenario
-
     scenario = Scenario(members=lambda t: 1 if t < 600 else 0,
                         events={1800.0: lambda s: s.cut_retention(1000)})
     pipeline = Pipeline("sim", DetectionConfig())
     state = State(["sim"], 15.0)
-    registry, _ = build_registry(state)
+    exporter = Exporter(state)
     for snapshot in scenario.run(1815):
         state.publish(snapshot, pipeline.ingest(snapshot), pipeline.history.span_s(),
                       pipeline.memory.lost_total)
+    samples = parse(exporter.text())
 
     # Then
-    def value(name: str, **labels: str) -> float | None:
-        return registry.get_sample_value(name, {"cluster": "sim", **labels})
-
-    where = {"group": "billing", "topic": "orders"}
-    assert value("lagwatch_lost_messages_total", **where) == 119_000
-    assert value("lagwatch_group_status", group="billing", status="data_loss") == 1
-    assert value("lagwatch_partition_produce_rate_per_second", topic="orders",
-                 partition="0") == 100.0
+    where = {"cluster": "sim", "group": "billing", "topic": "orders"}
+    assert at(samples, "lagwatch_lost_messages_total", **where) == 119_000
+    assert at(samples, "lagwatch_group_status", cluster="sim", group="billing",
+              status="data_loss") == 1
+    assert at(samples, "lagwatch_partition_produce_rate_per_second", cluster="sim",
+              topic="orders", partition="0") == 100.0
     # the oldest unread message was written when the group stopped, at 600 s
-    assert value("lagwatch_partition_lag_seconds", partition="0", **where) == pytest.approx(
-        1215.0, abs=0.1)
-    samples = [s for family in registry.collect() for s in family.samples]
-    assert all(math.isfinite(s.value) for s in samples)
+    assert at(samples, "lagwatch_partition_lag_seconds", partition="0",
+              **where) == pytest.approx(1215.0, abs=0.1)
+    assert all(math.isfinite(v) for v in samples.values())
