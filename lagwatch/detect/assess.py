@@ -119,6 +119,7 @@ def _forget_gone(memory: Memory, groups: Mapping[str, GroupSnapshot]) -> None:
     memory.lagging = {k for k in memory.lagging if k[0] in present}
     memory.loss_counted_to = {k: v for k, v in memory.loss_counted_to.items()
                               if k[0] in present}
+    memory.lost_total = {k: v for k, v in memory.lost_total.items() if k[0] in present}
 
 
 def _catchup_eta(lag: int, r: Rates) -> float | None:
