@@ -6,7 +6,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from lagwatch.detect.assess import Assessments, assess, fmt_duration
 from lagwatch.detect.rules import Assessment, Memory, Settings
@@ -14,6 +14,7 @@ from lagwatch.history import History
 from lagwatch.model import GroupSnapshot, PollError, Snapshot, TopicPartition
 from lagwatch.status import SEVERITY, Severity, Status, rank, worst
 
+N = TypeVar("N", int, float)
 
 @dataclass(frozen=True, slots=True)
 class PartitionReport:
@@ -52,14 +53,12 @@ class TopicReport:
     @property
     def lag_messages(self) -> int | None:
         """Return the summed lag of the partitions whose lag is known."""
-        known = [p.lag_messages for p in self.partitions if p.lag_messages is not None]
-        return sum(known) if known else None
+        return _sum(p.lag_messages for p in self.partitions)
 
     @property
     def lag_seconds(self) -> float | None:
         """Return the largest known time lag."""
-        return max((p.lag_seconds for p in self.partitions if p.lag_seconds is not None),
-                   default=None)
+        return _max(p.lag_seconds for p in self.partitions)
 
     @property
     def produce_rate(self) -> float | None:
@@ -80,8 +79,8 @@ class TopicReport:
     @property
     def retention_eta_s(self) -> float | None:
         """Return the soonest time retention deletes unread messages on any partition."""
-        return min((p.assessment.retention_eta_s for p in self.partitions
-                    if p.assessment.retention_eta_s is not None), default=None)
+        return min((e for p in self.partitions if (e := p.assessment.retention_eta_s)
+                    is not None), default=None)
 
 
 @dataclass(frozen=True, slots=True)
@@ -103,14 +102,12 @@ class GroupReport:
     @property
     def lag_messages(self) -> int | None:
         """Return the lag summed over every topic."""
-        known = [t.lag_messages for t in self.topics if t.lag_messages is not None]
-        return sum(known) if known else None
+        return _sum(t.lag_messages for t in self.topics)
 
     @property
     def lag_seconds(self) -> float | None:
         """Return the largest time lag over every topic."""
-        return max((t.lag_seconds for t in self.topics if t.lag_seconds is not None),
-                   default=None)
+        return _max(t.lag_seconds for t in self.topics)
 
 
 @dataclass(frozen=True, slots=True)
@@ -200,9 +197,14 @@ def _reasons(partitions: list[PartitionReport], members: int | None,
     return tuple(reasons)
 
 
-def _sum(values: Iterable[float | None]) -> float | None:
+def _sum(values: Iterable[N | None]) -> N | None:
+    """Sum the known values; None when none is known (never an invented 0)."""
     known = [v for v in values if v is not None]
-    return sum(known) if known else None
+    return sum(known[1:], known[0]) if known else None
+
+
+def _max(values: Iterable[float | None]) -> float | None:
+    return max((v for v in values if v is not None), default=None)
 
 
 def _listed(sentences: list[str], most: int = 5) -> list[str]:
