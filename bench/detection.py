@@ -91,7 +91,8 @@ def run_case(case: Case, detection: DetectionConfig) -> dict[str, object]:
     ours_false = burrow_false = 0
     for snapshot in scenario.run(case.duration_s, POLL_S):
         t = snapshot.taken_at - scenario.start
-        assessed = pipeline.ingest(snapshot) or {}
+        verdict = pipeline.ingest(snapshot)
+        assessed = verdict.assessments if verdict else {}
         statuses = {a.status.value for per in assessed.values() for a in per.values()}
         for when, partition, offset, log_end in scenario.commits[seen:]:
             burrow.setdefault(partition, BurrowPartition()).add(when, offset, log_end)

@@ -137,8 +137,7 @@ def measure_lagwatch(bootstrap: str, polls: int) -> dict[str, float]:
         requests.append(take())
         started = time.perf_counter()
         exporter.metrics.observe(snapshot)
-        state.publish(snapshot, pipeline.ingest(snapshot), pipeline.history.span_s(),
-                      pipeline.memory.lost_total)
+        state.publish(snapshot, pipeline.ingest(snapshot))
         report_s.append(time.perf_counter() - started)
         started = time.perf_counter()
         body = exporter.text().encode()

@@ -144,6 +144,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     else:
         print(format_table(reports))
     severities = [g.severity for r in reports for g in r.groups]
+    severities += [f.severity for r in reports for f in r.findings]
     return max((_EXIT_FOR[s] for s in severities), default=EXIT_OK)
 
 
@@ -160,9 +161,7 @@ def _sample(collectors: list[Collector], pipelines: list[Pipeline], samples: int
                 servers = ",".join(collector.cluster.bootstrap_servers)
                 raise UsageError(f"cluster {collector.cluster.name!r} is unreachable at "
                                  f"{servers}: {snapshot.errors[0].message}")
-            assessments = pipeline.ingest(snapshot)
-            reports.append(build_report(snapshot, None, assessments,
-                                        pipeline.history.span_s(), pipeline.memory.lost_total))
+            reports.append(build_report(snapshot, None, pipeline.ingest(snapshot)))
         if n < samples:
             print(f"lagwatch: sample {n}/{samples} taken; next in {interval_s:g}s",
                   file=sys.stderr, flush=True)
@@ -194,10 +193,13 @@ def format_table(reports: Sequence[ClusterReport]) -> str:
             rows.extend(("", t.topic, "", "", "", _num(t.lag_messages), _secs(t.lag_seconds))
                         for t in g.topics)
             notes.extend(f"  {g.group_id}: {reason}" for reason in g.reasons)
+            notes.extend(f"  {g.group_id}: [{f.kind}, {f.severity}] {f.reason}"
+                         for f in g.findings)
         widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
         lines.extend("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
                      .rstrip() for row in rows)
         lines.extend(notes)
+        lines.extend(f"  cluster: [{f.kind}, {f.severity}] {f.reason}" for f in r.findings)
         lines.extend(f"  poll error: {e}" for e in r.errors)
     return "\n".join(lines)
 

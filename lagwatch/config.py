@@ -23,6 +23,7 @@ from pydantic import (
     model_validator,
 )
 
+from lagwatch.detect.findings import HealthSettings
 from lagwatch.detect.rules import Settings
 
 DEFAULT_LISTEN = "0.0.0.0:9391"
@@ -165,6 +166,7 @@ class ClusterConfig(_Strict):
     security: Security = Field(default_factory=Security)
     groups: GroupFilter = Field(default_factory=GroupFilter)
     request_timeout: Duration = 10.0
+    expected_brokers: int | None = Field(default=None, ge=1)
 
 
 class HttpConfig(_Strict):
@@ -198,6 +200,23 @@ class DetectionConfig(_Strict):
         return self
 
 
+class HealthConfig(_Strict):
+    """Thresholds of the skew findings (see the README's Findings section)."""
+
+    lag_skew_share: float = Field(default=0.8, gt=0.5, le=1.0)
+    lag_skew_min_messages: int = Field(default=100, ge=1)
+    hot_partition_ratio: float = Field(default=2.0, gt=1.0)
+    hot_partition_min_rate: float = Field(default=1.0, ge=0)
+
+    def settings(self, cluster: ClusterConfig, memory_s: float) -> HealthSettings:
+        """Return the knobs the pure finding rules take, for one cluster."""
+        return HealthSettings(lag_skew_share=self.lag_skew_share,
+                              lag_skew_min_messages=self.lag_skew_min_messages,
+                              hot_partition_ratio=self.hot_partition_ratio,
+                              hot_partition_min_rate=self.hot_partition_min_rate,
+                              expected_brokers=cluster.expected_brokers, memory_s=memory_s)
+
+
 class Config(_Strict):
     """The whole configuration."""
 
@@ -205,6 +224,7 @@ class Config(_Strict):
     poll_interval: Duration = 30.0
     http: HttpConfig = Field(default_factory=HttpConfig)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
+    health: HealthConfig = Field(default_factory=HealthConfig)
     state_dir: str = "/var/lib/lagwatch"
     persist: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -39,9 +39,7 @@ class Poller:
         """Run one poll; log changes of reachability rather than every failure."""
         snapshot = self.collector.poll()
         self.metrics.observe(snapshot)
-        assessments = self.pipeline.ingest(snapshot)
-        report = self.state.publish(snapshot, assessments, self.pipeline.history.span_s(),
-                                    self.pipeline.memory.lost_total)
+        report = self.state.publish(snapshot, self.pipeline.ingest(snapshot))
         name = snapshot.cluster
         if not snapshot.up and self._was_up is not False:
             log.warning("cluster %s is unreachable: %s", name, snapshot.errors[0].message)

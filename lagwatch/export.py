@@ -10,6 +10,7 @@ registry rendered first.
 from __future__ import annotations
 
 import math
+from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
@@ -19,7 +20,7 @@ from lagwatch.collect import STAGES
 from lagwatch.model import Snapshot
 from lagwatch.report import ClusterReport, GroupReport, PartitionReport, TopicReport
 from lagwatch.state import State
-from lagwatch.status import Status
+from lagwatch.status import Severity, Status
 
 POLL_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -126,6 +127,27 @@ def _states(reports: list[ClusterReport]) -> Iterator[Row]:
             yield (r.cluster, g.group_id, g.state), 1.0
 
 
+def _group_findings(reports: list[ClusterReport]) -> Iterator[Row]:
+    for r in reports:
+        for g in r.groups:
+            counts = Tally((f.kind, str(f.severity)) for f in g.findings)
+            for (kind, severity), n in sorted(counts.items()):
+                yield (r.cluster, g.group_id, kind, severity), float(n)
+
+
+def _cluster_findings(reports: list[ClusterReport]) -> Iterator[Row]:
+    for r in reports:
+        counts = Tally((f.kind, str(f.severity)) for f in r.findings)
+        for (kind, severity), n in sorted(counts.items()):
+            yield (r.cluster, kind, severity), float(n)
+
+
+def _produce_skew(reports: list[ClusterReport]) -> Iterator[Row]:
+    for r in reports:
+        for topic, ratio in sorted(r.produce_skew.items()):
+            yield (r.cluster, topic), ratio
+
+
 def _lost(reports: list[ClusterReport]) -> Iterator[Row]:
     for r in reports:
         for (group_id, topic), total in sorted(r.lost_total.items()):
@@ -209,6 +231,20 @@ def render(reports: list[ClusterReport]) -> Iterator[str]:
                        _groups(r, lambda g: g.members))
     yield from _family("group_state", "1 for the group state the coordinator reports.",
                        ("group", "state"), _states(r))
+    yield from _family("group_severity",
+                       "Worst of the group's status and findings: 0 none, 1 warning, "
+                       "2 critical.", ("group",),
+                       _groups(r, lambda g: float(list(Severity).index(g.severity))))
+    yield from _family("group_findings", "Active findings about the group, by kind.",
+                       ("group", "kind", "severity"), _group_findings(r))
+    yield from _family("cluster_findings", "Active findings about the cluster, by kind.",
+                       ("kind", "severity"), _cluster_findings(r))
+    yield from _family("topic_produce_skew_ratio",
+                       "Busiest partition's produce rate over the topic's mean.", ("topic",),
+                       _produce_skew(r))
+    yield from _family("cluster_controller_changes_total",
+                       "Controller moves seen since lagwatch started.", (),
+                       _clusters(r, lambda c: float(c.controller_changes)), kind="counter")
 
 
 class PollMetrics:

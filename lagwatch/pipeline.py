@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 
 from lagwatch.config import DetectionConfig
-from lagwatch.detect.assess import Assessments, assess
+from lagwatch.detect.findings import HealthMemory, HealthSettings
 from lagwatch.detect.rules import Memory
+from lagwatch.detect.verdict import Verdict, judge
 from lagwatch.history import History
 from lagwatch.model import Snapshot
 from lagwatch.store import Store
@@ -17,12 +18,14 @@ log = logging.getLogger(__name__)
 class Pipeline:
     """Keeps a cluster's history and detection memory; judges each new snapshot."""
 
-    def __init__(self, cluster: str, detection: DetectionConfig,
-                 store: Store | None = None) -> None:
+    def __init__(self, cluster: str, detection: DetectionConfig, store: Store | None = None,
+                 health: HealthSettings | None = None) -> None:
         self.cluster = cluster
         self.settings = detection.settings()
+        self.health = health or HealthSettings(memory_s=detection.window)
         self.history = History(detection.window, detection.max_samples)
         self.memory = Memory()
+        self.health_memory = HealthMemory()
         self.store = store
 
     def restore(self, now: float) -> int:
@@ -38,13 +41,14 @@ class Pipeline:
                      len(snapshots), f"{self.history.span_s():.0f}s", self.store.path)
         return len(snapshots)
 
-    def ingest(self, snapshot: Snapshot) -> Assessments | None:
+    def ingest(self, snapshot: Snapshot) -> Verdict | None:
         """Add a poll to the history and judge it; a failed poll is not judged."""
         if not snapshot.up:
             return None
         for note in self.history.observe(snapshot):
             log.info("cluster %s: %s", self.cluster, note)
-        assessments = assess(snapshot, self.history, self.settings, self.memory)
+        verdict = judge(snapshot, self.history, self.settings, self.memory,
+                        health=self.health, health_memory=self.health_memory)
         if self.store is not None:
             self.store.save(snapshot, self.memory, snapshot.taken_at - self.settings.window_s)
-        return assessments
+        return verdict

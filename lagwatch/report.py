@@ -4,15 +4,17 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from lagwatch.detect.assess import Assessments, assess, fmt_duration
+from lagwatch.detect.assess import fmt_duration
+from lagwatch.detect.findings import Finding, HealthMemory, HealthSettings
 from lagwatch.detect.rules import Assessment, Memory, Settings
+from lagwatch.detect.verdict import Verdict, judge
 from lagwatch.history import History
 from lagwatch.model import GroupSnapshot, PollError, Snapshot, TopicPartition
-from lagwatch.status import SEVERITY, Severity, Status, rank, worst
+from lagwatch.status import SEVERITY, Severity, Status, rank, worst, worst_severity
 
 N = TypeVar("N", int, float)
 
@@ -93,11 +95,12 @@ class GroupReport:
     status: Status
     reasons: tuple[str, ...]
     topics: tuple[TopicReport, ...]
+    findings: tuple[Finding, ...] = ()
 
     @property
     def severity(self) -> Severity:
-        """Return the severity of the group's status."""
-        return SEVERITY[self.status]
+        """Return the worst of the status's severity and the findings'."""
+        return worst_severity([SEVERITY[self.status], *(f.severity for f in self.findings)])
 
     @property
     def lag_messages(self) -> int | None:
@@ -125,6 +128,9 @@ class ClusterReport:
     snapshot: Snapshot
     errors: tuple[PollError, ...]
     lost_total: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    findings: tuple[Finding, ...] = ()
+    produce_skew: Mapping[str, float] = field(default_factory=dict)
+    controller_changes: int = 0
 
     def group(self, group_id: str) -> GroupReport | None:
         """Return one group's report, if the group is watched."""
@@ -132,32 +138,36 @@ class ClusterReport:
 
 
 def build_report(snapshot: Snapshot, previous: ClusterReport | None = None,
-                 assessments: Assessments | None = None, span_s: float = 0.0,
-                 lost_total: Mapping[tuple[str, str], int] | None = None) -> ClusterReport:
-    """Report on a snapshot and its assessments; a failed poll keeps the previous numbers.
+                 verdict: Verdict | None = None) -> ClusterReport:
+    """Report on a snapshot and its verdict; a failed poll keeps the previous numbers.
 
-    Without assessments the snapshot is judged on its own, as one poll of history.
+    Without a verdict the snapshot is judged on its own, as one poll of history.
     """
     if not snapshot.up:
-        return ClusterReport(
-            snapshot.cluster, up=False, polled_at=snapshot.taken_at,
-            last_success=previous.last_success if previous else None,
-            groups=previous.groups if previous else (),
-            snapshot=previous.snapshot if previous else snapshot, errors=snapshot.errors,
-            lost_total=previous.lost_total if previous else {})
-    if assessments is None:
+        if previous is None:
+            return ClusterReport(snapshot.cluster, up=False, polled_at=snapshot.taken_at,
+                                 last_success=None, groups=(), snapshot=snapshot,
+                                 errors=snapshot.errors)
+        return replace(previous, up=False, polled_at=snapshot.taken_at,
+                       errors=snapshot.errors)
+    if verdict is None:
         history = History(window_s=Settings().window_s)
         history.observe(snapshot)
-        assessments = assess(snapshot, history, Settings(), Memory())
-    groups = tuple(_group_report(snapshot, g, assessments.get(gid, {}), span_s)
+        verdict = judge(snapshot, history, Settings(), Memory(), health=HealthSettings(),
+                        health_memory=HealthMemory())
+    groups = tuple(_group_report(snapshot, g, verdict.assessments.get(gid, {}),
+                                 verdict.span_s, verdict.group_findings.get(gid, ()))
                    for gid, g in sorted(snapshot.groups.items()))
     return ClusterReport(snapshot.cluster, up=True, polled_at=snapshot.taken_at,
                          last_success=snapshot.taken_at, groups=groups, snapshot=snapshot,
-                         errors=snapshot.errors, lost_total=dict(lost_total or {}))
+                         errors=snapshot.errors, lost_total=dict(verdict.lost_total),
+                         findings=verdict.cluster_findings, produce_skew=verdict.produce_skew,
+                         controller_changes=verdict.controller_changes)
 
 
 def _group_report(snapshot: Snapshot, group: GroupSnapshot,
-                  assessed: dict[TopicPartition, Assessment], span_s: float) -> GroupReport:
+                  assessed: dict[TopicPartition, Assessment], span_s: float,
+                  findings: tuple[Finding, ...]) -> GroupReport:
     members = None if group.members is None else len(group.members)
     by_topic: dict[str, list[PartitionReport]] = defaultdict(list)
     for tp, assessment in sorted(assessed.items()):
@@ -169,7 +179,7 @@ def _group_report(snapshot: Snapshot, group: GroupSnapshot,
     partitions = [p for t in topics for p in t.partitions]
     status = worst(p.status for p in partitions)
     return GroupReport(group.group_id, group.state, members, status,
-                       _reasons(partitions, members, span_s), topics)
+                       _reasons(partitions, members, span_s), topics, findings)
 
 
 def _reasons(partitions: list[PartitionReport], members: int | None,
@@ -264,15 +274,23 @@ def cluster_document(report: ClusterReport) -> dict[str, Any]:
         "up": report.up,
         "last_poll": iso(report.last_success),
         "errors": [str(e) for e in report.errors],
+        "findings": findings_document(report.findings),
         "groups": {g.group_id: group_document(g) for g in report.groups},
     }
+
+
+def findings_document(findings: tuple[Finding, ...]) -> list[dict[str, str]]:
+    """Render findings as {kind, severity, reason} objects."""
+    return [{"kind": f.kind, "severity": str(f.severity), "reason": f.reason}
+            for f in findings]
 
 
 def group_document(group: GroupReport) -> dict[str, Any]:
     """Render one group of the status document."""
     return {
         "status": str(group.status), "severity": str(group.severity),
-        "reasons": list(group.reasons), "state": group.state, "members": group.members,
+        "reasons": list(group.reasons), "findings": findings_document(group.findings),
+        "state": group.state, "members": group.members,
         "lag_messages": group.lag_messages, "lag_seconds": _rounded(group.lag_seconds),
         "topics": {t.topic: {
             "lag_messages": t.lag_messages, "lag_seconds": _rounded(t.lag_seconds),

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Mapping
 
-from lagwatch.detect.assess import Assessments
+from lagwatch.detect.verdict import Verdict
 from lagwatch.model import Snapshot
 from lagwatch.report import ClusterReport, build_report
 
@@ -21,13 +20,10 @@ class State:
         self._reports: dict[str, ClusterReport] = {}
         self._lock = threading.Lock()
 
-    def publish(self, snapshot: Snapshot, assessments: Assessments | None = None,
-                span_s: float = 0.0,
-                lost_total: Mapping[tuple[str, str], int] | None = None) -> ClusterReport:
+    def publish(self, snapshot: Snapshot, verdict: Verdict | None = None) -> ClusterReport:
         """Report on a new snapshot and make it the cluster's latest."""
         with self._lock:
-            report = build_report(snapshot, self._reports.get(snapshot.cluster), assessments,
-                                  span_s, lost_total)
+            report = build_report(snapshot, self._reports.get(snapshot.cluster), verdict)
             self._reports[snapshot.cluster] = report
         return report
 

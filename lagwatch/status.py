@@ -55,6 +55,12 @@ def rank(status: Status) -> int:
     return _RANK[status]
 
 
+def worst_severity(severities: Iterable[Severity]) -> Severity:
+    """Return the most pressing severity, or none for none at all."""
+    order = list(Severity)
+    return max(severities, key=order.index, default=Severity.NONE)
+
+
 def worst(statuses: Iterable[Status]) -> Status:
     """Return the most concerning status, or ok for none at all."""
     return max(statuses, key=rank, default=Status.OK)

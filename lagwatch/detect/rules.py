@@ -92,6 +92,13 @@ def lag_messages(committed: int | None, log: LogOffsets | None) -> int | None:
     return max(0, log.log_end - committed)
 
 
+def produce_rate(end_w: Window) -> float | None:
+    """Messages per second appended over the window; None with fewer than two samples."""
+    if len(end_w) >= 2 and end_w.times[-1] > end_w.times[0]:
+        return (end_w.values[-1] - end_w.values[0]) / (end_w.times[-1] - end_w.times[0])
+    return None
+
+
 def rates(committed_w: Window, end_w: Window, now: float) -> Rates:
     """Produce and consume rates, commit cadence, and how long the offset has been frozen.
 
@@ -99,9 +106,7 @@ def rates(committed_w: Window, end_w: Window, now: float) -> Rates:
     the committed offset, so a batch consumer that commits every few minutes shows its
     true average rather than zero between commits, and a rewind does not make it negative.
     """
-    produce = None
-    if len(end_w) >= 2 and end_w.times[-1] > end_w.times[0]:
-        produce = (end_w.values[-1] - end_w.values[0]) / (end_w.times[-1] - end_w.times[0])
+    produce = produce_rate(end_w)
     changes = committed_w.changes()
     moves = changes[1:]  # the first point is where the window starts, not a commit
     consume = None

@@ -29,10 +29,8 @@ def run(scenario: Scenario, duration_s: float, poll_s: float = 15.0,
     pipeline = Pipeline("sim", detection or DetectionConfig())
     reports = []
     for snapshot in scenario.run(duration_s, poll_s):
-        assessments = pipeline.ingest(snapshot)
         reports.append((snapshot.taken_at - scenario.start,
-                        build_report(snapshot, None, assessments, pipeline.history.span_s(),
-                                     pipeline.memory.lost_total)))
+                        build_report(snapshot, None, pipeline.ingest(snapshot))))
     return reports
 
 

@@ -17,9 +17,10 @@ def statuses(scenario: Scenario, duration_s: float) -> list[tuple[float, set[Sta
     pipeline = Pipeline("sim", DetectionConfig())
     seen = []
     for snapshot in scenario.run(duration_s, poll_s=15.0):
-        assessed = pipeline.ingest(snapshot) or {}
+        verdict = pipeline.ingest(snapshot)
+        assert verdict is not None
         seen.append((snapshot.taken_at - scenario.start,
-                     {a.status for per_tp in assessed.values() for a in per_tp.values()}))
+                     {a.status for per in verdict.assessments.values() for a in per.values()}))
     return seen
 
 

@@ -97,8 +97,7 @@ def test_detection_metrics_are_exported_and_always_finite() -> None:
     state = State(["sim"], 15.0)
     exporter = Exporter(state)
     for snapshot in scenario.run(1815):
-        state.publish(snapshot, pipeline.ingest(snapshot), pipeline.history.span_s(),
-                      pipeline.memory.lost_total)
+        state.publish(snapshot, pipeline.ingest(snapshot))
     samples = parse(exporter.text())
 
     # Then

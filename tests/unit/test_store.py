@@ -20,9 +20,9 @@ def feed(pipeline: Pipeline, scenario: Scenario | list[Snapshot],
     status = Status.UNKNOWN
     snapshots = scenario.run(duration_s) if isinstance(scenario, Scenario) else scenario
     for snapshot in snapshots:
-        assessed = pipeline.ingest(snapshot)
-        assert assessed is not None
-        status = assessed["billing"][("orders", 0)].status
+        verdict = pipeline.ingest(snapshot)
+        assert verdict is not None
+        status = verdict.assessments["billing"][("orders", 0)].status
     return status
 
 

@@ -1,0 +1,182 @@
+"""Findings beyond lag: skew and cluster health, as small named rules (pure, no I/O).
+
+A finding is {kind, severity, reason}. A group keeps its lag status and gains findings; its
+overall severity is the worst of both. Clusters get findings of their own.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+
+from lagwatch.detect.rules import Assessment
+from lagwatch.model import ClusterMeta, GroupSnapshot, TopicPartition
+from lagwatch.status import Severity
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """Something wrong (or worth knowing) beyond the lag status."""
+
+    kind: str
+    severity: Severity
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class HealthSettings:
+    """Knobs for the finding rules (the ``health`` config section)."""
+
+    lag_skew_share: float = 0.8
+    lag_skew_min_messages: int = 100
+    hot_partition_ratio: float = 2.0
+    hot_partition_min_rate: float = 1.0
+    expected_brokers: int | None = None
+    memory_s: float = 1800.0  # how long a vanished broker or a controller move is remembered
+
+
+@dataclass(slots=True)
+class HealthMemory:
+    """What the cluster rules remember between polls."""
+
+    controller_id: int | None = None
+    controller_changed_at: float | None = None
+    controller_change: tuple[int, int] | None = None
+    controller_changes: int = 0
+    brokers_seen: dict[int, float] = field(default_factory=dict)  # node id -> last seen
+
+
+def lag_skew(topic: str, lags: Mapping[int, int], s: HealthSettings) -> Finding | None:
+    """One partition holds most of a group's lag on a topic: a poison pill or a hot key."""
+    known = {p: lag for p, lag in lags.items() if lag is not None}
+    total = sum(known.values())
+    if len(known) < 2 or total < s.lag_skew_min_messages:
+        return None
+    hot, hot_lag = max(known.items(), key=lambda item: (item[1], -item[0]))
+    share = hot_lag / total
+    if share < s.lag_skew_share:
+        return None
+    siblings = max(lag for p, lag in known.items() if p != hot)
+    return Finding("skewed", Severity.WARNING,
+                   f"{topic}[{hot}] holds {share:.0%} of the lag on {topic} ({hot_lag:,} of "
+                   f"{total:,} messages); its {len(known) - 1} sibling partitions hold at most "
+                   f"{siblings:,} each")
+
+
+def assignment_skew(group: GroupSnapshot) -> Finding | None:
+    """Members with no partitions (more members than partitions), or a lopsided share."""
+    if not group.members or len(group.members) < 2:
+        return None
+    counts = {m.member_id: len(m.assignment) for m in group.members}
+    idle = [m for m in group.members if not m.assignment]
+    assigned = len({tp for m in group.members for tp in m.assignment})
+    if idle:
+        who = ", ".join(f"{m.client_id} on {m.client_host}" for m in idle[:5])
+        more = f" and {len(idle) - 5} more" if len(idle) > 5 else ""
+        return Finding("skewed", Severity.NONE,
+                       f"{len(idle)} of {len(counts)} members have no partitions ({who}{more}); "
+                       f"the group has {len(counts)} members for {assigned} partitions")
+    most, least = max(counts.values()), min(counts.values())
+    if most >= 2 * least and most - least >= 2:
+        return Finding("skewed", Severity.NONE,
+                       f"partitions per member range from {least} to {most} across "
+                       f"{len(counts)} members")
+    return None
+
+
+def hot_partitions(rates: Mapping[TopicPartition, float], s: HealthSettings
+                   ) -> list[Finding]:
+    """Per topic, one partition takes a disproportionate share of the produce traffic."""
+    by_topic: dict[str, dict[int, float]] = defaultdict(dict)
+    for (topic, partition), rate in rates.items():
+        by_topic[topic][partition] = rate
+    found = []
+    for topic, per_partition in sorted(by_topic.items()):
+        ratio, hot, share = produce_skew(per_partition)
+        total = sum(per_partition.values())
+        needed = min(0.8, s.hot_partition_ratio / len(per_partition))
+        if len(per_partition) >= 2 and total >= s.hot_partition_min_rate and share >= needed:
+            found.append(Finding(
+                "skewed", Severity.WARNING,
+                f"topic {topic}: partition {hot} takes {share:.0%} of the traffic "
+                f"({per_partition[hot]:,.1f} of {total:,.1f} msg/s), {ratio:.1f}x the mean "
+                f"over {len(per_partition)} partitions"))
+    return found
+
+
+def produce_skew(per_partition: Mapping[int, float]) -> tuple[float, int, float]:
+    """Return (max/mean ratio, hottest partition, its share) of a topic's produce rates."""
+    total = sum(per_partition.values())
+    hot = max(per_partition, key=lambda p: (per_partition[p], -p))
+    if total <= 0:
+        return 1.0, hot, 0.0
+    mean = total / len(per_partition)
+    return per_partition[hot] / mean, hot, per_partition[hot] / total
+
+
+def cluster_health(meta: ClusterMeta, memory: HealthMemory, s: HealthSettings,
+                   now: float) -> list[Finding]:
+    """Missing brokers, offline and under-replicated partitions, controller moves."""
+    found = []
+    memory.brokers_seen.update(dict.fromkeys(meta.brokers, now))
+    memory.brokers_seen = {b: t for b, t in memory.brokers_seen.items()
+                           if now - t <= s.memory_s}
+    expected = s.expected_brokers or len(memory.brokers_seen)
+    missing = sorted(set(memory.brokers_seen) - set(meta.brokers))
+    if len(meta.brokers) < expected:
+        gone = f" (missing: {', '.join(map(str, missing))})" if missing else ""
+        found.append(Finding("brokers_missing", Severity.CRITICAL,
+                             f"{len(meta.brokers)} of {expected} brokers are registered{gone}"))
+    if meta.offline:
+        verb = "has" if len(meta.offline) == 1 else "have"
+        found.append(Finding("offline_partitions", Severity.CRITICAL,
+                             f"{_count(len(meta.offline), 'partition')} {verb} no leader: "
+                             + _tps(meta.offline)))
+    if meta.under_replicated:
+        verb = "is" if len(meta.under_replicated) == 1 else "are"
+        found.append(Finding("under_replicated", Severity.WARNING,
+                             f"{_count(len(meta.under_replicated), 'partition')} {verb} "
+                             f"under-replicated: " + _tps(meta.under_replicated)))
+    _track_controller(meta, memory, now)
+    if (memory.controller_change is not None and memory.controller_changed_at is not None
+            and now - memory.controller_changed_at <= s.memory_s):
+        before, after = memory.controller_change
+        found.append(Finding("controller_changed", Severity.WARNING,
+                             f"the controller moved from node {before} to node {after} "
+                             f"{now - memory.controller_changed_at:.0f}s ago "
+                             f"({_count(memory.controller_changes, 'move')} seen)"))
+    return found
+
+
+def _track_controller(meta: ClusterMeta, memory: HealthMemory, now: float) -> None:
+    if meta.controller_id is None:
+        return
+    if memory.controller_id is not None and meta.controller_id != memory.controller_id:
+        memory.controller_change = (memory.controller_id, meta.controller_id)
+        memory.controller_changed_at = now
+        memory.controller_changes += 1
+    memory.controller_id = meta.controller_id
+
+
+def _count(n: int, noun: str) -> str:
+    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
+
+
+def _tps(tps: Iterable[TopicPartition], most: int = 5) -> str:
+    listed = list(tps)
+    text = ", ".join(f"{t}[{p}]" for t, p in listed[:most])
+    return text + (f" and {len(listed) - most:,} more" if len(listed) > most else "")
+
+
+def group_findings(group: GroupSnapshot, assessed: Mapping[TopicPartition, Assessment],
+                   s: HealthSettings) -> tuple[Finding, ...]:
+    """Every finding about one group: lag skew per topic, then assignment skew."""
+    lags: dict[str, dict[int, int]] = defaultdict(dict)
+    for (topic, partition), a in assessed.items():
+        if a.lag_messages is not None:
+            lags[topic][partition] = a.lag_messages
+    found = [f for topic, per in sorted(lags.items()) if (f := lag_skew(topic, per, s))]
+    if (assignment := assignment_skew(group)) is not None:
+        found.append(assignment)
+    return tuple(found)

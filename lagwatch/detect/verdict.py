@@ -1,0 +1,59 @@
+"""One poll's full judgement: partition statuses, group and cluster findings."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+from lagwatch.detect.assess import Assessments, assess
+from lagwatch.detect.findings import (
+    Finding,
+    HealthMemory,
+    HealthSettings,
+    cluster_health,
+    group_findings,
+    hot_partitions,
+    produce_skew,
+)
+from lagwatch.detect.rules import Memory, Settings, produce_rate
+from lagwatch.history import History
+from lagwatch.model import Snapshot, TopicPartition
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """What detection concluded about one successful poll."""
+
+    assessments: Assessments
+    span_s: float = 0.0
+    lost_total: Mapping[tuple[str, str], int] = field(default_factory=dict)
+    group_findings: Mapping[str, tuple[Finding, ...]] = field(default_factory=dict)
+    cluster_findings: tuple[Finding, ...] = ()
+    produce_skew: Mapping[str, float] = field(default_factory=dict)  # topic -> max/mean
+    controller_changes: int = 0
+
+
+def judge(snapshot: Snapshot, history: History, settings: Settings, memory: Memory, *,
+          health: HealthSettings, health_memory: HealthMemory) -> Verdict:
+    """Assess every partition, then look for skew and cluster trouble."""
+    assessments = assess(snapshot, history, settings, memory)
+    rates: dict[TopicPartition, float] = {}
+    for tp in snapshot.offsets:
+        rate = produce_rate(history.end_window(tp))
+        if rate is not None:
+            rates[tp] = rate
+    per_topic: dict[str, dict[int, float]] = {}
+    for (topic, partition), rate in rates.items():
+        per_topic.setdefault(topic, {})[partition] = rate
+    cluster = hot_partitions(rates, health)
+    if snapshot.meta is not None:
+        cluster = cluster_health(snapshot.meta, health_memory, health,
+                                 snapshot.taken_at) + cluster
+    return Verdict(
+        assessments=assessments, span_s=history.span_s(), lost_total=dict(memory.lost_total),
+        group_findings={gid: found for gid, g in snapshot.groups.items()
+                        if (found := group_findings(g, assessments.get(gid, {}), health))},
+        cluster_findings=tuple(cluster),
+        produce_skew={t: produce_skew(per)[0] for t, per in per_topic.items()
+                      if len(per) >= 2},
+        controller_changes=health_memory.controller_changes)
