@@ -8,13 +8,13 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
-from lagwatch.detect.assess import fmt_duration
 from lagwatch.detect.findings import Finding, HealthMemory, HealthSettings
 from lagwatch.detect.rules import Assessment, Memory, Settings
 from lagwatch.detect.verdict import Verdict, judge
 from lagwatch.history import History
 from lagwatch.model import GroupSnapshot, PollError, Snapshot, TopicPartition
 from lagwatch.status import SEVERITY, Severity, Status, rank, worst, worst_severity
+from lagwatch.text import fmt_duration, plural
 
 N = TypeVar("N", int, float)
 
@@ -199,7 +199,7 @@ def _reasons(partitions: list[PartitionReport], members: int | None,
         elif status is Status.STOPPED:
             lag = sum(p.lag_messages or 0 for p in parts)
             reasons.append(f"no active members while {lag:,} messages are unread "
-                           f"on {_count(len(parts), 'partition')}")
+                           f"on {plural(len(parts), 'partition')}")
         elif status is Status.UNKNOWN:
             reasons.extend(_unknown_reasons(parts, members, span_s))
         elif status not in (Status.OK, Status.IDLE):
@@ -233,20 +233,16 @@ def _unknown_reasons(parts: list[PartitionReport], members: int | None,
                        "consumer protocol), so a stop cannot be told from one poll")
     uncommitted = [p for p in parts if p.committed is None]
     if uncommitted:
-        reasons.append(f"no committed offset yet on {_count(len(uncommitted), 'partition')}: "
+        reasons.append(f"no committed offset yet on {plural(len(uncommitted), 'partition')}: "
                        + ", ".join(f"{p.topic}[{p.partition}]" for p in uncommitted))
     behind = [p for p in parts if p.lag_messages]
     if behind and members != 0:
         lag = sum(p.lag_messages or 0 for p in behind)
         history = (f"{fmt_duration(span_s)} of history is" if span_s > 0
                    else "one poll is")
-        reasons.append(f"{lag:,} messages behind on {_count(len(behind), 'partition')}; "
+        reasons.append(f"{lag:,} messages behind on {plural(len(behind), 'partition')}; "
                        f"{history} not enough to judge whether the group keeps up")
     return reasons
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def iso(ts: float | None) -> str | None:

@@ -10,6 +10,7 @@ from lagwatch.detect.trend import Trend
 from lagwatch.history import History, Window
 from lagwatch.model import GroupSnapshot, Snapshot, TopicPartition
 from lagwatch.status import Status
+from lagwatch.text import fmt_duration
 
 Assessments = dict[str, dict[TopicPartition, Assessment]]
 _WORTH_SAYING_S = 7 * 86400.0  # a retention ETA further off than this is noise in a sentence
@@ -162,15 +163,3 @@ def _lagging_reason(where: str, consume: float, produce: float, t: Trend,
     if eta is not None and eta <= _WORTH_SAYING_S:
         text += f"; unread data reaches retention in {fmt_duration(eta)}"
     return text
-
-
-def fmt_duration(seconds: float) -> str:
-    """Render seconds for people: 45s, 6m 10s, 3h 5m, 2d 4h."""
-    s = round(seconds)
-    if s < 60:
-        return f"{s}s"
-    if s < 3600:
-        return f"{s // 60}m {s % 60}s" if s % 60 else f"{s // 60}m"
-    if s < 86400:
-        return f"{s // 3600}h {s % 3600 // 60}m" if s % 3600 // 60 else f"{s // 3600}h"
-    return f"{s // 86400}d {s % 86400 // 3600}h" if s % 86400 // 3600 else f"{s // 86400}d"

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from lagwatch.detect.rules import Assessment
 from lagwatch.model import ClusterMeta, GroupSnapshot, TopicPartition
 from lagwatch.status import Severity
+from lagwatch.text import plural
 
 
 @dataclass(frozen=True, slots=True)
@@ -131,12 +132,12 @@ def cluster_health(meta: ClusterMeta, memory: HealthMemory, s: HealthSettings,
     if meta.offline:
         verb = "has" if len(meta.offline) == 1 else "have"
         found.append(Finding("offline_partitions", Severity.CRITICAL,
-                             f"{_count(len(meta.offline), 'partition')} {verb} no leader: "
+                             f"{plural(len(meta.offline), 'partition')} {verb} no leader: "
                              + _tps(meta.offline)))
     if meta.under_replicated:
         verb = "is" if len(meta.under_replicated) == 1 else "are"
         found.append(Finding("under_replicated", Severity.WARNING,
-                             f"{_count(len(meta.under_replicated), 'partition')} {verb} "
+                             f"{plural(len(meta.under_replicated), 'partition')} {verb} "
                              f"under-replicated: " + _tps(meta.under_replicated)))
     _track_controller(meta, memory, now)
     if (memory.controller_change is not None and memory.controller_changed_at is not None
@@ -145,7 +146,7 @@ def cluster_health(meta: ClusterMeta, memory: HealthMemory, s: HealthSettings,
         found.append(Finding("controller_changed", Severity.WARNING,
                              f"the controller moved from node {before} to node {after} "
                              f"{now - memory.controller_changed_at:.0f}s ago "
-                             f"({_count(memory.controller_changes, 'move')} seen)"))
+                             f"({plural(memory.controller_changes, 'move')} seen)"))
     return found
 
 
@@ -157,10 +158,6 @@ def _track_controller(meta: ClusterMeta, memory: HealthMemory, now: float) -> No
         memory.controller_changed_at = now
         memory.controller_changes += 1
     memory.controller_id = meta.controller_id
-
-
-def _count(n: int, noun: str) -> str:
-    return f"{n:,} {noun}" if n == 1 else f"{n:,} {noun}s"
 
 
 def _tps(tps: Iterable[TopicPartition], most: int = 5) -> str:

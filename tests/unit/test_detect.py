@@ -11,13 +11,13 @@ from dataclasses import dataclass, field
 import pytest
 
 from lagwatch.config import DetectionConfig
-from lagwatch.detect.assess import fmt_duration
 from lagwatch.detect.rules import time_lag
 from lagwatch.history import Window
 from lagwatch.pipeline import Pipeline
 from lagwatch.report import ClusterReport, GroupReport, build_report
 from lagwatch.simulate import Scenario, bursts, constant, step
 from lagwatch.status import Status
+from lagwatch.text import fmt_duration
 
 ALARMS = {Status.LAGGING, Status.STALLED, Status.STOPPED, Status.REWOUND, Status.AT_RISK,
           Status.DATA_LOSS}
