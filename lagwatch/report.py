@@ -258,7 +258,8 @@ def to_document(reports: list[ClusterReport], now: float,
 
     A configured cluster not polled yet is listed as down with no groups.
     """
-    pending: dict[str, Any] = {"up": False, "last_poll": None, "errors": [], "groups": {}}
+    pending: dict[str, Any] = {"up": False, "last_poll": None, "errors": [], "findings": [],
+                               "groups": {}}
     documents = dict.fromkeys(clusters or (), pending)
     documents.update({r.cluster: cluster_document(r) for r in reports})
     return {"generated_at": iso(now), "clusters": documents}

@@ -8,17 +8,23 @@ from __future__ import annotations
 import contextlib
 import threading
 import time
+from collections.abc import Callable
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 
 
 class Producer(threading.Thread):
-    """Writes ``rate`` messages per second to each topic, round-robin over partitions."""
+    """Writes ``rate`` messages per second to each topic.
 
-    def __init__(self, bootstrap: str, topics: list[str], rate: float) -> None:
+    ``key`` gives the key of the n-th message (None: no key, spread by the partitioner).
+    """
+
+    def __init__(self, bootstrap: str, topics: list[str], rate: float,
+                 key: Callable[[int], bytes | None] | None = None) -> None:
         super().__init__(daemon=True, name="test-producer")
         self.bootstrap, self.topics, self.rate = bootstrap, topics, rate
+        self.key = key or (lambda _n: None)
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -27,9 +33,9 @@ class Producer(threading.Thread):
         started = time.monotonic()
         while not self._stop_event.is_set():
             due = int((time.monotonic() - started) * self.rate)
-            for _ in range(due - sent):
+            for n in range(sent, due):
                 for topic in self.topics:
-                    producer.send(topic, b"x")
+                    producer.send(topic, b"x", key=self.key(n))
             sent = max(sent, due)
             self._stop_event.wait(0.05)
         producer.close()
@@ -52,6 +58,7 @@ class Consumer(threading.Thread):
         super().__init__(daemon=True, name=f"test-consumer-{group}")
         self.bootstrap, self.topic, self.group, self.rate = bootstrap, topic, group, rate
         self.committing = True
+        self.paused: set[int] = set()  # partitions this member holds but stops reading
         self.joined = threading.Event()
         self._stop_event = threading.Event()
 
@@ -63,6 +70,8 @@ class Consumer(threading.Thread):
         try:
             while not self._stop_event.is_set():
                 started = time.monotonic()
+                held = [tp for tp in consumer.assignment() if tp.partition in self.paused]
+                consumer.pause(*held)
                 records = consumer.poll(timeout_ms=200)
                 if consumer.assignment():
                     self.joined.set()
