@@ -15,7 +15,7 @@ from typing import Any
 from lagwatch import __version__
 from lagwatch.collect import Collector
 from lagwatch.config import Config, ConfigError, load_config, parse_duration
-from lagwatch.pipeline import Pipeline
+from lagwatch.pipeline import Pipeline, wire
 from lagwatch.report import ClusterReport, build_report, to_document
 from lagwatch.status import Severity
 
@@ -132,8 +132,9 @@ def cmd_check(args: argparse.Namespace) -> int:
         interval_s = parse_duration(args.interval)
     except ValueError as exc:
         raise UsageError(f"--interval: {exc}") from None
-    collectors = [Collector(c, config.detection.retention_refresh) for c in config.clusters]
-    pipelines = [Pipeline(c.name, config.detection) for c in config.clusters]
+    wired = [wire(config, c) for c in config.clusters]
+    collectors = [collector for collector, _ in wired]
+    pipelines = [pipeline for _, pipeline in wired]
     try:
         reports = _sample(collectors, pipelines, args.samples, interval_s)
     finally:

@@ -72,9 +72,11 @@ class Collector:
     """Polls one cluster with one long-lived admin client, rebuilt after a failed poll."""
 
     def __init__(self, cluster: ClusterConfig, retention_refresh_s: float = 600.0,
-                 admin_factory: AdminFactory = KafkaAdminClient) -> None:
+                 admin_factory: AdminFactory = KafkaAdminClient,
+                 also_watch: Callable[[str], bool] = lambda _topic: False) -> None:
         self.cluster = cluster
         self.retention_refresh_s = retention_refresh_s
+        self.also_watch = also_watch  # topics to read even when no group uses them (DLQs)
         self._admin_factory = admin_factory
         self._admin: Any = None
         self._retention: dict[str, Retention] = {}
@@ -120,8 +122,9 @@ class Collector:
         groups = {gid: _group(gid, listed[gid], described.get(gid), committed.get(gid, {}))
                   for gid in group_ids}
         topics, meta = self._metadata(admin, errors)
-        wanted = {tp[0] for g in groups.values() for tp in g.partitions()}
-        _record_missing_topics(groups, wanted - topics.keys(), errors)
+        used = {tp[0] for g in groups.values() for tp in g.partitions()}
+        _record_missing_topics(groups, used - topics.keys(), errors)
+        wanted = used | {t for t in topics if self.also_watch(t)}
         partitions = [(topic, p) for topic in sorted(wanted & topics.keys())
                       for p in topics[topic]]
         offsets = self._log_offsets(admin, partitions, errors)

@@ -217,6 +217,39 @@ class HealthConfig(_Strict):
                               expected_brokers=cluster.expected_brokers, memory_s=memory_s)
 
 
+DEFAULT_DLQ_PATTERNS = (
+    r"^(?P<source>.+)\.DLT$", r"^(?P<source>.+)-dlt$", r"^(?P<source>.+)\.dlq$",
+    r"^(?P<source>.+)-dlq$", r"^(?P<source>.+)_dlq$", r"^dlq\.(?P<source>.+)$",
+    r"^dlq-(?P<source>.+)$", r"^(?P<source>.+)\.deadletter$",
+)
+
+
+class DlqConfig(_Strict):
+    """Which topics are dead-letter queues, and of which source topic."""
+
+    patterns: list[Regex] = Field(
+        default_factory=lambda: [re.compile(p) for p in DEFAULT_DLQ_PATTERNS])
+    topics: dict[str, str | None] = Field(default_factory=dict)  # dlq topic -> source topic
+
+    @field_validator("patterns")
+    @classmethod
+    def _name_the_source(cls, patterns: list[re.Pattern[str]]) -> list[re.Pattern[str]]:
+        for pattern in patterns:
+            if "source" not in pattern.groupindex:
+                raise ValueError(f"pattern {pattern.pattern!r} needs a (?P<source>...) group "
+                                 "naming the source topic")
+        return patterns
+
+    def source_of(self, topic: str) -> tuple[bool, str | None]:
+        """Say whether a topic is a DLQ, and the source topic its name points to."""
+        if topic in self.topics:
+            return True, self.topics[topic]
+        for pattern in self.patterns:
+            if (match := pattern.match(topic)) is not None:
+                return True, match.group("source")
+        return False, None
+
+
 class Config(_Strict):
     """The whole configuration."""
 
@@ -225,6 +258,7 @@ class Config(_Strict):
     http: HttpConfig = Field(default_factory=HttpConfig)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
+    dlq: DlqConfig = Field(default_factory=DlqConfig)
     state_dir: str = "/var/lib/lagwatch"
     persist: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -17,7 +17,7 @@ from lagwatch.api import HttpServer
 from lagwatch.collect import Collector
 from lagwatch.config import Config
 from lagwatch.export import Exporter, PollMetrics
-from lagwatch.pipeline import Pipeline
+from lagwatch.pipeline import Pipeline, wire
 from lagwatch.state import State
 from lagwatch.store import Store
 
@@ -61,10 +61,8 @@ class Daemon:
         self.exporter = Exporter(self.state)
         self.metrics = self.exporter.metrics
         self.store = Store(config.state_dir) if config.persist else None
-        self.pollers = [
-            Poller(Collector(c, config.detection.retention_refresh),
-                   Pipeline(c.name, config.detection, self.store), self.state, self.metrics)
-            for c in config.clusters]
+        self.pollers = [Poller(*wire(config, c, self.store), self.state, self.metrics)
+                        for c in config.clusters]
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=max(1, len(self.pollers)))},
             timezone="UTC")

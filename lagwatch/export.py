@@ -17,6 +17,7 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessColl
 from prometheus_client.exposition import generate_latest
 
 from lagwatch.collect import STAGES
+from lagwatch.detect.dlq import DlqReport
 from lagwatch.model import Snapshot
 from lagwatch.report import ClusterReport, GroupReport, PartitionReport, TopicReport
 from lagwatch.state import State
@@ -142,6 +143,15 @@ def _cluster_findings(reports: list[ClusterReport]) -> Iterator[Row]:
             yield (r.cluster, kind, severity), float(n)
 
 
+def _dlqs(reports: list[ClusterReport], value: Callable[[DlqReport], float | None]
+          ) -> Iterator[Row]:
+    for r in reports:
+        for d in r.dlqs:
+            v = value(d)
+            if v is not None:
+                yield (r.cluster, d.topic), float(v)
+
+
 def _produce_skew(reports: list[ClusterReport]) -> Iterator[Row]:
     for r in reports:
         for topic, ratio in sorted(r.produce_skew.items()):
@@ -242,6 +252,15 @@ def render(reports: list[ClusterReport]) -> Iterator[str]:
     yield from _family("topic_produce_skew_ratio",
                        "Busiest partition's produce rate over the topic's mean.", ("topic",),
                        _produce_skew(r))
+    yield from _family("dlq_inflow_per_second", "Messages per second arriving in the DLQ.",
+                       ("topic",), _dlqs(r, lambda d: d.inflow_rate))
+    yield from _family("dlq_unread_messages",
+                       "Messages its readers have not read (all of it when none reads it).",
+                       ("topic",), _dlqs(r, lambda d: d.unread))
+    yield from _family("dlq_oldest_unread_seconds", "Age of the oldest unread DLQ message.",
+                       ("topic",), _dlqs(r, lambda d: d.oldest_unread_s))
+    yield from _family("dlq_consumer_groups", "Consumer groups reading the DLQ.", ("topic",),
+                       _dlqs(r, lambda d: len(d.readers)))
     yield from _family("cluster_controller_changes_total",
                        "Controller moves seen since lagwatch started.", (),
                        _clusters(r, lambda c: float(c.controller_changes)), kind="counter")

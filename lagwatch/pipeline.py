@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import logging
 
-from lagwatch.config import DetectionConfig
+from lagwatch.collect import Collector
+from lagwatch.config import ClusterConfig, Config, DetectionConfig, DlqConfig
 from lagwatch.detect.findings import HealthMemory, HealthSettings
 from lagwatch.detect.rules import Memory
 from lagwatch.detect.verdict import Verdict, judge
@@ -19,8 +20,9 @@ class Pipeline:
     """Keeps a cluster's history and detection memory; judges each new snapshot."""
 
     def __init__(self, cluster: str, detection: DetectionConfig, store: Store | None = None,
-                 health: HealthSettings | None = None) -> None:
+                 health: HealthSettings | None = None, dlq: DlqConfig | None = None) -> None:
         self.cluster = cluster
+        self.dlq = dlq or DlqConfig()
         self.settings = detection.settings()
         self.health = health or HealthSettings(memory_s=detection.window)
         self.history = History(detection.window, detection.max_samples)
@@ -47,8 +49,20 @@ class Pipeline:
             return None
         for note in self.history.observe(snapshot):
             log.info("cluster %s: %s", self.cluster, note)
+        dlqs = {t: source for t in {tp[0] for tp in snapshot.offsets}
+                for is_dlq, source in [self.dlq.source_of(t)] if is_dlq}
         verdict = judge(snapshot, self.history, self.settings, self.memory,
-                        health=self.health, health_memory=self.health_memory)
+                        health=self.health, health_memory=self.health_memory, dlqs=dlqs)
         if self.store is not None:
             self.store.save(snapshot, self.memory, snapshot.taken_at - self.settings.window_s)
         return verdict
+
+
+def wire(config: Config, cluster: ClusterConfig,
+         store: Store | None = None) -> tuple[Collector, Pipeline]:
+    """Build one cluster's collector and pipeline from the configuration."""
+    collector = Collector(cluster, config.detection.retention_refresh,
+                          also_watch=lambda topic: config.dlq.source_of(topic)[0])
+    pipeline = Pipeline(cluster.name, config.detection, store,
+                        config.health.settings(cluster, config.detection.window), config.dlq)
+    return collector, pipeline

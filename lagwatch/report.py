@@ -8,6 +8,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
+from lagwatch.detect.dlq import DlqReport
 from lagwatch.detect.findings import Finding, HealthMemory, HealthSettings
 from lagwatch.detect.rules import Assessment, Memory, Settings
 from lagwatch.detect.verdict import Verdict, judge
@@ -131,6 +132,7 @@ class ClusterReport:
     findings: tuple[Finding, ...] = ()
     produce_skew: Mapping[str, float] = field(default_factory=dict)
     controller_changes: int = 0
+    dlqs: tuple[DlqReport, ...] = ()
 
     def group(self, group_id: str) -> GroupReport | None:
         """Return one group's report, if the group is watched."""
@@ -162,7 +164,7 @@ def build_report(snapshot: Snapshot, previous: ClusterReport | None = None,
                          last_success=snapshot.taken_at, groups=groups, snapshot=snapshot,
                          errors=snapshot.errors, lost_total=dict(verdict.lost_total),
                          findings=verdict.cluster_findings, produce_skew=verdict.produce_skew,
-                         controller_changes=verdict.controller_changes)
+                         controller_changes=verdict.controller_changes, dlqs=verdict.dlqs)
 
 
 def _group_report(snapshot: Snapshot, group: GroupSnapshot,
@@ -259,7 +261,7 @@ def to_document(reports: list[ClusterReport], now: float,
     A configured cluster not polled yet is listed as down with no groups.
     """
     pending: dict[str, Any] = {"up": False, "last_poll": None, "errors": [], "findings": [],
-                               "groups": {}}
+                               "dlqs": {}, "groups": {}}
     documents = dict.fromkeys(clusters or (), pending)
     documents.update({r.cluster: cluster_document(r) for r in reports})
     return {"generated_at": iso(now), "clusters": documents}
@@ -272,6 +274,11 @@ def cluster_document(report: ClusterReport) -> dict[str, Any]:
         "last_poll": iso(report.last_success),
         "errors": [str(e) for e in report.errors],
         "findings": findings_document(report.findings),
+        "dlqs": {d.topic: {"source": d.source, "arrived": d.arrived,
+                           "inflow_rate": _rounded(d.inflow_rate), "unread_messages": d.unread,
+                           "oldest_unread_seconds": _rounded(d.oldest_unread_s),
+                           "consumers": {g: str(s) for g, s in sorted(d.readers.items())}}
+                 for d in report.dlqs},
         "groups": {g.group_id: group_document(g) for g in report.groups},
     }
 

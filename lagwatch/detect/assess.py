@@ -16,11 +16,12 @@ Assessments = dict[str, dict[TopicPartition, Assessment]]
 _WORTH_SAYING_S = 7 * 86400.0  # a retention ETA further off than this is noise in a sentence
 
 
-def assess(snapshot: Snapshot, history: History, settings: Settings,
-           memory: Memory) -> Assessments:
+def assess(snapshot: Snapshot, history: History, settings: Settings, memory: Memory,
+           no_trend: frozenset[str] = frozenset()) -> Assessments:
     """Judge every partition of every group in a successful snapshot.
 
-    ``history`` must already hold this snapshot; ``memory`` is updated in place.
+    ``history`` must already hold this snapshot; ``memory`` is updated in place. Topics in
+    ``no_trend`` (dead-letter queues) are never judged lagging by trend.
     """
     now = snapshot.taken_at
     readable = frozenset(topic for topic, _ in snapshot.offsets)
@@ -33,7 +34,8 @@ def assess(snapshot: Snapshot, history: History, settings: Settings,
                 continue  # deleted or unreadable this poll: a poll error, not a status
             x = Inputs(group_id, tp, group.committed.get(tp), snapshot.offsets.get(tp),
                        members, history.committed_window(group_id, tp),
-                       history.end_window(tp), snapshot.retention.get(tp[0]), now)
+                       history.end_window(tp), snapshot.retention.get(tp[0]), now,
+                       judge_trend=tp[0] not in no_trend)
             per_tp[tp] = assess_partition(x, settings, memory, history.span_s())
         result[group_id] = per_tp
     _forget_gone(memory, snapshot.groups)
@@ -83,7 +85,7 @@ def _judge(x: Inputs, lag: int, r: Rates, lag_s: float | None, retention_eta: fl
     if retention_eta is not None and retention_eta <= s.retention_horizon_s:
         return Status.AT_RISK, _risk_reason(where, x, retention_eta, lag_s)
     key = (x.group, x.tp[0], x.tp[1])
-    t = rules.lagging_trend(x, lag, r, s)
+    t = rules.lagging_trend(x, lag, r, s) if x.judge_trend else None
     if rules.is_lagging(t, key in memory.lagging, s):
         assert t is not None
         memory.lagging.add(key)

@@ -83,6 +83,7 @@ class Inputs:
     end_w: Window
     retention: Retention | None
     now: float
+    judge_trend: bool = True  # False for dead-letter topics: too few messages for a trend
 
 
 def lag_messages(committed: int | None, log: LogOffsets | None) -> int | None:

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from lagwatch.detect.assess import Assessments, assess
+from lagwatch.detect.dlq import DlqReport, dlq_report
 from lagwatch.detect.findings import (
     Finding,
     HealthMemory,
@@ -31,12 +32,22 @@ class Verdict:
     cluster_findings: tuple[Finding, ...] = ()
     produce_skew: Mapping[str, float] = field(default_factory=dict)  # topic -> max/mean
     controller_changes: int = 0
+    dlqs: tuple[DlqReport, ...] = ()
 
 
 def judge(snapshot: Snapshot, history: History, settings: Settings, memory: Memory, *,
-          health: HealthSettings, health_memory: HealthMemory) -> Verdict:
-    """Assess every partition, then look for skew and cluster trouble."""
-    assessments = assess(snapshot, history, settings, memory)
+          health: HealthSettings, health_memory: HealthMemory,
+          dlqs: Mapping[str, str | None] | None = None) -> Verdict:
+    """Assess every partition, then look for skew, DLQ and cluster trouble.
+
+    ``dlqs`` maps each dead-letter topic in the snapshot to its source topic (or None).
+    """
+    dlqs = dlqs or {}
+    assessments = assess(snapshot, history, settings, memory, frozenset(dlqs))
+    dlq_reports = tuple(
+        dlq_report(topic, source, snapshot, history, assessments,
+                   horizon_s=settings.retention_horizon_s, cap_s=settings.max_extrapolation_s)
+        for topic, source in sorted(dlqs.items()))
     rates: dict[TopicPartition, float] = {}
     for tp in snapshot.offsets:
         rate = produce_rate(history.end_window(tp))
@@ -45,7 +56,8 @@ def judge(snapshot: Snapshot, history: History, settings: Settings, memory: Memo
     per_topic: dict[str, dict[int, float]] = {}
     for (topic, partition), rate in rates.items():
         per_topic.setdefault(topic, {})[partition] = rate
-    cluster = hot_partitions(rates, health)
+    cluster = hot_partitions({tp: r for tp, r in rates.items() if tp[0] not in dlqs}, health)
+    cluster += [f for d in dlq_reports for f in d.findings]
     if snapshot.meta is not None:
         cluster = cluster_health(snapshot.meta, health_memory, health,
                                  snapshot.taken_at) + cluster
@@ -56,4 +68,4 @@ def judge(snapshot: Snapshot, history: History, settings: Settings, memory: Memo
         cluster_findings=tuple(cluster),
         produce_skew={t: produce_skew(per)[0] for t, per in per_topic.items()
                       if len(per) >= 2},
-        controller_changes=health_memory.controller_changes)
+        controller_changes=health_memory.controller_changes, dlqs=dlq_reports)

@@ -109,3 +109,54 @@ def test_four_members_on_two_partitions_leave_two_idle(
     assert (finding["kind"], finding["severity"]) == ("skewed", "none")
     assert re.fullmatch(r"2 of 4 members have no partitions \(.+\); the group has 4 members "
                         r"for 2 partitions", finding["reason"]), finding["reason"]
+
+
+def test_an_unread_dlq_receiving_messages_gives_inflow_and_unconsumed(
+        kafka_bootstrap: str, admin: KafkaAdminClient, unique: Callable[[str], str],
+        daemon: Callable[..., Daemon], running: list[Any]) -> None:
+    # Given a dead-letter topic (by its name) that receives messages nobody reads
+    source = unique("payments")
+    dlq = topic_with(admin, f"{source}.DLT", 1)
+    start(running, Producer(kafka_bootstrap, [dlq], 5))
+    lagwatch = daemon(unique("no-such-group"))
+
+    # Then
+    def dlq_findings() -> dict[str, str] | None:
+        cluster = status_document(lagwatch)["clusters"]["default"]
+        found = {f["kind"]: f["reason"] for f in cluster["findings"] if dlq in f["reason"]}
+        return found if {"dlq_inflow", "dlq_unconsumed"} <= found.keys() else None
+
+    found = wait_for(dlq_findings, "dlq_inflow and dlq_unconsumed", timeout_s=30)
+    assert re.fullmatch(rf"\d+ messages arrived in {re.escape(dlq)} over the last \d+s "
+                        rf"\([\d.]+ msg/s\): the consumers of {re.escape(source)} fail on "
+                        r"some messages", found["dlq_inflow"]), found["dlq_inflow"]
+    assert re.fullmatch(rf"{re.escape(dlq)} holds \d+ messages and no consumer group reads it",
+                        found["dlq_unconsumed"]), found["dlq_unconsumed"]
+    summary = status_document(lagwatch)["clusters"]["default"]["dlqs"][dlq]
+    assert (summary["source"], summary["consumers"]) == (source, {})
+
+
+def test_a_dlq_consumer_that_stops_gives_dlq_consumer_lagging(
+        kafka_bootstrap: str, admin: KafkaAdminClient, unique: Callable[[str], str],
+        daemon: Callable[..., Daemon], running: list[Any]) -> None:
+    # Given a group reading a DLQ, which then stops while messages keep arriving
+    dlq = topic_with(admin, f"dlq-{unique('orders')}", 1)
+    group = unique("dlq-reader")
+    start(running, Producer(kafka_bootstrap, [dlq], 5))
+    reader = start(running, Consumer(kafka_bootstrap, dlq, group))
+    assert reader.joined.wait(30)
+    lagwatch = daemon(group)
+    wait_for(lambda: status_document(lagwatch)["clusters"]["default"]["dlqs"].get(dlq, {})
+             .get("consumers") == {group: "ok"}, "the reader to be ok")
+    running.remove(reader)
+    reader.stop()
+
+    # Then
+    def lagging() -> str | None:
+        findings = status_document(lagwatch)["clusters"]["default"]["findings"]
+        return next((f["reason"] for f in findings
+                     if f["kind"] == "dlq_consumer_lagging" and dlq in f["reason"]), None)
+
+    reason = wait_for(lagging, "dlq_consumer_lagging", timeout_s=30)
+    assert re.fullmatch(rf"group {re.escape(group)} reading {re.escape(dlq)} is stopped with "
+                        r"\d+ messages unread", reason), reason

@@ -111,7 +111,7 @@ def test_document_lists_configured_clusters_not_polled_yet() -> None:
     doc = to_document([], NOW, ["prod"])
     assert doc == {"generated_at": "2026-09-21T14:13:20Z",
                    "clusters": {"prod": {"up": False, "last_poll": None, "errors": [],
-                                         "findings": [], "groups": {}}}}
+                                         "findings": [], "dlqs": {}, "groups": {}}}}
 
 
 def test_a_group_whose_members_cannot_be_described_is_never_called_stopped() -> None:
