@@ -38,6 +38,8 @@ from lagwatch.model import (
     Snapshot,
     TopicPartition,
 )
+from lagwatch.offsets_reader import OffsetsTopicReader
+from lagwatch.offsets_topic import GroupMetadata
 
 log = logging.getLogger(__name__)
 
@@ -45,7 +47,8 @@ AdminFactory = Callable[..., Any]
 # Connect workers and share groups commit no consumer offsets worth watching.
 _CONSUMER_PROTOCOLS = frozenset({"consumer", ""})
 _UNKNOWN_TOPIC = 3
-STAGES = ("connect", "offsets", "describe", "metadata", "cluster", "log_offsets", "retention")
+STAGES = ("connect", "offsets", "describe", "metadata", "cluster", "log_offsets", "retention",
+          "offsets_topic")
 _RETENTION_KEYS = {"retention.ms": None, "retention.bytes": None, "cleanup.policy": None}
 """Pipeline stages a poll error can come from (the ``stage`` label of poll errors)."""
 _FAILURES = (KafkaError, OSError, ValueError)
@@ -77,6 +80,7 @@ class Collector:
         self.cluster = cluster
         self.retention_refresh_s = retention_refresh_s
         self.also_watch = also_watch  # topics to read even when no group uses them (DLQs)
+        self.reader = OffsetsTopicReader(cluster) if cluster.read_offsets_topic else None
         self._admin_factory = admin_factory
         self._admin: Any = None
         self._retention: dict[str, Retention] = {}
@@ -96,7 +100,14 @@ class Collector:
         return self._admin
 
     def close(self) -> None:
-        """Close the admin client; the next poll builds a new one."""
+        """Close the clients; the next poll builds new ones."""
+        if self.reader is not None:
+            self.reader.close()
+        self._drop_admin()
+
+    def _drop_admin(self) -> None:
+        # After a failed poll or a coordinator error only the admin client is rebuilt; the
+        # offsets-topic reader keeps its position.
         admin, self._admin = self._admin, None
         if admin is not None:
             try:
@@ -112,7 +123,7 @@ class Collector:
             admin = self._client()
             listed = self._list_groups(admin)
         except _FAILURES as exc:
-            self.close()
+            self._drop_admin()
             errors.append(PollError("connect", self.cluster.name, brief(exc)))
             return Snapshot(self.cluster.name, taken_at, time.monotonic() - started,
                             up=False, errors=tuple(errors))
@@ -121,6 +132,7 @@ class Collector:
         described = self._describe(admin, group_ids, errors)
         groups = {gid: _group(gid, listed[gid], described.get(gid), committed.get(gid, {}))
                   for gid in group_ids}
+        records = self._group_records(errors)
         topics, meta = self._metadata(admin, errors)
         used = {tp[0] for g in groups.values() for tp in g.partitions()}
         _record_missing_topics(groups, used - topics.keys(), errors)
@@ -130,10 +142,22 @@ class Collector:
         offsets = self._log_offsets(admin, partitions, errors)
         retention = self._retention_of(admin, wanted & topics.keys(), errors)
         if any(e.message.startswith(_COORDINATOR_ERRORS) for e in errors):
-            self.close()
+            self._drop_admin()
         return Snapshot(self.cluster.name, taken_at, time.monotonic() - started, up=True,
                         groups=groups, offsets=offsets, meta=meta, retention=retention,
-                        errors=tuple(errors))
+                        group_records=tuple(r for r in records or () if r[1].group in groups),
+                        records_exact=records is not None, errors=tuple(errors))
+
+    def _group_records(self, errors: list[PollError]
+                       ) -> list[tuple[float, GroupMetadata]] | None:
+        """GroupMetadata records since the last poll; None when the topic is not read."""
+        if self.reader is None:
+            return None
+        records, error = self.reader.read()
+        if error is not None:
+            errors.append(PollError("offsets_topic", self.cluster.name,
+                                    f"{error}; counting rebalances from polls instead"))
+        return records
 
     def _list_groups(self, admin: Any) -> dict[str, dict[str, Any]]:
         """The watched groups, each with what ListGroups says of it."""

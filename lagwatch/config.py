@@ -24,6 +24,7 @@ from pydantic import (
 )
 
 from lagwatch.detect.findings import HealthSettings
+from lagwatch.detect.rebalance import ChurnSettings
 from lagwatch.detect.rules import Settings
 
 DEFAULT_LISTEN = "0.0.0.0:9391"
@@ -167,6 +168,7 @@ class ClusterConfig(_Strict):
     groups: GroupFilter = Field(default_factory=GroupFilter)
     request_timeout: Duration = 10.0
     expected_brokers: int | None = Field(default=None, ge=1)
+    read_offsets_topic: bool = True  # exact rebalance counts from __consumer_offsets
 
 
 class HttpConfig(_Strict):
@@ -207,6 +209,13 @@ class HealthConfig(_Strict):
     lag_skew_min_messages: int = Field(default=100, ge=1)
     hot_partition_ratio: float = Field(default=2.0, gt=1.0)
     hot_partition_min_rate: float = Field(default=1.0, ge=0)
+    max_rebalances_per_hour: float = Field(default=6.0, gt=0)
+    max_rebalancing_share: float = Field(default=0.2, gt=0, le=1.0)
+
+    def churn(self, window_s: float) -> ChurnSettings:
+        """Return when rebalance churn becomes a finding."""
+        return ChurnSettings(window_s=window_s, max_per_hour=self.max_rebalances_per_hour,
+                             max_rebalancing_share=self.max_rebalancing_share)
 
     def settings(self, cluster: ClusterConfig, memory_s: float) -> HealthSettings:
         """Return the knobs the pure finding rules take, for one cluster."""

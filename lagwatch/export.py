@@ -245,6 +245,16 @@ def render(reports: list[ClusterReport]) -> Iterator[str]:
                        "Worst of the group's status and findings: 0 none, 1 warning, "
                        "2 critical.", ("group",),
                        _groups(r, lambda g: float(list(Severity).index(g.severity))))
+    yield from _family("group_rebalances_total",
+                       "Rebalances counted since lagwatch started (exact when "
+                       "__consumer_offsets is read, else a lower bound).", ("group",),
+                       _groups(r, lambda g: g.churn.total if g.churn else None), kind="counter")
+    yield from _family("group_rebalances_per_hour", "Rebalance rate over the window.",
+                       ("group",), _groups(r, lambda g: g.churn.per_hour if g.churn else None))
+    yield from _family("group_rebalancing_ratio",
+                       "Share of the window's polls that caught the group rebalancing.",
+                       ("group",),
+                       _groups(r, lambda g: g.churn.rebalancing_share if g.churn else None))
     yield from _family("group_findings", "Active findings about the group, by kind.",
                        ("group", "kind", "severity"), _group_findings(r))
     yield from _family("cluster_findings", "Active findings about the cluster, by kind.",

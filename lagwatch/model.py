@@ -10,6 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from lagwatch.offsets_topic import GroupMetadata
+
 TopicPartition = tuple[str, int]
 """(topic, partition)."""
 
@@ -103,4 +105,8 @@ class Snapshot:
     offsets: Mapping[TopicPartition, LogOffsets] = field(default_factory=dict)
     meta: ClusterMeta | None = None
     retention: Mapping[str, Retention] = field(default_factory=dict)
+    group_records: tuple[tuple[float, GroupMetadata], ...] = ()
+    """GroupMetadata records read from __consumer_offsets since the last poll (time, record)."""
+    records_exact: bool = False
+    """Whether __consumer_offsets could be read (rebalance counts are then exact)."""
     errors: tuple[PollError, ...] = ()

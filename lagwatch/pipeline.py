@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import logging
+from dataclasses import replace
 
 from lagwatch.collect import Collector
 from lagwatch.config import ClusterConfig, Config, DetectionConfig, DlqConfig
 from lagwatch.detect.findings import HealthMemory, HealthSettings
+from lagwatch.detect.rebalance import ChurnSettings, RebalanceTracker, churn_finding
 from lagwatch.detect.rules import Memory
 from lagwatch.detect.verdict import Verdict, judge
 from lagwatch.history import History
@@ -20,9 +22,12 @@ class Pipeline:
     """Keeps a cluster's history and detection memory; judges each new snapshot."""
 
     def __init__(self, cluster: str, detection: DetectionConfig, store: Store | None = None,
-                 health: HealthSettings | None = None, dlq: DlqConfig | None = None) -> None:
+                 *, health: HealthSettings | None = None, dlq: DlqConfig | None = None,
+                 churn: ChurnSettings | None = None) -> None:
         self.cluster = cluster
         self.dlq = dlq or DlqConfig()
+        self.churn = churn or ChurnSettings(window_s=detection.window)
+        self.rebalances = RebalanceTracker(self.churn)
         self.settings = detection.settings()
         self.health = health or HealthSettings(memory_s=detection.window)
         self.history = History(detection.window, detection.max_samples)
@@ -43,6 +48,22 @@ class Pipeline:
                      len(snapshots), f"{self.history.span_s():.0f}s", self.store.path)
         return len(snapshots)
 
+    def _with_churn(self, snapshot: Snapshot, verdict: Verdict) -> Verdict:
+        """Count rebalances (exactly from records when read) and add churn findings."""
+        tracker, now = self.rebalances, snapshot.taken_at
+        tracker.exact = snapshot.records_exact
+        for at, record in snapshot.group_records:
+            tracker.observe_record(record, at)
+        for group in snapshot.groups.values():
+            tracker.observe_poll(group, now)
+        tracker.forget(set(snapshot.groups))
+        churn = {gid: c for gid in snapshot.groups if (c := tracker.churn(gid, now))}
+        findings = dict(verdict.group_findings)
+        for gid, c in churn.items():
+            if (finding := churn_finding(c, self.churn)) is not None:
+                findings[gid] = (*findings.get(gid, ()), finding)
+        return replace(verdict, churn=churn, group_findings=findings)
+
     def ingest(self, snapshot: Snapshot) -> Verdict | None:
         """Add a poll to the history and judge it; a failed poll is not judged."""
         if not snapshot.up:
@@ -53,6 +74,7 @@ class Pipeline:
                 for is_dlq, source in [self.dlq.source_of(t)] if is_dlq}
         verdict = judge(snapshot, self.history, self.settings, self.memory,
                         health=self.health, health_memory=self.health_memory, dlqs=dlqs)
+        verdict = self._with_churn(snapshot, verdict)
         if self.store is not None:
             self.store.save(snapshot, self.memory, snapshot.taken_at - self.settings.window_s)
         return verdict
@@ -64,5 +86,6 @@ def wire(config: Config, cluster: ClusterConfig,
     collector = Collector(cluster, config.detection.retention_refresh,
                           also_watch=lambda topic: config.dlq.source_of(topic)[0])
     pipeline = Pipeline(cluster.name, config.detection, store,
-                        config.health.settings(cluster, config.detection.window), config.dlq)
+                        health=config.health.settings(cluster, config.detection.window),
+                        dlq=config.dlq, churn=config.health.churn(config.detection.window))
     return collector, pipeline

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 
 from lagwatch.detect.dlq import DlqReport
 from lagwatch.detect.findings import Finding, HealthMemory, HealthSettings
+from lagwatch.detect.rebalance import Churn
 from lagwatch.detect.rules import Assessment, Memory, Settings
 from lagwatch.detect.verdict import Verdict, judge
 from lagwatch.history import History
@@ -97,6 +98,7 @@ class GroupReport:
     reasons: tuple[str, ...]
     topics: tuple[TopicReport, ...]
     findings: tuple[Finding, ...] = ()
+    churn: Churn | None = None
 
     @property
     def severity(self) -> Severity:
@@ -157,8 +159,9 @@ def build_report(snapshot: Snapshot, previous: ClusterReport | None = None,
         history.observe(snapshot)
         verdict = judge(snapshot, history, Settings(), Memory(), health=HealthSettings(),
                         health_memory=HealthMemory())
-    groups = tuple(_group_report(snapshot, g, verdict.assessments.get(gid, {}),
-                                 verdict.span_s, verdict.group_findings.get(gid, ()))
+    groups = tuple(replace(_group_report(snapshot, g, verdict.assessments.get(gid, {}),
+                                         verdict.span_s, verdict.group_findings.get(gid, ())),
+                           churn=verdict.churn.get(gid))
                    for gid, g in sorted(snapshot.groups.items()))
     return ClusterReport(snapshot.cluster, up=True, polled_at=snapshot.taken_at,
                          last_success=snapshot.taken_at, groups=groups, snapshot=snapshot,
@@ -283,6 +286,15 @@ def cluster_document(report: ClusterReport) -> dict[str, Any]:
     }
 
 
+def _churn_document(churn: Churn | None) -> dict[str, Any] | None:
+    if churn is None:
+        return None
+    return {"total": churn.total, "in_window": churn.in_window,
+            "per_hour": round(churn.per_hour, 3),
+            "rebalancing_share": round(churn.rebalancing_share, 3), "joined": churn.joined,
+            "left": churn.left, "likely_cause": churn.cause, "exact": churn.exact}
+
+
 def findings_document(findings: tuple[Finding, ...]) -> list[dict[str, str]]:
     """Render findings as {kind, severity, reason} objects."""
     return [{"kind": f.kind, "severity": str(f.severity), "reason": f.reason}
@@ -294,6 +306,7 @@ def group_document(group: GroupReport) -> dict[str, Any]:
     return {
         "status": str(group.status), "severity": str(group.severity),
         "reasons": list(group.reasons), "findings": findings_document(group.findings),
+        "rebalances": _churn_document(group.churn),
         "state": group.state, "members": group.members,
         "lag_messages": group.lag_messages, "lag_seconds": _rounded(group.lag_seconds),
         "topics": {t.topic: {

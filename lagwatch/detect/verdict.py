@@ -16,6 +16,7 @@ from lagwatch.detect.findings import (
     hot_partitions,
     produce_skew,
 )
+from lagwatch.detect.rebalance import Churn
 from lagwatch.detect.rules import Memory, Settings, produce_rate
 from lagwatch.history import History
 from lagwatch.model import Snapshot, TopicPartition
@@ -33,6 +34,7 @@ class Verdict:
     produce_skew: Mapping[str, float] = field(default_factory=dict)  # topic -> max/mean
     controller_changes: int = 0
     dlqs: tuple[DlqReport, ...] = ()
+    churn: Mapping[str, Churn] = field(default_factory=dict)
 
 
 def judge(snapshot: Snapshot, history: History, settings: Settings, memory: Memory, *,

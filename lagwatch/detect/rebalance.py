@@ -1,0 +1,160 @@
+"""Rebalance churn per group, counted exactly from the coordinator's own records when they
+can be read, and as a lower bound from describe_groups polls when they cannot (pure).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from lagwatch.detect.findings import Finding
+from lagwatch.model import GroupSnapshot
+from lagwatch.offsets_topic import GroupMetadata
+from lagwatch.status import Severity
+from lagwatch.text import plural
+
+_REBALANCING_STATES = {"PreparingRebalance", "CompletingRebalance", "Assigning",
+                       "Reconciling"}
+
+
+@dataclass(frozen=True, slots=True)
+class Rebalance:
+    """Rebalances that completed at ``at`` (``count`` > 1 when several were folded)."""
+
+    at: float
+    count: int
+    joined: tuple[str, ...]
+    left: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ChurnSettings:
+    """When churn becomes a finding."""
+
+    window_s: float = 1800.0
+    max_per_hour: float = 6.0
+    max_rebalancing_share: float = 0.2
+
+
+@dataclass(frozen=True, slots=True)
+class Churn:
+    """A group's rebalances over the window."""
+
+    total: int
+    in_window: int
+    per_hour: float
+    rebalancing_share: float
+    joined: int
+    left: int
+    cause: str | None
+    exact: bool
+
+
+@dataclass
+class _Group:
+    generation: int | None = None
+    members: dict[str, str] | None = None  # member id -> client (id@host)
+    events: deque[Rebalance] = field(default_factory=deque)
+    total: int = 0
+    polls: deque[tuple[float, bool]] = field(default_factory=deque)  # (time, rebalancing)
+
+
+class RebalanceTracker:
+    """Counts each group's rebalances; exact from GroupMetadata records, else a lower bound."""
+
+    def __init__(self, settings: ChurnSettings) -> None:
+        self.settings = settings
+        self.exact = False
+        self._groups: dict[str, _Group] = {}
+
+    def observe_record(self, record: GroupMetadata, at: float) -> None:
+        """A GroupMetadata record: each new generation is a completed rebalance."""
+        self.exact = True
+        g = self._groups.setdefault(record.group, _Group())
+        if record.generation is None:  # tombstone: the group was deleted
+            self._groups.pop(record.group, None)
+            return
+        members = {m.member_id: f"{m.client_id}@{m.client_host}" for m in record.members}
+        if g.generation is not None and record.generation > g.generation:
+            self._add(g, at, record.generation - g.generation, members)
+        g.generation = record.generation
+        g.members = members
+
+    def observe_poll(self, group: GroupSnapshot, at: float) -> None:
+        """A describe_groups view: state for the rebalancing share; member changes counted
+        as rebalances when no records are read (at least one per change: a lower bound)."""
+        g = self._groups.setdefault(group.group_id, _Group())
+        g.polls.append((at, group.state in _REBALANCING_STATES))
+        if group.members is None:
+            return
+        members = {m.member_id: f"{m.client_id}@{m.client_host}" for m in group.members}
+        if not self.exact and g.members is not None and members.keys() != g.members.keys():
+            self._add(g, at, 1, members)
+        if not self.exact:
+            g.members = members
+
+    def _add(self, g: _Group, at: float, count: int, members: dict[str, str]) -> None:
+        before = g.members or {}
+        joined = tuple(sorted(members[m] for m in members.keys() - before.keys()))
+        left = tuple(sorted(before[m] for m in before.keys() - members.keys()))
+        g.events.append(Rebalance(at, count, joined, left))
+        g.total += count
+
+    def churn(self, group_id: str, now: float) -> Churn | None:
+        """Return a group's churn over the window, or None for a group never seen."""
+        g = self._groups.get(group_id)
+        if g is None:
+            return None
+        cutoff = now - self.settings.window_s
+        while g.events and g.events[0].at < cutoff:
+            g.events.popleft()
+        while g.polls and g.polls[0][0] < cutoff:
+            g.polls.popleft()
+        in_window = sum(e.count for e in g.events)
+        span = max(now - g.polls[0][0], 1.0) if g.polls else self.settings.window_s
+        span = min(span, self.settings.window_s)
+        share = sum(busy for _, busy in g.polls) / len(g.polls) if g.polls else 0.0
+        joined = sum(len(e.joined) for e in g.events)
+        left = sum(len(e.left) for e in g.events)
+        return Churn(g.total, in_window, in_window * 3600.0 / span, share, joined, left,
+                     likely_cause(list(g.events)), self.exact)
+
+    def forget(self, present: set[str]) -> None:
+        """Drop groups that no longer exist."""
+        for group_id in list(self._groups):
+            if group_id not in present:
+                del self._groups[group_id]
+
+
+def likely_cause(events: list[Rebalance]) -> str | None:
+    """Name what the window's rebalances most look like."""
+    if not events:
+        return None
+    joined = sum(len(e.joined) for e in events)
+    left = sum(len(e.left) for e in events)
+    hosts_left = {c.rpartition("@")[2] for e in events for c in e.left}
+    hosts_joined = {c.rpartition("@")[2] for e in events for c in e.joined}
+    if joined and left and hosts_left & hosts_joined:
+        return "rolling restart (members left and came back from the same hosts)"
+    if joined and not left:
+        return "members joined"
+    if left and not joined:
+        return "members left (shut down or timed out)"
+    if not joined and not left:
+        return "rebalances with the same members (session timeouts or slow polls)"
+    return "members joined and left"
+
+
+def churn_finding(churn: Churn, s: ChurnSettings) -> Finding | None:
+    """Rebalancing too often, or spending too much of the window rebalancing."""
+    too_often = churn.per_hour > s.max_per_hour
+    too_long = churn.rebalancing_share > s.max_rebalancing_share
+    if not (too_often or too_long):
+        return None
+    bound = "" if churn.exact else "at least "
+    cause = f"; likely cause: {churn.cause}" if churn.cause else ""
+    lower = "" if churn.exact else " (counted from polls: lower bounds)"
+    return Finding("rebalancing", Severity.WARNING,
+                   f"{bound}{plural(churn.in_window, 'rebalance')} in the window "
+                   f"({churn.per_hour:.1f}/h), {churn.rebalancing_share:.0%} of polls caught "
+                   f"it rebalancing; {churn.joined} joined, {churn.left} left{cause}{lower}")

@@ -1,0 +1,102 @@
+"""Read new records of ``__consumer_offsets`` at each poll (I/O at the edge).
+
+The reader starts at the end of the topic when lagwatch starts and hands each poll the
+GroupMetadata records written since the previous one. Where the topic cannot be read (an
+ACL, say), it gives up for a while and lagwatch counts rebalances from describe_groups.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any
+
+from kafka import KafkaConsumer, TopicPartition
+from kafka.errors import KafkaError
+
+from lagwatch.config import ClusterConfig
+from lagwatch.offsets_topic import DecodeError, GroupMetadata, Skipped, decode
+
+log = logging.getLogger(__name__)
+TOPIC = "__consumer_offsets"
+RETRY_AFTER_POLLS = 20
+
+
+class OffsetsTopicReader:
+    """A group-less consumer of every __consumer_offsets partition, used from one thread."""
+
+    def __init__(self, cluster: ClusterConfig, max_records: int = 200_000) -> None:
+        self.cluster = cluster
+        self.max_records = max_records
+        self.skipped = 0  # records of types this decoder does not handle
+        self.undecodable = 0  # truncated or unknown versions
+        self._consumer: Any = None
+        self._wait_polls = 0
+
+    def read(self) -> tuple[list[tuple[float, GroupMetadata]] | None, str | None]:
+        """Return the GroupMetadata records since the last read (None when unreadable),
+        and an error message when reading failed this time."""
+        if self._wait_polls:
+            self._wait_polls -= 1
+            return None, None
+        try:
+            consumer = self._open()
+            return self._drain(consumer), None
+        except (KafkaError, OSError, ValueError) as exc:
+            self.close()
+            self._wait_polls = RETRY_AFTER_POLLS
+            return None, f"{type(exc).__name__}: {exc}"[:200]
+
+    def _open(self) -> Any:
+        if self._consumer is None:
+            timeout_ms = int(self.cluster.request_timeout * 1000)
+            consumer = KafkaConsumer(
+                bootstrap_servers=list(self.cluster.bootstrap_servers), group_id=None,
+                client_id="lagwatch-offsets-reader", enable_auto_commit=False,
+                exclude_internal_topics=False, request_timeout_ms=max(timeout_ms, 11000),
+                **self.cluster.security.client_options())
+            partitions = consumer.partitions_for_topic(TOPIC)
+            if not partitions:
+                consumer.close()
+                raise ValueError(f"{TOPIC} has no partitions visible to lagwatch")
+            tps = [TopicPartition(TOPIC, p) for p in sorted(partitions)]
+            consumer.assign(tps)
+            consumer.seek_to_end(*tps)
+            self._consumer = consumer
+        return self._consumer
+
+    def _drain(self, consumer: Any) -> list[tuple[float, GroupMetadata]]:
+        """Read up to the end offsets as they were when the poll began, bounded in time."""
+        records: list[tuple[float, GroupMetadata]] = []
+        ends = consumer.end_offsets(list(consumer.assignment()))
+        seen = 0
+        deadline = time.monotonic() + self.cluster.request_timeout
+        while (seen < self.max_records and time.monotonic() < deadline
+               and any(consumer.position(tp) < end for tp, end in ends.items())):
+            batch = consumer.poll(timeout_ms=200, max_records=10_000)
+            for messages in batch.values():
+                for message in messages:
+                    seen += 1
+                    self._decode(message, records)
+        return records
+
+    def _decode(self, message: Any, records: list[tuple[float, GroupMetadata]]) -> None:
+        try:
+            record = decode(message.key, message.value)
+        except DecodeError as exc:
+            self.undecodable += 1
+            log.debug("skipping an undecodable %s record: %s", TOPIC, exc)
+            return
+        if isinstance(record, Skipped):
+            self.skipped += 1
+        elif isinstance(record, GroupMetadata):
+            records.append((message.timestamp / 1000.0, record))
+
+    def close(self) -> None:
+        """Close the consumer; the next read opens a new one at the end of the topic."""
+        consumer, self._consumer = self._consumer, None
+        if consumer is not None:
+            try:
+                consumer.close()
+            except (KafkaError, OSError):
+                log.debug("closing the %s reader failed", TOPIC, exc_info=True)
