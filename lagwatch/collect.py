@@ -145,7 +145,8 @@ class Collector:
             self._drop_admin()
         return Snapshot(self.cluster.name, taken_at, time.monotonic() - started, up=True,
                         groups=groups, offsets=offsets, meta=meta, retention=retention,
-                        group_records=tuple(r for r in records or () if r[1].group in groups),
+                        group_records=tuple(r for r in records or ()
+                                            if self.cluster.groups.matches(r[1].group)),
                         records_exact=records is not None, errors=tuple(errors))
 
     def _group_records(self, errors: list[PollError]

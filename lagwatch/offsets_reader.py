@@ -62,6 +62,8 @@ class OffsetsTopicReader:
             tps = [TopicPartition(TOPIC, p) for p in sorted(partitions)]
             consumer.assign(tps)
             consumer.seek_to_end(*tps)
+            for tp in tps:  # resolve the lazy seek now: records from here on are counted
+                consumer.position(tp)
             self._consumer = consumer
         return self._consumer
 

@@ -56,7 +56,8 @@ class Pipeline:
             tracker.observe_record(record, at)
         for group in snapshot.groups.values():
             tracker.observe_poll(group, now)
-        tracker.forget(set(snapshot.groups))
+        # a group created after this poll listed the groups is already in the records
+        tracker.forget(set(snapshot.groups) | {r.group for _, r in snapshot.group_records})
         churn = {gid: c for gid in snapshot.groups if (c := tracker.churn(gid, now))}
         findings = dict(verdict.group_findings)
         for gid, c in churn.items():

@@ -49,10 +49,12 @@ def make_topic(admin: KafkaAdminClient, producer: KafkaProducer,
 @pytest.fixture
 def config_file(kafka_bootstrap: str, tmp_path: Path) -> Callable[..., str]:
     """Write a config that watches only the named groups; return its path."""
-    def write(*groups: str, bootstrap: str = kafka_bootstrap, **extra: Any) -> str:
+    def write(*groups: str, bootstrap: str = kafka_bootstrap,
+              cluster: dict[str, Any] | None = None, **extra: Any) -> str:
         config = {"clusters": [{"name": "default", "bootstrap_servers": [bootstrap],
                                 "request_timeout": "5s",
-                                "groups": {"include": [f"^{re.escape(g)}$" for g in groups]}}],
+                                "groups": {"include": [f"^{re.escape(g)}$" for g in groups]},
+                                **(cluster or {})}],
                   "http": {"listen": "127.0.0.1:0"}, "poll_interval": "1s",
                   "state_dir": str(tmp_path / "state"), **extra}
         path = tmp_path / f"lagwatch-{len(list(tmp_path.iterdir()))}.yaml"

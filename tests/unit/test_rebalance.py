@@ -1,0 +1,94 @@
+"""Rebalance churn: exact from GroupMetadata records, a lower bound from polls."""
+
+from __future__ import annotations
+
+from lagwatch.detect.findings import Finding
+from lagwatch.detect.rebalance import (
+    ChurnSettings,
+    Rebalance,
+    RebalanceTracker,
+    churn_finding,
+    likely_cause,
+)
+from lagwatch.model import GroupSnapshot, Member
+from lagwatch.offsets_topic import GroupMember, GroupMetadata
+from lagwatch.status import Severity
+
+S = ChurnSettings(window_s=3600.0)
+
+
+def record(generation: int, *members: str) -> GroupMetadata:
+    return GroupMetadata("billing", generation, "consumer", "range", None, None,
+                         tuple(GroupMember(m, "client", f"host-{m}") for m in members))
+
+
+def poll(state: str, *members: str) -> GroupSnapshot:
+    return GroupSnapshot("billing", state,
+                         members=tuple(Member(m, "client", f"host-{m}") for m in members))
+
+
+def test_each_new_generation_is_a_rebalance_and_a_jump_counts_them_all() -> None:
+    tracker = RebalanceTracker(S)
+    tracker.observe_record(record(4, "a"), at=0.0)  # the first record seen is the baseline
+    tracker.observe_record(record(5, "a", "b"), at=60.0)
+    tracker.observe_record(record(8, "b"), at=120.0)  # three generations at once
+    churn = tracker.churn("billing", now=180.0)
+    assert churn is not None
+    assert (churn.total, churn.in_window, churn.exact) == (4, 4, True)
+    assert (churn.joined, churn.left) == (1, 1)
+
+
+def test_polls_count_member_changes_when_records_are_not_read() -> None:
+    tracker = RebalanceTracker(S)
+    for at, state, members in [(0, "Stable", ("a",)), (30, "PreparingRebalance", ("a",)),
+                               (60, "Stable", ("a", "b")), (90, "Stable", ("a", "b")),
+                               (120, "Stable", ("a",))]:
+        tracker.observe_poll(poll(state, *members), at=float(at))
+    churn = tracker.churn("billing", now=120.0)
+    assert churn is not None
+    assert (churn.total, churn.exact, churn.rebalancing_share) == (2, False, 0.2)
+
+
+def test_old_rebalances_leave_the_window_but_stay_in_the_total() -> None:
+    tracker = RebalanceTracker(S)
+    tracker.observe_record(record(1, "a"), at=0.0)
+    tracker.observe_record(record(2, "a", "b"), at=10.0)
+    churn = tracker.churn("billing", now=10.0 + S.window_s + 1)
+    assert churn is not None
+    assert (churn.total, churn.in_window) == (1, 0)
+
+
+def test_churn_above_the_limit_is_a_finding_that_says_how_it_was_counted() -> None:
+    tracker = RebalanceTracker(S)
+    tracker.observe_poll(poll("Stable", "a"), at=0.0)
+    for k in range(1, 9):
+        tracker.observe_poll(poll("Stable", "a", *(["b"] if k % 2 else [])), at=k * 60.0)
+    churn = tracker.churn("billing", now=480.0)
+    assert churn is not None
+    assert churn_finding(churn, S) == Finding(
+        "rebalancing", Severity.WARNING,
+        "at least 8 rebalances in the window (60.0/h), 0% of polls caught it rebalancing; "
+        "4 joined, 4 left; likely cause: rolling restart (members left and came back from "
+        "the same hosts) (counted from polls: lower bounds)")
+
+
+def test_calm_groups_raise_nothing() -> None:
+    tracker = RebalanceTracker(S)
+    tracker.observe_record(record(1, "a"), at=0.0)
+    tracker.observe_record(record(2, "a", "b"), at=600.0)
+    churn = tracker.churn("billing", now=1200.0)
+    assert churn is not None
+    assert churn_finding(churn, S) is None
+
+
+def test_likely_causes() -> None:
+    def event(joined: tuple[str, ...] = (), left: tuple[str, ...] = ()) -> Rebalance:
+        return Rebalance(0.0, 1, joined, left)
+
+    assert likely_cause([event(joined=("c@h1",))]) == "members joined"
+    assert likely_cause([event(left=("c@h1",))]) == "members left (shut down or timed out)"
+    assert likely_cause([event(left=("c@h1",)), event(joined=("c@h1",))]).startswith(
+        "rolling restart")
+    assert likely_cause([event()]) == (
+        "rebalances with the same members (session timeouts or slow polls)")
+    assert likely_cause([]) is None
