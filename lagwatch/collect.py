@@ -217,7 +217,9 @@ class Collector:
         meta = ClusterMeta(
             cluster_id=cluster.get("cluster_id"),
             controller_id=cluster.get("controller_id"),
-            brokers=tuple(sorted(b["broker_id"] for b in cluster.get("brokers", ()))),
+            # a fenced broker (stopped, or lost its controller session) does not count
+            brokers=tuple(sorted(b["broker_id"] for b in cluster.get("brokers", ())
+                                 if not b.get("is_fenced"))),
             partitions=sum(len(parts) for parts in topics.values()),
             offline=tuple(sorted(offline)),
             under_replicated=tuple(sorted(under)),

@@ -23,6 +23,20 @@ sys.path.insert(0, str(ROOT / "tools"))
 from kafka_local import LocalKafka  # noqa: E402
 
 
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--skip-multibroker", action="store_true",
+                     help="skip tests that start a 3-broker cluster (CI runs them)")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if not config.getoption("--skip-multibroker"):
+        return
+    skip = pytest.mark.skip(reason="3-broker tests skipped with --skip-multibroker")
+    for item in items:
+        if "multibroker" in item.keywords:
+            item.add_marker(skip)
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """A running broker: $LAGWATCH_TEST_BOOTSTRAP if set, else a local one for the session."""

@@ -114,19 +114,33 @@ def _die_with_parent() -> None:
         libc.prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
+def new_cluster_id() -> str:
+    """Return a KRaft cluster id: URL-safe base64 of 16 random bytes, not starting with -."""
+    cluster_id = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
+    return "A" + cluster_id[1:] if cluster_id.startswith("-") else cluster_id
+
+
 class LocalKafka:
-    """A single-node KRaft broker+controller on free loopback ports in a temporary directory."""
+    """A KRaft broker+controller on free loopback ports in a temporary directory.
+
+    Alone it is a single-node cluster (``--standalone``). With ``voters`` it is one node of
+    a static quorum; see KafkaCluster.
+    """
 
     def __init__(self, extra_properties: Mapping[str, str] | None = None,
                  heap: str = "512m", workdir: Path | None = None,
-                 port: int | None = None) -> None:
+                 port: int | None = None, *, node_id: int = 1, voters: str | None = None,
+                 cluster_id: str | None = None, controller_port: int | None = None) -> None:
         self.extra_properties = dict(extra_properties or {})
         self.heap = heap
         self._own_workdir = workdir is None
         self.workdir = workdir or Path(tempfile.mkdtemp(prefix="lagwatch-kafka-"))
         self.port = port or free_port()
-        self.controller_port = free_port()
+        self.controller_port = controller_port or free_port()
+        self.node_id, self.voters = node_id, voters
+        self.cluster_id = cluster_id or new_cluster_id()
         self.process: subprocess.Popen[bytes] | None = None
+        self._log_mark = 0
 
     @property
     def bootstrap(self) -> str:
@@ -141,12 +155,16 @@ class LocalKafka:
     def _properties(self) -> dict[str, str]:
         props = dict(BASE_PROPERTIES)
         props.update({
+            "node.id": str(self.node_id),
             "listeners": f"PLAINTEXT://127.0.0.1:{self.port},"
                          f"CONTROLLER://127.0.0.1:{self.controller_port}",
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
-            "controller.quorum.bootstrap.servers": f"127.0.0.1:{self.controller_port}",
             "log.dirs": str(self.workdir / "data"),
         })
+        if self.voters:
+            props["controller.quorum.voters"] = self.voters
+        else:
+            props["controller.quorum.bootstrap.servers"] = f"127.0.0.1:{self.controller_port}"
         props.update(self.extra_properties)
         return props
 
@@ -159,42 +177,47 @@ class LocalKafka:
 
     def start(self, timeout_s: float = 90.0) -> LocalKafka:
         """Format storage, start the broker and wait until it serves groups."""
-        _require("java")
-        jars = resolve_jars()
-        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
-        config = self.workdir / "server.properties"
-        config.write_text("".join(f"{k}={v}\n" for k, v in self._properties().items()))
-        cluster_id = base64.urlsafe_b64encode(os.urandom(16)).decode().rstrip("=")
-        cluster_id = "A" + cluster_id[1:] if cluster_id.startswith("-") else cluster_id
-        fmt = subprocess.run(
-            self._java(jars, "kafka.tools.StorageTool", "format", "--standalone",
-                       "-t", cluster_id, "-c", str(config)),
-            capture_output=True, text=True, check=False)
-        if fmt.returncode != 0:
-            raise LauncherError("formatting Kafka storage failed: "
-                                + (fmt.stdout + fmt.stderr).strip().splitlines()[-1])
-        stdout = (self.workdir / "logs" / "stdout.log").open("wb")
-        self.process = subprocess.Popen(
-            self._java(jars, "kafka.Kafka", str(config)),
-            stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent)  # noqa: PLW1509 - only a prctl call, no locks
-        stdout.close()
+        self.launch()
         try:
-            self._wait_ready(timeout_s)
+            deadline = time.monotonic() + timeout_s
+            self.wait_started(deadline)
+            _wait_for_coordinator(self.bootstrap, deadline)
         except BaseException:
             self.stop()
             raise
         return self
 
-    def _wait_ready(self, timeout_s: float) -> None:
-        deadline = time.monotonic() + timeout_s
-        while "Kafka Server started" not in self._log_text():
+    def launch(self) -> None:
+        """Format storage (once; a restart keeps its data) and start the process."""
+        _require("java")
+        jars = resolve_jars()
+        (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
+        config = self.workdir / "server.properties"
+        config.write_text("".join(f"{k}={v}\n" for k, v in self._properties().items()))
+        if not (self.workdir / "data" / "meta.properties").exists():
+            standalone = [] if self.voters else ["--standalone"]
+            fmt = subprocess.run(
+                self._java(jars, "kafka.tools.StorageTool", "format", *standalone,
+                           "-t", self.cluster_id, "-c", str(config)),
+                capture_output=True, text=True, check=False)
+            if fmt.returncode != 0:
+                raise LauncherError("formatting Kafka storage failed: "
+                                    + (fmt.stdout + fmt.stderr).strip().splitlines()[-1])
+        self._log_mark = len(self._log_text())
+        stdout = (self.workdir / "logs" / "stdout.log").open("ab")
+        self.process = subprocess.Popen(
+            self._java(jars, "kafka.Kafka", str(config)),
+            stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            preexec_fn=_die_with_parent)  # noqa: PLW1509 - only a prctl call, no locks
+        stdout.close()
+
+    def wait_started(self, deadline: float) -> None:
+        """Block until this launch logged that the server started."""
+        while "Kafka Server started" not in self._log_text()[self._log_mark:]:
             self._check_alive()
             if time.monotonic() > deadline:
-                raise LauncherError(f"Kafka did not start within {timeout_s:.0f}s; "
-                                    f"see {self.log_file}")
+                raise LauncherError(f"Kafka did not start in time; see {self.log_file}")
             time.sleep(0.2)
-        _wait_for_coordinator(self.bootstrap, deadline)
 
     def _log_text(self) -> str:
         try:
@@ -209,8 +232,9 @@ class LocalKafka:
             msg = f"Kafka exited with status {self.process.returncode}: {last}"
             raise LauncherError(msg)
 
-    def stop(self, timeout_s: float = 20.0) -> None:
-        """Stop the broker: SIGTERM, then SIGKILL after timeout_s; remove its directory."""
+    def stop(self, timeout_s: float = 20.0, keep_data: bool = False) -> None:
+        """Stop the broker: SIGTERM, then SIGKILL after timeout_s; remove its directory
+        unless keep_data (to start it again later)."""
         proc, self.process = self.process, None
         if proc is not None and proc.poll() is None:
             proc.terminate()
@@ -219,10 +243,71 @@ class LocalKafka:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
-        if self._own_workdir:
+        if self._own_workdir and not keep_data:
             shutil.rmtree(self.workdir, ignore_errors=True)
 
     def __enter__(self) -> LocalKafka:
+        return self.start()
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.stop()
+
+
+class KafkaCluster:
+    """Several KRaft nodes (each broker and controller) forming one cluster on loopback."""
+
+    def __init__(self, nodes: int = 3, heap: str = "384m") -> None:
+        ports = [free_port() for _ in range(nodes)]
+        voters = ",".join(f"{i + 1}@127.0.0.1:{p}" for i, p in enumerate(ports))
+        cluster_id = new_cluster_id()
+        replication = {
+            "offsets.topic.replication.factor": str(nodes),
+            "default.replication.factor": str(nodes),
+            "min.insync.replicas": str(max(1, nodes - 1)),
+            "transaction.state.log.replication.factor": str(nodes),
+            "transaction.state.log.min.isr": str(max(1, nodes - 1)),
+            "share.coordinator.state.topic.replication.factor": str(nodes),
+            "share.coordinator.state.topic.min.isr": str(max(1, nodes - 1)),
+        }
+        self.nodes = [LocalKafka(replication, heap, node_id=i + 1, voters=voters,
+                                 cluster_id=cluster_id, controller_port=port)
+                      for i, port in enumerate(ports)]
+
+    @property
+    def bootstrap(self) -> str:
+        """Return every node's address, comma-separated."""
+        return ",".join(n.bootstrap for n in self.nodes)
+
+    def start(self, timeout_s: float = 120.0) -> KafkaCluster:
+        """Start every node and wait until the cluster serves groups."""
+        deadline = time.monotonic() + timeout_s
+        try:
+            for node in self.nodes:
+                node.launch()
+            for node in self.nodes:
+                node.wait_started(deadline)
+            _wait_for_coordinator(self.bootstrap, deadline)
+        except BaseException:
+            self.stop()
+            raise
+        return self
+
+    def stop_node(self, index: int) -> None:
+        """Stop one node, keeping its data so it can come back."""
+        self.nodes[index].stop(keep_data=True)
+
+    def start_node(self, index: int, timeout_s: float = 90.0) -> None:
+        """Start a stopped node again on the same ports and data."""
+        self.nodes[index].launch()
+        self.nodes[index].wait_started(time.monotonic() + timeout_s)
+
+    def stop(self) -> None:
+        """Stop every node and remove their directories."""
+        for node in self.nodes:
+            node.stop()
+
+    def __enter__(self) -> KafkaCluster:
         return self.start()
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
@@ -239,8 +324,8 @@ def _wait_for_coordinator(bootstrap: str, deadline: float) -> None:
     last: Exception | None = None
     while time.monotonic() < deadline:
         try:
-            admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=5000,
-                                     bootstrap_timeout_ms=5000)
+            admin = KafkaAdminClient(bootstrap_servers=bootstrap.split(","),
+                                     request_timeout_ms=5000, bootstrap_timeout_ms=5000)
         except KafkaError as exc:
             last = exc
             time.sleep(0.3)
