@@ -31,6 +31,7 @@ from lagwatch.config import ClusterConfig
 from lagwatch.model import (
     ClusterMeta,
     GroupSnapshot,
+    LogDir,
     LogOffsets,
     Member,
     PollError,
@@ -48,7 +49,7 @@ AdminFactory = Callable[..., Any]
 _CONSUMER_PROTOCOLS = frozenset({"consumer", ""})
 _UNKNOWN_TOPIC = 3
 STAGES = ("connect", "offsets", "describe", "metadata", "cluster", "log_offsets", "retention",
-          "offsets_topic")
+          "offsets_topic", "log_dirs")
 _RETENTION_KEYS = {"retention.ms": None, "retention.bytes": None, "cleanup.policy": None}
 """Pipeline stages a poll error can come from (the ``stage`` label of poll errors)."""
 _FAILURES = (KafkaError, OSError, ValueError)
@@ -197,7 +198,7 @@ class Collector:
             return {}, None
         topics: dict[str, list[int]] = {}
         offline: list[TopicPartition] = []
-        under: list[TopicPartition] = []
+        under: dict[TopicPartition, int] = {}  # under-replicated -> in-sync replicas
         for topic in described:
             if topic.get("error_code", 0) == _UNKNOWN_TOPIC:
                 continue
@@ -208,7 +209,7 @@ class Collector:
                 if p.get("leader_id", -1) < 0:
                     offline.append(tp)
                 if len(p.get("isr_nodes", ())) < len(p.get("replica_nodes", ())):
-                    under.append(tp)
+                    under[tp] = len(p.get("isr_nodes", ()))
         try:
             cluster = admin.describe_cluster()
         except _FAILURES as exc:
@@ -223,8 +224,49 @@ class Collector:
             partitions=sum(len(parts) for parts in topics.values()),
             offline=tuple(sorted(offline)),
             under_replicated=tuple(sorted(under)),
+            under_min_isr=self._under_min_isr(admin, under, errors),
+            log_dirs=self._log_dirs(admin, errors),
         )
         return topics, meta
+
+    def _under_min_isr(self, admin: Any, isr: dict[TopicPartition, int],
+                       errors: list[PollError]) -> tuple[TopicPartition, ...]:
+        """Under-replicated partitions whose in-sync replicas fell below min.insync.replicas
+        (producers with acks=all are refused there)."""
+        if not isr:
+            return ()
+        topics = sorted({t for t, _ in isr})
+        try:
+            described = admin.describe_configs(
+                [ConfigResource(ConfigResourceType.TOPIC, t, {"min.insync.replicas": None})
+                 for t in topics], config_filter="all").get("topic", {})
+        except _FAILURES as exc:
+            errors.append(PollError("metadata", self.cluster.name,
+                                    f"min.insync.replicas: {brief(exc)}"))
+            return ()
+        minimum = {t: int(c.get("min.insync.replicas", {}).get("value") or 1)
+                   for t, c in described.items()}
+        return tuple(sorted(tp for tp, n in isr.items() if n < minimum.get(tp[0], 1)))
+
+    def _log_dirs(self, admin: Any, errors: list[PollError]) -> tuple[LogDir, ...]:
+        """Each broker's log directories: partition bytes, free and total disk."""
+        try:
+            described = admin.describe_log_dirs()
+        except _FAILURES as exc:
+            errors.append(PollError("log_dirs", self.cluster.name, brief(exc)))
+            return ()
+        dirs = []
+        for broker in described:
+            for d in broker.get("log_dirs", ()):
+                size = sum(p.get("partition_size", 0) for t in d.get("topics", ())
+                           for p in t.get("partitions", ()))
+                usable, total = d.get("usable_bytes", -1), d.get("total_bytes", -1)
+                code = d.get("error_code", 0)
+                dirs.append(LogDir(broker["broker"], d.get("log_dir", "?"), size,
+                                   usable if usable >= 0 else None,
+                                   total if total >= 0 else None,
+                                   f"error code {code}" if code else None))
+        return tuple(sorted(dirs, key=lambda d: (d.broker, d.path)))
 
     def _retention_of(self, admin: Any, topics: set[str],
                       errors: list[PollError]) -> dict[str, Retention]:

@@ -211,6 +211,7 @@ class HealthConfig(_Strict):
     hot_partition_min_rate: float = Field(default=1.0, ge=0)
     max_rebalances_per_hour: float = Field(default=6.0, gt=0)
     max_rebalancing_share: float = Field(default=0.2, gt=0, le=1.0)
+    disk_horizon: Duration = 6 * 3600.0
 
     def churn(self, window_s: float) -> ChurnSettings:
         """Return when rebalance churn becomes a finding."""
@@ -223,7 +224,8 @@ class HealthConfig(_Strict):
                               lag_skew_min_messages=self.lag_skew_min_messages,
                               hot_partition_ratio=self.hot_partition_ratio,
                               hot_partition_min_rate=self.hot_partition_min_rate,
-                              expected_brokers=cluster.expected_brokers, memory_s=memory_s)
+                              expected_brokers=cluster.expected_brokers, memory_s=memory_s,
+                              disk_horizon_s=self.disk_horizon)
 
 
 DEFAULT_DLQ_PATTERNS = (

@@ -18,7 +18,7 @@ from prometheus_client.exposition import generate_latest
 
 from lagwatch.collect import STAGES
 from lagwatch.detect.dlq import DlqReport
-from lagwatch.model import Snapshot
+from lagwatch.model import LogDir, Snapshot
 from lagwatch.report import ClusterReport, GroupReport, PartitionReport, TopicReport
 from lagwatch.state import State
 from lagwatch.status import Severity, Status
@@ -152,6 +152,15 @@ def _dlqs(reports: list[ClusterReport], value: Callable[[DlqReport], float | Non
                 yield (r.cluster, d.topic), float(v)
 
 
+def _log_dirs(reports: list[ClusterReport], value: Callable[[ClusterReport, LogDir],
+                                                            float | None]) -> Iterator[Row]:
+    for r in reports:
+        for d in r.snapshot.meta.log_dirs if r.snapshot.meta else ():
+            v = value(r, d)
+            if v is not None:
+                yield (r.cluster, str(d.broker), d.path), float(v)
+
+
 def _produce_skew(reports: list[ClusterReport]) -> Iterator[Row]:
     for r in reports:
         for topic, ratio in sorted(r.produce_skew.items()):
@@ -271,6 +280,17 @@ def render(reports: list[ClusterReport]) -> Iterator[str]:
                        ("topic",), _dlqs(r, lambda d: d.oldest_unread_s))
     yield from _family("dlq_consumer_groups", "Consumer groups reading the DLQ.", ("topic",),
                        _dlqs(r, lambda d: len(d.readers)))
+    yield from _family("cluster_under_min_isr_partitions",
+                       "Partitions with fewer in-sync replicas than min.insync.replicas.", (),
+                       _clusters(r, _meta("under_min_isr")))
+    broker_dir = ("broker", "log_dir")
+    yield from _family("broker_log_dir_bytes", "Bytes the log dir's partitions hold.",
+                       broker_dir, _log_dirs(r, lambda _c, d: d.size_bytes))
+    yield from _family("broker_log_dir_usable_bytes", "Free bytes on the log dir's disk.",
+                       broker_dir, _log_dirs(r, lambda _c, d: d.usable_bytes))
+    yield from _family("broker_log_dir_growth_bytes_per_second",
+                       "How fast the log dir grew over the window.", broker_dir,
+                       _log_dirs(r, lambda c, d: c.log_dir_growth.get((d.broker, d.path))))
     yield from _family("cluster_controller_changes_total",
                        "Controller moves seen since lagwatch started.", (),
                        _clusters(r, lambda c: float(c.controller_changes)), kind="counter")

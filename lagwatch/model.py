@@ -61,6 +61,18 @@ class GroupSnapshot:
 
 
 @dataclass(frozen=True, slots=True)
+class LogDir:
+    """One broker's log directory: what its partitions hold, and its disk."""
+
+    broker: int
+    path: str
+    size_bytes: int
+    usable_bytes: int | None = None
+    total_bytes: int | None = None
+    error: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class ClusterMeta:
     """Cluster-wide facts from one poll."""
 
@@ -70,6 +82,8 @@ class ClusterMeta:
     partitions: int
     offline: tuple[TopicPartition, ...] = ()
     under_replicated: tuple[TopicPartition, ...] = ()
+    under_min_isr: tuple[TopicPartition, ...] = ()
+    log_dirs: tuple[LogDir, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -135,6 +135,7 @@ class ClusterReport:
     produce_skew: Mapping[str, float] = field(default_factory=dict)
     controller_changes: int = 0
     dlqs: tuple[DlqReport, ...] = ()
+    log_dir_growth: Mapping[tuple[int, str], float] = field(default_factory=dict)
 
     def group(self, group_id: str) -> GroupReport | None:
         """Return one group's report, if the group is watched."""
@@ -167,7 +168,8 @@ def build_report(snapshot: Snapshot, previous: ClusterReport | None = None,
                          last_success=snapshot.taken_at, groups=groups, snapshot=snapshot,
                          errors=snapshot.errors, lost_total=dict(verdict.lost_total),
                          findings=verdict.cluster_findings, produce_skew=verdict.produce_skew,
-                         controller_changes=verdict.controller_changes, dlqs=verdict.dlqs)
+                         controller_changes=verdict.controller_changes, dlqs=verdict.dlqs,
+                         log_dir_growth=verdict.log_dir_growth)
 
 
 def _group_report(snapshot: Snapshot, group: GroupSnapshot,

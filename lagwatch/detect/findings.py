@@ -6,14 +6,14 @@ overall severity is the worst of both. Clusters get findings of their own.
 
 from __future__ import annotations
 
-from collections import defaultdict
+from collections import defaultdict, deque
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from lagwatch.detect.rules import Assessment
 from lagwatch.model import ClusterMeta, GroupSnapshot, TopicPartition
 from lagwatch.status import Severity
-from lagwatch.text import plural
+from lagwatch.text import fmt_duration, plural
 
 
 @dataclass(frozen=True, slots=True)
@@ -35,6 +35,7 @@ class HealthSettings:
     hot_partition_min_rate: float = 1.0
     expected_brokers: int | None = None
     memory_s: float = 1800.0  # how long a vanished broker or a controller move is remembered
+    disk_horizon_s: float = 6 * 3600.0  # log_dir_filling: disk full within this
 
 
 @dataclass(slots=True)
@@ -46,6 +47,17 @@ class HealthMemory:
     controller_change: tuple[int, int] | None = None
     controller_changes: int = 0
     brokers_seen: dict[int, float] = field(default_factory=dict)  # node id -> last seen
+    log_dir_sizes: dict[tuple[int, str], deque[tuple[float, int]]] = field(
+        default_factory=dict)  # (broker, path) -> (time, bytes) over the memory window
+
+    def log_dir_growth(self) -> dict[tuple[int, str], float]:
+        """Bytes per second each log dir grew over the window (two samples or more)."""
+        growth = {}
+        for key, samples in self.log_dir_sizes.items():
+            if len(samples) >= 2 and samples[-1][0] > samples[0][0]:
+                (t0, b0), (t1, b1) = samples[0], samples[-1]
+                growth[key] = (b1 - b0) / (t1 - t0)
+        return growth
 
 
 def lag_skew(topic: str, lags: Mapping[int, int], s: HealthSettings) -> Finding | None:
@@ -134,11 +146,18 @@ def cluster_health(meta: ClusterMeta, memory: HealthMemory, s: HealthSettings,
         found.append(Finding("offline_partitions", Severity.CRITICAL,
                              f"{plural(len(meta.offline), 'partition')} {verb} no leader: "
                              + _tps(meta.offline)))
+    if meta.under_min_isr:
+        verb = "has" if len(meta.under_min_isr) == 1 else "have"
+        found.append(Finding("under_min_isr", Severity.CRITICAL,
+                             f"{plural(len(meta.under_min_isr), 'partition')} {verb} fewer "
+                             f"in-sync replicas than min.insync.replicas (acks=all writes "
+                             f"fail): " + _tps(meta.under_min_isr)))
     if meta.under_replicated:
         verb = "is" if len(meta.under_replicated) == 1 else "are"
         found.append(Finding("under_replicated", Severity.WARNING,
                              f"{plural(len(meta.under_replicated), 'partition')} {verb} "
                              f"under-replicated: " + _tps(meta.under_replicated)))
+    found += _log_dir_findings(meta, memory, s, now)
     _track_controller(meta, memory, now)
     if (memory.controller_change is not None and memory.controller_changed_at is not None
             and now - memory.controller_changed_at <= s.memory_s):
@@ -147,6 +166,30 @@ def cluster_health(meta: ClusterMeta, memory: HealthMemory, s: HealthSettings,
                              f"the controller moved from node {before} to node {after} "
                              f"{now - memory.controller_changed_at:.0f}s ago "
                              f"({plural(memory.controller_changes, 'move')} seen)"))
+    return found
+
+
+def _log_dir_findings(meta: ClusterMeta, memory: HealthMemory, s: HealthSettings,
+                      now: float) -> list[Finding]:
+    """Log dirs that failed, or whose disk fills up within the horizon at today's growth."""
+    found = []
+    for d in meta.log_dirs:
+        samples = memory.log_dir_sizes.setdefault((d.broker, d.path), deque())
+        samples.append((now, d.size_bytes))
+        while samples and samples[0][0] < now - s.memory_s:
+            samples.popleft()
+        if d.error:
+            found.append(Finding("log_dir_offline", Severity.CRITICAL,
+                                 f"broker {d.broker} log dir {d.path} is offline ({d.error})"))
+    growth = memory.log_dir_growth()
+    for d in meta.log_dirs:
+        rate = growth.get((d.broker, d.path), 0.0)
+        if d.usable_bytes is not None and rate > 0 and d.usable_bytes / rate <= s.disk_horizon_s:
+            found.append(Finding(
+                "log_dir_filling", Severity.WARNING,
+                f"broker {d.broker} log dir {d.path} grows {rate / 1e6:,.2f} MB/s; its "
+                f"{d.usable_bytes / 1e9:,.1f} GB free fill up in "
+                f"{fmt_duration(d.usable_bytes / rate)}"))
     return found
 
 

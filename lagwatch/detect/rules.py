@@ -260,14 +260,16 @@ def is_lagging(t: LagTrend | None, was_lagging: bool, s: Settings) -> bool:
     """Slow but alive: committing, yet the lag at each commit keeps rising.
 
     Entering needs a significant rising trend over the whole minimum duration, from a lag
-    already above what a keeping-up group shows and still rising over the recent half,
-    so a burst shorter than the minimum duration, or the drain after one, never enters.
+    already above what a keeping-up group shows, and still rising over the recent half at
+    least half as fast, so a burst shorter than the minimum duration, or the drain after
+    one, never enters.
     Staying needs only the recent rise (hysteresis); the status leaves when the lag turns
     down or returns near zero.
     """
     if t is None or t.recent_slope <= 0:
         return False
     return was_lagging or (t.behind_throughout and t.trend.slope > 0
+                           and t.recent_slope >= 0.5 * t.trend.slope
                            and t.trend.z >= s.significance_z)
 
 

@@ -35,6 +35,7 @@ class Verdict:
     controller_changes: int = 0
     dlqs: tuple[DlqReport, ...] = ()
     churn: Mapping[str, Churn] = field(default_factory=dict)
+    log_dir_growth: Mapping[tuple[int, str], float] = field(default_factory=dict)
 
 
 def judge(snapshot: Snapshot, history: History, settings: Settings, memory: Memory, *,
@@ -70,4 +71,5 @@ def judge(snapshot: Snapshot, history: History, settings: Settings, memory: Memo
         cluster_findings=tuple(cluster),
         produce_skew={t: produce_skew(per)[0] for t, per in per_topic.items()
                       if len(per) >= 2},
-        controller_changes=health_memory.controller_changes, dlqs=dlq_reports)
+        controller_changes=health_memory.controller_changes, dlqs=dlq_reports,
+        log_dir_growth=health_memory.log_dir_growth())

@@ -11,7 +11,7 @@ from lagwatch.detect.findings import (
     hot_partitions,
     lag_skew,
 )
-from lagwatch.model import ClusterMeta, GroupSnapshot, Member
+from lagwatch.model import ClusterMeta, GroupSnapshot, LogDir, Member
 from lagwatch.report import GroupReport
 from lagwatch.status import Severity, Status
 
@@ -112,3 +112,29 @@ def test_a_group_is_as_severe_as_its_worst_finding() -> None:
     assert group.severity is Severity.WARNING
     assert GroupReport("g", "Stable", 2, Status.STOPPED, (), (), group.findings
                        ).severity is Severity.CRITICAL
+
+
+def test_partitions_below_min_isr_are_critical() -> None:
+    meta = ClusterMeta("c", 1, (1, 2, 3), partitions=3, under_replicated=(("orders", 0),),
+                       under_min_isr=(("orders", 0),))
+    found = cluster_health(meta, HealthMemory(), S, now=0.0)
+    assert found[0] == Finding(
+        "under_min_isr", Severity.CRITICAL,
+        "1 partition has fewer in-sync replicas than min.insync.replicas (acks=all writes "
+        "fail): orders[0]")
+
+
+def test_a_log_dir_that_fills_up_within_the_horizon_and_an_offline_one() -> None:
+    memory = HealthMemory()
+    # 10 MB/s of growth with 100 GB free: full in 10,000 s (2h 46m), inside the 6 h horizon
+    for k, size in enumerate((0, 600_000_000)):
+        meta = ClusterMeta("c", 1, (1,), partitions=1, log_dirs=(
+            LogDir(1, "/data", size, usable_bytes=100_000_000_000, total_bytes=10**12),
+            LogDir(1, "/broken", 0, error="error code 57")))
+        found = cluster_health(meta, memory, S, now=60.0 * k)
+    assert found == [
+        Finding("log_dir_offline", Severity.CRITICAL,
+                "broker 1 log dir /broken is offline (error code 57)"),
+        Finding("log_dir_filling", Severity.WARNING,
+                "broker 1 log dir /data grows 10.00 MB/s; its 100.0 GB free fill up in 2h 46m")]
+    assert memory.log_dir_growth()[(1, "/data")] == 10_000_000.0
