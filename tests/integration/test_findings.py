@@ -146,8 +146,9 @@ def test_a_dlq_consumer_that_stops_gives_dlq_consumer_lagging(
     reader = start(running, Consumer(kafka_bootstrap, dlq, group))
     assert reader.joined.wait(30)
     lagwatch = daemon(group)
+    # (ok, or unknown while its history is shorter than min_duration: not in trouble)
     wait_for(lambda: status_document(lagwatch)["clusters"]["default"]["dlqs"].get(dlq, {})
-             .get("consumers") == {group: "ok"}, "the reader to be ok")
+             .get("consumers", {}).get(group) in ("ok", "unknown"), "the reader to be seen")
     running.remove(reader)
     reader.stop()
 
