@@ -56,6 +56,19 @@ def base(kafka_bootstrap: str, topic: str, unique: Callable[[str], str]
     consumer.stop()
 
 
+def baseline(lagwatch: Daemon, base: Consumer) -> int:
+    """Start the steady member once lagwatch polls; return the count it settles at."""
+    wait_for(lambda: status_document(lagwatch)["clusters"]["default"]["up"],
+             "a first poll (the records reader starts at the end of the topic)")
+    base.start()
+    assert base.joined.wait(30)
+    wait_members(lagwatch, base.group, 1, "the base member")
+    next_poll(lagwatch)
+    doc = group_doc(lagwatch, base.group)
+    assert doc is not None
+    return int(doc["rebalances"]["total"])
+
+
 def play(kafka_bootstrap: str, lagwatch: Daemon, base: Consumer) -> None:
     """Members join and leave one at a time, each change a single rebalance."""
     for _ in range(CHANGES // 2):
@@ -71,13 +84,7 @@ def test_exact_mode_counts_exactly_the_rebalances(
         kafka_bootstrap: str, base: Consumer, daemon: Callable[..., Daemon]) -> None:
     # Given a group with one steady member, and what lagwatch has counted so far
     lagwatch = daemon(base.group)
-    wait_for(lambda: status_document(lagwatch)["clusters"]["default"]["up"],
-             "a first poll (the records reader starts at the end of the topic)")
-    base.start()
-    assert base.joined.wait(30)
-    wait_members(lagwatch, base.group, 1, "the base member")
-    next_poll(lagwatch)
-    before = group_doc(lagwatch, base.group)["rebalances"]["total"]  # type: ignore[index]
+    before = baseline(lagwatch, base)
 
     # When members join and leave
     play(kafka_bootstrap, lagwatch, base)
@@ -98,12 +105,7 @@ def test_fallback_mode_reports_at_most_the_true_count_and_says_so(
         kafka_bootstrap: str, base: Consumer, daemon: Callable[..., Daemon]) -> None:
     # Given lagwatch told not to read __consumer_offsets
     lagwatch = daemon(base.group, cluster={"read_offsets_topic": False})
-    wait_for(lambda: status_document(lagwatch)["clusters"]["default"]["up"], "a first poll")
-    base.start()
-    assert base.joined.wait(30)
-    wait_members(lagwatch, base.group, 1, "the base member")
-    next_poll(lagwatch)
-    before = group_doc(lagwatch, base.group)["rebalances"]["total"]  # type: ignore[index]
+    before = baseline(lagwatch, base)
 
     # When
     play(kafka_bootstrap, lagwatch, base)
