@@ -14,7 +14,6 @@ from __future__ import annotations
 import logging
 from array import array
 from bisect import bisect_right
-from collections.abc import Iterable
 from dataclasses import dataclass
 
 from lagwatch.model import Snapshot, TopicPartition
@@ -56,7 +55,6 @@ class History:
         self.spacing_s = window_s / max_samples
         self.times = array("d")
         self.log_end: dict[TopicPartition, array[int]] = {}
-        self.log_start: dict[TopicPartition, array[int]] = {}
         self.committed: dict[str, dict[TopicPartition, array[int]]] = {}
 
     def observe(self, snapshot: Snapshot) -> list[str]:
@@ -71,8 +69,6 @@ class History:
         else:
             self.times.append(t)
         _record(self.log_end, {tp: o.log_end for tp, o in snapshot.offsets.items()},
-                overwrite)
-        _record(self.log_start, {tp: o.log_start for tp, o in snapshot.offsets.items()},
                 overwrite)
         for group_id in list(self.committed):
             if group_id not in snapshot.groups:
@@ -98,7 +94,6 @@ class History:
     def forget_partition(self, tp: TopicPartition) -> None:
         """Drop everything known about one partition."""
         self.log_end.pop(tp, None)
-        self.log_start.pop(tp, None)
         for per_group in self.committed.values():
             per_group.pop(tp, None)
 
@@ -110,7 +105,7 @@ class History:
         if drop:
             del self.times[:drop]
         keep = len(self.times)
-        for table in (self.log_end, self.log_start, *self.committed.values()):
+        for table in (self.log_end, *self.committed.values()):
             for key in list(table):
                 series = table[key]
                 if len(series) > keep:
@@ -132,10 +127,6 @@ class History:
         """Return the log-end offsets of one partition."""
         return self.window(self.log_end.get(tp))
 
-    def start_window(self, tp: TopicPartition) -> Window:
-        """Return the log-start offsets of one partition."""
-        return self.window(self.log_start.get(tp))
-
     def committed_window(self, group_id: str, tp: TopicPartition) -> Window:
         """Return one group's committed offsets on one partition."""
         return self.window(self.committed.get(group_id, {}).get(tp))
@@ -143,12 +134,6 @@ class History:
     def span_s(self) -> float:
         """Return how much time the history covers."""
         return self.times[-1] - self.times[0] if self.times else 0.0
-
-    def samples(self) -> int:
-        """Return the number of int64 samples held (a memory gauge)."""
-        tables: Iterable[dict[TopicPartition, array[int]]] = (
-            self.log_end, self.log_start, *self.committed.values())
-        return sum(len(s) for table in tables for s in table.values())
 
 
 def _last(series: array[int]) -> int | None:
