@@ -148,7 +148,10 @@ class Collector:
                         groups=groups, offsets=offsets, meta=meta, retention=retention,
                         group_records=tuple(r for r in records or ()
                                             if self.cluster.groups.matches(r[1].group)),
-                        records_exact=records is not None, errors=tuple(errors))
+                        records_exact=records is not None,
+                        records_skipped=(self.reader.skipped, self.reader.undecodable)
+                        if self.reader else (0, 0),
+                        errors=tuple(errors))
 
     def _group_records(self, errors: list[PollError]
                        ) -> list[tuple[float, GroupMetadata]] | None:

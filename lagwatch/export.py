@@ -161,6 +161,13 @@ def _log_dirs(reports: list[ClusterReport], value: Callable[[ClusterReport, LogD
                 yield (r.cluster, str(d.broker), d.path), float(v)
 
 
+def _skipped_records(reports: list[ClusterReport]) -> Iterator[Row]:
+    for r in reports:
+        unknown, undecodable = r.snapshot.records_skipped
+        yield (r.cluster, "unknown_type"), float(unknown)
+        yield (r.cluster, "undecodable"), float(undecodable)
+
+
 def _produce_skew(reports: list[ClusterReport]) -> Iterator[Row]:
     for r in reports:
         for topic, ratio in sorted(r.produce_skew.items()):
@@ -291,6 +298,10 @@ def render(reports: list[ClusterReport]) -> Iterator[str]:
     yield from _family("broker_log_dir_growth_bytes_per_second",
                        "How fast the log dir grew over the window.", broker_dir,
                        _log_dirs(r, lambda c, d: c.log_dir_growth.get((d.broker, d.path))))
+    yield from _family("offsets_topic_records_skipped_total",
+                       "__consumer_offsets records skipped: record types not decoded, "
+                       "or undecodable (truncated, unknown version).", ("kind",),
+                       _skipped_records(r), kind="counter")
     yield from _family("cluster_controller_changes_total",
                        "Controller moves seen since lagwatch started.", (),
                        _clusters(r, lambda c: float(c.controller_changes)), kind="counter")

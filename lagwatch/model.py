@@ -123,4 +123,6 @@ class Snapshot:
     """GroupMetadata records read from __consumer_offsets since the last poll (time, record)."""
     records_exact: bool = False
     """Whether __consumer_offsets could be read (rebalance counts are then exact)."""
+    records_skipped: tuple[int, int] = (0, 0)
+    """Records of __consumer_offsets skipped since start: (unknown types, undecodable)."""
     errors: tuple[PollError, ...] = ()

@@ -111,3 +111,11 @@ def test_detection_metrics_are_exported_and_always_finite() -> None:
     assert at(samples, "lagwatch_partition_lag_seconds", partition="0",
               **where) == pytest.approx(1215.0, abs=0.1)
     assert all(math.isfinite(v) for v in samples.values())
+
+
+def test_skipped_offsets_topic_records_are_counted_by_kind() -> None:
+    state = State(["prod"], 30.0)
+    state.publish(Snapshot("prod", NOW, 0.1, up=True, records_skipped=(3, 1)))
+    samples = parse(Exporter(state).text())
+    assert at(samples, "lagwatch_offsets_topic_records_skipped_total", kind="unknown_type") == 3
+    assert at(samples, "lagwatch_offsets_topic_records_skipped_total", kind="undecodable") == 1
