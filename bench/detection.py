@@ -5,8 +5,9 @@
 
 Scenario suite: labelled scenarios simulated in virtual time over hours at 15 s polls. For
 each, the time from onset to detection and the number of false alarms (polls with an
-alarm that the scenario does not call for), for lagwatch and for the Burrow baseline fed
-the exact commit stream.
+alarm that the scenario does not call for), for lagwatch with the commit records of
+__consumer_offsets (the default), for lagwatch from polls alone (where that topic cannot
+be read), and for the Burrow baseline fed the exact commit stream.
 
 Cost: seconds per poll spent in history and in detection, per group-partition, at
 growing sizes, to show it is linear.
@@ -19,7 +20,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -74,6 +75,9 @@ CASES = [
     Case("stuck partition from 30 min",
          lambda: Scenario(partitions=3, events={1800.0: lambda s: s.stick(1)}), 2 * HOURS,
          1800, "stalled"),
+    Case("stuck partition, offset re-committed every 5 s",
+         lambda: Scenario(partitions=3, events={1800.0: lambda s: s.stick_retrying(1)}),
+         2 * HOURS, 1800, "stalled"),
     Case("consumer stopped at 30 min",
          lambda: Scenario(members=lambda t: 1 if t < 1800 else 0), 2 * HOURS, 1800, "stopped"),
     Case("offsets reset to earliest at 30 min",
@@ -82,18 +86,42 @@ CASES = [
 ]
 
 
-def run_case(case: Case, detection: DetectionConfig) -> dict[str, object]:
+@dataclass
+class _Judge:
+    """One detector's running score over a case."""
+
+    detected_at: float | None = None
+    false_alarms: int = 0
+
+    def score(self, t: float, case: Case, hit: bool, alarm: bool) -> None:
+        hit = hit and case.onset_s is not None and t >= case.onset_s
+        if hit and self.detected_at is None:
+            self.detected_at = t - (case.onset_s or 0)
+        self.false_alarms += alarm and not hit
+
+
+def _lagwatch(pipeline: Pipeline, snapshot: Snapshot, case: Case, t: float,
+              judge: _Judge) -> None:
+    verdict = pipeline.ingest(snapshot)
+    found = [a.status for per in (verdict.assessments if verdict else {}).values()
+             for a in per.values()]
+    judge.score(t, case, case.expect in {s.value for s in found},
+                any(SEVERITY[s] is not Severity.NONE for s in found))
+
+
+def run_case(case: Case, detection: DetectionConfig) -> tuple[_Judge, _Judge, _Judge]:
+    """Score lagwatch with commit records, lagwatch from polls, and Burrow on one case."""
     scenario = case.make()
-    pipeline = Pipeline("sim", detection)
+    scenario.exact_commits = True
+    exact, polls = Pipeline("sim", detection), Pipeline("sim", detection)
+    judges = (_Judge(), _Judge(), _Judge())
     burrow: dict[int, BurrowPartition] = {}
     seen = 0
-    ours_at = burrow_at = None
-    ours_false = burrow_false = 0
     for snapshot in scenario.run(case.duration_s, POLL_S):
         t = snapshot.taken_at - scenario.start
-        verdict = pipeline.ingest(snapshot)
-        assessed = verdict.assessments if verdict else {}
-        statuses = {a.status.value for per in assessed.values() for a in per.values()}
+        _lagwatch(exact, snapshot, case, t, judges[0])
+        _lagwatch(polls, replace(snapshot, commit_records=(), records_exact=False), case, t,
+                  judges[1])
         for when, partition, offset, log_end in scenario.commits[seen:]:
             burrow.setdefault(partition, BurrowPartition()).add(when, offset, log_end)
         seen = len(scenario.commits)
@@ -101,31 +129,22 @@ def run_case(case: Case, detection: DetectionConfig) -> dict[str, object]:
         baseline = {b.evaluate(t, max(0, snapshot.offsets[(scenario.topic, p)].log_end
                                       - group.committed.get((scenario.topic, p), 0)))
                     for p, b in burrow.items()}
-        detecting = case.onset_s is not None and t >= case.onset_s
-        hit = detecting and case.expect in statuses
-        burrow_hit = detecting and bool(baseline & BURROW_FOR.get(case.expect or "", set()))
-        if hit and ours_at is None:
-            ours_at = t - (case.onset_s or 0)
-        if burrow_hit and burrow_at is None:
-            burrow_at = t - (case.onset_s or 0)
-        alarm = any(SEVERITY[a.status] is not Severity.NONE
-                    for per in assessed.values() for a in per.values())
-        ours_false += alarm and not hit
-        burrow_false += bool(baseline - {"OK", "unknown"}) and not burrow_hit
-    return {"ours_at": ours_at, "burrow_at": burrow_at, "ours_false": ours_false,
-            "burrow_false": burrow_false}
+        judges[2].score(t, case, bool(baseline & BURROW_FOR.get(case.expect or "", set())),
+                        bool(baseline - {"OK", "unknown"}))
+    return judges
 
 
 def suite(detection: DetectionConfig) -> None:
     print(f"Scenario suite: virtual time, {POLL_S:g} s polls, min_duration "
           f"{detection.min_duration:g} s, stall_after {detection.stall_after:g} s")
-    print(f"{'scenario':52} {'lagwatch detects':>16} {'Burrow detects':>15} "
-          f"{'lagwatch false':>14} {'Burrow false':>12}")
+    print(f"{'scenario':52} {'lagwatch detects':>16} {'from polls':>10} "
+          f"{'Burrow detects':>14} {'false alarms (lagwatch/polls/Burrow)':>36}")
     for case in CASES:
-        r = run_case(case, detection)
-        print(f"{case.name:52} {_when(case, r['ours_at']):>16} "
-              f"{_when(case, r['burrow_at']):>15} {r['ours_false']:>14} "
-              f"{r['burrow_false']:>12}")
+        ours, polls, burrow = run_case(case, detection)
+        falses = f"{ours.false_alarms}/{polls.false_alarms}/{burrow.false_alarms}"
+        print(f"{case.name:52} {_when(case, ours.detected_at):>16} "
+              f"{_when(case, polls.detected_at):>10} {_when(case, burrow.detected_at):>14} "
+              f"{falses:>36}")
 
 
 def _when(case: Case, delay_s: object) -> str:

@@ -39,8 +39,8 @@ from lagwatch.model import (
     Snapshot,
     TopicPartition,
 )
-from lagwatch.offsets_reader import OffsetsTopicReader
-from lagwatch.offsets_topic import GroupMetadata
+from lagwatch.offsets_reader import OffsetsTopicReader, Records
+from lagwatch.offsets_topic import GroupMetadata, OffsetCommit
 
 log = logging.getLogger(__name__)
 
@@ -134,6 +134,7 @@ class Collector:
         groups = {gid: _group(gid, listed[gid], described.get(gid), committed.get(gid, {}))
                   for gid in group_ids}
         records = self._group_records(errors)
+        watched = self._watched(records or [])
         topics, meta = self._metadata(admin, errors)
         used = {tp[0] for g in groups.values() for tp in g.partitions()}
         _record_missing_topics(groups, used - topics.keys(), errors)
@@ -146,16 +147,17 @@ class Collector:
             self._drop_admin()
         return Snapshot(self.cluster.name, taken_at, time.monotonic() - started, up=True,
                         groups=groups, offsets=offsets, meta=meta, retention=retention,
-                        group_records=tuple(r for r in records or ()
-                                            if self.cluster.groups.matches(r[1].group)),
+                        group_records=tuple((at, r) for at, r in watched
+                                            if isinstance(r, GroupMetadata)),
+                        commit_records=tuple((at, r) for at, r in watched
+                                             if isinstance(r, OffsetCommit)),
                         records_exact=records is not None,
                         records_skipped=(self.reader.skipped, self.reader.undecodable)
                         if self.reader else (0, 0),
                         errors=tuple(errors))
 
-    def _group_records(self, errors: list[PollError]
-                       ) -> list[tuple[float, GroupMetadata]] | None:
-        """GroupMetadata records since the last poll; None when the topic is not read."""
+    def _group_records(self, errors: list[PollError]) -> Records | None:
+        """__consumer_offsets records since the last poll; None when the topic is not read."""
         if self.reader is None:
             return None
         records, error = self.reader.read()
@@ -163,6 +165,11 @@ class Collector:
             errors.append(PollError("offsets_topic", self.cluster.name,
                                     f"{error}; counting rebalances from polls instead"))
         return records
+
+    def _watched(self, records: Records) -> Records:
+        """The records of watched groups (each group's name is matched once)."""
+        watched = {g for g in {r.group for _, r in records} if self.cluster.groups.matches(g)}
+        return [(at, r) for at, r in records if r.group in watched]
 
     def _list_groups(self, admin: Any) -> dict[str, dict[str, Any]]:
         """The watched groups, each with what ListGroups says of it."""

@@ -168,7 +168,7 @@ class ClusterConfig(_Strict):
     groups: GroupFilter = Field(default_factory=GroupFilter)
     request_timeout: Duration = 10.0
     expected_brokers: int | None = Field(default=None, ge=1)
-    read_offsets_topic: bool = True  # exact rebalance counts from __consumer_offsets
+    read_offsets_topic: bool = True  # exact rebalance counts and commit times
 
 
 class HttpConfig(_Strict):

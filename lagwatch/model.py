@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from lagwatch.offsets_topic import GroupMetadata
+from lagwatch.offsets_topic import GroupMetadata, OffsetCommit
 
 TopicPartition = tuple[str, int]
 """(topic, partition)."""
@@ -121,8 +121,11 @@ class Snapshot:
     retention: Mapping[str, Retention] = field(default_factory=dict)
     group_records: tuple[tuple[float, GroupMetadata], ...] = ()
     """GroupMetadata records read from __consumer_offsets since the last poll (time, record)."""
+    commit_records: tuple[tuple[float, OffsetCommit], ...] = ()
+    """OffsetCommit records of watched groups since the last poll (commit time, record)."""
     records_exact: bool = False
-    """Whether __consumer_offsets could be read (rebalance counts are then exact)."""
+    """Whether __consumer_offsets could be read (rebalance counts and commit times are then
+    exact)."""
     records_skipped: tuple[int, int] = (0, 0)
     """Records of __consumer_offsets skipped since start: (unknown types, undecodable)."""
     errors: tuple[PollError, ...] = ()

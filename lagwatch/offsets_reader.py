@@ -1,8 +1,9 @@
 """Read new records of ``__consumer_offsets`` at each poll (I/O at the edge).
 
 The reader starts at the end of the topic when lagwatch starts and hands each poll the
-GroupMetadata records written since the previous one. Where the topic cannot be read (an
-ACL, say), it gives up for a while and lagwatch counts rebalances from describe_groups.
+GroupMetadata and OffsetCommit records written since the previous one. Where the topic
+cannot be read (an ACL, say), it gives up for a while: lagwatch then counts rebalances from
+describe_groups and times commits by its polls.
 """
 
 from __future__ import annotations
@@ -15,11 +16,14 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from lagwatch.config import ClusterConfig
-from lagwatch.offsets_topic import DecodeError, GroupMetadata, Skipped, decode
+from lagwatch.offsets_topic import DecodeError, GroupMetadata, OffsetCommit, Skipped, decode
 
 log = logging.getLogger(__name__)
 TOPIC = "__consumer_offsets"
 RETRY_AFTER_POLLS = 20
+Records = list[tuple[float, GroupMetadata | OffsetCommit]]
+"""Records in the order they were read, each with its time: the commit timestamp of an
+OffsetCommit, the append time of anything else."""
 
 
 class OffsetsTopicReader:
@@ -33,9 +37,9 @@ class OffsetsTopicReader:
         self._consumer: Any = None
         self._wait_polls = 0
 
-    def read(self) -> tuple[list[tuple[float, GroupMetadata]] | None, str | None]:
-        """Return the GroupMetadata records since the last read (None when unreadable),
-        and an error message when reading failed this time."""
+    def read(self) -> tuple[Records | None, str | None]:
+        """Return the records since the last read (None when unreadable), and an error
+        message when reading failed this time."""
         if self._wait_polls:
             self._wait_polls -= 1
             return None, None
@@ -67,9 +71,9 @@ class OffsetsTopicReader:
             self._consumer = consumer
         return self._consumer
 
-    def _drain(self, consumer: Any) -> list[tuple[float, GroupMetadata]]:
+    def _drain(self, consumer: Any) -> Records:
         """Read up to the end offsets as they were when the poll began, bounded in time."""
-        records: list[tuple[float, GroupMetadata]] = []
+        records: Records = []
         ends = consumer.end_offsets(list(consumer.assignment()))
         seen = 0
         deadline = time.monotonic() + self.cluster.request_timeout
@@ -82,7 +86,7 @@ class OffsetsTopicReader:
                     self._decode(message, records)
         return records
 
-    def _decode(self, message: Any, records: list[tuple[float, GroupMetadata]]) -> None:
+    def _decode(self, message: Any, records: Records) -> None:
         try:
             record = decode(message.key, message.value)
         except DecodeError as exc:
@@ -91,7 +95,9 @@ class OffsetsTopicReader:
             return
         if isinstance(record, Skipped):
             self.skipped += 1
-        elif isinstance(record, GroupMetadata):
+        elif isinstance(record, OffsetCommit) and record.commit_timestamp_ms is not None:
+            records.append((record.commit_timestamp_ms / 1000.0, record))
+        else:
             records.append((message.timestamp / 1000.0, record))
 
     def close(self) -> None:

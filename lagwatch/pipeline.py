@@ -7,6 +7,7 @@ from dataclasses import replace
 
 from lagwatch.collect import Collector
 from lagwatch.config import ClusterConfig, Config, DetectionConfig, DlqConfig
+from lagwatch.detect.commits import CommitClocks
 from lagwatch.detect.findings import HealthMemory, HealthSettings
 from lagwatch.detect.rebalance import ChurnSettings, RebalanceTracker, churn_finding
 from lagwatch.detect.rules import Memory
@@ -28,6 +29,7 @@ class Pipeline:
         self.dlq = dlq or DlqConfig()
         self.churn = churn or ChurnSettings(window_s=detection.window)
         self.rebalances = RebalanceTracker(self.churn)
+        self.commits = CommitClocks(detection.window)
         self.settings = detection.settings()
         self.health = health or HealthSettings(memory_s=detection.window)
         self.history = History(detection.window, detection.max_samples)
@@ -47,6 +49,13 @@ class Pipeline:
             log.info("cluster %s: restored %d polls (%s of history) from %s", self.cluster,
                      len(snapshots), f"{self.history.span_s():.0f}s", self.store.path)
         return len(snapshots)
+
+    def _commit_clocks(self, snapshot: Snapshot) -> CommitClocks | None:
+        """Fold in this poll's OffsetCommit records; None when the records are not read."""
+        for at, record in snapshot.commit_records:
+            self.commits.observe(record, at)
+        self.commits.forget(set(snapshot.groups))
+        return self.commits if snapshot.records_exact else None
 
     def _with_churn(self, snapshot: Snapshot, verdict: Verdict) -> Verdict:
         """Count rebalances (exactly from records when read) and add churn findings."""
@@ -74,7 +83,8 @@ class Pipeline:
         dlqs = {t: source for t in {tp[0] for tp in snapshot.offsets}
                 for is_dlq, source in [self.dlq.source_of(t)] if is_dlq}
         verdict = judge(snapshot, self.history, self.settings, self.memory,
-                        health=self.health, health_memory=self.health_memory, dlqs=dlqs)
+                        health=self.health, health_memory=self.health_memory, dlqs=dlqs,
+                        commits=self._commit_clocks(snapshot))
         verdict = self._with_churn(snapshot, verdict)
         if self.store is not None:
             self.store.save(snapshot, self.memory, snapshot.taken_at - self.settings.window_s)

@@ -13,6 +13,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from lagwatch.model import GroupSnapshot, LogOffsets, Member, Retention, Snapshot
+from lagwatch.offsets_topic import OffsetCommit
 
 Rate = Callable[[float], float]
 """Messages per second at a time (seconds since the start)."""
@@ -47,6 +48,7 @@ class _Partition:
     position: float = 0.0
     committed: float | None = 0.0
     stuck: bool = False
+    retrying: bool = False  # stuck, yet committing the same offset again and again
 
 
 @dataclass
@@ -67,8 +69,12 @@ class Scenario:
     commits: list[tuple[float, int, int, int]] = field(default_factory=list)
     """Every commit as (time, partition, offset, log end then): what a reader of
     __consumer_offsets sees, for baselines that evaluate each commit."""
+    exact_commits: bool = False
+    """Hand each snapshot the OffsetCommit records since the previous one, as lagwatch's
+    reader of __consumer_offsets does."""
     _parts: list[_Partition] = field(default_factory=list)
     _since_commit: float = 0.0
+    _records: list[tuple[float, OffsetCommit]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._parts = [_Partition() for _ in range(self.partitions)]
@@ -77,6 +83,11 @@ class Scenario:
     def stick(self, partition: int) -> None:
         """Make the consumer stop making progress on one partition (a poison pill)."""
         self._parts[partition].stuck = True
+
+    def stick_retrying(self, partition: int) -> None:
+        """Make one partition stuck while the consumer keeps committing the same offset
+        (it catches the failure and goes back to the message each time)."""
+        self._parts[partition].stuck = self._parts[partition].retrying = True
 
     def rewind_to_start(self) -> None:
         """Reset the group's offsets to the earliest available (a replay)."""
@@ -121,9 +132,19 @@ class Scenario:
         if members and self._since_commit >= self.commit_every_s:
             self._since_commit = 0.0
             for i, p in enumerate(self._parts):
-                if not p.stuck and (p.committed is not None or p.position > 0):
+                if p.retrying and p.committed is not None:
+                    self.commits.append((t + 1, i, int(p.committed), int(p.log_end)))
+                    self._record(t + 1, i, p.committed)
+                elif not p.stuck and (p.committed is not None or p.position > 0):
                     p.committed = p.position
                     self.commits.append((t + 1, i, int(p.position), int(p.log_end)))
+                    self._record(t + 1, i, p.position)
+
+    def _record(self, at: float, partition: int, offset: float) -> None:
+        if self.exact_commits:
+            self._records.append((self.start + at, OffsetCommit(
+                self.group, self.topic, partition, int(offset),
+                commit_timestamp_ms=int((self.start + at) * 1000))))
 
     def snapshot(self, t: float) -> Snapshot:
         """Return what a poll at time t would see."""
@@ -137,6 +158,8 @@ class Scenario:
                               committed=committed)
         offsets = {tp: LogOffsets(int(p.log_start), int(p.log_end))
                    for tp, p in zip(tps, self._parts, strict=True)}
+        records, self._records = tuple(self._records), []
         return Snapshot(self.cluster, self.start + t, 0.01, up=True,
                         groups={self.group: group}, offsets=offsets,
-                        retention={self.topic: Retention(self.retention_s)})
+                        retention={self.topic: Retention(self.retention_s)},
+                        commit_records=records, records_exact=self.exact_commits)

@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
+from kafka.structs import OffsetAndMetadata
 
 
 class Producer(threading.Thread):
@@ -50,7 +51,9 @@ class Consumer(threading.Thread):
     """A group member that reads at most ``rate`` msg/s (None: as fast as it can).
 
     ``committing`` can be switched off to play a consumer stuck on a poison pill: it stays
-    in the group (polls keep its membership) but its committed offset freezes.
+    in the group (polls keep its membership) but its committed offset freezes. With
+    ``recommitting`` on as well, it commits that same offset again every second, as a
+    consumer that catches the failure and retries does.
     """
 
     def __init__(self, bootstrap: str, topic: str, group: str,
@@ -58,6 +61,7 @@ class Consumer(threading.Thread):
         super().__init__(daemon=True, name=f"test-consumer-{group}")
         self.bootstrap, self.topic, self.group, self.rate = bootstrap, topic, group, rate
         self.committing = True
+        self.recommitting = False
         self.paused: set[int] = set()  # partitions this member holds but stops reading
         self.joined = threading.Event()
         self._stop_event = threading.Event()
@@ -67,6 +71,7 @@ class Consumer(threading.Thread):
             self.topic, bootstrap_servers=self.bootstrap, group_id=self.group,
             enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=max(1, int((self.rate or 500) / 5)), session_timeout_ms=10000)
+        recommit_at = 0.0
         try:
             while not self._stop_event.is_set():
                 started = time.monotonic()
@@ -77,9 +82,14 @@ class Consumer(threading.Thread):
                     self.joined.set()
                 if not self.committing:
                     # a poison pill: go back to it every time, never commit past it
-                    for tp in consumer.assignment():
-                        committed = consumer.committed(tp)
-                        consumer.seek(tp, committed or 0)
+                    stuck_at = {tp: consumer.committed(tp) or 0 for tp in consumer.assignment()}
+                    for tp, offset in stuck_at.items():
+                        consumer.seek(tp, offset)
+                    if self.recommitting and time.monotonic() >= recommit_at:
+                        recommit_at = time.monotonic() + 1.0
+                        with contextlib.suppress(KafkaError):
+                            consumer.commit({tp: OffsetAndMetadata(offset, "", -1)
+                                             for tp, offset in stuck_at.items()})
                     continue
                 if records:
                     with contextlib.suppress(KafkaError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from lagwatch.detect import rules
+from lagwatch.detect.commits import CommitClocks
 from lagwatch.detect.rules import Assessment, Inputs, Memory, Rates, Settings
 from lagwatch.detect.trend import Trend
 from lagwatch.history import History, Window
@@ -17,11 +18,13 @@ _WORTH_SAYING_S = 7 * 86400.0  # a retention ETA further off than this is noise 
 
 
 def assess(snapshot: Snapshot, history: History, settings: Settings, memory: Memory,
-           no_trend: frozenset[str] = frozenset()) -> Assessments:
+           no_trend: frozenset[str] = frozenset(), *,
+           commits: CommitClocks | None = None) -> Assessments:
     """Judge every partition of every group in a successful snapshot.
 
     ``history`` must already hold this snapshot; ``memory`` is updated in place. Topics in
-    ``no_trend`` (dead-letter queues) are never judged lagging by trend.
+    ``no_trend`` (dead-letter queues) are never judged lagging by trend. ``commits`` holds
+    the exact commit times when OffsetCommit records are read.
     """
     now = snapshot.taken_at
     readable = frozenset(topic for topic, _ in snapshot.offsets)
@@ -35,7 +38,9 @@ def assess(snapshot: Snapshot, history: History, settings: Settings, memory: Mem
             x = Inputs(group_id, tp, group.committed.get(tp), snapshot.offsets.get(tp),
                        members, history.committed_window(group_id, tp),
                        history.end_window(tp), snapshot.retention.get(tp[0]), now,
-                       judge_trend=tp[0] not in no_trend)
+                       judge_trend=tp[0] not in no_trend,
+                       commits=commits.facts(group_id, tp) if commits else None,
+                       commits_read=commits is not None)
             per_tp[tp] = assess_partition(x, settings, memory, history.span_s())
         result[group_id] = per_tp
     _forget_gone(memory, snapshot.groups)
@@ -50,7 +55,7 @@ def assess_partition(x: Inputs, s: Settings, memory: Memory, span_s: float) -> A
         memory.lagging.discard(key)
         return Assessment(Status.UNKNOWN, "no committed offset yet" if x.committed is None
                           else "log offsets unavailable")
-    r = rules.rates(x.committed_w, x.end_w, x.now)
+    r = rules.rates(x.committed_w, x.end_w, x.now, x.commits)
     lag_s, extrapolated = rules.time_lag(x.committed, x.end_w, x.now, r.produce,
                                          s.max_extrapolation_s)
     retention_eta = rules.retention_eta(lag_s, r, lag, x.members, x.retention)
@@ -78,7 +83,7 @@ def _judge(x: Inputs, lag: int, r: Rates, lag_s: float | None, retention_eta: fl
         waiting = "" if _arrived_since(x.end_w, r) else "; no new messages arrived either"
         return Status.STALLED, (f"{where} stuck at offset {x.committed:,} for "
                                 f"{fmt_duration(r.frozen_s)} with {lag:,} messages "
-                                f"waiting{waiting}")
+                                f"waiting{waiting}{_liveness(x, r, s)}")
     rewind = rules.rewind_of(x.committed_w)
     if rewind is not None:
         return Status.REWOUND, _rewind_reason(where, rewind, r)
@@ -138,6 +143,23 @@ def _arrived_since(end_w: Window, r: Rates) -> bool:
         return False
     before = end_w.at(r.last_change_t)
     return before is not None and end_w.values[-1] > before
+
+
+def _liveness(x: Inputs, r: Rates, s: Settings) -> str:
+    """What the commit records say about a stalled consumer: retrying or silent."""
+    if not x.commits_read:
+        return ""
+    c = r.commits
+    if c is not None and c.commits_since_move and x.now - c.last_commit_at <= (
+            rules.stall_threshold(r, s)):
+        every = ("" if c.commit_interval_s <= 0 else " several times a second"
+                 if c.commit_interval_s < 1 else f" every {fmt_duration(c.commit_interval_s)}")
+        return (f"; it still commits this offset{every}: alive but not getting past it "
+                f"(a poison pill or a retry loop)")
+    if c is not None:
+        return (f"; its last commit was {fmt_duration(x.now - c.last_commit_at)} ago: "
+                f"the consumer is hung or blocked")
+    return "; no commit seen since lagwatch started: the consumer is hung or blocked"
 
 
 def _rewind_reason(where: str, rewind: tuple[int, int], r: Rates) -> str:

@@ -8,10 +8,12 @@ lagging > unknown > idle > ok).
 
 from __future__ import annotations
 
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from itertools import pairwise
 from operator import sub
 
+from lagwatch.detect.commits import CommitFacts
 from lagwatch.detect.trend import Trend, trend
 from lagwatch.history import Window
 from lagwatch.model import LogOffsets, Retention, TopicPartition
@@ -52,6 +54,7 @@ class Rates:
     last_change_t: float | None
     frozen_s: float
     moves: list[tuple[float, int]]  # (time, offset) of each commit seen in the window
+    commits: CommitFacts | None = None  # exact facts about the current offset, when read
 
 
 @dataclass(frozen=True, slots=True)
@@ -84,6 +87,8 @@ class Inputs:
     retention: Retention | None
     now: float
     judge_trend: bool = True  # False for dead-letter topics: too few messages for a trend
+    commits: CommitFacts | None = None  # from OffsetCommit records, when they are read
+    commits_read: bool = False  # whether OffsetCommit records are read at all
 
 
 def lag_messages(committed: int | None, log: LogOffsets | None) -> int | None:
@@ -100,12 +105,15 @@ def produce_rate(end_w: Window) -> float | None:
     return None
 
 
-def rates(committed_w: Window, end_w: Window, now: float) -> Rates:
+def rates(committed_w: Window, end_w: Window, now: float,
+          commits: CommitFacts | None = None) -> Rates:
     """Produce and consume rates, commit cadence, and how long the offset has been frozen.
 
     The consume rate is the forward progress between the first and last *changes* of
     the committed offset, so a batch consumer that commits every few minutes shows its
     true average rather than zero between commits, and a rewind does not make it negative.
+    ``commits`` (from OffsetCommit records) sharpens the cadence and the time of the last
+    move; see ``exact_timing``.
     """
     produce = produce_rate(end_w)
     changes = committed_w.changes()
@@ -124,8 +132,34 @@ def rates(committed_w: Window, end_w: Window, now: float) -> Rates:
     elif len(committed_w) >= 2 and not moves:
         consume = 0.0
     last_change = changes[-1][0] if changes else None
+    if commits is not None and changes and commits.offset == changes[-1][1]:
+        cadence, last_change = exact_timing(commits, committed_w, cadence, changes[-1][0])
+    else:
+        commits = None  # the records and the poll disagree: a commit landed in between
     frozen = now - last_change if last_change is not None else 0.0
-    return Rates(produce, consume, cadence, last_change, frozen, moves)
+    return Rates(produce, consume, cadence, last_change, frozen, moves, commits)
+
+
+def exact_timing(c: CommitFacts, committed_w: Window, cadence: float,
+                 seen_at: float) -> tuple[float, float]:
+    """Cadence and time of the last move, sharpened by the commit records.
+
+    - The move time is the commit's own timestamp, kept between the poll that first saw
+      the offset and the poll before it, so a broker clock ahead or behind lagwatch's
+      moves it by at most a poll interval.
+    - The cadence is the longest gap between moves, measured between commits rather than
+      polls. Before two moves are seen, a consumer that keeps committing the same offset
+      shows its cadence by doing so: it is alive and is not between batches.
+    """
+    if c.move_cadence_s > 0:
+        cadence = c.move_cadence_s
+    elif cadence <= 0 and c.commits_since_move >= 2:
+        cadence = c.commit_interval_s
+    if c.moved_at is None:
+        return cadence, seen_at
+    k = bisect_left(committed_w.times, seen_at)
+    before = committed_w.times[k - 1] if k > 0 else float("-inf")
+    return cadence, min(seen_at, max(before, c.moved_at))
 
 
 def time_lag(committed: int, end_w: Window, now: float, produce: float | None,

@@ -6,6 +6,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 from lagwatch.detect.assess import Assessments, assess
+from lagwatch.detect.commits import CommitClocks
 from lagwatch.detect.dlq import DlqReport, dlq_report
 from lagwatch.detect.findings import (
     Finding,
@@ -40,13 +41,16 @@ class Verdict:
 
 def judge(snapshot: Snapshot, history: History, settings: Settings, memory: Memory, *,
           health: HealthSettings, health_memory: HealthMemory,
-          dlqs: Mapping[str, str | None] | None = None) -> Verdict:
+          dlqs: Mapping[str, str | None] | None = None,
+          commits: CommitClocks | None = None) -> Verdict:
     """Assess every partition, then look for skew, DLQ and cluster trouble.
 
-    ``dlqs`` maps each dead-letter topic in the snapshot to its source topic (or None).
+    ``dlqs`` maps each dead-letter topic in the snapshot to its source topic (or None);
+    ``commits`` holds exact commit times when OffsetCommit records are read.
     """
     dlqs = dlqs or {}
-    assessments = assess(snapshot, history, settings, memory, frozenset(dlqs))
+    assessments = assess(snapshot, history, settings, memory, frozenset(dlqs),
+                         commits=commits)
     dlq_reports = tuple(
         dlq_report(topic, source, snapshot, history, assessments,
                    horizon_s=settings.retention_horizon_s, cap_s=settings.max_extrapolation_s)

@@ -1,6 +1,6 @@
 """Each trouble, played by real producers and consumers, reaches its status in the API.
 
-One daemon (1 s polls, 20 s minimum duration, 15 s stall window) watches six groups,
+One daemon (1 s polls, 20 s minimum duration, 15 s stall window) watches seven groups,
 each on its own topic written at 40 msg/s. Every scenario must reach its status within
 the time stated in its test, and the healthy group must never be anything but ok (or
 unknown while its history is shorter than the minimum duration).
@@ -26,7 +26,7 @@ from lagwatch.daemon import Daemon
 from tests.integration.helpers import status_document, wait_for
 
 RATE = 40.0
-SCENARIOS = ("healthy", "slow", "stuck", "stopped", "rewound", "loss")
+SCENARIOS = ("healthy", "slow", "stuck", "retrying", "stopped", "rewound", "loss")
 
 
 class Stage:
@@ -112,8 +112,24 @@ def test_stuck_consumer_becomes_stalled_within_45s_of_its_last_commit(stage: Sta
     assert group["members"] == 1
     partition = group["topics"][stage.topic["stuck"]]["partitions"]["0"]
     assert partition["status"] == "stalled"
-    assert group["reasons"][0].startswith(
-        f"{stage.topic['stuck']}[0] stuck at offset {partition['committed']:,} for ")
+    assert re.fullmatch(
+        rf"{re.escape(stage.topic['stuck'])}\[0\] stuck at offset {partition['committed']:,} "
+        r"for \d+s with [\d,]+ messages waiting; its last commit was \d+s ago: the consumer "
+        r"is hung or blocked", group["reasons"][0]), group["reasons"]
+
+
+def test_consumer_retrying_a_poison_pill_is_stalled_and_named_alive(stage: Stage) -> None:
+    # Given a member that goes back to the same message and commits its offset every second
+    consumer = stage.consumers["retrying"]
+    consumer.recommitting, consumer.committing = True, False
+    # Then the commit records tell lagwatch it is alive, yet stuck
+    group = stage.reaches("retrying", "stalled", within_s=45)
+    partition = group["topics"][stage.topic["retrying"]]["partitions"]["0"]
+    assert re.fullmatch(
+        rf"{re.escape(stage.topic['retrying'])}\[0\] stuck at offset "
+        rf"{partition['committed']:,} for \d+s with [\d,]+ messages waiting; it still commits "
+        r"this offset every 1s: alive but not getting past it \(a poison pill or a retry "
+        r"loop\)", group["reasons"][0]), group["reasons"]
 
 
 def test_closed_consumer_becomes_stopped_within_10s(stage: Stage) -> None:

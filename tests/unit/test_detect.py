@@ -6,6 +6,7 @@ statuses it must never show on the way, and (for onsets) by when it must be dete
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 
 import pytest
@@ -94,9 +95,12 @@ CASES = [
 ]
 
 
+@pytest.mark.parametrize("exact", [False, True], ids=["polls", "commit records"])
 @pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
-def test_detection_case(case: Case) -> None:
-    reports = run(case.scenario, case.duration_s)
+def test_detection_case(case: Case, exact: bool) -> None:
+    scenario = copy.deepcopy(case.scenario)
+    scenario.exact_commits = exact
+    reports = run(scenario, case.duration_s)
     seen = {group(r).status for _, r in reports}
     assert group(reports[-1][1]).status is case.final, group(reports[-1][1]).reasons
     assert not seen & case.never, f"false alarms: {seen & case.never}"
