@@ -14,7 +14,8 @@ from typing import Any
 
 from lagwatch import __version__
 from lagwatch.collect import Collector
-from lagwatch.config import Config, ConfigError, load_config, parse_duration
+from lagwatch.config import Config, ConfigError, load_config
+from lagwatch.configtypes import parse_duration
 from lagwatch.pipeline import Pipeline, wire
 from lagwatch.report import ClusterReport, build_report, to_document
 from lagwatch.status import Severity

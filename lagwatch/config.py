@@ -13,9 +13,7 @@ from typing import Annotated, Any, Literal
 
 import yaml
 from pydantic import (
-    BaseModel,
     BeforeValidator,
-    ConfigDict,
     Field,
     SecretStr,
     ValidationError,
@@ -23,13 +21,19 @@ from pydantic import (
     model_validator,
 )
 
+from lagwatch.configtypes import (
+    Duration,
+    HostPort,
+    Regex,
+    Strict,
+    read_secret_file,
+    server_list,
+)
 from lagwatch.detect.findings import HealthSettings
 from lagwatch.detect.rebalance import ChurnSettings
 from lagwatch.detect.rules import Settings
 
 DEFAULT_LISTEN = "0.0.0.0:9391"
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
-_UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -37,65 +41,7 @@ class ConfigError(Exception):
     """The configuration is unusable; the message is one line that names the key path."""
 
 
-def parse_duration(value: object) -> float:
-    """Return seconds for 500ms, 30s, 5m, 1h, 1d or a plain number of seconds."""
-    if isinstance(value, bool):
-        raise ValueError(f"invalid duration {value!r}: use 500ms, 30s, 5m, 1h or seconds")
-    if isinstance(value, int | float):
-        seconds = float(value)
-    else:
-        match = _DURATION.match(str(value))
-        if match is None:
-            msg = f"invalid duration {value!r}: use 500ms, 30s, 5m, 1h or seconds"
-            raise ValueError(msg)
-        seconds = float(match.group(1)) * _UNITS_S[match.group(2)]
-    if seconds <= 0:
-        raise ValueError(f"duration must be positive (got {value!r})")
-    return seconds
-
-
-def _compile_regex(value: object) -> re.Pattern[str]:
-    if not isinstance(value, str):
-        raise ValueError(f"expected a regular expression string (got {value!r})")
-    try:
-        return re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"invalid regex {value!r}: {exc}") from None
-
-
-def _host_port(value: object) -> str:
-    text = str(value).strip()
-    host, sep, port = text.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"expected HOST:PORT (got {value!r})")
-    return text
-
-
-def _server_list(value: object) -> object:
-    if isinstance(value, str):
-        return [part for part in value.split(",") if part.strip()]
-    return value
-
-
-Duration = Annotated[float, BeforeValidator(parse_duration)]
-Regex = Annotated[re.Pattern[str], BeforeValidator(_compile_regex)]
-HostPort = Annotated[str, BeforeValidator(_host_port)]
-
-
-class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
-
-
-def _read_secret_file(path: str | None) -> str | None:
-    if path is None:
-        return None
-    try:
-        return Path(path).read_text().strip()
-    except OSError as exc:
-        raise ValueError(f"cannot read {path!r}: {exc.strerror}") from None
-
-
-class Security(_Strict):
+class Security(Strict):
     """How to reach a secured cluster; passed through to kafka-python."""
 
     protocol: Literal["PLAINTEXT", "SSL", "SASL_PLAINTEXT", "SASL_SSL"] = "PLAINTEXT"
@@ -113,7 +59,7 @@ class Security(_Strict):
     @field_validator("password_file", "key_password_file")
     @classmethod
     def _readable(cls, path: str | None) -> str | None:
-        _read_secret_file(path)
+        read_secret_file(path)
         return path
 
     @model_validator(mode="after")
@@ -130,7 +76,7 @@ class Security(_Strict):
         inline: SecretStr | None = getattr(self, name)
         if inline is not None:
             return inline.get_secret_value()
-        return _read_secret_file(getattr(self, f"{name}_file"))
+        return read_secret_file(getattr(self, f"{name}_file"))
 
     def client_options(self) -> dict[str, Any]:
         """Return the matching kafka-python client keyword arguments."""
@@ -146,7 +92,7 @@ class Security(_Strict):
         return options
 
 
-class GroupFilter(_Strict):
+class GroupFilter(Strict):
     """Which consumer groups a cluster entry watches."""
 
     include: list[Regex] = Field(default_factory=lambda: [re.compile(".*")])
@@ -158,11 +104,11 @@ class GroupFilter(_Strict):
                 and not any(p.search(group_id) for p in self.exclude))
 
 
-class ClusterConfig(_Strict):
+class ClusterConfig(Strict):
     """One Kafka cluster to watch."""
 
     name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.:-]+$")
-    bootstrap_servers: Annotated[list[HostPort], BeforeValidator(_server_list)] = Field(
+    bootstrap_servers: Annotated[list[HostPort], BeforeValidator(server_list)] = Field(
         min_length=1)
     security: Security = Field(default_factory=Security)
     groups: GroupFilter = Field(default_factory=GroupFilter)
@@ -171,13 +117,13 @@ class ClusterConfig(_Strict):
     read_offsets_topic: bool = True  # exact rebalance counts and commit times
 
 
-class HttpConfig(_Strict):
+class HttpConfig(Strict):
     """Where /metrics, the health checks and the JSON API are served."""
 
     listen: HostPort = DEFAULT_LISTEN
 
 
-class DetectionConfig(_Strict):
+class DetectionConfig(Strict):
     """How statuses are judged from history (see the README's Statuses section)."""
 
     window: Duration = 1800.0
@@ -202,7 +148,7 @@ class DetectionConfig(_Strict):
         return self
 
 
-class HealthConfig(_Strict):
+class HealthConfig(Strict):
     """Thresholds of the skew findings (see the README's Findings section)."""
 
     lag_skew_share: float = Field(default=0.8, gt=0.5, le=1.0)
@@ -235,7 +181,7 @@ DEFAULT_DLQ_PATTERNS = (
 )
 
 
-class DlqConfig(_Strict):
+class DlqConfig(Strict):
     """Which topics are dead-letter queues, and of which source topic."""
 
     patterns: list[Regex] = Field(
@@ -261,7 +207,7 @@ class DlqConfig(_Strict):
         return False, None
 
 
-class Config(_Strict):
+class Config(Strict):
     """The whole configuration."""
 
     clusters: list[ClusterConfig] = Field(min_length=1)

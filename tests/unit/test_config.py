@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from lagwatch.config import ConfigError, load_config, parse_duration
+from lagwatch.config import ConfigError, load_config
+from lagwatch.configtypes import parse_duration
 
 VALID = """
 clusters:
