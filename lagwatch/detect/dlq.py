@@ -73,16 +73,17 @@ def _findings(d: DlqReport, retention: Retention | None, horizon_s: float,
         rate = f" ({inflow:,.2f} msg/s)" if inflow is not None else ""
         found.append(Finding("dlq_inflow", Severity.WARNING,
                              f"{arrived:,} messages arrived in {topic} over the last "
-                             f"{fmt_duration(span_s)}{rate}: {who} fail on some messages"))
+                             f"{fmt_duration(span_s)}{rate}: {who} fail on some messages",
+                             subject=topic))
     if not readers and unread > 0:
         found.append(Finding("dlq_unconsumed", Severity.WARNING,
                              f"{topic} holds {unread:,} messages and no consumer group "
-                             f"reads it"))
+                             f"reads it", subject=topic))
     for group, status in sorted(readers.items()):
         if status in _TROUBLED:
             found.append(Finding("dlq_consumer_lagging", Severity.WARNING,
                                  f"group {group} reading {topic} is {status} with {unread:,} "
-                                 f"messages unread"))
+                                 f"messages unread", subject=topic))
     if (retention is not None and retention.retention_s is not None and oldest is not None
             and retention.retention_s - oldest <= horizon_s):
         left = max(0.0, retention.retention_s - oldest)
@@ -90,5 +91,6 @@ def _findings(d: DlqReport, retention: Retention | None, horizon_s: float,
                              f"the oldest unread message in {topic} is "
                              f"{fmt_duration(oldest)} old; retention "
                              f"({fmt_duration(retention.retention_s)}) deletes it "
-                             + ("now" if left == 0 else f"in {fmt_duration(left)}")))
+                             + ("now" if left == 0 else f"in {fmt_duration(left)}"),
+                             subject=topic))
     return tuple(found)

@@ -23,6 +23,7 @@ class Finding:
     kind: str
     severity: Severity
     reason: str
+    subject: str = ""  # what a cluster finding is about (a topic, a log dir); "" for all
 
 
 @dataclass(frozen=True, slots=True)
@@ -114,7 +115,7 @@ def hot_partitions(rates: Mapping[TopicPartition, float], s: HealthSettings
                 "skewed", Severity.WARNING,
                 f"topic {topic}: partition {hot} takes {share:.0%} of the traffic "
                 f"({per_partition[hot]:,.1f} of {total:,.1f} msg/s), {ratio:.1f}x the mean "
-                f"over {len(per_partition)} partitions"))
+                f"over {len(per_partition)} partitions", subject=topic))
     return found
 
 
@@ -180,7 +181,8 @@ def _log_dir_findings(meta: ClusterMeta, memory: HealthMemory, s: HealthSettings
             samples.popleft()
         if d.error:
             found.append(Finding("log_dir_offline", Severity.CRITICAL,
-                                 f"broker {d.broker} log dir {d.path} is offline ({d.error})"))
+                                 f"broker {d.broker} log dir {d.path} is offline ({d.error})",
+                                 subject=f"broker {d.broker}:{d.path}"))
     growth = memory.log_dir_growth()
     for d in meta.log_dirs:
         rate = growth.get((d.broker, d.path), 0.0)
@@ -189,7 +191,7 @@ def _log_dir_findings(meta: ClusterMeta, memory: HealthMemory, s: HealthSettings
                 "log_dir_filling", Severity.WARNING,
                 f"broker {d.broker} log dir {d.path} grows {rate / 1e6:,.2f} MB/s; its "
                 f"{d.usable_bytes / 1e9:,.1f} GB free fill up in "
-                f"{fmt_duration(d.usable_bytes / rate)}"))
+                f"{fmt_duration(d.usable_bytes / rate)}", subject=f"broker {d.broker}:{d.path}"))
     return found
 
 

@@ -37,9 +37,10 @@ def test_messages_arriving_in_an_unread_dlq_give_inflow_and_unconsumed() -> None
     assert verdict.cluster_findings == (
         Finding("dlq_inflow", Severity.WARNING,
                 "5 messages arrived in orders.DLT over the last 1m (0.08 msg/s): the consumers "
-                "of orders fail on some messages"),
+                "of orders fail on some messages", subject="orders.DLT"),
         Finding("dlq_unconsumed", Severity.WARNING,
-                "orders.DLT holds 5 messages and no consumer group reads it"))
+                "orders.DLT holds 5 messages and no consumer group reads it",
+                subject="orders.DLT"))
     dlq, = verdict.dlqs
     assert (dlq.source, dlq.arrived, dlq.unread, dlq.readers) == ("orders", 5, 5, {})
     assert dlq.oldest_unread_s == pytest.approx(37.5)  # offset 0 landed between 15 s and 30 s
@@ -58,7 +59,8 @@ def test_a_stopped_dlq_reader_is_a_finding() -> None:
     verdict = polls([7, 7, 7, 7], groups={"dlq-reader": reader})
     assert verdict.cluster_findings == (Finding(
         "dlq_consumer_lagging", Severity.WARNING,
-        "group dlq-reader reading orders.DLT is stopped with 4 messages unread"),)
+        "group dlq-reader reading orders.DLT is stopped with 4 messages unread",
+        subject="orders.DLT"),)
 
 
 def test_unread_dlq_messages_near_retention_are_expiring() -> None:

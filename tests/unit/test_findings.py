@@ -61,7 +61,7 @@ def test_a_hot_partition_is_flagged_with_its_share_and_ratio() -> None:
     assert hot_partitions(rates, S) == [Finding(
         "skewed", Severity.WARNING,
         "topic orders: partition 0 takes 90% of the traffic (90.0 of 100.0 msg/s), 2.7x the "
-        "mean over 3 partitions")]
+        "mean over 3 partitions", subject="orders")]
 
 
 def test_cluster_health_reports_missing_brokers_offline_and_under_replicated() -> None:
@@ -134,7 +134,9 @@ def test_a_log_dir_that_fills_up_within_the_horizon_and_an_offline_one() -> None
         found = cluster_health(meta, memory, S, now=60.0 * k)
     assert found == [
         Finding("log_dir_offline", Severity.CRITICAL,
-                "broker 1 log dir /broken is offline (error code 57)"),
+                "broker 1 log dir /broken is offline (error code 57)",
+                subject="broker 1:/broken"),
         Finding("log_dir_filling", Severity.WARNING,
-                "broker 1 log dir /data grows 10.00 MB/s; its 100.0 GB free fill up in 2h 46m")]
+                "broker 1 log dir /data grows 10.00 MB/s; its 100.0 GB free fill up in 2h 46m",
+                subject="broker 1:/data")]
     assert memory.log_dir_growth()[(1, "/data")] == 10_000_000.0
