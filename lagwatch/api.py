@@ -12,12 +12,18 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+from pydantic import ValidationError
+
+from lagwatch.config import describe
 from lagwatch.export import CONTENT_TYPE, Exporter
+from lagwatch.notify.alerter import Alerter
 from lagwatch.report import cluster_document, group_document, to_document
 from lagwatch.state import State
 
 log = logging.getLogger(__name__)
 _STATUS_PREFIX = "/api/v1/status/"
+_SILENCES_PREFIX = "/api/v1/silences/"
+_MAX_BODY = 64 * 1024
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -40,11 +46,46 @@ class _Handler(BaseHTTPRequestHandler):
         elif path.startswith(_STATUS_PREFIX):
             cluster, _, group = path.removeprefix(_STATUS_PREFIX).partition("/")
             self._status_of(unquote(cluster), unquote(group) if group else None)
+        elif path == "/api/v1/incidents":
+            self._json(200, {"incidents": self.server.alerter.incident_documents(time.time())})
+        elif path == "/api/v1/silences":
+            self._json(200, {"silences": self.server.alerter.silence_documents(time.time())})
         elif path == "/":
-            self._send(200, b"lagwatch: see /metrics, /healthz, /readyz, /api/v1/status\n",
-                       "text/plain; charset=utf-8")
+            self._send(200, b"lagwatch: see /metrics, /healthz, /readyz, /api/v1/status, "
+                       b"/api/v1/incidents, /api/v1/silences\n", "text/plain; charset=utf-8")
         else:
             self._json(404, {"error": f"no such endpoint: {path}"})
+
+    def do_POST(self) -> None:
+        path = urlsplit(self.path).path.rstrip("/")
+        if path != "/api/v1/silences":
+            self._json(404, {"error": f"no such endpoint: POST {path}"})
+            return
+        try:
+            length = int(self.headers.get("Content-Length") or 0)
+            body = json.loads(self.rfile.read(min(length, _MAX_BODY)) or b"null")
+        except (ValueError, UnicodeDecodeError) as exc:
+            self._json(400, {"error": f"the body is not JSON: {exc}"})
+            return
+        if not isinstance(body, dict):
+            self._json(400, {"error": "the body must be a JSON object with ends and match"})
+            return
+        try:
+            silence_id = self.server.alerter.add_silence(body)
+        except ValidationError as exc:
+            self._json(400, {"error": describe(exc)})
+            return
+        self._json(201, {"id": silence_id})
+
+    def do_DELETE(self) -> None:
+        path = urlsplit(self.path).path.rstrip("/")
+        if not path.startswith(_SILENCES_PREFIX):
+            self._json(404, {"error": f"no such endpoint: DELETE {path}"})
+        elif self.server.alerter.drop_silence(unquote(path.removeprefix(_SILENCES_PREFIX))):
+            self._json(200, {"deleted": path.removeprefix(_SILENCES_PREFIX)})
+        else:
+            self._json(404, {"error": "no such silence (silences from the config file "
+                                      "cannot be deleted here)"})
 
     def _status_of(self, cluster: str, group: str | None) -> None:
         report = self.server.state.report(cluster)
@@ -87,12 +128,14 @@ class HttpServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, listen: str, state: State, exporter: Exporter) -> None:
+    def __init__(self, listen: str, state: State, exporter: Exporter,
+                 alerter: Alerter) -> None:
         host, _, port = listen.rpartition(":")
         host = host.strip("[]")
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.state = state
         self.exporter = exporter
+        self.alerter = alerter
         super().__init__((host, int(port)), _Handler)
         self._thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
 

@@ -32,6 +32,7 @@ from lagwatch.configtypes import (
 from lagwatch.detect.findings import HealthSettings
 from lagwatch.detect.rebalance import ChurnSettings
 from lagwatch.detect.rules import Settings
+from lagwatch.notify.config import AlertingConfig
 
 DEFAULT_LISTEN = "0.0.0.0:9391"
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
@@ -216,6 +217,7 @@ class Config(Strict):
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     dlq: DlqConfig = Field(default_factory=DlqConfig)
+    alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     state_dir: str = "/var/lib/lagwatch"
     persist: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -250,7 +252,7 @@ def load_config(path: str | None = None, overrides: dict[str, Any] | None = None
     try:
         return Config.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(_describe(exc)) from None
+        raise ConfigError(describe(exc)) from None
 
 
 def _override_bootstrap(raw: dict[str, Any], servers: object) -> None:
@@ -305,7 +307,7 @@ def _join(path: str, key: object) -> str:
     return f"{path}.{key}" if path else str(key)
 
 
-def _describe(exc: ValidationError) -> str:
+def describe(exc: ValidationError) -> str:
     """Turn pydantic's first error into one line: key path, then what is wrong."""
     error = exc.errors()[0]
     path = ""

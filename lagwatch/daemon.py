@@ -17,6 +17,9 @@ from lagwatch.api import HttpServer
 from lagwatch.collect import Collector
 from lagwatch.config import Config
 from lagwatch.export import Exporter, PollMetrics
+from lagwatch.notify.alerter import Alerter
+from lagwatch.notify.metrics import AlertingCollector
+from lagwatch.notify.outbox import Outbox
 from lagwatch.pipeline import Pipeline, wire
 from lagwatch.state import State
 from lagwatch.store import Store
@@ -28,11 +31,12 @@ class Poller:
     """Polls one cluster and publishes what it saw; one instance per cluster."""
 
     def __init__(self, collector: Collector, pipeline: Pipeline, state: State,
-                 metrics: PollMetrics) -> None:
+                 metrics: PollMetrics, alerter: Alerter) -> None:
         self.collector = collector
         self.pipeline = pipeline
         self.state = state
         self.metrics = metrics
+        self.alerter = alerter
         self._was_up: bool | None = None
 
     def poll(self) -> None:
@@ -40,6 +44,7 @@ class Poller:
         snapshot = self.collector.poll()
         self.metrics.observe(snapshot)
         report = self.state.publish(snapshot, self.pipeline.ingest(snapshot))
+        self.alerter.observe(report, snapshot.taken_at)
         name = snapshot.cluster
         if not snapshot.up and self._was_up is not False:
             log.warning("cluster %s is unreachable: %s", name, snapshot.errors[0].message)
@@ -61,8 +66,10 @@ class Daemon:
         self.exporter = Exporter(self.state)
         self.metrics = self.exporter.metrics
         self.store = Store(config.state_dir) if config.persist else None
-        self.pollers = [Poller(*wire(config, c, self.store), self.state, self.metrics)
-                        for c in config.clusters]
+        self.alerter = Alerter(config.alerting, Outbox(self.store.path if self.store else None))
+        self.exporter.registry.register(AlertingCollector(self.alerter))
+        self.pollers = [Poller(*wire(config, c, self.store), self.state, self.metrics,
+                               self.alerter) for c in config.clusters]
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=max(1, len(self.pollers)))},
             timezone="UTC")
@@ -72,7 +79,9 @@ class Daemon:
 
     def start(self) -> HttpServer:
         """Bind the HTTP port, then schedule every cluster's poll to run now and each interval."""
-        self.http = HttpServer(self.config.http.listen, self.state, self.exporter).start()
+        self.http = HttpServer(self.config.http.listen, self.state, self.exporter,
+                               self.alerter).start()
+        self.alerter.start()
         for poller in self.pollers:
             poller.pipeline.restore(time.time())
             self.scheduler.add_job(
@@ -95,6 +104,7 @@ class Daemon:
         """Stop polling (waiting for polls in flight), close clients, stop serving."""
         log.info("shutting down")
         self.scheduler.shutdown(wait=True)
+        self.alerter.stop()
         for poller in self.pollers:
             poller.collector.close()
         if self.store is not None:

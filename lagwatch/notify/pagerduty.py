@@ -50,7 +50,8 @@ class PagerDutyReceiver:
         logging.getLogger("pagerduty").setLevel(logging.CRITICAL)  # lagwatch logs outcomes
         self._client = client
 
-    def deliver(self, m: Message, ref: dict[str, Any] | None) -> dict[str, Any] | None:
+    def deliver(self, m: Message, ref: dict[str, Any] | None,
+                _key: str = "") -> dict[str, Any] | None:
         """Send one event; PagerDuty needs nothing kept between trigger and resolve."""
         key = dedup_key(m.incident)
         try:

@@ -50,7 +50,8 @@ class SlackReceiver:
         self._hook = (WebhookClient(hook, timeout=int(timeout_s), retry_handlers=_handlers())
                       if hook else None)
 
-    def deliver(self, m: Message, ref: dict[str, Any] | None) -> dict[str, Any] | None:
+    def deliver(self, m: Message, ref: dict[str, Any] | None,
+                _key: str = "") -> dict[str, Any] | None:
         """Send one message; return what a later resolve needs (channel and ts)."""
         blocks, text = blocks_for(m), m.headline()
         if self._web is None:

@@ -1,0 +1,143 @@
+"""The alerting stage: reports → signals → incidents → outbox → delivery workers.
+
+The poll threads call ``observe`` after each poll; it evaluates the incident book, writes
+the book and the notifications it produced to the outbox in one transaction, and wakes the
+workers. Delivery happens on the workers' threads.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from typing import Any
+
+from lagwatch.incidents import Incident, IncidentBook, IncidentKey
+from lagwatch.notify.config import AlertingConfig, ReceiverConfig, SilenceConfig
+from lagwatch.notify.message import compose
+from lagwatch.notify.outbox import Outbox
+from lagwatch.notify.pagerduty import PagerDutyReceiver
+from lagwatch.notify.slack import SlackReceiver
+from lagwatch.notify.webhook import WebhookReceiver
+from lagwatch.notify.worker import DeliveryStats, Receiver, Worker
+from lagwatch.report import ClusterReport
+from lagwatch.signals import signals
+
+log = logging.getLogger(__name__)
+
+
+def build_receiver(config: ReceiverConfig) -> Receiver:
+    """Make the client for one configured receiver."""
+    if config.slack is not None:
+        return SlackReceiver(config.name, config.slack)
+    if config.pagerduty is not None:
+        return PagerDutyReceiver(config.name, config.pagerduty)
+    assert config.webhook is not None
+    return WebhookReceiver(config.name, config.webhook)
+
+
+class Alerter:
+    """Turns each cluster report into notifications, and delivers them."""
+
+    def __init__(self, config: AlertingConfig, outbox: Outbox) -> None:
+        self.config = config
+        self.outbox = outbox
+        self.stats = DeliveryStats()
+        self.book = IncidentBook(config.settings())
+        self.book.load(outbox.book())
+        self._lock = threading.Lock()
+        self._silences = {sid: SilenceConfig.model_validate_json(body)
+                          for sid, body in outbox.silences().items()}
+        self.workers = [
+            Worker(build_receiver(r), outbox, self.stats, config.retry,
+                   config.slack_min_interval if r.slack is not None else 0.0)
+            for r in config.receivers]
+        if self.book.open:
+            log.info("restored %d open incidents from %s", len(self.book.open),
+                     outbox.path or "memory")
+
+    def start(self) -> None:
+        """Start the delivery workers (pending rows from before a restart go first)."""
+        for worker in self.workers:
+            worker.start()
+
+    def stop(self) -> None:
+        """Let each worker finish the send in flight; the rest waits for the next start."""
+        for worker in self.workers:
+            worker.stop()
+
+    def observe(self, report: ClusterReport, now: float) -> None:
+        """Evaluate one cluster's latest report and queue what it calls for."""
+        with self._lock:
+            due = self.book.evaluate(report.cluster, signals(report), now,
+                                     reachable=report.up, route=self.config.route,
+                                     silenced=lambda key: self.silenced(key, now))
+            rows = [(n.receiver, n.incident.key.id, str(n.action),
+                     compose(n, self.config.links, now).to_json()) for n in due]
+            self.outbox.record(self.book.dump(), rows, now)
+        for n in due:
+            log.info("incident %s: %s to %s", n.incident.key.id, n.action, n.receiver)
+        if due:
+            for worker in self.workers:
+                worker.wake.set()
+
+    # silences ---------------------------------------------------------------------------
+    def silenced(self, key: IncidentKey, now: float) -> bool:
+        """Say whether a config or API silence mutes an incident now."""
+        return any(s.mutes(key, now) for s in (*self.config.silences,
+                                               *self._silences.values()))
+
+    def add_silence(self, body: dict[str, Any]) -> str:
+        """Validate and keep a silence made through the API; return its id."""
+        silence = SilenceConfig.model_validate(body)
+        silence_id = uuid.uuid4().hex[:12]
+        self.outbox.save_silence(silence_id, silence.model_dump_json())
+        with self._lock:
+            self._silences[silence_id] = silence
+        return silence_id
+
+    def drop_silence(self, silence_id: str) -> bool:
+        """Delete an API silence; say whether it existed."""
+        with self._lock:
+            self._silences.pop(silence_id, None)
+        return self.outbox.drop_silence(silence_id)
+
+    def silence_documents(self, now: float) -> list[dict[str, Any]]:
+        """Return every silence, from config and from the API, for the JSON API."""
+        with self._lock:
+            api = list(self._silences.items())
+        config = [(f"config-{i}", s) for i, s in enumerate(self.config.silences)]
+        return [_silence_document(sid, s, now) for sid, s in (*config, *api)]
+
+    def incident_documents(self, now: float) -> list[dict[str, Any]]:
+        """Return the open incidents for the JSON API."""
+        with self._lock:
+            incidents = sorted(self.book.open.values(), key=lambda i: i.key)
+        return [_incident_document(i, self.silenced(i.key, now)) for i in incidents]
+
+
+def _incident_document(i: Incident, silenced: bool) -> dict[str, Any]:
+    s = i.signal
+    return {"id": s.key.id, "cluster": s.key.cluster, "subject": s.key.subject,
+            "kind": s.key.kind, "severity": str(s.severity), "phase": str(i.phase),
+            "title": s.title, "reasons": list(s.lines), "silenced": silenced,
+            "first_seen": _iso(i.first_seen), "fired_at": _iso(i.fired_at),
+            "notified": sorted(i.notified)}
+
+
+def _silence_document(silence_id: str, s: SilenceConfig, now: float) -> dict[str, Any]:
+    return {"id": silence_id, "match": {"cluster": s.match.cluster.pattern,
+                                        "group": s.match.group.pattern,
+                                        "kind": s.match.kind.pattern},
+            "starts": s.starts.isoformat() if s.starts else None,
+            "ends": s.ends.isoformat(), "comment": s.comment,
+            "active": (s.starts is None or s.starts.timestamp() <= now)
+            and now < s.ends.timestamp()}
+
+
+def _iso(t: float | None) -> str | None:
+    if t is None:
+        return None
+    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
+

@@ -1,0 +1,183 @@
+"""The outbox: notifications waiting for delivery, and the incident book, in SQLite.
+
+It lives in the state file (``state_dir/lagwatch.sqlite``, beside the poll history), or in
+memory with ``persist: false``. The book and the notifications it produced are written in
+one transaction, so a crash never keeps one without the other: after a restart pending
+rows are sent, and an incident already told is not told again.
+
+A row is marked sent only after its receiver accepted it. Rows of one receiver go out in
+order: only the oldest pending row of a receiver is ever tried.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sqlite3
+import threading
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+KEEP_DONE_S = 7 * 86400.0
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT, receiver TEXT NOT NULL, incident TEXT NOT NULL,
+    action TEXT NOT NULL, message TEXT NOT NULL, created_at REAL NOT NULL,
+    next_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
+    state TEXT NOT NULL DEFAULT 'pending', error TEXT);
+CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (receiver, state, id);
+CREATE TABLE IF NOT EXISTS receipts (receiver TEXT NOT NULL, incident TEXT NOT NULL,
+                                     ref TEXT NOT NULL, PRIMARY KEY (receiver, incident));
+CREATE TABLE IF NOT EXISTS incidents (id INTEGER PRIMARY KEY CHECK (id = 1),
+                                      book TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+"""
+
+
+@dataclass(frozen=True, slots=True)
+class Row:
+    """One notification for one receiver."""
+
+    id: int
+    receiver: str
+    incident: str
+    action: str
+    message: str
+    created_at: float
+    next_at: float
+    attempts: int
+
+
+class Outbox:
+    """Thread-safe: the poll threads add, the delivery workers take."""
+
+    def __init__(self, path: Path | None) -> None:
+        self._lock = threading.Lock()
+        try:
+            self._db = self._open(path)
+        except (sqlite3.DatabaseError, OSError) as exc:
+            log.warning("state file %s is unusable for the outbox (%s); notifications are "
+                        "kept in memory and a restart loses what is pending", path, exc)
+            path = None
+            self._db = self._open(None)
+        self.path = path
+
+    @staticmethod
+    def _open(path: Path | None) -> sqlite3.Connection:
+        target = ":memory:" if path is None else str(path)
+        if path is not None:
+            path.parent.mkdir(parents=True, exist_ok=True)
+        db = sqlite3.connect(target, check_same_thread=False, isolation_level=None,
+                             timeout=10.0)
+        if path is not None:
+            db.execute("PRAGMA journal_mode=WAL")
+        db.executescript(_SCHEMA)
+        return db
+
+    # the poll side ------------------------------------------------------------------------
+    def record(self, book: list[dict[str, Any]],
+               rows: Iterable[tuple[str, str, str, str]], now: float) -> None:
+        """Save the incident book and add (receiver, incident, action, message) rows."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                self._db.execute("INSERT OR REPLACE INTO incidents (id, book) VALUES (1, ?)",
+                                 (json.dumps(book),))
+                self._db.executemany(
+                    "INSERT INTO outbox (receiver, incident, action, message, created_at, "
+                    "next_at) VALUES (?, ?, ?, ?, ?, ?)",
+                    [(*row, now, now) for row in rows])
+                self._db.execute("DELETE FROM outbox WHERE state != 'pending' AND "
+                                 "created_at < ?", (now - KEEP_DONE_S,))
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+
+    def book(self) -> list[dict[str, Any]]:
+        """Return the saved incident book (empty when none was saved)."""
+        with self._lock:
+            row = self._db.execute("SELECT book FROM incidents WHERE id = 1").fetchone()
+        return json.loads(row[0]) if row else []
+
+    # the delivery side --------------------------------------------------------------------
+    def head(self, receiver: str) -> Row | None:
+        """Return a receiver's oldest pending row."""
+        with self._lock:
+            found = self._db.execute(
+                "SELECT id, receiver, incident, action, message, created_at, next_at, "
+                "attempts FROM outbox WHERE receiver = ? AND state = 'pending' "
+                "ORDER BY id LIMIT 1", (receiver,)).fetchone()
+        return Row(*found) if found else None
+
+    def sent(self, row: Row, ref: Mapping[str, Any] | None) -> None:
+        """Mark a row delivered; keep (or, on resolve, drop) what later rows need."""
+        with self._lock:
+            self._db.execute("BEGIN IMMEDIATE")
+            self._db.execute("UPDATE outbox SET state = 'sent', attempts = attempts + 1, "
+                             "error = NULL WHERE id = ?", (row.id,))
+            if row.action == "resolve":
+                self._db.execute("DELETE FROM receipts WHERE receiver = ? AND incident = ?",
+                                 (row.receiver, row.incident))
+            elif ref is not None:
+                self._db.execute("INSERT OR REPLACE INTO receipts VALUES (?, ?, ?)",
+                                 (row.receiver, row.incident, json.dumps(ref)))
+            self._db.execute("COMMIT")
+
+    def retry(self, row: Row, at: float, error: str) -> None:
+        """Try a row again at ``at``."""
+        with self._lock:
+            self._db.execute("UPDATE outbox SET attempts = attempts + 1, next_at = ?, "
+                             "error = ? WHERE id = ?", (at, error, row.id))
+
+    def failed(self, row: Row, error: str) -> None:
+        """Give up on a row."""
+        with self._lock:
+            self._db.execute("UPDATE outbox SET state = 'failed', attempts = attempts + 1, "
+                             "error = ? WHERE id = ?", (error, row.id))
+
+    def receipt(self, receiver: str, incident: str) -> dict[str, Any] | None:
+        """Return what the receiver answered to the incident's trigger (a Slack ts, say)."""
+        with self._lock:
+            found = self._db.execute("SELECT ref FROM receipts WHERE receiver = ? AND "
+                                     "incident = ?", (receiver, incident)).fetchone()
+        return json.loads(found[0]) if found else None
+
+    def pending(self) -> dict[str, tuple[int, float]]:
+        """Return receiver -> (pending rows, creation time of the oldest)."""
+        with self._lock:
+            rows = self._db.execute("SELECT receiver, count(*), min(created_at) FROM outbox "
+                                    "WHERE state = 'pending' GROUP BY receiver").fetchall()
+        return {r: (n, oldest) for r, n, oldest in rows}
+
+    def rows(self) -> list[tuple[str, str, str, str, int]]:
+        """Return every row as (receiver, incident, action, state, attempts), oldest first."""
+        with self._lock:
+            return self._db.execute("SELECT receiver, incident, action, state, attempts "
+                                    "FROM outbox ORDER BY id").fetchall()
+
+    # silences made through the API --------------------------------------------------------
+    def save_silence(self, silence_id: str, body: str) -> None:
+        """Keep a silence made through the API."""
+        with self._lock:
+            self._db.execute("INSERT OR REPLACE INTO silences VALUES (?, ?)",
+                             (silence_id, body))
+
+    def drop_silence(self, silence_id: str) -> bool:
+        """Delete a silence; say whether it existed."""
+        with self._lock:
+            return self._db.execute("DELETE FROM silences WHERE id = ?",
+                                    (silence_id,)).rowcount > 0
+
+    def silences(self) -> dict[str, str]:
+        """Return the silences made through the API: id -> JSON body."""
+        with self._lock:
+            return dict(self._db.execute("SELECT id, body FROM silences").fetchall())
+
+    def close(self) -> None:
+        """Close the database."""
+        with self._lock:
+            self._db.close()
