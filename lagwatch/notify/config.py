@@ -56,13 +56,15 @@ class PagerDutyConfig(Strict):
 
     routing_key: SecretStr | None = None
     routing_key_file: str | None = None
-    base_url: str = "https://events.pagerduty.com"
+    base_url: str = Field(default="https://events.pagerduty.com", pattern=r"^https://")
+    ca_file: str | None = None  # a private CA to trust (a TLS-inspecting proxy, say)
 
     @model_validator(mode="after")
     def _has_key(self) -> PagerDutyConfig:
         if self.routing_key is None and self.routing_key_file is None:
             raise ValueError("routing_key (or routing_key_file) is required")
         read_secret_file(self.routing_key_file)
+        read_secret_file(self.ca_file)
         return self
 
     def key(self) -> str:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import ssl
 from typing import Any
 
 from pagerduty import EventsApiV2Client
@@ -40,7 +41,8 @@ class PagerDutyReceiver:
     def __init__(self, name: str, config: PagerDutyConfig, timeout_s: float = 10.0) -> None:
         self.name = name
         self.channel = config.base_url
-        client = EventsApiV2Client(config.key(), base_url=config.base_url)
+        verify = ssl.create_default_context(cafile=config.ca_file) if config.ca_file else True
+        client = EventsApiV2Client(config.key(), base_url=config.base_url, verify=verify)
         # One HTTP attempt per call: a status listed in ``retry`` with attempts already
         # above ``max_http_attempts`` is returned at once, and a network error raises.
         client.retry = dict.fromkeys((429, 500, 502, 503, 504), 1)
