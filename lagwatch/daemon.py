@@ -76,6 +76,7 @@ class Daemon:
         self.scheduler.add_listener(self._on_skipped, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
         self.http: HttpServer | None = None
         self._stop = threading.Event()
+        self._stopped = False
 
     def start(self) -> HttpServer:
         """Bind the HTTP port, then schedule every cluster's poll to run now and each interval."""
@@ -101,10 +102,16 @@ class Daemon:
         self.stop()
 
     def stop(self) -> None:
-        """Stop polling (waiting for polls in flight), close clients, stop serving."""
+        """Stop polling (waiting for polls in flight), let deliveries in flight finish,
+        close clients, stop serving. Stopping twice does nothing more."""
+        if self._stopped:
+            return
+        self._stopped = True
         log.info("shutting down")
-        self.scheduler.shutdown(wait=True)
+        if self.scheduler.running:
+            self.scheduler.shutdown(wait=True)
         self.alerter.stop()
+        self.alerter.outbox.close()
         for poller in self.pollers:
             poller.collector.close()
         if self.store is not None:
