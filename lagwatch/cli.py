@@ -1,4 +1,4 @@
-"""The lagwatch command: run, check, validate."""
+"""The lagwatch command: run, check, validate, test-notify."""
 
 from __future__ import annotations
 
@@ -40,7 +40,8 @@ def _parser() -> argparse.ArgumentParser:
     parser = _Parser(
         prog="lagwatch", description="Kafka consumer-lag and health monitor.")
     parser.add_argument("--version", action="version", version=f"lagwatch {__version__}")
-    sub = parser.add_subparsers(dest="verb", required=True, metavar="{run,check,validate}")
+    sub = parser.add_subparsers(dest="verb", required=True,
+                                metavar="{run,check,validate,test-notify}")
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("-c", "--config", help="YAML config file")
@@ -66,6 +67,11 @@ def _parser() -> argparse.ArgumentParser:
 
     validate = sub.add_parser("validate", help="check a config file")
     validate.add_argument("-c", "--config", required=True, help="YAML config file")
+
+    notify = sub.add_parser("test-notify", help="send a test message to each receiver; "
+                                                "exit 0 when all accepted it, else 1")
+    notify.add_argument("-c", "--config", required=True, help="YAML config file")
+    notify.add_argument("--receiver", metavar="NAME", help="only this receiver")
     return parser
 
 
@@ -180,6 +186,37 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_test_notify(args: argparse.Namespace) -> int:
+    """Send a test notification through each receiver; report each outcome."""
+    from lagwatch.notify.alerter import build_receiver
+    from lagwatch.notify.message import test_messages
+    from lagwatch.notify.retry import DeliveryError
+
+    config = load_config(args.config)
+    _setup_logging("error")
+    receivers = [r for r in config.alerting.receivers
+                 if args.receiver is None or r.name == args.receiver]
+    if not receivers:
+        known = ", ".join(r.name for r in config.alerting.receivers) or "none configured"
+        which = f"no receiver is named {args.receiver!r}" if args.receiver else "no receivers"
+        raise UsageError(f"alerting.receivers: {which} (receivers: {known})")
+    failed = 0
+    for receiver_config in receivers:
+        receiver = build_receiver(receiver_config)
+        ref = None
+        try:
+            for message in test_messages(time.time()):
+                if message.resolved and receiver_config.slack is not None:
+                    continue  # one message is enough to see in a channel
+                ref = receiver.deliver(message, ref, f"test-notify#{message.action}")
+        except DeliveryError as exc:
+            failed += 1
+            print(f"{receiver.name}: failed: {exc.detail}")
+            continue
+        print(f"{receiver.name}: ok ({receiver.channel})")
+    return EXIT_WARNING if failed else EXIT_OK
+
+
 def format_table(reports: Sequence[ClusterReport]) -> str:
     """Render reports for people: one line per group and topic, reasons beneath."""
     lines: list[str] = []
@@ -214,7 +251,8 @@ def _secs(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}s"
 
 
-_COMMANDS = {"run": cmd_run, "check": cmd_check, "validate": cmd_validate}
+_COMMANDS = {"run": cmd_run, "check": cmd_check, "validate": cmd_validate,
+             "test-notify": cmd_test_notify}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from urllib.parse import quote
 
 from lagwatch.incidents import Action, Notification
@@ -66,3 +66,12 @@ def render_links(links: LinksConfig, cluster: str, subject: str, kind: str,
     return tuple((label, template.format(**quoted))
                  for label, template in (("Dashboard", links.dashboard),
                                          ("Runbook", links.runbook)) if template)
+
+
+def test_messages(now: float) -> tuple[Message, Message]:
+    """A test trigger and its resolve, for ``lagwatch test-notify``."""
+    trigger = Message("lagwatch/test-notify/test", "lagwatch", "test-notify", "test",
+                      Action.TRIGGER.value, "warning", "lagwatch test notification",
+                      ("This is a test from lagwatch test-notify; nothing is wrong.",),
+                      (), (), now)
+    return trigger, replace(trigger, action=Action.RESOLVE.value)

@@ -14,7 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import yaml
+from kafka_local import free_port
 
+from lagwatch.cli import main
 from lagwatch.incidents import Action
 from lagwatch.notify.config import PagerDutyConfig, RetryConfig, SlackConfig, WebhookConfig
 from lagwatch.notify.message import Message
@@ -222,3 +225,36 @@ def test_webhook_posts_json_signed_with_hmac(slack: FakeSlack) -> None:
     assert (body["action"], body["incident"], body["version"]) == ("trigger",
                                                                     "prod/billing/lag", 1)
     assert call.headers["idempotency-key"] == body["idempotency_key"] == "prod/billing/lag#1"
+
+
+def test_test_notify_reports_each_receiver_and_exits_1_when_one_fails(
+        slack: FakeSlack, pagerduty: FakePagerDuty, certificate: tuple[Path, Path],
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Given three receivers, one of which listens nowhere
+    dead = f"http://127.0.0.1:{free_port()}/hook"
+    path = tmp_path / "lagwatch.yaml"
+    path.write_text(yaml.safe_dump({
+        "clusters": [{"name": "prod", "bootstrap_servers": ["127.0.0.1:9092"]}],
+        "alerting": {"receivers": [
+            {"name": "team-slack", "slack": {"token": "xoxb-test", "channel": "#kafka",
+                                             "base_url": slack.api_url}},
+            {"name": "team-pd", "pagerduty": {"routing_key": "R0UTINGKEY",
+                                              "base_url": pagerduty.url,
+                                              "ca_file": str(certificate[0])}},
+            {"name": "dead-hook", "webhook": {"url": dead}}]}}))
+    # When
+    code = main(["test-notify", "-c", str(path)])
+    # Then
+    out = capsys.readouterr().out.splitlines()
+    assert code == 1
+    assert out[:2] == ["team-slack: ok (#kafka)", f"team-pd: ok ({pagerduty.url})"]
+    assert out[2].startswith(f"dead-hook: failed: webhook {dead}: <urlopen error ")
+    assert [c.body["text"] for c in slack.posts()] == [
+        "[WARNING] lagwatch test notification (lagwatch)"]
+    assert [e["event_action"] for e in pagerduty.events()] == ["trigger", "resolve"]
+    assert pagerduty.open == set()
+    # And one receiver by name, or a name that does not exist
+    assert main(["test-notify", "-c", str(path), "--receiver", "team-slack"]) == 0
+    assert main(["test-notify", "-c", str(path), "--receiver", "nope"]) == 3
+    assert capsys.readouterr().err == ("lagwatch: alerting.receivers: no receiver is named "
+                                       "'nope' (receivers: team-slack, team-pd, dead-hook)\n")
