@@ -66,7 +66,7 @@ def assess_partition(x: Inputs, s: Settings, memory: Memory, span_s: float) -> A
         memory.lagging.discard(key)
     return Assessment(status, reason, lag_messages=lag, lag_seconds=lag_s,
                       lag_seconds_extrapolated=extrapolated, produce_rate=r.produce,
-                      consume_rate=r.consume, catchup_eta_s=_catchup_eta(lag, r),
+                      consume_rate=r.consume, catchup_eta_s=_catchup_eta(lag, r, status),
                       retention_eta_s=retention_eta, lost_messages=lost)
 
 
@@ -130,9 +130,11 @@ def _forget_gone(memory: Memory, groups: Mapping[str, GroupSnapshot]) -> None:
     memory.lost_total = {k: v for k, v in memory.lost_total.items() if k[0] in present}
 
 
-def _catchup_eta(lag: int, r: Rates) -> float | None:
+def _catchup_eta(lag: int, r: Rates, status: Status) -> float | None:
     if lag == 0:
         return 0.0
+    if status in {Status.STALLED, Status.STOPPED}:
+        return None  # the window's average rate says nothing of a consumer making none
     if r.consume is None or r.produce is None or r.consume <= r.produce:
         return None
     return lag / (r.consume - r.produce)

@@ -1,0 +1,215 @@
+"""Alerting's pure parts: config errors, routing, signals, messages, retry, the outbox."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from lagwatch.config import DetectionConfig
+from lagwatch.incidents import IncidentKey, Signal
+from lagwatch.notify.config import AlertingConfig, RetryConfig
+from lagwatch.notify.message import Message, render_links
+from lagwatch.notify.outbox import Outbox
+from lagwatch.notify.pagerduty import dedup_key, payload
+from lagwatch.notify.retry import DeliveryError, http_error, next_attempt
+from lagwatch.notify.slack import blocks_for
+from lagwatch.pipeline import Pipeline
+from lagwatch.report import build_report
+from lagwatch.signals import signals
+from lagwatch.simulate import Scenario
+from lagwatch.status import Severity
+from tests.unit.test_config import error_of
+
+HEAD = """
+clusters: [{name: prod, bootstrap_servers: ["k:9092"]}]
+alerting:
+"""
+RECEIVERS = """
+  receivers:
+    - {name: slack-sre, slack: {token: xoxb-1, channel: "#sre"}}
+    - {name: pd, pagerduty: {routing_key: R1}}
+"""
+
+
+@pytest.mark.parametrize(("alerting", "message"), [
+    (RECEIVERS + "  default_receivers: [nobody]",
+     "alerting: default_receivers: no receiver is named 'nobody'"),
+    (RECEIVERS + "  routes: [{match: {group: billing}, receivers: [pd, pager]}]",
+     "alerting: routes[0].receivers: no receiver is named 'pager'"),
+    ("  receivers: [{name: x, slack: {token: t}}]",
+     "alerting.receivers[0].slack: channel is required with a bot token"),
+    ("  receivers: [{name: x, slack: {channel: c}}]",
+     "alerting.receivers[0].slack: set either token (or token_file) with channel, or "
+     "webhook_url (or webhook_url_file)"),
+    ("  receivers: [{name: x, pagerduty: {routing_key: k}, webhook: {url: 'http://h'}}]",
+     "alerting.receivers[0]: receiver 'x' needs exactly one of slack, pagerduty or webhook"),
+    ("  receivers: [{name: x, pagerduty: {routing_key: k, base_url: 'http://pd'}}]",
+     "alerting.receivers[0].pagerduty.base_url: String should match pattern '^https://'"),
+    ("  links: {dashboard: 'https://g/d?var-topic={topic}'}",
+     "alerting.links.dashboard: template 'https://g/d?var-topic={topic}' uses 'topic'; "
+     "the fields are {cluster}, {group}, {subject} and {kind}"),
+    ("  silences: [{match: {group: billing}, ends: '2026-12-01T00:00:00'}]",
+     "alerting.silences[0].ends: needs a time zone, e.g. 2026-11-27T22:00:00Z"),
+    ("  for: soon", "alerting.for: invalid duration 'soon': use 500ms, 30s, 5m, 1h or seconds"),
+    ("  routes: [{match: {kind: '('}, receivers: [x]}]",
+     "alerting.routes[0].match.kind: invalid regex '(': missing ), unterminated subpattern "
+     "at position 0"),
+])
+def test_alerting_config_errors_name_the_key(tmp_path: Path, alerting: str,
+                                             message: str) -> None:
+    assert error_of(tmp_path, HEAD + alerting) == message
+
+
+def signal(kind: str = "lag", group: str = "billing",
+           severity: Severity = Severity.CRITICAL) -> Signal:
+    return Signal(IncidentKey("prod", group, kind), severity, f"{group} is stalled")
+
+
+def test_routes_take_the_first_match_unless_told_to_continue() -> None:
+    config = AlertingConfig.model_validate({
+        "receivers": [{"name": n, "webhook": {"url": f"https://{n}"}}
+                      for n in ("pager", "payments", "sre")],
+        "routes": [{"match": {"group": "payments-.*"}, "receivers": ["payments"],
+                    "continue_matching": True, "repeat_interval": "30m"},
+                   {"severity": "critical", "receivers": ["pager"]},
+                   {"match": {"kind": "skewed|rebalancing"}, "receivers": ["sre"]}],
+        "default_receivers": ["sre"]})
+    route = config.route
+    assert route(signal(group="payments-api")).receivers == ("payments", "pager")
+    assert route(signal(group="payments-api")).repeat_interval_s == 1800.0
+    assert route(signal(group="billing")).receivers == ("pager",)
+    assert route(signal("skewed", severity=Severity.WARNING)).receivers == ("sre",)
+    assert route(signal(severity=Severity.WARNING)).receivers == ("sre",)  # the default
+    assert route(signal(severity=Severity.WARNING)).repeat_interval_s == 4 * 3600.0
+    assert route(signal(group="payments")).receivers == ("pager",)  # patterns are anchored
+
+
+def test_a_stalled_group_gives_one_lag_signal_with_its_numbers() -> None:
+    # Given a group whose partition 1 of 3 got stuck at minute 20, judged at minute 30
+    scenario = Scenario(partitions=3, events={1200.0: lambda s: s.stick(1)})
+    pipeline = Pipeline("sim", DetectionConfig())
+    report = None
+    for snapshot in scenario.run(1800):
+        report = build_report(snapshot, report, pipeline.ingest(snapshot))
+    assert report is not None
+    # When
+    found = signals(report)
+    # Then one signal per kind, each carrying every line of the group, its own first
+    stuck = "orders[1] stuck at offset 40,000 for 10m with 20,000 messages waiting"
+    skew = ("orders[1] holds 100% of the lag on orders (20,000 of 20,000 messages); its 2 "
+            "sibling partitions hold at most 0 each")
+    facts = (("status", "stalled"), ("lag", "20,000 messages"), ("time lag", "10m"),
+             ("consume / produce", "100.0 / 100.0 msg/s"), ("catch-up ETA", "not catching up"),
+             ("members", "1"))
+    assert found == [
+        Signal(IncidentKey("sim", "billing", "lag"), Severity.CRITICAL, "billing is stalled",
+               (stuck, skew), facts, "billing"),
+        Signal(IncidentKey("sim", "billing", "skewed"), Severity.WARNING, "billing: skewed",
+               (skew, stuck), facts, "billing")]
+
+
+def test_an_unreachable_cluster_gives_only_its_own_signal() -> None:
+    scenario = Scenario()
+    report = build_report(next(iter(scenario.run(0))))
+    down = build_report(type(report.snapshot)("sim", 1.0, 0.1, up=False), report)
+    assert [s.key for s in signals(down)] == [IncidentKey("sim", "", "cluster_unreachable")]
+    assert signals(down)[0].lines == ("no successful poll",)
+
+
+def message(action: str = "trigger", title: str = "billing is stalled") -> Message:
+    return Message("prod/billing/lag", "prod", "billing", "lag", action, "critical", title,
+                   ("orders[1] stuck <at> offset 40",), (("lag", "20 messages"),),
+                   (("Dashboard", "https://g/d?g=billing"),), 0.0)
+
+
+def test_headlines_say_severity_or_resolved_and_repeats_say_so() -> None:
+    assert message().headline() == "[CRITICAL] billing is stalled (prod)"
+    assert message("repeat").headline() == "[CRITICAL] billing is stalled (prod) - still firing"
+    assert message("escalate").headline() == "[CRITICAL] billing is stalled (prod) - escalated"
+    assert message("resolve").headline() == "[RESOLVED] billing is stalled (prod)"
+    assert Message.from_json(message().to_json()) == message()
+
+
+def test_slack_blocks_escape_text_and_drop_the_details_on_resolve() -> None:
+    assert blocks_for(message()) == [
+        {"type": "section", "text": {"type": "mrkdwn",
+                                     "text": ":red_circle: *[CRITICAL] billing is stalled "
+                                             "(prod)*"}},
+        {"type": "section", "text": {"type": "mrkdwn",
+                                     "text": "• orders[1] stuck &lt;at&gt; offset 40"}},
+        {"type": "section", "fields": [{"type": "mrkdwn", "text": "*lag*\n20 messages"}]},
+        {"type": "context", "elements": [{"type": "mrkdwn", "text":
+                                          "<https://g/d?g=billing|Dashboard> · incident "
+                                          "`prod/billing/lag`"}]}]
+    assert [b["type"] for b in blocks_for(message("resolve"))] == ["section", "context"]
+
+
+def test_links_quote_their_values() -> None:
+    config = AlertingConfig.model_validate({"links": {
+        "dashboard": "https://grafana/d/lagwatch?var-cluster={cluster}&var-group={group}",
+        "runbook": "https://wiki/runbooks/{kind}"}})
+    assert render_links(config.links, "prod eu", "a/b", "lag", "a/b") == (
+        ("Dashboard", "https://grafana/d/lagwatch?var-cluster=prod%20eu&var-group=a%2Fb"),
+        ("Runbook", "https://wiki/runbooks/lag"))
+
+
+def test_pagerduty_payload_keeps_to_the_api_limits() -> None:
+    long = message(title="x" * 2000)
+    assert len(payload(long)["summary"]) == 1024
+    assert payload(long)["summary"].endswith("…")
+    assert payload(message())["severity"] == "critical"
+    key = dedup_key("prod/" + "g" * 300 + "/lag")
+    assert len(key) == 255
+    assert key == dedup_key("prod/" + "g" * 300 + "/lag")
+    assert dedup_key("prod/billing/lag") == "lagwatch/prod/billing/lag"
+
+
+POLICY = RetryConfig(initial_delay=1.0, max_delay=60.0, max_attempts=5, max_age=600.0)
+
+
+@pytest.mark.parametrize(("error", "attempts", "now", "expected"), [
+    (http_error(503, "x"), 1, 100.0, 101.0),  # full delay at rand() = 1
+    (http_error(503, "x"), 3, 100.0, 104.0),  # 1 s doubled twice
+    (http_error(503, "x"), 9, 100.0, None),  # over max_attempts
+    (http_error(429, "x", "30"), 1, 100.0, 130.0),  # Retry-After is a floor
+    (http_error(502, "x"), 4, 595.0, None),  # would pass max_age
+    (http_error(400, "x"), 1, 100.0, None),  # never retried
+    (DeliveryError("channel_not_found", "x", retryable=False), 1, 100.0, None),
+])
+def test_retries_back_off_within_attempts_and_age(error: DeliveryError, attempts: int,
+                                                  now: float, expected: float | None) -> None:
+    decision = next_attempt(error, attempts, 0.0, now, policy=POLICY, rand=lambda: 1.0)
+    assert decision.at == expected
+
+
+def test_the_outbox_keeps_the_book_and_pending_rows_across_a_restart(tmp_path: Path) -> None:
+    # Given an outbox with two rows, the first delivered
+    path = tmp_path / "state.sqlite"
+    outbox = Outbox(path)
+    outbox.record([{"any": "book"}], [("pd", "prod/a/lag", "trigger", "{}"),
+                                      ("pd", "prod/b/lag", "trigger", "{}")], 10.0)
+    first = outbox.head("pd")
+    assert first is not None
+    outbox.sent(first, {"ts": "1.1"})
+    outbox.close()
+    # When it is opened again
+    again = Outbox(path)
+    # Then the book, the receipt and the pending row are there, in order
+    assert again.book() == [{"any": "book"}]
+    assert again.receipt("pd", "prod/a/lag") == {"ts": "1.1"}
+    head = again.head("pd")
+    assert head is not None and head.incident == "prod/b/lag"
+    assert again.pending() == {"pd": (1, 10.0)}
+
+
+def test_an_unusable_state_file_falls_back_to_memory(tmp_path: Path,
+                                                     caplog: pytest.LogCaptureFixture) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    outbox = Outbox(blocker / "state.sqlite")
+    assert outbox.path is None
+    outbox.record([], [("pd", "i", "trigger", json.dumps({}))], 1.0)
+    assert outbox.pending() == {"pd": (1, 1.0)}
+    assert "notifications are kept in memory" in caplog.text
