@@ -112,6 +112,36 @@ def test_a_stall_pages_once_and_its_recovery_resolves_once(
     assert pagerduty.open == set()
 
 
+def test_a_consumer_flapping_between_stuck_and_fine_pages_once_and_resolves_once(
+        daemon: Callable[..., Daemon], make_topic: Callable[..., str],
+        kafka_bootstrap: str, unique: Callable[[str], str], slack: FakeSlack,
+        pagerduty: FakePagerDuty, alerting: Callable[[str], dict[str, Any]]) -> None:
+    # Given a consumer that is stuck for 8 s, then fine for 3 s, six times over
+    topic, group = make_topic([50]), unique("alert-flap")
+    consumer = Consumer(kafka_bootstrap, topic, group)
+    consumer.start()
+    assert consumer.joined.wait(30)
+    producer = Producer(kafka_bootstrap, [topic], 20.0)
+    producer.start()
+    try:
+        daemon(group, detection=DETECTION, alerting={**alerting(group), "resolve_after": "10s"})
+        time.sleep(5)
+        for _ in range(6):
+            consumer.committing = False
+            time.sleep(8)
+            consumer.committing = True
+            time.sleep(3)
+        # When it stays fine
+        wait_for(lambda: pagerduty.events("resolve"), "the resolve", timeout_s=45)
+        time.sleep(3)
+    finally:
+        producer.stop()
+        consumer.stop()
+    # Then one trigger and one resolve, at each receiver
+    assert [e["event_action"] for e in pagerduty.events()] == ["trigger", "resolve"]
+    assert [c.body["text"].split("]")[0] for c in slack.posts()] == ["[CRITICAL", "[RESOLVED"]
+
+
 def stopped_group(make_topic: Callable[..., str], kafka_bootstrap: str,
                   unique: Callable[[str], str], prefix: str) -> tuple[str, str]:
     """A group with 10 unread messages and no members: stopped from the first poll."""

@@ -118,6 +118,18 @@ def test_slack_trigger_posts_and_resolve_updates_it_and_replies_in_its_thread(
                                         ("slack-sre", "resolve"): 1}
 
 
+def test_a_slack_incoming_webhook_gets_each_notification_as_a_new_message(
+        slack: FakeSlack) -> None:
+    hook = f"{slack.url}/services/T0/B0/secret"
+    line = Line(SlackReceiver("hook", SlackConfig(webhook_url=hook)))
+    line.send(message(Action.TRIGGER), message(Action.RESOLVE))
+    wait_for(line.settled, "both delivered")
+    assert [(c.path, c.body["text"]) for c in slack.accepted()] == [
+        ("/services/T0/B0/secret", "[CRITICAL] billing is stalled (prod)"),
+        ("/services/T0/B0/secret", "[RESOLVED] billing is stalled (prod)")]
+    assert slack.accepted()[0].body["blocks"][0]["type"] == "section"
+
+
 def test_slack_429_is_waited_out_without_blocking_the_poll_thread_and_order_is_kept(
         slack: FakeSlack) -> None:
     # Given Slack rate-limits the first request for 1 s
