@@ -111,13 +111,13 @@ class Daemon:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         self.alerter.stop()
-        self.alerter.outbox.close()
         for poller in self.pollers:
             poller.collector.close()
-        if self.store is not None:
-            self.store.close()
         if self.http is not None:
             self.http.stop()
+        if self.store is not None:
+            self.store.close()
+        self.alerter.outbox.close()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("received %s", signal.Signals(signum).name)

@@ -46,7 +46,7 @@ class Alerter:
         self.stats = DeliveryStats()
         self.book = IncidentBook(config.settings())
         self.book.load(outbox.book())
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # silenced() is also called under it
         self._silences = {sid: SilenceConfig.model_validate_json(body)
                           for sid, body in outbox.silences().items()}
         self.workers = [
@@ -85,8 +85,9 @@ class Alerter:
     # silences ---------------------------------------------------------------------------
     def silenced(self, key: IncidentKey, now: float) -> bool:
         """Say whether a config or API silence mutes an incident now."""
-        return any(s.mutes(key, now) for s in (*self.config.silences,
-                                               *self._silences.values()))
+        with self._lock:
+            api = list(self._silences.values())
+        return any(s.mutes(key, now) for s in (*self.config.silences, *api))
 
     def add_silence(self, body: dict[str, Any]) -> str:
         """Validate and keep a silence made through the API; return its id."""

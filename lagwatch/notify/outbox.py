@@ -15,7 +15,8 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -81,21 +82,25 @@ class Outbox:
     def record(self, book: list[dict[str, Any]],
                rows: Iterable[tuple[str, str, str, str]], now: float) -> None:
         """Save the incident book and add (receiver, incident, action, message) rows."""
+        with self._transaction() as db:
+            db.execute("INSERT OR REPLACE INTO incidents (id, book) VALUES (1, ?)",
+                       (json.dumps(book),))
+            db.executemany(
+                "INSERT INTO outbox (receiver, incident, action, message, created_at, "
+                "next_at) VALUES (?, ?, ?, ?, ?, ?)", [(*row, now, now) for row in rows])
+            db.execute("DELETE FROM outbox WHERE state != 'pending' AND created_at < ?",
+                       (now - KEEP_DONE_S,))
+
+    @contextmanager
+    def _transaction(self) -> Iterator[sqlite3.Connection]:
         with self._lock:
             self._db.execute("BEGIN IMMEDIATE")
             try:
-                self._db.execute("INSERT OR REPLACE INTO incidents (id, book) VALUES (1, ?)",
-                                 (json.dumps(book),))
-                self._db.executemany(
-                    "INSERT INTO outbox (receiver, incident, action, message, created_at, "
-                    "next_at) VALUES (?, ?, ?, ?, ?, ?)",
-                    [(*row, now, now) for row in rows])
-                self._db.execute("DELETE FROM outbox WHERE state != 'pending' AND "
-                                 "created_at < ?", (now - KEEP_DONE_S,))
-                self._db.execute("COMMIT")
+                yield self._db
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
+            self._db.execute("COMMIT")
 
     def book(self) -> list[dict[str, Any]]:
         """Return the saved incident book (empty when none was saved)."""
@@ -115,17 +120,15 @@ class Outbox:
 
     def sent(self, row: Row, ref: Mapping[str, Any] | None) -> None:
         """Mark a row delivered; keep (or, on resolve, drop) what later rows need."""
-        with self._lock:
-            self._db.execute("BEGIN IMMEDIATE")
-            self._db.execute("UPDATE outbox SET state = 'sent', attempts = attempts + 1, "
-                             "error = NULL WHERE id = ?", (row.id,))
+        with self._transaction() as db:
+            db.execute("UPDATE outbox SET state = 'sent', attempts = attempts + 1, "
+                       "error = NULL WHERE id = ?", (row.id,))
             if row.action == "resolve":
-                self._db.execute("DELETE FROM receipts WHERE receiver = ? AND incident = ?",
-                                 (row.receiver, row.incident))
+                db.execute("DELETE FROM receipts WHERE receiver = ? AND incident = ?",
+                           (row.receiver, row.incident))
             elif ref is not None:
-                self._db.execute("INSERT OR REPLACE INTO receipts VALUES (?, ?, ?)",
-                                 (row.receiver, row.incident, json.dumps(ref)))
-            self._db.execute("COMMIT")
+                db.execute("INSERT OR REPLACE INTO receipts VALUES (?, ?, ?)",
+                           (row.receiver, row.incident, json.dumps(ref)))
 
     def retry(self, row: Row, at: float, error: str) -> None:
         """Try a row again at ``at``."""

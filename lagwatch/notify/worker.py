@@ -69,15 +69,21 @@ class Worker(threading.Thread):
 
     def run(self) -> None:
         while not self._stopping.is_set():
-            row = self.outbox.head(self.receiver.name)
-            now = time.time()
-            due = None if row is None else max(row.next_at,
-                                               self._last_send + self.min_interval_s)
-            if row is None or due is None or due > now:
-                self.wake.wait(IDLE_WAIT_S if due is None else min(IDLE_WAIT_S, due - now))
-                self.wake.clear()
-                continue
-            self._send(row)
+            try:
+                self._step()
+            except Exception:  # a bug or a broken state file must not end deliveries
+                log.exception("%s: delivery worker error; going on", self.receiver.name)
+                self._stopping.wait(IDLE_WAIT_S)
+
+    def _step(self) -> None:
+        row = self.outbox.head(self.receiver.name)
+        now = time.time()
+        due = None if row is None else max(row.next_at, self._last_send + self.min_interval_s)
+        if row is None or due is None or due > now:
+            self.wake.wait(IDLE_WAIT_S if due is None else min(IDLE_WAIT_S, due - now))
+            self.wake.clear()
+            return
+        self._send(row)
 
     def stop(self, timeout_s: float = 10.0) -> None:
         """Finish the send in flight, then stop; pending rows stay for the next start."""
@@ -86,13 +92,23 @@ class Worker(threading.Thread):
         self.join(timeout_s)
 
     def _send(self, row: Row) -> None:
-        message = Message.from_json(row.message)
+        try:
+            message = Message.from_json(row.message)
+        except (ValueError, TypeError, KeyError) as exc:  # written by another version?
+            self._failed(row, DeliveryError("unreadable", f"stored message unreadable: {exc}",
+                                            retryable=False))
+            return
         ref = self.outbox.receipt(row.receiver, row.incident)
         self._last_send = time.time()
         try:
             answer = self.receiver.deliver(message, ref, f"{row.incident}#{row.id}")
         except DeliveryError as exc:
             self._failed(row, exc)
+            return
+        except Exception as exc:  # an unexpected answer: retried like a passing failure
+            log.exception("%s: unexpected error delivering %s", row.receiver, row.incident)
+            self._failed(row, DeliveryError("unexpected", f"{type(exc).__name__}: {exc}",
+                                            retryable=True))
             return
         self.outbox.sent(row, answer)
         self.stats.count(self.stats.sent, (row.receiver, row.action))
