@@ -13,7 +13,13 @@ import math
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, ProcessCollector
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    ProcessCollector,
+    disable_created_metrics,
+)
 from prometheus_client.exposition import generate_latest
 
 from lagwatch.collect import STAGES
@@ -331,6 +337,7 @@ class Exporter:
     """Everything /metrics serves: the poll registry, then the lagwatch_* families."""
 
     def __init__(self, state: State) -> None:
+        disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created: noise
         self.state = state
         self.registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self.registry)
