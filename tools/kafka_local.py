@@ -17,12 +17,14 @@ import base64
 import contextlib
 import ctypes
 import os
+import re
 import shutil
 import signal
 import socket
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
@@ -208,6 +210,7 @@ class LocalKafka:
         self.process = subprocess.Popen(
             self._java(jars, "kafka.Kafka", str(config)),
             stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+            start_new_session=True,  # Ctrl-C in a terminal is for lagwatch; we stop Kafka last
             preexec_fn=_die_with_parent)  # noqa: PLW1509 - only a prctl call, no locks
         stdout.close()
 
@@ -352,28 +355,56 @@ def running_broker(**kwargs: object) -> Iterator[LocalKafka]:
 
 
 def _run_command(broker: LocalKafka, command: list[str], demo: bool) -> int:
-    """Run the user's command against the broker; {bootstrap} and {workdir} are filled in."""
+    """Run the user's command against the broker; {bootstrap} and {workdir} are filled in.
+
+    With ``demo``, the demo traffic runs too, the command's log goes to a file in the
+    broker's directory, and the terminal shows lagwatch's live status table instead.
+    """
     traffic = None
     if demo:
-        from demo_traffic import DemoTraffic
+        from demo_traffic import GROUPS, DemoTraffic
 
-        print("lagwatch: starting demo traffic on topic demo-orders (groups demo-shipping, "
-              "demo-billing, demo-archiver)", file=sys.stderr, flush=True)
+        print(f"lagwatch: starting demo traffic on topic demo-orders (groups "
+              f"{', '.join(GROUPS)}) and demo-orders.DLT", file=sys.stderr, flush=True)
         traffic = DemoTraffic(broker.bootstrap).start()
     argv = [c.replace("{bootstrap}", broker.bootstrap).replace("{workdir}", str(broker.workdir))
             for c in command if c != "--"]
     env = dict(os.environ, LAGWATCH_BOOTSTRAP=broker.bootstrap)
-    child = subprocess.Popen(argv, env=env)
+    log = (broker.workdir / "lagwatch.log").open("ab") if demo else None
+    child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE if demo else None,
+                             stderr=log, text=True)
     # Ctrl-C reaches the child through the terminal's process group; SIGTERM is passed on.
     # Either way the child decides when to exit, and the broker stops after it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, lambda *_: child.send_signal(signal.SIGTERM))
+    stop_view = threading.Event()
     try:
+        if demo:
+            _show_status(child, stop_view)
         code = child.wait()
     finally:
+        stop_view.set()
         if traffic is not None:
             traffic.stop()
+        if log is not None:
+            log.close()
+    if demo and code > 0:  # it failed: show why, since its log goes with the broker's dir
+        tail = (broker.workdir / "lagwatch.log").read_text(errors="replace").splitlines()
+        print("\n".join(tail[-5:]), file=sys.stderr)
     return 128 - code if code < 0 else code
+
+
+def _show_status(child: subprocess.Popen[str], stop: threading.Event) -> None:
+    """Print lagwatch's start line, then keep its status table on screen until it exits."""
+    from demo_view import watch
+
+    assert child.stdout is not None
+    first = child.stdout.readline()
+    found = re.search(r"status at (\S+)/api/v1/status", first)
+    if found is None:  # lagwatch did not start; its log says why
+        return
+    print(first.strip(), file=sys.stderr, flush=True)
+    threading.Thread(target=watch, args=(found.group(1), stop), daemon=True).start()
 
 
 def _main(argv: list[str]) -> int:

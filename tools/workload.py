@@ -5,7 +5,6 @@ Used by the integration tests, the demo traffic and the benchmarks.
 
 from __future__ import annotations
 
-import contextlib
 import threading
 import time
 from collections.abc import Callable
@@ -62,6 +61,7 @@ class Consumer(threading.Thread):
         self.bootstrap, self.topic, self.group, self.rate = bootstrap, topic, group, rate
         self.committing = True
         self.recommitting = False
+        self._recommit_at = 0.0
         self.paused: set[int] = set()  # partitions this member holds but stops reading
         self.joined = threading.Event()
         self._stop_event = threading.Event()
@@ -71,35 +71,37 @@ class Consumer(threading.Thread):
             self.topic, bootstrap_servers=self.bootstrap, group_id=self.group,
             enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=max(1, int((self.rate or 500) / 5)), session_timeout_ms=10000)
-        recommit_at = 0.0
         try:
             while not self._stop_event.is_set():
-                started = time.monotonic()
-                held = [tp for tp in consumer.assignment() if tp.partition in self.paused]
-                consumer.pause(*held)
-                records = consumer.poll(timeout_ms=200)
-                if consumer.assignment():
-                    self.joined.set()
-                if not self.committing:
-                    # a poison pill: go back to it every time, never commit past it
-                    stuck_at = {tp: consumer.committed(tp) or 0 for tp in consumer.assignment()}
-                    for tp, offset in stuck_at.items():
-                        consumer.seek(tp, offset)
-                    if self.recommitting and time.monotonic() >= recommit_at:
-                        recommit_at = time.monotonic() + 1.0
-                        with contextlib.suppress(KafkaError):
-                            consumer.commit({tp: OffsetAndMetadata(offset, "", -1)
-                                             for tp, offset in stuck_at.items()})
-                    continue
-                if records:
-                    with contextlib.suppress(KafkaError):
-                        consumer.commit()
-                if self.rate:
-                    count = sum(len(batch) for batch in records.values())
-                    self._stop_event.wait(max(0.0, count / self.rate
-                                              - (time.monotonic() - started)))
+                try:
+                    self._step(consumer)
+                except KafkaError:  # the broker is restarting or going away: try again
+                    self._stop_event.wait(0.5)
         finally:
             consumer.close()
+
+    def _step(self, consumer: KafkaConsumer) -> None:
+        started = time.monotonic()
+        held = [tp for tp in consumer.assignment() if tp.partition in self.paused]
+        consumer.pause(*held)
+        records = consumer.poll(timeout_ms=200)
+        if consumer.assignment():
+            self.joined.set()
+        if not self.committing:
+            # a poison pill: go back to it every time, never commit past it
+            stuck_at = {tp: consumer.committed(tp) or 0 for tp in consumer.assignment()}
+            for tp, offset in stuck_at.items():
+                consumer.seek(tp, offset)
+            if self.recommitting and time.monotonic() >= self._recommit_at:
+                self._recommit_at = time.monotonic() + 1.0
+                consumer.commit({tp: OffsetAndMetadata(offset, "", -1)
+                                 for tp, offset in stuck_at.items()})
+            return
+        if records:
+            consumer.commit()
+        if self.rate:
+            count = sum(len(batch) for batch in records.values())
+            self._stop_event.wait(max(0.0, count / self.rate - (time.monotonic() - started)))
 
     def stop(self) -> None:
         """Leave the group and close the client."""
