@@ -12,6 +12,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -73,18 +74,28 @@ def alerting(slack: FakeSlack, pagerduty: FakePagerDuty,
 DETECTION = {"window": "2m", "min_duration": "20s", "stall_after": "4s"}
 
 
+@contextmanager
+def consuming(topic: str, group: str, bootstrap: str) -> Iterator[tuple[str, str, Consumer]]:
+    """A group keeping up with 20 msg/s on its topic, until the block ends."""
+    consumer = Consumer(bootstrap, topic, group)
+    consumer.start()
+    assert consumer.joined.wait(30)
+    producer = Producer(bootstrap, [topic], 20.0)
+    producer.start()
+    try:
+        yield topic, group, consumer
+    finally:
+        producer.stop()
+        consumer.stop()
+
+
 def test_a_stall_pages_once_and_its_recovery_resolves_once(
         daemon: Callable[..., Daemon], make_topic: Callable[..., str],
         kafka_bootstrap: str, unique: Callable[[str], str], slack: FakeSlack,
         pagerduty: FakePagerDuty, alerting: Callable[[str], dict[str, Any]]) -> None:
     # Given a consumer that keeps up, watched by a daemon that alerts
-    topic, group = make_topic([50]), unique("alert-stall")
-    consumer = Consumer(kafka_bootstrap, topic, group)
-    consumer.start()
-    assert consumer.joined.wait(30)
-    producer = Producer(kafka_bootstrap, [topic], 20.0)
-    producer.start()
-    try:
+    with consuming(make_topic([50]), unique("alert-stall"), kafka_bootstrap) as (
+            topic, group, consumer):
         daemon(group, detection=DETECTION, alerting=alerting(group))
         # When it gets stuck on a message
         time.sleep(5)
@@ -98,9 +109,6 @@ def test_a_stall_pages_once_and_its_recovery_resolves_once(
         wait_for(lambda: slack.updates() and pagerduty.events("resolve"),
                  "the recovery to be notified", timeout_s=45)
         time.sleep(3)  # room for anything extra to show up
-    finally:
-        producer.stop()
-        consumer.stop()
     trigger, reply = slack.posts()
     update, = slack.updates()
     assert trigger.body["text"] == f"[CRITICAL] {group} is stalled (default)"
@@ -117,13 +125,8 @@ def test_a_consumer_flapping_between_stuck_and_fine_pages_once_and_resolves_once
         kafka_bootstrap: str, unique: Callable[[str], str], slack: FakeSlack,
         pagerduty: FakePagerDuty, alerting: Callable[[str], dict[str, Any]]) -> None:
     # Given a consumer that is stuck for 8 s, then fine for 3 s, six times over
-    topic, group = make_topic([50]), unique("alert-flap")
-    consumer = Consumer(kafka_bootstrap, topic, group)
-    consumer.start()
-    assert consumer.joined.wait(30)
-    producer = Producer(kafka_bootstrap, [topic], 20.0)
-    producer.start()
-    try:
+    with consuming(make_topic([50]), unique("alert-flap"), kafka_bootstrap) as (
+            _, group, consumer):
         daemon(group, detection=DETECTION, alerting={**alerting(group), "resolve_after": "10s"})
         time.sleep(5)
         for _ in range(6):
@@ -134,9 +137,6 @@ def test_a_consumer_flapping_between_stuck_and_fine_pages_once_and_resolves_once
         # When it stays fine
         wait_for(lambda: pagerduty.events("resolve"), "the resolve", timeout_s=45)
         time.sleep(3)
-    finally:
-        producer.stop()
-        consumer.stop()
     # Then one trigger and one resolve, at each receiver
     assert [e["event_action"] for e in pagerduty.events()] == ["trigger", "resolve"]
     assert [c.body["text"].split("]")[0] for c in slack.posts()] == ["[CRITICAL", "[RESOLVED"]
