@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import base64
+import hmac
 import json
 import logging
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Iterator
@@ -14,7 +17,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import ValidationError
 
-from lagwatch.config import describe
+from lagwatch.config import HttpConfig, describe
 from lagwatch.export import CONTENT_TYPE, Exporter
 from lagwatch.notify.alerter import Alerter
 from lagwatch.report import cluster_document, group_document, to_document
@@ -33,6 +36,8 @@ class _Handler(BaseHTTPRequestHandler):
     def do_GET(self) -> None:
         path = urlsplit(self.path).path.rstrip("/") or "/"
         state = self.server.state
+        if not self._authorized(path):
+            return
         if path == "/metrics":
             self._stream(self.server.exporter.chunks(), CONTENT_TYPE)
         elif path == "/healthz":
@@ -58,6 +63,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_POST(self) -> None:
         path = urlsplit(self.path).path.rstrip("/")
+        if not self._authorized(path):
+            return
         if path != "/api/v1/silences":
             self._json(404, {"error": f"no such endpoint: POST {path}"})
             return
@@ -79,6 +86,8 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_DELETE(self) -> None:
         path = urlsplit(self.path).path.rstrip("/")
+        if not self._authorized(path):
+            return
         if not path.startswith(_SILENCES_PREFIX):
             self._json(404, {"error": f"no such endpoint: DELETE {path}"})
         elif self.server.alerter.drop_silence(unquote(path.removeprefix(_SILENCES_PREFIX))):
@@ -86,6 +95,31 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(404, {"error": "no such silence (silences from the config file "
                                       "cannot be deleted here)"})
+
+    def _authorized(self, path: str) -> bool:
+        """Answer 401 and return False when the path needs credentials that were not given."""
+        auth = self.server.auth
+        if auth is None or not (path.startswith("/api/") or
+                                (path == "/metrics" and auth.protect_metrics)):
+            return True
+        given = self.headers.get("Authorization", "")
+        if auth.username is not None:
+            expected = "Basic " + base64.b64encode(
+                f"{auth.username}:{auth.secret('password')}".encode()).decode()
+            challenge = 'Basic realm="lagwatch"'
+        else:
+            expected = f"Bearer {auth.secret('bearer_token')}"
+            challenge = 'Bearer realm="lagwatch"'
+        if hmac.compare_digest(given.encode(), expected.encode()):
+            return True
+        body = json.dumps({"error": "authentication required"}).encode() + b"\n"
+        self.send_response(401)
+        self.send_header("WWW-Authenticate", challenge)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+        return False
 
     def _status_of(self, cluster: str, group: str | None) -> None:
         report = self.server.state.report(cluster)
@@ -128,15 +162,25 @@ class HttpServer(ThreadingHTTPServer):
 
     daemon_threads = True
 
-    def __init__(self, listen: str, state: State, exporter: Exporter,
+    def __init__(self, config: HttpConfig, state: State, exporter: Exporter,
                  alerter: Alerter) -> None:
+        listen = config.listen
         host, _, port = listen.rpartition(":")
         host = host.strip("[]")
         self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
         self.state = state
         self.exporter = exporter
         self.alerter = alerter
+        self.auth = config.auth
         super().__init__((host, int(port)), _Handler)
+        self.scheme = "http"
+        if config.tls is not None:
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(config.tls.cert_file, config.tls.key_file)
+            # the handshake happens in the handler's thread, so a slow client blocks only itself
+            self.socket = context.wrap_socket(self.socket, server_side=True,
+                                              do_handshake_on_connect=False)
+            self.scheme = "https"
         self._thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
 
     @property
@@ -145,7 +189,8 @@ class HttpServer(ThreadingHTTPServer):
         host, port = str(self.server_address[0]), self.server_address[1]
         if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a wildcard bind is reachable locally
             host = "127.0.0.1"
-        return f"http://[{host}]:{port}" if ":" in host else f"http://{host}:{port}"
+        return (f"{self.scheme}://[{host}]:{port}" if ":" in host
+                else f"{self.scheme}://{host}:{port}")
 
     def start(self) -> HttpServer:
         """Start serving in the background."""

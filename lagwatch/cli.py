@@ -7,12 +7,13 @@ import ctypes
 import json
 import logging
 import os
+import ssl
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
 
-from lagwatch import __version__
+from lagwatch import __version__, kafkalog
 from lagwatch.collect import Collector
 from lagwatch.config import Config, ConfigError, load_config
 from lagwatch.configtypes import parse_duration
@@ -89,12 +90,31 @@ def _config(args: argparse.Namespace) -> Config:
     return load_config(args.config, overrides)
 
 
-def _setup_logging(level: str) -> None:
+def _setup_logging(level: str, secrets: Sequence[str] = ()) -> None:
     logging.basicConfig(level=level.upper(), stream=sys.stderr,
                         format="%(asctime)s %(levelname)s %(name)s: %(message)s")
-    # kafka-python logs every failed connection attempt; lagwatch reports reachability itself.
-    logging.getLogger("kafka").setLevel(logging.DEBUG if level == "debug" else logging.CRITICAL)
+    for handler in logging.getLogger().handlers:  # kafka-python logs its config at debug
+        handler.setFormatter(RedactingFormatter(handler.formatter, secrets))
+    # kafka-python logs every failed connection attempt; lagwatch reports reachability
+    # itself, with the cause it captures from those records.
+    kafkalog.install(debug=level == "debug")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+
+
+class RedactingFormatter(logging.Formatter):
+    """Format as ``inner`` does, with every configured secret replaced by ``***``."""
+
+    def __init__(self, inner: logging.Formatter | None, secrets: Sequence[str]) -> None:
+        super().__init__()
+        self.inner = inner or logging.Formatter()
+        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+
+    def format(self, record: logging.LogRecord) -> str:
+        """Return the formatted record, redacted."""
+        text = self.inner.format(record)
+        for secret in self.secrets:
+            text = text.replace(secret, "***")
+        return text
 
 
 def _limit_malloc_arenas() -> None:
@@ -115,10 +135,14 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     _limit_malloc_arenas()
     config = _config(args)
-    _setup_logging(config.log_level)
+    _setup_logging(config.log_level, config.secrets())
     daemon = Daemon(config)
     try:
         http = daemon.start()
+    except ssl.SSLError as exc:
+        tls = config.http.tls
+        raise UsageError(f"http.tls: cannot use {tls.cert_file if tls else 'the certificate'}"
+                         f" with its key: {exc.reason or exc}") from None
     except OSError as exc:
         raise UsageError(f"http.listen: cannot listen on {config.http.listen}: "
                          f"{exc.strerror}") from None
@@ -132,7 +156,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_check(args: argparse.Namespace) -> int:
     """Poll every cluster once and report; the exit status is the worst severity."""
     config = _config(args)
-    _setup_logging(config.log_level if args.log_level else "error")
+    _setup_logging(config.log_level if args.log_level else "error", config.secrets())
     if args.samples < 1:
         raise UsageError(f"--samples: must be 1 or more (got {args.samples})")
     try:
@@ -193,7 +217,7 @@ def cmd_test_notify(args: argparse.Namespace) -> int:
     from lagwatch.notify.retry import DeliveryError
 
     config = load_config(args.config)
-    _setup_logging("error")
+    _setup_logging("error", config.secrets())
     receivers = [r for r in config.alerting.receivers
                  if args.receiver is None or r.name == args.receiver]
     if not receivers:

@@ -28,6 +28,7 @@ from kafka.errors import KafkaError
 from kafka.protocol.consumer import OffsetSpec
 
 from lagwatch.config import ClusterConfig
+from lagwatch.kafkalog import CAUSES
 from lagwatch.model import (
     ClusterMeta,
     GroupSnapshot,
@@ -86,13 +87,14 @@ class Collector:
         self._admin: Any = None
         self._retention: dict[str, Retention] = {}
         self._retention_at = float("-inf")
+        self.client_id = f"lagwatch-{cluster.name}"  # names kafka-python's IO thread
 
     def _client(self) -> Any:
         if self._admin is None:
             timeout_ms = int(self.cluster.request_timeout * 1000)
             self._admin = self._admin_factory(
                 bootstrap_servers=list(self.cluster.bootstrap_servers),
-                client_id="lagwatch",
+                client_id=self.client_id,
                 request_timeout_ms=timeout_ms,
                 bootstrap_timeout_ms=timeout_ms,
                 reconnect_backoff_max_ms=min(timeout_ms, 5000),
@@ -125,7 +127,8 @@ class Collector:
             listed = self._list_groups(admin)
         except _FAILURES as exc:
             self._drop_admin()
-            errors.append(PollError("connect", self.cluster.name, brief(exc)))
+            cause = CAUSES.take(self.client_id)  # the reason behind a bootstrap timeout
+            errors.append(PollError("connect", self.cluster.name, cause or brief(exc)))
             return Snapshot(self.cluster.name, taken_at, time.monotonic() - started,
                             up=False, errors=tuple(errors))
         group_ids = list(listed)

@@ -118,10 +118,55 @@ class ClusterConfig(Strict):
     read_offsets_topic: bool = True  # exact rebalance counts and commit times
 
 
+class HttpTls(Strict):
+    """Serve HTTPS with this certificate and key (PEM)."""
+
+    cert_file: str
+    key_file: str
+
+    @field_validator("cert_file", "key_file")
+    @classmethod
+    def _readable(cls, path: str) -> str:
+        read_secret_file(path)
+        return path
+
+
+class HttpAuth(Strict):
+    """Credentials the JSON API (and, if asked, /metrics) requires: basic or bearer."""
+
+    username: str | None = None
+    password: SecretStr | None = None
+    password_file: str | None = None
+    bearer_token: SecretStr | None = None
+    bearer_token_file: str | None = None
+    protect_metrics: bool = False
+
+    @model_validator(mode="after")
+    def _one_scheme(self) -> HttpAuth:
+        basic = self.username is not None
+        bearer = self.bearer_token is not None or self.bearer_token_file is not None
+        if basic == bearer:
+            raise ValueError("set either username with password (or password_file), or "
+                             "bearer_token (or bearer_token_file)")
+        if basic and self.secret("password") is None:
+            raise ValueError("username needs password (or password_file)")
+        self.secret("bearer_token")
+        return self
+
+    def secret(self, name: Literal["password", "bearer_token"]) -> str | None:
+        """Return a secret from its inline value or its *_file form."""
+        inline: SecretStr | None = getattr(self, name)
+        if inline is not None:
+            return inline.get_secret_value()
+        return read_secret_file(getattr(self, f"{name}_file"))
+
+
 class HttpConfig(Strict):
-    """Where /metrics, the health checks and the JSON API are served."""
+    """Where /metrics, the health checks and the JSON API are served, and how."""
 
     listen: HostPort = DEFAULT_LISTEN
+    tls: HttpTls | None = None
+    auth: HttpAuth | None = None
 
 
 class DetectionConfig(Strict):
@@ -221,6 +266,22 @@ class Config(Strict):
     state_dir: str = "/var/lib/lagwatch"
     persist: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
+
+    def secrets(self) -> list[str]:
+        """Every secret the configuration holds (passwords, tokens, keys, webhook URLs),
+        so logs can be scrubbed of them."""
+        found = [c.security.secret(name) for c in self.clusters
+                 for name in ("password", "key_password")]
+        if self.http.auth is not None:
+            found += [self.http.auth.secret("password"), self.http.auth.secret("bearer_token")]
+        for r in self.alerting.receivers:
+            if r.slack is not None:
+                found += [r.slack.bot_token(), r.slack.hook_url()]
+            if r.pagerduty is not None:
+                found.append(r.pagerduty.key())
+            if r.webhook is not None:
+                found.append(r.webhook.secret())
+        return [s for s in found if s]
 
     @field_validator("clusters")
     @classmethod

@@ -80,7 +80,7 @@ class Daemon:
 
     def start(self) -> HttpServer:
         """Bind the HTTP port, then schedule every cluster's poll to run now and each interval."""
-        self.http = HttpServer(self.config.http.listen, self.state, self.exporter,
+        self.http = HttpServer(self.config.http, self.state, self.exporter,
                                self.alerter).start()
         self.alerter.start()
         for poller in self.pollers:

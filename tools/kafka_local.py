@@ -27,6 +27,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
@@ -55,6 +56,38 @@ BASE_PROPERTIES: Mapping[str, str] = {
     "auto.create.topics.enable": "false",
     "log.retention.check.interval.ms": "5000",
 }
+
+
+@dataclass(frozen=True)
+class Secure:
+    """A secured listener beside the plaintext one (which setup code and the broker itself
+    keep using): SASL_SSL with SCRAM-SHA-512 users, or SSL with client certificates
+    required (mTLS). ``keystore_pem`` holds the broker's key and certificate."""
+
+    protocol: str  # "SASL_SSL" or "SSL"
+    ca_file: Path
+    keystore_pem: Path
+    users: Mapping[str, str] = field(default_factory=dict)  # SCRAM-SHA-512 name -> password
+
+    def properties(self) -> dict[str, str]:
+        """The broker settings of the SECURE listener."""
+        prefix = "listener.name.secure."
+        props = {prefix + "ssl.keystore.type": "PEM",
+                 prefix + "ssl.keystore.location": str(self.keystore_pem),
+                 prefix + "ssl.truststore.type": "PEM",
+                 prefix + "ssl.truststore.location": str(self.ca_file)}
+        if self.protocol == "SSL":
+            props[prefix + "ssl.client.auth"] = "required"
+        else:
+            props[prefix + "sasl.enabled.mechanisms"] = "SCRAM-SHA-512"
+            props[prefix + "scram-sha-512.sasl.jaas.config"] = (
+                "org.apache.kafka.common.security.scram.ScramLoginModule required;")
+        return props
+
+    def format_args(self) -> list[str]:
+        """``kafka-storage format`` arguments that create the SCRAM users."""
+        return [arg for name, password in self.users.items()
+                for arg in ("--add-scram", f"SCRAM-SHA-512=[name={name},password={password}]")]
 
 
 class LauncherError(RuntimeError):
@@ -132,7 +165,8 @@ class LocalKafka:
     def __init__(self, extra_properties: Mapping[str, str] | None = None,
                  heap: str = "512m", workdir: Path | None = None,
                  port: int | None = None, *, node_id: int = 1, voters: str | None = None,
-                 cluster_id: str | None = None, controller_port: int | None = None) -> None:
+                 cluster_id: str | None = None, controller_port: int | None = None,
+                 secure: Secure | None = None) -> None:
         self.extra_properties = dict(extra_properties or {})
         self.heap = heap
         self._own_workdir = workdir is None
@@ -141,6 +175,8 @@ class LocalKafka:
         self.controller_port = controller_port or free_port()
         self.node_id, self.voters = node_id, voters
         self.cluster_id = cluster_id or new_cluster_id()
+        self.secure = secure
+        self.secure_port = free_port() if secure else None
         self.process: subprocess.Popen[bytes] | None = None
         self._log_mark = 0
 
@@ -148,6 +184,12 @@ class LocalKafka:
     def bootstrap(self) -> str:
         """Return the bootstrap server clients connect to."""
         return f"127.0.0.1:{self.port}"
+
+    @property
+    def secure_bootstrap(self) -> str:
+        """Return the secured listener's address (only with ``secure``)."""
+        assert self.secure_port is not None, "this broker has no secured listener"
+        return f"127.0.0.1:{self.secure_port}"
 
     @property
     def log_file(self) -> Path:
@@ -163,6 +205,11 @@ class LocalKafka:
             "advertised.listeners": f"PLAINTEXT://127.0.0.1:{self.port}",
             "log.dirs": str(self.workdir / "data"),
         })
+        if self.secure is not None:
+            props["listeners"] += f",SECURE://127.0.0.1:{self.secure_port}"
+            props["advertised.listeners"] += f",SECURE://127.0.0.1:{self.secure_port}"
+            props["listener.security.protocol.map"] += f",SECURE:{self.secure.protocol}"
+            props.update(self.secure.properties())
         if self.voters:
             props["controller.quorum.voters"] = self.voters
         else:
@@ -200,7 +247,8 @@ class LocalKafka:
             standalone = [] if self.voters else ["--standalone"]
             fmt = subprocess.run(
                 self._java(jars, "kafka.tools.StorageTool", "format", *standalone,
-                           "-t", self.cluster_id, "-c", str(config)),
+                           "-t", self.cluster_id, "-c", str(config),
+                           *(self.secure.format_args() if self.secure else [])),
                 capture_output=True, text=True, check=False)
             if fmt.returncode != 0:
                 raise LauncherError("formatting Kafka storage failed: "

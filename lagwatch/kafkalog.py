@@ -1,0 +1,57 @@
+"""Why a Kafka connection failed, from kafka-python's own log records.
+
+kafka-python reports a failed bootstrap as a bare timeout ("Unable to bootstrap from …")
+and logs the reason (a refused connection, a certificate the CA did not sign, a wrong
+SCRAM password) from its IO thread, which it names after the client id. This handler keeps
+the last such reason per IO thread, so each cluster's collector (client id
+``lagwatch-<cluster>``) can say what went wrong. kafka-python's records are not printed
+unless the log level is debug.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+
+_FAILED = re.compile(r"^(?:Bootstrap connection to \S+ failed|Connection failed): (.+?)"
+                     r"(?: \(backoff [\d.]+ secs\))?$")
+_VAGUE = "socket disconnected"
+_PREFIX = re.compile(r"^(?:\[Error \d+\] )?(\w+): (?=\1: )")  # "[Error 58] X: X: text"
+
+
+class ConnectionCauses(logging.Handler):
+    """The last connection failure kafka-python logged, per client id."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.DEBUG)
+        self._lock = threading.Lock()
+        self._causes: dict[str, str] = {}
+
+    def emit(self, record: logging.LogRecord) -> None:
+        match = _FAILED.match(record.getMessage())
+        if match is None or not record.threadName:
+            return
+        cause = _PREFIX.sub("", " ".join(match.group(1).split()))
+        client = record.threadName.removeprefix("kafka-io-")
+        with self._lock:
+            # a broker that refused our credentials then drops the connection: keep the why
+            if not (cause.endswith(_VAGUE) and client in self._causes):
+                self._causes[client] = cause
+
+    def take(self, client_id: str) -> str | None:
+        """Return and forget the last failure of a client's connections."""
+        with self._lock:
+            return self._causes.pop(client_id, None)
+
+
+CAUSES = ConnectionCauses()
+
+
+def install(debug: bool) -> None:
+    """Capture kafka-python's connection failures; print its records only when debugging."""
+    kafka = logging.getLogger("kafka")
+    if CAUSES not in kafka.handlers:
+        kafka.addHandler(CAUSES)
+    kafka.setLevel(logging.DEBUG if debug else logging.WARNING)
+    kafka.propagate = debug
