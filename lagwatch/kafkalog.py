@@ -16,7 +16,7 @@ import threading
 
 _FAILED = re.compile(r"^(?:Bootstrap connection to \S+ failed|Connection failed): (.+?)"
                      r"(?: \(backoff [\d.]+ secs\))?$")
-_VAGUE = "socket disconnected"
+_DECISIVE = re.compile(r"Authentication|Authorization|SSL|certificate|Handshake")
 _PREFIX = re.compile(r"^(?:\[Error \d+\] )?(\w+): (?=\1: )")  # "[Error 58] X: X: text"
 
 
@@ -35,8 +35,9 @@ class ConnectionCauses(logging.Handler):
         cause = _PREFIX.sub("", " ".join(match.group(1).split()))
         client = record.threadName.removeprefix("kafka-io-")
         with self._lock:
-            # a broker that refused our credentials then drops the connection: keep the why
-            if not (cause.endswith(_VAGUE) and client in self._causes):
+            # a broker that refused our credentials or certificate then drops or times out
+            # the next attempts: the first such reason is the one worth telling
+            if not _DECISIVE.search(self._causes.get(client, "")):
                 self._causes[client] = cause
 
     def take(self, client_id: str) -> str | None:

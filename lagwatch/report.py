@@ -202,10 +202,13 @@ def _reasons(partitions: list[PartitionReport], members: int | None,
             lost = sum((p.log_start or 0) - (p.committed or 0) for p in parts)
             where = ", ".join(f"{p.topic}[{p.partition}] committed {p.committed:,} "
                               f"but the log starts at {p.log_start:,}" for p in parts)
-            reasons.append(f"{lost:,} unread messages were deleted by retention: {where}")
+            was = "was" if lost == 1 else "were"
+            reasons.append(f"{plural(lost, 'unread message')} {was} deleted by retention: "
+                           f"{where}")
         elif status is Status.STOPPED:
             lag = sum(p.lag_messages or 0 for p in parts)
-            reasons.append(f"no active members while {lag:,} messages are unread "
+            verb = "is" if lag == 1 else "are"
+            reasons.append(f"no active members while {plural(lag, 'message')} {verb} unread "
                            f"on {plural(len(parts), 'partition')}")
         elif status is Status.UNKNOWN:
             reasons.extend(_unknown_reasons(parts, members, span_s))
@@ -247,7 +250,7 @@ def _unknown_reasons(parts: list[PartitionReport], members: int | None,
         lag = sum(p.lag_messages or 0 for p in behind)
         history = (f"{fmt_duration(span_s)} of history is" if span_s > 0
                    else "one poll is")
-        reasons.append(f"{lag:,} messages behind on {plural(len(behind), 'partition')}; "
+        reasons.append(f"{plural(lag, 'message')} behind on {plural(len(behind), 'partition')}; "
                        f"{history} not enough to judge whether the group keeps up")
     return reasons
 
