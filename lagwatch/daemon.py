@@ -45,6 +45,8 @@ class Poller:
         self.metrics.observe(snapshot)
         report = self.state.publish(snapshot, self.pipeline.ingest(snapshot))
         self.alerter.observe(report, snapshot.taken_at)
+        store = self.pipeline.store
+        self.alerter.observe_self(snapshot.taken_at, store.failing if store else None)
         name = snapshot.cluster
         if not snapshot.up and self._was_up is not False:
             log.warning("cluster %s is unreachable: %s", name, snapshot.errors[0].message)
@@ -67,7 +69,7 @@ class Daemon:
         self.metrics = self.exporter.metrics
         self.store = Store(config.state_dir) if config.persist else None
         self.alerter = Alerter(config.alerting, Outbox(self.store.path if self.store else None))
-        self.exporter.registry.register(AlertingCollector(self.alerter))
+        self.exporter.registry.register(AlertingCollector(self.alerter, self.store))
         self.pollers = [Poller(*wire(config, c, self.store), self.state, self.metrics,
                                self.alerter) for c in config.clusters]
         self.scheduler = BackgroundScheduler(
@@ -123,8 +125,8 @@ class Daemon:
         log.info("received %s", signal.Signals(signum).name)
         self._stop.set()
 
-    @staticmethod
-    def _on_skipped(event: JobExecutionEvent) -> None:
+    def _on_skipped(self, event: JobExecutionEvent) -> None:
+        self.metrics.overruns.labels(event.job_id).inc()
         log.warning("%s: a poll was skipped because the previous one is still running "
                     "or the scheduler fell behind; consider a longer poll_interval",
                     event.job_id)

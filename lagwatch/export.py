@@ -322,7 +322,11 @@ class PollMetrics:
         self.errors = Counter("lagwatch_poll_errors_total",
                               "Things a poll could not read, by pipeline stage.",
                               ["cluster", "stage"], registry=registry)
+        self.overruns = Counter("lagwatch_poll_overruns_total",
+                                "Polls skipped because the previous one was still running.",
+                                ["cluster"], registry=registry)
         for cluster in clusters:  # present at 0 from the start, so rate() sees the first error
+            self.overruns.labels(cluster)
             for stage in STAGES:
                 self.errors.labels(cluster, stage)
 

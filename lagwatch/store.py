@@ -35,12 +35,14 @@ class Store:
         self.path = Path(state_dir) / FILE_NAME
         self._lock = threading.Lock()
         self._db: sqlite3.Connection | None = None
-        self._warned = False
+        self.failing: str | None = None  # the last write's error, while writes fail
+        self.write_errors = 0
         try:
             self._db = self._open()
         except (sqlite3.DatabaseError, OSError) as exc:
             log.warning("state file %s is unusable (%s); history will not survive a restart",
                         self.path, exc)
+            self.failing = str(exc)
 
     def _open(self) -> sqlite3.Connection:
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -78,9 +80,15 @@ class Store:
                 self._db.execute("COMMIT")
         except sqlite3.Error as exc:
             self._rollback()
-            if not self._warned:
-                log.warning("cannot write state file %s: %s", self.path, exc)
-                self._warned = True
+            self.write_errors += 1
+            if self.failing is None:
+                log.error("cannot write state file %s: %s; history will not survive a "
+                          "restart until it can", self.path, exc)
+            self.failing = str(exc)
+            return
+        if self.failing is not None:
+            log.info("state file %s is writable again", self.path)
+            self.failing = None
 
     def _rollback(self) -> None:
         assert self._db is not None

@@ -13,7 +13,8 @@ import time
 import uuid
 from typing import Any
 
-from lagwatch.incidents import Incident, IncidentBook, IncidentKey
+from lagwatch.incidents import Incident, IncidentBook, IncidentKey, Signal
+from lagwatch.model import Snapshot
 from lagwatch.notify.config import AlertingConfig, ReceiverConfig, SilenceConfig
 from lagwatch.notify.message import compose
 from lagwatch.notify.outbox import Outbox
@@ -23,8 +24,10 @@ from lagwatch.notify.webhook import WebhookReceiver
 from lagwatch.notify.worker import DeliveryStats, Receiver, Worker
 from lagwatch.report import ClusterReport
 from lagwatch.signals import signals
+from lagwatch.status import Severity
 
 log = logging.getLogger(__name__)
+SELF = "lagwatch"  # the "cluster" of lagwatch's own incidents
 
 
 def build_receiver(config: ReceiverConfig) -> Receiver:
@@ -67,10 +70,11 @@ class Alerter:
         for worker in self.workers:
             worker.stop()
 
-    def observe(self, report: ClusterReport, now: float) -> None:
+    def observe(self, report: ClusterReport, now: float, extra: list[Signal] | None = None
+                ) -> None:
         """Evaluate one cluster's latest report and queue what it calls for."""
         with self._lock:
-            due = self.book.evaluate(report.cluster, signals(report), now,
+            due = self.book.evaluate(report.cluster, [*signals(report), *(extra or [])], now,
                                      reachable=report.up, route=self.config.route,
                                      silenced=lambda key: self.silenced(key, now))
             rows = [(n.receiver, n.incident.key.id, str(n.action),
@@ -81,6 +85,20 @@ class Alerter:
         if due:
             for worker in self.workers:
                 worker.wake.set()
+
+    def observe_self(self, now: float, store_failing: str | None) -> None:
+        """Raise (or clear) lagwatch's own incidents: today, a state file it cannot write."""
+        problems = [why for why in (store_failing and f"history: {store_failing}",
+                                    self.outbox.failing and f"outbox: {self.outbox.failing}")
+                    if why]
+        found = [Signal(IncidentKey(SELF, "state", "state_unwritable"), Severity.WARNING,
+                        "lagwatch cannot write its state file",
+                        (*problems, "history, incidents and pending notifications will not "
+                         "survive a restart; lagwatch keeps running from memory"))
+                 ] if problems else []
+        self.observe(ClusterReport(SELF, up=True, polled_at=now, last_success=now,
+                                   groups=(), snapshot=Snapshot(SELF, now, 0.0, up=True),
+                                   errors=()), now, extra=found)
 
     # silences ---------------------------------------------------------------------------
     def silenced(self, key: IncidentKey, now: float) -> bool:

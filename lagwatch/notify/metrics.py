@@ -1,4 +1,4 @@
-"""Alerting self-metrics, read at scrape time from the delivery counts and the outbox."""
+"""Alerting and state-file self-metrics, read at scrape time."""
 
 from __future__ import annotations
 
@@ -11,13 +11,15 @@ from prometheus_client.registry import Collector
 
 from lagwatch.incidents import Action
 from lagwatch.notify.alerter import Alerter
+from lagwatch.store import Store
 
 
 class AlertingCollector(Collector):
     """Notifications sent and failed, outbox depth and age, open incidents."""
 
-    def __init__(self, alerter: Alerter) -> None:
+    def __init__(self, alerter: Alerter, store: Store | None = None) -> None:
         self.alerter = alerter
+        self.store = store
 
     def collect(self) -> Iterator[Metric]:
         """Yield the alerting families."""
@@ -59,3 +61,13 @@ class AlertingCollector(Collector):
         for labels, count in sorted(tally.items()):
             incidents.add_metric(list(labels), count)
         yield incidents
+        errors = CounterMetricFamily("lagwatch_state_write_errors",
+                                     "Writes of poll history to the state file that failed.")
+        errors.add_metric([], self.store.write_errors if self.store else 0)
+        yield errors
+        writable = GaugeMetricFamily("lagwatch_state_writable",
+                                     "1 while the state file takes writes (history and "
+                                     "outbox), 0 while lagwatch runs from memory.")
+        failing = (self.store is not None and self.store.failing) or self.alerter.outbox.failing
+        writable.add_metric([], 0 if failing else 1)
+        yield writable

@@ -15,7 +15,7 @@ import json
 import logging
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -57,14 +57,16 @@ class Outbox:
 
     def __init__(self, path: Path | None) -> None:
         self._lock = threading.Lock()
+        failing: str | None = None
         try:
             self._db = self._open(path)
         except (sqlite3.DatabaseError, OSError) as exc:
             log.warning("state file %s is unusable for the outbox (%s); notifications are "
                         "kept in memory and a restart loses what is pending", path, exc)
-            path = None
+            path, failing = None, str(exc)
             self._db = self._open(None)
         self.path = path
+        self.failing: str | None = failing  # why the file was given up for memory, if it was
 
     @staticmethod
     def _open(path: Path | None) -> sqlite3.Connection:
@@ -82,7 +84,9 @@ class Outbox:
     def record(self, book: list[dict[str, Any]],
                rows: Iterable[tuple[str, str, str, str]], now: float) -> None:
         """Save the incident book and add (receiver, incident, action, message) rows."""
-        with self._transaction() as db:
+        rows = list(rows)
+
+        def work(db: sqlite3.Connection) -> None:
             db.execute("INSERT OR REPLACE INTO incidents (id, book) VALUES (1, ?)",
                        (json.dumps(book),))
             db.executemany(
@@ -90,6 +94,7 @@ class Outbox:
                 "next_at) VALUES (?, ?, ?, ?, ?, ?)", [(*row, now, now) for row in rows])
             db.execute("DELETE FROM outbox WHERE state != 'pending' AND created_at < ?",
                        (now - KEEP_DONE_S,))
+        self._write(work)
 
     @contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -101,6 +106,30 @@ class Outbox:
                 self._db.execute("ROLLBACK")
                 raise
             self._db.execute("COMMIT")
+
+    def _write(self, work: Callable[[sqlite3.Connection], object]) -> None:
+        """Run a write in a transaction; if the file refuses it (a full disk, a read-only
+        file), carry on in memory with everything the file held, and say so once."""
+        try:
+            with self._transaction() as db:
+                work(db)
+            return
+        except sqlite3.OperationalError as exc:
+            if self.path is None:
+                raise
+            self._degrade(exc)
+        with self._transaction() as db:
+            work(db)
+
+    def _degrade(self, exc: sqlite3.Error) -> None:
+        with self._lock:
+            log.error("cannot write %s (%s); notifications are kept in memory from now on, "
+                      "and a restart loses what is pending", self.path, exc)
+            memory = sqlite3.connect(":memory:", check_same_thread=False,
+                                     isolation_level=None)
+            self._db.backup(memory)
+            self._db.close()
+            self._db, self.path, self.failing = memory, None, str(exc)
 
     def book(self) -> list[dict[str, Any]]:
         """Return the saved incident book (empty when none was saved)."""
@@ -120,7 +149,7 @@ class Outbox:
 
     def sent(self, row: Row, ref: Mapping[str, Any] | None) -> None:
         """Mark a row delivered; keep (or, on resolve, drop) what later rows need."""
-        with self._transaction() as db:
+        def work(db: sqlite3.Connection) -> None:
             db.execute("UPDATE outbox SET state = 'sent', attempts = attempts + 1, "
                        "error = NULL WHERE id = ?", (row.id,))
             if row.action == "resolve":
@@ -129,18 +158,19 @@ class Outbox:
             elif ref is not None:
                 db.execute("INSERT OR REPLACE INTO receipts VALUES (?, ?, ?)",
                            (row.receiver, row.incident, json.dumps(ref)))
+        self._write(work)
 
     def retry(self, row: Row, at: float, error: str) -> None:
         """Try a row again at ``at``."""
-        with self._lock:
-            self._db.execute("UPDATE outbox SET attempts = attempts + 1, next_at = ?, "
-                             "error = ? WHERE id = ?", (at, error, row.id))
+        self._write(lambda db: db.execute(
+            "UPDATE outbox SET attempts = attempts + 1, next_at = ?, error = ? WHERE id = ?",
+            (at, error, row.id)))
 
     def failed(self, row: Row, error: str) -> None:
         """Give up on a row."""
-        with self._lock:
-            self._db.execute("UPDATE outbox SET state = 'failed', attempts = attempts + 1, "
-                             "error = ? WHERE id = ?", (error, row.id))
+        self._write(lambda db: db.execute(
+            "UPDATE outbox SET state = 'failed', attempts = attempts + 1, error = ? "
+            "WHERE id = ?", (error, row.id)))
 
     def receipt(self, receiver: str, incident: str) -> dict[str, Any] | None:
         """Return what the receiver answered to the incident's trigger (a Slack ts, say)."""
@@ -165,9 +195,8 @@ class Outbox:
     # silences made through the API --------------------------------------------------------
     def save_silence(self, silence_id: str, body: str) -> None:
         """Keep a silence made through the API."""
-        with self._lock:
-            self._db.execute("INSERT OR REPLACE INTO silences VALUES (?, ?)",
-                             (silence_id, body))
+        self._write(lambda db: db.execute("INSERT OR REPLACE INTO silences VALUES (?, ?)",
+                                          (silence_id, body)))
 
     def drop_silence(self, silence_id: str) -> bool:
         """Delete a silence; say whether it existed."""
