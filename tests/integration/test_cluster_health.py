@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -14,7 +15,7 @@ from kafka_local import KafkaCluster
 
 from lagwatch.config import load_config
 from lagwatch.daemon import Daemon
-from tests.integration.helpers import status_document, wait_for
+from tests.integration.helpers import commit, status_document, wait_for
 
 pytestmark = pytest.mark.multibroker
 
@@ -72,3 +73,31 @@ def test_a_stopped_broker_is_missing_and_leaves_partitions_under_replicated(
     cluster.start_node(1)
     wait_for(lambda: not {"brokers_missing", "under_replicated"} & findings(watching).keys(),
              "the findings to clear", timeout_s=90)
+
+
+def test_when_the_group_coordinator_stops_the_coordinator_moves_and_polls_recover(
+        cluster: KafkaCluster, watching: Daemon) -> None:
+    # Given a group with committed offsets, read through its coordinator
+    commit(cluster.bootstrap.split(",")[0], "trio-billing", "replicated", {0: 0, 1: 0, 2: 0})
+    admin = KafkaAdminClient(bootstrap_servers=cluster.bootstrap.split(","))
+    offsets_topic, = admin.describe_topics(["__consumer_offsets"])
+    admin.close()
+    coordinator = offsets_topic["partitions"][0]["leader_id"]
+    wait_for(lambda: "trio-billing" in status_document(watching)["clusters"]["trio"]["groups"],
+             "the group in a poll")
+    # When the coordinator's broker stops
+    cluster.stop_node(coordinator - 1)
+    try:
+        # Then a later poll reads the group's offsets again, from the new coordinator
+        stopped_at = time.time()
+
+        def recovered() -> bool:
+            doc = status_document(watching)["clusters"]["trio"]
+            fresh = doc["up"] and doc["last_poll"] > time.strftime(
+                "%Y-%m-%dT%H:%M:%SZ", time.gmtime(stopped_at + 1))
+            group = doc["groups"].get("trio-billing", {})
+            return bool(fresh and not [e for e in doc["errors"] if "trio-billing" in e]
+                        and group.get("topics", {}).get("replicated"))
+        wait_for(recovered, "polls to read the group from the new coordinator", timeout_s=90)
+    finally:
+        cluster.start_node(coordinator - 1)
