@@ -50,6 +50,8 @@ class FakeApi(ThreadingHTTPServer):
         self.scheme = "https" if tls is not None else "http"
         self.calls: list[Call] = []
         self.failures: deque[Failure] = deque()
+        self.delay_s = 0.0  # how long to take over each answer
+        self.in_flight = False  # True while a request waits for its answer
         self.lock = threading.Lock()
         threading.Thread(target=self.serve_forever, daemon=True).start()
 
@@ -95,6 +97,8 @@ class _Handler(BaseHTTPRequestHandler):
             body = dict(parse_qsl(raw))
         call = Call(self.path, body, {k.lower(): v for k, v in self.headers.items()},
                     time.time())
+        self.server.in_flight = True
+        time.sleep(self.server.delay_s)
         status, answer, headers = self.server.answer(call)
         call.status = status
         if status == 200 and answer.get("ok") is False:
@@ -109,6 +113,7 @@ class _Handler(BaseHTTPRequestHandler):
             self.send_header(name, value)
         self.end_headers()
         self.wfile.write(data)
+        self.server.in_flight = False
 
     def log_message(self, format: str, *args: Any) -> None:  # noqa: A002
         pass
