@@ -27,6 +27,7 @@ from lagwatch.configtypes import (
     Regex,
     Strict,
     read_secret_file,
+    secret_of,
     server_list,
 )
 from lagwatch.detect.findings import HealthSettings
@@ -74,10 +75,7 @@ class Security(Strict):
 
     def secret(self, name: Literal["password", "key_password"]) -> str | None:
         """Return a secret from its inline value or its *_file form."""
-        inline: SecretStr | None = getattr(self, name)
-        if inline is not None:
-            return inline.get_secret_value()
-        return read_secret_file(getattr(self, f"{name}_file"))
+        return secret_of(self, name)
 
     def client_options(self) -> dict[str, Any]:
         """Return the matching kafka-python client keyword arguments."""
@@ -155,10 +153,7 @@ class HttpAuth(Strict):
 
     def secret(self, name: Literal["password", "bearer_token"]) -> str | None:
         """Return a secret from its inline value or its *_file form."""
-        inline: SecretStr | None = getattr(self, name)
-        if inline is not None:
-            return inline.get_secret_value()
-        return read_secret_file(getattr(self, f"{name}_file"))
+        return secret_of(self, name)
 
 
 class HttpConfig(Strict):

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -70,3 +70,11 @@ def read_secret_file(path: str | None) -> str | None:
         return Path(path).read_text().strip()
     except OSError as exc:
         raise ValueError(f"cannot read {path!r}: {exc.strerror}") from None
+
+
+def secret_of(section: BaseModel, name: str) -> str | None:
+    """Return a section's secret ``name`` from its inline value or its ``name_file``."""
+    inline: SecretStr | None = getattr(section, name)
+    if inline is not None:
+        return inline.get_secret_value()
+    return read_secret_file(getattr(section, f"{name}_file"))

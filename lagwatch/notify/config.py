@@ -8,15 +8,11 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from lagwatch.configtypes import Duration, Regex, Strict, read_secret_file
+from lagwatch.configtypes import Duration, Regex, Strict, read_secret_file, secret_of
 from lagwatch.incidents import IncidentKey, Route, Settings, Signal
 from lagwatch.status import Severity
 
 _ANY = re.compile(".*")
-
-
-def _secret(inline: SecretStr | None, path: str | None) -> str | None:
-    return inline.get_secret_value() if inline is not None else read_secret_file(path)
 
 
 class SlackConfig(Strict):
@@ -44,11 +40,11 @@ class SlackConfig(Strict):
 
     def bot_token(self) -> str | None:
         """Return the bot token, from its inline value or its file."""
-        return _secret(self.token, self.token_file)
+        return secret_of(self, "token")
 
     def hook_url(self) -> str | None:
         """Return the incoming-webhook URL, from its inline value or its file."""
-        return _secret(self.webhook_url, self.webhook_url_file)
+        return secret_of(self, "webhook_url")
 
 
 class PagerDutyConfig(Strict):
@@ -69,7 +65,7 @@ class PagerDutyConfig(Strict):
 
     def key(self) -> str:
         """Return the routing key."""
-        return _secret(self.routing_key, self.routing_key_file) or ""
+        return secret_of(self, "routing_key") or ""
 
 
 class WebhookConfig(Strict):
@@ -88,7 +84,7 @@ class WebhookConfig(Strict):
 
     def secret(self) -> str | None:
         """Return the HMAC secret, if one is set."""
-        return _secret(self.hmac_secret, self.hmac_secret_file)
+        return secret_of(self, "hmac_secret")
 
 
 class ReceiverConfig(Strict):
