@@ -164,6 +164,12 @@ class HttpConfig(Strict):
     auth: HttpAuth | None = None
 
 
+class MetricsConfig(Strict):
+    """What /metrics exposes."""
+
+    per_partition: bool = True  # the lagwatch_partition_* families
+
+
 class DetectionConfig(Strict):
     """How statuses are judged from history (see the README's Statuses section)."""
 
@@ -254,6 +260,7 @@ class Config(Strict):
     clusters: list[ClusterConfig] = Field(min_length=1)
     poll_interval: Duration = 30.0
     http: HttpConfig = Field(default_factory=HttpConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
     health: HealthConfig = Field(default_factory=HealthConfig)
     dlq: DlqConfig = Field(default_factory=DlqConfig)

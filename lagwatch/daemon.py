@@ -65,7 +65,7 @@ class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.state = State([c.name for c in config.clusters], config.poll_interval)
-        self.exporter = Exporter(self.state)
+        self.exporter = Exporter(self.state, config.metrics.per_partition)
         self.metrics = self.exporter.metrics
         self.store = Store(config.state_dir) if config.persist else None
         self.alerter = Alerter(config.alerting, Outbox(self.store.path if self.store else None))

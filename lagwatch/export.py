@@ -201,22 +201,8 @@ GT = ("group", "topic")
 TP = ("topic", "partition")
 
 
-def render(reports: list[ClusterReport]) -> Iterator[str]:
-    """Yield the lagwatch_* families for the given reports, as Prometheus text."""
-    r = reports
-    yield from _family("cluster_up", "1 if the last poll of the cluster succeeded, else 0.",
-                       (), _clusters(r, lambda c: 1.0 if c.up else 0.0))
-    yield from _family("last_poll_timestamp_seconds", "Unix time of the last successful poll.",
-                       (), _clusters(r, lambda c: c.last_success))
-    yield from _family("cluster_brokers", "Brokers registered in the cluster.", (),
-                       _clusters(r, _meta("brokers")))
-    yield from _family("cluster_controller_id", "Node id of the active controller.", (),
-                       _clusters(r, _meta("controller_id")))
-    yield from _family("cluster_offline_partitions", "Partitions without a leader.", (),
-                       _clusters(r, _meta("offline")))
-    yield from _family("cluster_under_replicated_partitions",
-                       "Partitions whose in-sync replicas are fewer than their replicas.", (),
-                       _clusters(r, _meta("under_replicated")))
+def _partition_families(r: list[ClusterReport]) -> Iterator[str]:
+    """The per-partition families: most of the series on a large cluster."""
     yield from _family("partition_lag_messages", "Log end offset minus committed offset.", GP,
                        _partitions(r, lambda p: p.lag_messages))
     yield from _family("partition_lag_seconds", "Estimated age of the oldest unread message.",
@@ -238,6 +224,27 @@ def render(reports: list[ClusterReport]) -> Iterator[str]:
                        _log_offsets(r, start=True))
     yield from _family("partition_produce_rate_per_second",
                        "Messages per second written to the partition.", TP, _produce_rates(r))
+
+
+def render(reports: list[ClusterReport], per_partition: bool = True) -> Iterator[str]:
+    """Yield the lagwatch_* families for the given reports, as Prometheus text; without
+    ``per_partition``, the lagwatch_partition_* families are left out."""
+    r = reports
+    yield from _family("cluster_up", "1 if the last poll of the cluster succeeded, else 0.",
+                       (), _clusters(r, lambda c: 1.0 if c.up else 0.0))
+    yield from _family("last_poll_timestamp_seconds", "Unix time of the last successful poll.",
+                       (), _clusters(r, lambda c: c.last_success))
+    yield from _family("cluster_brokers", "Brokers registered in the cluster.", (),
+                       _clusters(r, _meta("brokers")))
+    yield from _family("cluster_controller_id", "Node id of the active controller.", (),
+                       _clusters(r, _meta("controller_id")))
+    yield from _family("cluster_offline_partitions", "Partitions without a leader.", (),
+                       _clusters(r, _meta("offline")))
+    yield from _family("cluster_under_replicated_partitions",
+                       "Partitions whose in-sync replicas are fewer than their replicas.", (),
+                       _clusters(r, _meta("under_replicated")))
+    if per_partition:
+        yield from _partition_families(r)
     yield from _family("group_lag_messages", "Lag summed over the topic's partitions.", GT,
                        _topics(r, lambda t: t.lag_messages))
     yield from _family("group_lag_seconds", "Largest time lag over the topic's partitions.",
@@ -340,7 +347,8 @@ class PollMetrics:
 class Exporter:
     """Everything /metrics serves: the poll registry, then the lagwatch_* families."""
 
-    def __init__(self, state: State) -> None:
+    def __init__(self, state: State, per_partition: bool = True) -> None:
+        self.per_partition = per_partition
         disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created: noise
         self.state = state
         self.registry = CollectorRegistry(auto_describe=False)
@@ -350,7 +358,7 @@ class Exporter:
     def chunks(self) -> Iterator[bytes]:
         """Yield the whole exposition in chunks, ready to write to a socket."""
         yield generate_latest(self.registry)
-        for text in render(self.state.reports()):
+        for text in render(self.state.reports(), self.per_partition):
             yield text.encode()
 
     def text(self) -> str:

@@ -52,6 +52,16 @@ def test_metrics_carry_the_contract_names_labels_and_values() -> None:
     assert at(samples, "lagwatch_poll_errors_total", stage="connect") == 0
 
 
+def test_per_partition_series_can_be_switched_off() -> None:
+    state = State(["prod"], 30.0)
+    state.publish(GOOD)
+    names = {name for name, _ in parse(Exporter(state, per_partition=False).text())}
+    assert not {n for n in names if n.startswith("lagwatch_partition_")}
+    assert {"lagwatch_group_lag_messages", "lagwatch_cluster_up"} <= names
+    every = {name for name, _ in parse(Exporter(state).text())}
+    assert {"lagwatch_partition_lag_messages", "lagwatch_partition_log_end_offset"} <= every
+
+
 def test_a_failed_poll_sets_cluster_up_to_0_and_counts_the_error_by_stage() -> None:
     state = State(["prod"], 30.0)
     exporter = Exporter(state)
