@@ -50,19 +50,19 @@ def say(message: str) -> None:
 
 
 @contextmanager
-def broker() -> Iterator[str]:
+def broker(heap: str) -> Iterator[str]:
     given = os.environ.get("LAGWATCH_BENCH_BOOTSTRAP")
     if given:
         yield given
         return
-    with LocalKafka(heap="1g") as local:
+    with LocalKafka(heap=heap) as local:
         yield local.bootstrap
 
 
 def build_fixture(bootstrap: str, args: argparse.Namespace) -> None:
     """Create the topics, a few messages per partition, and the groups' commits."""
     admin = KafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=60000)
-    topics = [f"bench-{i:03d}" for i in range(args.topics)]
+    topics = [f"bench-{i:04d}" for i in range(args.topics)]
     for start in range(0, len(topics), 50):
         batch = topics[start:start + 50]
         admin.create_topics([NewTopic(t, args.partitions, 1) for t in batch])
@@ -77,7 +77,7 @@ def build_fixture(bootstrap: str, args: argparse.Namespace) -> None:
     say(f"  messages: {5 * len(topics) * args.partitions}")
     for g in range(args.groups):
         chosen = [topics[(g * 7 + k) % len(topics)] for k in range(args.topics_per_group)]
-        admin.alter_group_offsets(f"bench-group-{g:03d}", {
+        admin.alter_group_offsets(f"bench-group-{g:04d}", {
             TopicPartition(t, p): OffsetAndMetadata(g % 5, "", -1)
             for t in chosen for p in range(args.partitions)})
         if (g + 1) % 100 == 0:
@@ -127,8 +127,9 @@ def measure_lagwatch(bootstrap: str, polls: int) -> dict[str, float]:
     take()
     state = State(["default"], 30.0)
     exporter = Exporter(state)
+    lean = Exporter(state, per_partition=False)
     pipeline = Pipeline("default", config.detection)
-    poll_s, report_s, render_s, requests = [], [], [], []
+    poll_s, report_s, render_s, lean_s, requests = [], [], [], [], []
     snapshot = None
     for i in range(polls):
         started = time.perf_counter()
@@ -142,6 +143,9 @@ def measure_lagwatch(bootstrap: str, polls: int) -> dict[str, float]:
         started = time.perf_counter()
         body = exporter.text().encode()
         render_s.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        lean_body = lean.text().encode()
+        lean_s.append(time.perf_counter() - started)
         say(f"  lagwatch poll {i + 1}/{polls}: {poll_s[-1]:.3f}s, {requests[-1]} requests")
     collector.close()
     assert snapshot is not None and snapshot.up, snapshot
@@ -149,7 +153,9 @@ def measure_lagwatch(bootstrap: str, polls: int) -> dict[str, float]:
     return {"poll_s": statistics.median(poll_s), "requests": statistics.median(requests),
             "report_s": statistics.median(report_s), "render_s": statistics.median(render_s),
             "group_partitions": group_partitions, "groups": len(snapshot.groups),
-            "series": body.count(b"\nlagwatch_"), "errors": len(snapshot.errors)}
+            "series": body.count(b"\nlagwatch_"), "errors": len(snapshot.errors),
+            "lean_render_s": statistics.median(lean_s),
+            "lean_series": lean_body.count(b"\nlagwatch_")}
 
 
 def measure_baseline(bootstrap: str, polls: int) -> dict[str, float]:
@@ -169,7 +175,8 @@ def measure_baseline(bootstrap: str, polls: int) -> dict[str, float]:
     return {"poll_s": statistics.median(poll_s), "requests": statistics.median(requests)}
 
 
-def daemon_peak_rss_mb(bootstrap: str, polls: int) -> tuple[float, float]:
+def daemon_peak_rss_mb(bootstrap: str, polls: int, interval_s: float
+                       ) -> tuple[float, float]:
     """Run `lagwatch run` until its history window is full; return (peak RSS MB, mean poll s).
 
     The window is sized to ``polls`` polls 3 s apart, so every series holds as many
@@ -180,9 +187,10 @@ def daemon_peak_rss_mb(bootstrap: str, polls: int) -> tuple[float, float]:
     config = Path(state.name) / "lagwatch.yaml"
     config.write_text(json.dumps({
         "clusters": [{"name": "default", "bootstrap_servers": [bootstrap]}],
-        "poll_interval": "3s", "http": {"listen": f"127.0.0.1:{port}"},
+        "poll_interval": f"{interval_s}s", "http": {"listen": f"127.0.0.1:{port}"},
         "state_dir": state.name, "log_level": "warning",
-        "detection": {"window": f"{polls * 3}s", "min_duration": "30s", "stall_after": "30s",
+        "detection": {"window": f"{polls * interval_s}s", "min_duration": "30s",
+                      "stall_after": "30s",
                       "max_samples": polls + 10}}))
     proc = subprocess.Popen([sys.executable, "-m", "lagwatch", "run", "-c", str(config)],
                             stdout=subprocess.DEVNULL)
@@ -220,8 +228,11 @@ def main() -> None:
     parser.add_argument("--polls", type=int, default=7)
     parser.add_argument("--daemon-polls", type=int, default=60,
                         help="polls the daemon runs (its window holds them all)")
+    parser.add_argument("--daemon-interval", type=float, default=3.0,
+                        help="seconds between the daemon's polls")
+    parser.add_argument("--broker-heap", default="1g", help="the local broker's heap")
     args = parser.parse_args()
-    with broker() as bootstrap:
+    with broker(args.broker_heap) as bootstrap:
         say(f"building the fixture on {bootstrap}")
         build_fixture(bootstrap, args)
         say("measuring lagwatch's collector")
@@ -229,7 +240,8 @@ def main() -> None:
         say("measuring the per-group baseline")
         base = measure_baseline(bootstrap, args.polls)
         say("measuring the daemon's peak RSS")
-        rss_mb, daemon_poll_s = daemon_peak_rss_mb(bootstrap, args.daemon_polls)
+        rss_mb, daemon_poll_s = daemon_peak_rss_mb(bootstrap, args.daemon_polls,
+                                                   args.daemon_interval)
     print(f"fixture: {args.topics} topics x {args.partitions} partitions, "
           f"{ours['groups']:.0f} groups, {ours['group_partitions']:.0f} group-partitions; "
           f"{os.cpu_count()} CPUs")
@@ -237,6 +249,8 @@ def main() -> None:
           f"history + detection + report {ours['report_s'] * 1000:.0f} ms, /metrics render "
           f"{ours['render_s'] * 1000:.0f} ms ({ours['series']:.0f} lagwatch series), "
           f"poll errors {ours['errors']:.0f}")
+    print(f"lagwatch, metrics.per_partition false: /metrics render "
+          f"{ours['lean_render_s'] * 1000:.0f} ms ({ours['lean_series']:.0f} lagwatch series)")
     print(f"baseline (per group, per topic): median poll {base['poll_s']:.3f} s, "
           f"{base['requests']:.0f} requests/poll")
     print(f"ratio baseline/lagwatch: poll time {base['poll_s'] / ours['poll_s']:.1f}x, "

@@ -219,6 +219,7 @@ def test_every_documented_metric_is_exposed_and_every_exposed_one_documented(
 
 def test_readme_prose_names_only_real_metrics(stage: Stage) -> None:
     readme = (ROOT / "README.md").read_text()
-    named = set(re.findall(r"`(lagwatch_[a-z_]+)", readme))
+    named = {n for n in re.findall(r"`(lagwatch_[a-z_]+)", readme)
+             if not n.endswith("_")}  # lagwatch_partition_* names a family of families
     exposed = _exposed(stage)
     assert sorted(n for n in named if n not in exposed) == []
