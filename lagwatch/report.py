@@ -78,7 +78,9 @@ class TopicReport:
     def catchup_eta_s(self) -> float | None:
         """Return when the slowest partition catches up; None if one never will."""
         etas = [p.assessment.catchup_eta_s for p in self.partitions if p.lag_messages]
-        return None if not etas or None in etas else max(e for e in etas if e is not None)
+        if not etas:  # caught up everywhere it is known, as a partition's ETA says
+            return 0.0 if self.lag_messages is not None else None
+        return None if None in etas else max(e for e in etas if e is not None)
 
     @property
     def retention_eta_s(self) -> float | None:

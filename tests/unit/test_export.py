@@ -129,3 +129,14 @@ def test_skipped_offsets_topic_records_are_counted_by_kind() -> None:
     samples = parse(Exporter(state).text())
     assert at(samples, "lagwatch_offsets_topic_records_skipped_total", kind="unknown_type") == 3
     assert at(samples, "lagwatch_offsets_topic_records_skipped_total", kind="undecodable") == 1
+
+
+def test_a_caught_up_group_has_a_catch_up_eta_of_zero() -> None:
+    caught_up = GroupSnapshot("billing", "Stable", members=GROUP.members,
+                              committed={("orders", 0): 100, ("orders", 1): 7})
+    state = State(["prod"], 30.0)
+    state.publish(Snapshot("prod", NOW, 0.2, up=True, groups={"billing": caught_up},
+                           offsets=GOOD.offsets))
+    samples = parse(Exporter(state).text())
+    assert at(samples, "lagwatch_group_catchup_eta_seconds", group="billing",
+              topic="orders") == 0
