@@ -39,7 +39,7 @@ def assess(snapshot: Snapshot, history: History, settings: Settings, memory: Mem
                        members, history.committed_window(group_id, tp),
                        history.end_window(tp), snapshot.retention.get(tp[0]), now,
                        judge_trend=tp[0] not in no_trend,
-                       commits=commits.facts(group_id, tp) if commits else None,
+                       commits=commits.facts(group_id, tp) if commits is not None else None,
                        commits_read=commits is not None)
             per_tp[tp] = assess_partition(x, settings, memory, history.span_s())
         result[group_id] = per_tp
