@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
+from functools import lru_cache
 
 from prometheus_client import (
     CollectorRegistry,
@@ -48,6 +49,13 @@ def _escape(value: str) -> str:
     return value.replace("\\", r"\\").replace("\n", r"\n").replace('"', r"\"")
 
 
+@lru_cache(maxsize=1 << 16)
+def _pair(name: str, value: str) -> str:
+    # Cluster, group and topic names repeat across every series of a family: format each
+    # label pair once, not once per sample (the hottest spot of a large scrape).
+    return f'{name}="{_escape(value)}"'
+
+
 def _family(name: str, doc: str, labels: tuple[str, ...], rows: Iterable[Row],
             kind: str = "gauge") -> Iterator[str]:
     """Yield one family in the text format: HELP, TYPE, then its samples in chunks."""
@@ -56,7 +64,7 @@ def _family(name: str, doc: str, labels: tuple[str, ...], rows: Iterable[Row],
     names = ("cluster", *labels)
     lines: list[str] = []
     for values, value in rows:
-        pairs = ",".join(f'{n}="{_escape(v)}"' for n, v in zip(names, values, strict=True))
+        pairs = ",".join(map(_pair, names, values))
         lines.append(f"{full}{{{pairs}}} {_number(value)}\n")
         if len(lines) >= _CHUNK:
             yield "".join(lines)
