@@ -14,7 +14,6 @@ import uuid
 from typing import Any
 
 from lagwatch.incidents import Incident, IncidentBook, IncidentKey, Signal
-from lagwatch.model import Snapshot
 from lagwatch.notify.config import AlertingConfig, ReceiverConfig, SilenceConfig
 from lagwatch.notify.message import compose
 from lagwatch.notify.outbox import Outbox
@@ -49,6 +48,7 @@ class Alerter:
         self.stats = DeliveryStats()
         self.book = IncidentBook(config.settings())
         self.book.load(outbox.book())
+        self._saved_book = self.book.dump()
         self._lock = threading.RLock()  # silenced() is also called under it
         self._silences = {sid: SilenceConfig.model_validate_json(body)
                           for sid, body in outbox.silences().items()}
@@ -70,21 +70,9 @@ class Alerter:
         for worker in self.workers:
             worker.stop()
 
-    def observe(self, report: ClusterReport, now: float, extra: list[Signal] | None = None
-                ) -> None:
+    def observe(self, report: ClusterReport, now: float) -> None:
         """Evaluate one cluster's latest report and queue what it calls for."""
-        with self._lock:
-            due = self.book.evaluate(report.cluster, [*signals(report), *(extra or [])], now,
-                                     reachable=report.up, route=self.config.route,
-                                     silenced=lambda key: self.silenced(key, now))
-            rows = [(n.receiver, n.incident.key.id, str(n.action),
-                     compose(n, self.config.links, now).to_json()) for n in due]
-            self.outbox.record(self.book.dump(), rows, now)
-        for n in due:
-            log.info("incident %s: %s to %s", n.incident.key.id, n.action, n.receiver)
-        if due:
-            for worker in self.workers:
-                worker.wake.set()
+        self._evaluate(report.cluster, signals(report), now, reachable=report.up)
 
     def observe_self(self, now: float, store_failing: str | None) -> None:
         """Raise (or clear) lagwatch's own incidents: today, a state file it cannot write."""
@@ -96,9 +84,25 @@ class Alerter:
                         (*problems, "history, incidents and pending notifications will not "
                          "survive a restart; lagwatch keeps running from memory"))
                  ] if problems else []
-        self.observe(ClusterReport(SELF, up=True, polled_at=now, last_success=now,
-                                   groups=(), snapshot=Snapshot(SELF, now, 0.0, up=True),
-                                   errors=()), now, extra=found)
+        self._evaluate(SELF, found, now, reachable=True)
+
+    def _evaluate(self, cluster: str, found: list[Signal], now: float, *,
+                  reachable: bool) -> None:
+        with self._lock:
+            due = self.book.evaluate(cluster, found, now, reachable=reachable,
+                                     route=self.config.route,
+                                     silenced=lambda key: self.silenced(key, now))
+            rows = [(n.receiver, n.incident.key.id, str(n.action),
+                     compose(n, self.config.links, now).to_json()) for n in due]
+            book = self.book.dump()
+            if rows or book != self._saved_book:  # an unchanged book is not written again
+                self.outbox.record(book, rows, now)
+                self._saved_book = book
+        for n in due:
+            log.info("incident %s: %s to %s", n.incident.key.id, n.action, n.receiver)
+        if due:
+            for worker in self.workers:
+                worker.wake.set()
 
     # silences ---------------------------------------------------------------------------
     def silenced(self, key: IncidentKey, now: float) -> bool:
