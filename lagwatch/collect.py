@@ -27,6 +27,7 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError
 from kafka.protocol.consumer import OffsetSpec
 
+from lagwatch import kafkafix
 from lagwatch.config import ClusterConfig
 from lagwatch.kafkalog import CAUSES
 from lagwatch.model import (
@@ -88,6 +89,7 @@ class Collector:
         self._retention: dict[str, Retention] = {}
         self._retention_at = float("-inf")
         self.client_id = f"lagwatch-{cluster.name}"  # names kafka-python's IO thread
+        kafkafix.apply()
 
     def _client(self) -> Any:
         if self._admin is None:
