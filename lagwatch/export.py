@@ -12,7 +12,10 @@ from __future__ import annotations
 import math
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
 from functools import lru_cache
+from operator import attrgetter
+from typing import TypeVar
 
 from prometheus_client import (
     CollectorRegistry,
@@ -25,6 +28,7 @@ from prometheus_client.exposition import generate_latest
 
 from lagwatch.collect import STAGES
 from lagwatch.detect.dlq import DlqReport
+from lagwatch.detect.findings import Finding
 from lagwatch.model import LogDir, Snapshot
 from lagwatch.report import ClusterReport, GroupReport, PartitionReport, TopicReport
 from lagwatch.state import State
@@ -34,11 +38,13 @@ POLL_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _CHUNK = 2000  # samples per written chunk
 
-Row = tuple[tuple[str, ...], float]
+Row = tuple[str, float]  # a series' label block, rendered ('cluster="c",group="g"'), and its value
 
 
 def _number(value: float) -> str:
-    if isinstance(value, int) or value.is_integer():
+    if type(value) is int:
+        return str(value)
+    if value.is_integer():
         return str(int(value))
     if math.isfinite(value):
         return repr(value)
@@ -52,20 +58,21 @@ def _escape(value: str) -> str:
 @lru_cache(maxsize=1 << 16)
 def _pair(name: str, value: str) -> str:
     # Cluster, group and topic names repeat across every series of a family: format each
-    # label pair once, not once per sample (the hottest spot of a large scrape).
+    # label pair once, not once per sample.
     return f'{name}="{_escape(value)}"'
 
 
-def _family(name: str, doc: str, labels: tuple[str, ...], rows: Iterable[Row],
-            kind: str = "gauge") -> Iterator[str]:
+def _labels(*pairs: tuple[str, str]) -> str:
+    return ",".join(_pair(name, value) for name, value in pairs)
+
+
+def _family(name: str, doc: str, rows: Iterable[Row], kind: str = "gauge") -> Iterator[str]:
     """Yield one family in the text format: HELP, TYPE, then its samples in chunks."""
     full = f"lagwatch_{name}"
     yield f"# HELP {full} {doc}\n# TYPE {full} {kind}\n"
-    names = ("cluster", *labels)
     lines: list[str] = []
-    for values, value in rows:
-        pairs = ",".join(map(_pair, names, values))
-        lines.append(f"{full}{{{pairs}}} {_number(value)}\n")
+    for labels, value in rows:
+        lines.append(f"{full}{{{labels}}} {_number(value)}\n")
         if len(lines) >= _CHUNK:
             yield "".join(lines)
             lines.clear()
@@ -73,48 +80,55 @@ def _family(name: str, doc: str, labels: tuple[str, ...], rows: Iterable[Row],
         yield "".join(lines)
 
 
-def _clusters(reports: list[ClusterReport], value: Callable[[ClusterReport], float | None]
-              ) -> Iterator[Row]:
-    for r in reports:
-        v = value(r)
+T = TypeVar("T")
+Series = list[tuple[str, T]]  # label blocks paired with what their values are read from
+
+
+@dataclass(frozen=True)
+class _Index:
+    """Every group, group-topic and group-partition with its label block, rendered once per
+    scrape and shared by all the families of its level: six families read each of
+    200,000 group-partitions, and formatting their labels was most of a large scrape."""
+
+    clusters: Series[ClusterReport]
+    groups: Series[GroupReport]
+    topics: Series[TopicReport]
+    partitions: Series[PartitionReport]
+
+    @classmethod
+    def of(cls, reports: list[ClusterReport], per_partition: bool) -> _Index:
+        clusters: Series[ClusterReport] = []
+        groups: Series[GroupReport] = []
+        topics: Series[TopicReport] = []
+        partitions: Series[PartitionReport] = []
+        for r in reports:
+            cluster = _pair("cluster", r.cluster)
+            clusters.append((cluster, r))
+            for g in r.groups:
+                group = f"{cluster},{_pair('group', g.group_id)}"
+                groups.append((group, g))
+                for t in g.topics:
+                    topic = f"{group},{_pair('topic', t.topic)}"
+                    topics.append((topic, t))
+                    if per_partition:
+                        partitions.extend((f"{topic},{_pair('partition', str(p.partition))}", p)
+                                          for p in t.partitions)
+        return cls(clusters, groups, topics, partitions)
+
+
+def _values(series: Series[T], value: Callable[[T], float | None]) -> Iterator[Row]:
+    for labels, item in series:
+        v = value(item)
         if v is not None:
-            yield (r.cluster,), v
-
-
-def _partitions(reports: list[ClusterReport],
-                value: Callable[[PartitionReport], float | None]) -> Iterator[Row]:
-    for r in reports:
-        for g in r.groups:
-            for t in g.topics:
-                for p in t.partitions:
-                    v = value(p)
-                    if v is not None:
-                        yield (r.cluster, g.group_id, t.topic, str(p.partition)), v
-
-
-def _topics(reports: list[ClusterReport], value: Callable[[TopicReport], float | None]
-            ) -> Iterator[Row]:
-    for r in reports:
-        for g in r.groups:
-            for t in g.topics:
-                v = value(t)
-                if v is not None:
-                    yield (r.cluster, g.group_id, t.topic), v
-
-
-def _groups(reports: list[ClusterReport], value: Callable[[GroupReport], float | None]
-            ) -> Iterator[Row]:
-    for r in reports:
-        for g in r.groups:
-            v = value(g)
-            if v is not None:
-                yield (r.cluster, g.group_id), v
+            yield labels, v
 
 
 def _log_offsets(reports: list[ClusterReport], start: bool) -> Iterator[Row]:
     for r in reports:
         for (topic, partition), log in sorted(r.snapshot.offsets.items()):
-            yield (r.cluster, topic, str(partition)), log.log_start if start else log.log_end
+            yield (_labels(("cluster", r.cluster), ("topic", topic),
+                           ("partition", str(partition))),
+                   log.log_start if start else log.log_end)
 
 
 def _produce_rates(reports: list[ClusterReport]) -> Iterator[Row]:
@@ -126,72 +140,72 @@ def _produce_rates(reports: list[ClusterReport]) -> Iterator[Row]:
                     if p.assessment.produce_rate is not None:
                         rates[(t.topic, p.partition)] = p.assessment.produce_rate
         for (topic, partition), rate in sorted(rates.items()):
-            yield (r.cluster, topic, str(partition)), rate
+            yield _labels(("cluster", r.cluster), ("topic", topic),
+                          ("partition", str(partition))), rate
 
 
-def _statuses(reports: list[ClusterReport]) -> Iterator[Row]:
-    for r in reports:
-        for g in r.groups:
-            for s in Status:
-                yield (r.cluster, g.group_id, s.value), 1.0 if s is g.status else 0.0
+def _statuses(index: _Index) -> Iterator[Row]:
+    for labels, g in index.groups:
+        for s in Status:
+            yield f"{labels},{_pair('status', s.value)}", 1.0 if s is g.status else 0.0
 
 
-def _states(reports: list[ClusterReport]) -> Iterator[Row]:
-    for r in reports:
-        for g in r.groups:
-            yield (r.cluster, g.group_id, g.state), 1.0
+def _states(index: _Index) -> Iterator[Row]:
+    for labels, g in index.groups:
+        yield f"{labels},{_pair('state', g.state)}", 1.0
 
 
-def _group_findings(reports: list[ClusterReport]) -> Iterator[Row]:
-    for r in reports:
-        for g in r.groups:
-            counts = Tally((f.kind, str(f.severity)) for f in g.findings)
-            for (kind, severity), n in sorted(counts.items()):
-                yield (r.cluster, g.group_id, kind, severity), float(n)
+def _kinds(labels: str, findings: Iterable[Finding]) -> Iterator[Row]:
+    counts = Tally((f.kind, str(f.severity)) for f in findings)
+    for (kind, severity), n in sorted(counts.items()):
+        yield f"{labels},{_labels(('kind', kind), ('severity', severity))}", float(n)
 
 
-def _cluster_findings(reports: list[ClusterReport]) -> Iterator[Row]:
-    for r in reports:
-        counts = Tally((f.kind, str(f.severity)) for f in r.findings)
-        for (kind, severity), n in sorted(counts.items()):
-            yield (r.cluster, kind, severity), float(n)
+def _group_findings(index: _Index) -> Iterator[Row]:
+    for labels, g in index.groups:
+        yield from _kinds(labels, g.findings)
 
 
-def _dlqs(reports: list[ClusterReport], value: Callable[[DlqReport], float | None]
-          ) -> Iterator[Row]:
-    for r in reports:
+def _cluster_findings(index: _Index) -> Iterator[Row]:
+    for labels, r in index.clusters:
+        yield from _kinds(labels, r.findings)
+
+
+def _dlqs(index: _Index, value: Callable[[DlqReport], float | None]) -> Iterator[Row]:
+    for labels, r in index.clusters:
         for d in r.dlqs:
             v = value(d)
             if v is not None:
-                yield (r.cluster, d.topic), float(v)
+                yield f"{labels},{_pair('topic', d.topic)}", float(v)
 
 
-def _log_dirs(reports: list[ClusterReport], value: Callable[[ClusterReport, LogDir],
-                                                            float | None]) -> Iterator[Row]:
-    for r in reports:
+def _log_dirs(index: _Index, value: Callable[[ClusterReport, LogDir], float | None]
+              ) -> Iterator[Row]:
+    for labels, r in index.clusters:
         for d in r.snapshot.meta.log_dirs if r.snapshot.meta else ():
             v = value(r, d)
             if v is not None:
-                yield (r.cluster, str(d.broker), d.path), float(v)
+                yield (f"{labels},{_labels(('broker', str(d.broker)), ('log_dir', d.path))}",
+                       float(v))
 
 
-def _skipped_records(reports: list[ClusterReport]) -> Iterator[Row]:
-    for r in reports:
+def _skipped_records(index: _Index) -> Iterator[Row]:
+    for labels, r in index.clusters:
         unknown, undecodable = r.snapshot.records_skipped
-        yield (r.cluster, "unknown_type"), float(unknown)
-        yield (r.cluster, "undecodable"), float(undecodable)
+        yield f"{labels},{_pair('kind', 'unknown_type')}", float(unknown)
+        yield f"{labels},{_pair('kind', 'undecodable')}", float(undecodable)
 
 
-def _produce_skew(reports: list[ClusterReport]) -> Iterator[Row]:
-    for r in reports:
+def _produce_skew(index: _Index) -> Iterator[Row]:
+    for labels, r in index.clusters:
         for topic, ratio in sorted(r.produce_skew.items()):
-            yield (r.cluster, topic), ratio
+            yield f"{labels},{_pair('topic', topic)}", ratio
 
 
-def _lost(reports: list[ClusterReport]) -> Iterator[Row]:
-    for r in reports:
+def _lost(index: _Index) -> Iterator[Row]:
+    for labels, r in index.clusters:
         for (group_id, topic), total in sorted(r.lost_total.items()):
-            yield (r.cluster, group_id, topic), float(total)
+            yield f"{labels},{_labels(('group', group_id), ('topic', topic))}", float(total)
 
 
 def _meta(attribute: str) -> Callable[[ClusterReport], float | None]:
@@ -204,128 +218,122 @@ def _meta(attribute: str) -> Callable[[ClusterReport], float | None]:
     return value
 
 
-GP = ("group", "topic", "partition")
-GT = ("group", "topic")
-TP = ("topic", "partition")
-
-
-def _partition_families(r: list[ClusterReport]) -> Iterator[str]:
+def _partition_families(r: list[ClusterReport], i: _Index) -> Iterator[str]:
     """The per-partition families: most of the series on a large cluster."""
-    yield from _family("partition_lag_messages", "Log end offset minus committed offset.", GP,
-                       _partitions(r, lambda p: p.lag_messages))
+    yield from _family("partition_lag_messages", "Log end offset minus committed offset.",
+                       _values(i.partitions, attrgetter("assessment.lag_messages")))
     yield from _family("partition_lag_seconds", "Estimated age of the oldest unread message.",
-                       GP, _partitions(r, lambda p: p.lag_seconds))
-    yield from _family("partition_committed_offset", "The group's committed offset.", GP,
-                       _partitions(r, lambda p: p.committed))
+                       _values(i.partitions, attrgetter("assessment.lag_seconds")))
+    yield from _family("partition_committed_offset", "The group's committed offset.",
+                       _values(i.partitions, attrgetter("committed")))
     yield from _family("partition_consume_rate_per_second",
-                       "Messages per second the group commits past.", GP,
-                       _partitions(r, lambda p: p.assessment.consume_rate))
+                       "Messages per second the group commits past.",
+                       _values(i.partitions, attrgetter("assessment.consume_rate")))
     yield from _family("partition_catchup_eta_seconds",
-                       "Time to reach the log end at current rates.", GP,
-                       _partitions(r, lambda p: p.assessment.catchup_eta_s))
+                       "Time to reach the log end at current rates.",
+                       _values(i.partitions, attrgetter("assessment.catchup_eta_s")))
     yield from _family("partition_retention_eta_seconds",
-                       "Time until retention deletes unread messages.", GP,
-                       _partitions(r, lambda p: p.assessment.retention_eta_s))
-    yield from _family("partition_log_end_offset", "High watermark.", TP,
+                       "Time until retention deletes unread messages.",
+                       _values(i.partitions, attrgetter("assessment.retention_eta_s")))
+    yield from _family("partition_log_end_offset", "High watermark.",
                        _log_offsets(r, start=False))
-    yield from _family("partition_log_start_offset", "Earliest available offset.", TP,
+    yield from _family("partition_log_start_offset", "Earliest available offset.",
                        _log_offsets(r, start=True))
     yield from _family("partition_produce_rate_per_second",
-                       "Messages per second written to the partition.", TP, _produce_rates(r))
+                       "Messages per second written to the partition.", _produce_rates(r))
 
 
 def render(reports: list[ClusterReport], per_partition: bool = True) -> Iterator[str]:
     """Yield the lagwatch_* families for the given reports, as Prometheus text; without
     ``per_partition``, the lagwatch_partition_* families are left out."""
-    r = reports
+    r, i = reports, _Index.of(reports, per_partition)
     yield from _family("cluster_up", "1 if the last poll of the cluster succeeded, else 0.",
-                       (), _clusters(r, lambda c: 1.0 if c.up else 0.0))
+                       _values(i.clusters, lambda c: 1.0 if c.up else 0.0))
     yield from _family("last_poll_timestamp_seconds", "Unix time of the last successful poll.",
-                       (), _clusters(r, lambda c: c.last_success))
-    yield from _family("cluster_brokers", "Brokers registered in the cluster.", (),
-                       _clusters(r, _meta("brokers")))
-    yield from _family("cluster_controller_id", "Node id of the active controller.", (),
-                       _clusters(r, _meta("controller_id")))
-    yield from _family("cluster_offline_partitions", "Partitions without a leader.", (),
-                       _clusters(r, _meta("offline")))
+                       _values(i.clusters, lambda c: c.last_success))
+    yield from _family("cluster_brokers", "Brokers registered in the cluster.",
+                       _values(i.clusters, _meta("brokers")))
+    yield from _family("cluster_controller_id", "Node id of the active controller.",
+                       _values(i.clusters, _meta("controller_id")))
+    yield from _family("cluster_offline_partitions", "Partitions without a leader.",
+                       _values(i.clusters, _meta("offline")))
     yield from _family("cluster_under_replicated_partitions",
-                       "Partitions whose in-sync replicas are fewer than their replicas.", (),
-                       _clusters(r, _meta("under_replicated")))
+                       "Partitions whose in-sync replicas are fewer than their replicas.",
+                       _values(i.clusters, _meta("under_replicated")))
     if per_partition:
-        yield from _partition_families(r)
-    yield from _family("group_lag_messages", "Lag summed over the topic's partitions.", GT,
-                       _topics(r, lambda t: t.lag_messages))
+        yield from _partition_families(r, i)
+    yield from _family("group_lag_messages", "Lag summed over the topic's partitions.",
+                       _values(i.topics, attrgetter("lag_messages")))
     yield from _family("group_lag_seconds", "Largest time lag over the topic's partitions.",
-                       GT, _topics(r, lambda t: t.lag_seconds))
+                       _values(i.topics, attrgetter("lag_seconds")))
     yield from _family("group_consume_rate_per_second",
-                       "Consume rate summed over the topic's partitions.", GT,
-                       _topics(r, lambda t: t.consume_rate))
+                       "Consume rate summed over the topic's partitions.",
+                       _values(i.topics, attrgetter("consume_rate")))
     yield from _family("group_produce_rate_per_second",
-                       "Produce rate summed over the partitions the group reads.", GT,
-                       _topics(r, lambda t: t.produce_rate))
+                       "Produce rate summed over the partitions the group reads.",
+                       _values(i.topics, attrgetter("produce_rate")))
     yield from _family("group_catchup_eta_seconds",
-                       "Time until the slowest partition catches up.", GT,
-                       _topics(r, lambda t: t.catchup_eta_s))
+                       "Time until the slowest partition catches up.",
+                       _values(i.topics, attrgetter("catchup_eta_s")))
     yield from _family("group_retention_eta_seconds",
-                       "Soonest time retention deletes unread messages.", GT,
-                       _topics(r, lambda t: t.retention_eta_s))
+                       "Soonest time retention deletes unread messages.",
+                       _values(i.topics, attrgetter("retention_eta_s")))
     yield from _family("lost_messages_total",
-                       "Unread messages deleted by retention, counted once.", GT, _lost(r),
+                       "Unread messages deleted by retention, counted once.", _lost(i),
                        kind="counter")
     yield from _family("group_status", "1 for the group's current status, 0 for the others.",
-                       ("group", "status"), _statuses(r))
-    yield from _family("group_members", "Members in the group.", ("group",),
-                       _groups(r, lambda g: g.members))
+                       _statuses(i))
+    yield from _family("group_members", "Members in the group.",
+                       _values(i.groups, attrgetter("members")))
     yield from _family("group_state", "1 for the group state the coordinator reports.",
-                       ("group", "state"), _states(r))
+                       _states(i))
     yield from _family("group_severity",
                        "Worst of the group's status and findings: 0 none, 1 warning, "
-                       "2 critical.", ("group",),
-                       _groups(r, lambda g: float(list(Severity).index(g.severity))))
+                       "2 critical.",
+                       _values(i.groups, lambda g: float(list(Severity).index(g.severity))))
     yield from _family("group_rebalances_total",
                        "Rebalances counted since lagwatch started (exact when "
-                       "__consumer_offsets is read, else a lower bound).", ("group",),
-                       _groups(r, lambda g: g.churn.total if g.churn else None), kind="counter")
+                       "__consumer_offsets is read, else a lower bound).",
+                       _values(i.groups, lambda g: g.churn.total if g.churn else None),
+                       kind="counter")
     yield from _family("group_rebalances_per_hour", "Rebalance rate over the window.",
-                       ("group",), _groups(r, lambda g: g.churn.per_hour if g.churn else None))
+                       _values(i.groups, lambda g: g.churn.per_hour if g.churn else None))
     yield from _family("group_rebalancing_ratio",
                        "Share of the window's polls that caught the group rebalancing.",
-                       ("group",),
-                       _groups(r, lambda g: g.churn.rebalancing_share if g.churn else None))
+                       _values(i.groups, lambda g: g.churn.rebalancing_share if g.churn else None))
     yield from _family("group_findings", "Active findings about the group, by kind.",
-                       ("group", "kind", "severity"), _group_findings(r))
+                       _group_findings(i))
     yield from _family("cluster_findings", "Active findings about the cluster, by kind.",
-                       ("kind", "severity"), _cluster_findings(r))
+                       _cluster_findings(i))
     yield from _family("topic_produce_skew_ratio",
-                       "Busiest partition's produce rate over the topic's mean.", ("topic",),
-                       _produce_skew(r))
+                       "Busiest partition's produce rate over the topic's mean.",
+                       _produce_skew(i))
     yield from _family("dlq_inflow_per_second", "Messages per second arriving in the DLQ.",
-                       ("topic",), _dlqs(r, lambda d: d.inflow_rate))
+                       _dlqs(i, lambda d: d.inflow_rate))
     yield from _family("dlq_unread_messages",
                        "Messages its readers have not read (all of it when none reads it).",
-                       ("topic",), _dlqs(r, lambda d: d.unread))
+                       _dlqs(i, lambda d: d.unread))
     yield from _family("dlq_oldest_unread_seconds", "Age of the oldest unread DLQ message.",
-                       ("topic",), _dlqs(r, lambda d: d.oldest_unread_s))
-    yield from _family("dlq_consumer_groups", "Consumer groups reading the DLQ.", ("topic",),
-                       _dlqs(r, lambda d: len(d.readers)))
+                       _dlqs(i, lambda d: d.oldest_unread_s))
+    yield from _family("dlq_consumer_groups", "Consumer groups reading the DLQ.",
+                       _dlqs(i, lambda d: len(d.readers)))
     yield from _family("cluster_under_min_isr_partitions",
-                       "Partitions with fewer in-sync replicas than min.insync.replicas.", (),
-                       _clusters(r, _meta("under_min_isr")))
-    broker_dir = ("broker", "log_dir")
+                       "Partitions with fewer in-sync replicas than min.insync.replicas.",
+                       _values(i.clusters, _meta("under_min_isr")))
     yield from _family("broker_log_dir_bytes", "Bytes the log dir's partitions hold.",
-                       broker_dir, _log_dirs(r, lambda _c, d: d.size_bytes))
+                       _log_dirs(i, lambda _c, d: d.size_bytes))
     yield from _family("broker_log_dir_usable_bytes", "Free bytes on the log dir's disk.",
-                       broker_dir, _log_dirs(r, lambda _c, d: d.usable_bytes))
+                       _log_dirs(i, lambda _c, d: d.usable_bytes))
     yield from _family("broker_log_dir_growth_bytes_per_second",
-                       "How fast the log dir grew over the window.", broker_dir,
-                       _log_dirs(r, lambda c, d: c.log_dir_growth.get((d.broker, d.path))))
+                       "How fast the log dir grew over the window.",
+                       _log_dirs(i, lambda c, d: c.log_dir_growth.get((d.broker, d.path))))
     yield from _family("offsets_topic_records_skipped_total",
                        "__consumer_offsets records skipped: record types not decoded, "
-                       "or undecodable (truncated, unknown version).", ("kind",),
-                       _skipped_records(r), kind="counter")
+                       "or undecodable (truncated, unknown version).",
+                       _skipped_records(i), kind="counter")
     yield from _family("cluster_controller_changes_total",
-                       "Controller moves seen since lagwatch started.", (),
-                       _clusters(r, lambda c: float(c.controller_changes)), kind="counter")
+                       "Controller moves seen since lagwatch started.",
+                       _values(i.clusters, lambda c: float(c.controller_changes)), kind="counter")
 
 
 class PollMetrics:

@@ -49,44 +49,40 @@ class PartitionReport:
 
 @dataclass(frozen=True, slots=True)
 class TopicReport:
-    """One group's lag on one topic: the sum (messages) and the max (seconds)."""
+    """One group's lag on one topic: the sum (messages) and the max (seconds).
+
+    The totals are worked out once, when the report is built: every scrape of /metrics
+    and every API call reads them, often many times between two polls.
+    """
 
     topic: str
     partitions: tuple[PartitionReport, ...]
+    lag_messages: int | None = field(init=False)  # summed over the partitions that know it
+    lag_seconds: float | None = field(init=False)  # the largest known time lag
+    produce_rate: float | None = field(init=False)  # summed over the known rates
+    consume_rate: float | None = field(init=False)  # summed over the known rates
+    catchup_eta_s: float | None = field(init=False)  # the slowest partition's; None: never
+    retention_eta_s: float | None = field(init=False)  # the soonest deletion of unread data
 
-    @property
-    def lag_messages(self) -> int | None:
-        """Return the summed lag of the partitions whose lag is known."""
-        return _sum(p.lag_messages for p in self.partitions)
-
-    @property
-    def lag_seconds(self) -> float | None:
-        """Return the largest known time lag."""
-        return _max(p.lag_seconds for p in self.partitions)
-
-    @property
-    def produce_rate(self) -> float | None:
-        """Return the summed produce rate of the partitions whose rate is known."""
-        return _sum(p.assessment.produce_rate for p in self.partitions)
-
-    @property
-    def consume_rate(self) -> float | None:
-        """Return the summed consume rate of the partitions whose rate is known."""
-        return _sum(p.assessment.consume_rate for p in self.partitions)
-
-    @property
-    def catchup_eta_s(self) -> float | None:
-        """Return when the slowest partition catches up; None if one never will."""
-        etas = [p.assessment.catchup_eta_s for p in self.partitions if p.lag_messages]
+    def __post_init__(self) -> None:
+        parts = self.partitions
+        lag = _sum(p.lag_messages for p in parts)
+        etas = [p.assessment.catchup_eta_s for p in parts if p.lag_messages]
         if not etas:  # caught up everywhere it is known, as a partition's ETA says
-            return 0.0 if self.lag_messages is not None else None
-        return None if None in etas else max(e for e in etas if e is not None)
-
-    @property
-    def retention_eta_s(self) -> float | None:
-        """Return the soonest time retention deletes unread messages on any partition."""
-        return min((e for p in self.partitions if (e := p.assessment.retention_eta_s)
-                    is not None), default=None)
+            catchup = 0.0 if lag is not None else None
+        else:
+            catchup = None if None in etas else max(e for e in etas if e is not None)
+        totals = {
+            "lag_messages": lag,
+            "lag_seconds": _max(p.lag_seconds for p in parts),
+            "produce_rate": _sum(p.assessment.produce_rate for p in parts),
+            "consume_rate": _sum(p.assessment.consume_rate for p in parts),
+            "catchup_eta_s": catchup,
+            "retention_eta_s": min((e for p in parts if (e := p.assessment.retention_eta_s)
+                                    is not None), default=None),
+        }
+        for name, value in totals.items():
+            object.__setattr__(self, name, value)
 
 
 @dataclass(frozen=True, slots=True)
