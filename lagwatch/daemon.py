@@ -17,6 +17,7 @@ from lagwatch.api import HttpServer
 from lagwatch.collect import Collector
 from lagwatch.config import Config
 from lagwatch.export import Exporter, PollMetrics
+from lagwatch.heap import Heap
 from lagwatch.notify.alerter import Alerter
 from lagwatch.notify.metrics import AlertingCollector
 from lagwatch.notify.outbox import Outbox
@@ -31,12 +32,13 @@ class Poller:
     """Polls one cluster and publishes what it saw; one instance per cluster."""
 
     def __init__(self, collector: Collector, pipeline: Pipeline, state: State,
-                 metrics: PollMetrics, alerter: Alerter) -> None:
+                 metrics: PollMetrics, alerter: Alerter, *, heap: Heap) -> None:
         self.collector = collector
         self.pipeline = pipeline
         self.state = state
         self.metrics = metrics
         self.alerter = alerter
+        self.heap = heap
         self._was_up: bool | None = None
 
     def poll(self) -> None:
@@ -47,6 +49,7 @@ class Poller:
         self.alerter.observe(report, snapshot.taken_at)
         store = self.pipeline.store
         self.alerter.observe_self(snapshot.taken_at, store.failing if store else None)
+        self.heap.settle(snapshot.taken_at)
         name = snapshot.cluster
         if not snapshot.up and self._was_up is not False:
             log.warning("cluster %s is unreachable: %s", name, snapshot.errors[0].message)
@@ -70,8 +73,9 @@ class Daemon:
         self.store = Store(config.state_dir) if config.persist else None
         self.alerter = Alerter(config.alerting, Outbox(self.store.path if self.store else None))
         self.exporter.registry.register(AlertingCollector(self.alerter, self.store))
+        heap = Heap()
         self.pollers = [Poller(*wire(config, c, self.store), self.state, self.metrics,
-                               self.alerter) for c in config.clusters]
+                               self.alerter, heap=heap) for c in config.clusters]
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=max(1, len(self.pollers)))},
             timezone="UTC")
