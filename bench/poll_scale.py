@@ -9,7 +9,8 @@ Starts a local broker (or uses $LAGWATCH_BENCH_BOOTSTRAP), builds the fixture, t
   /metrics render time, for
   lagwatch's batched collector and, in the same run, a per-group/per-topic baseline (the
   way threshold exporters commonly read offsets), with their ratio;
-- the peak RSS of a `lagwatch run` daemon once its history window is full.
+- the peak RSS of a `lagwatch run` daemon once its history window is full, and the
+  median time of its /metrics scrapes over HTTP meanwhile.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ import tempfile
 import time
 import urllib.request
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -41,8 +43,11 @@ from kafka_local import LocalKafka, free_port  # noqa: E402
 from lagwatch.collect import Collector  # noqa: E402
 from lagwatch.config import load_config  # noqa: E402
 from lagwatch.export import Exporter  # noqa: E402
+from lagwatch.heap import Heap  # noqa: E402
 from lagwatch.pipeline import Pipeline  # noqa: E402
 from lagwatch.state import State  # noqa: E402
+
+PRODUCERS = 8
 
 
 def say(message: str) -> None:
@@ -68,12 +73,9 @@ def build_fixture(bootstrap: str, args: argparse.Namespace) -> None:
         admin.create_topics([NewTopic(t, args.partitions, 1) for t in batch])
         say(f"  topics: {start + len(batch)}/{len(topics)}")
     admin.wait_for_topics(topics, timeout_ms=120000)
-    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, batch_size=65536)
-    for t in topics:
-        for p in range(args.partitions):
-            for _ in range(5):
-                producer.send(t, b"x", partition=p)
-    producer.flush()
+    with ThreadPoolExecutor(PRODUCERS) as pool:
+        list(pool.map(lambda k: produce(bootstrap, topics[k::PRODUCERS], args.partitions),
+                      range(PRODUCERS)))
     say(f"  messages: {5 * len(topics) * args.partitions}")
     for g in range(args.groups):
         chosen = [topics[(g * 7 + k) % len(topics)] for k in range(args.topics_per_group)]
@@ -83,6 +85,22 @@ def build_fixture(bootstrap: str, args: argparse.Namespace) -> None:
         if (g + 1) % 100 == 0:
             say(f"  groups: {g + 1}/{args.groups}")
     admin.close()
+
+
+def produce(bootstrap: str, topics: list[str], partitions: int) -> None:
+    """Write 5 messages to each partition of the topics.
+
+    A producer fetches metadata for each new topic it writes to, and each fetch covers
+    every topic it knows: one producer for 1,800 topics spent about 9 minutes on that.
+    Several producers, each with a share of the topics, spend a fraction of it.
+    """
+    producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, batch_size=65536)
+    for t in topics:
+        for p in range(partitions):
+            for _ in range(5):
+                producer.send(t, b"x", partition=p)
+    producer.flush()
+    producer.close()
 
 
 def count_requests(admin: Any) -> Callable[[], int]:
@@ -129,6 +147,7 @@ def measure_lagwatch(bootstrap: str, polls: int) -> dict[str, float]:
     exporter = Exporter(state)
     lean = Exporter(state, per_partition=False)
     pipeline = Pipeline("default", config.detection)
+    heap = Heap()
     poll_s, report_s, render_s, lean_s, requests = [], [], [], [], []
     snapshot = None
     for i in range(polls):
@@ -139,6 +158,7 @@ def measure_lagwatch(bootstrap: str, polls: int) -> dict[str, float]:
         started = time.perf_counter()
         exporter.metrics.observe(snapshot)
         state.publish(snapshot, pipeline.ingest(snapshot))
+        heap.settle(snapshot.taken_at)  # as the daemon does after each poll
         report_s.append(time.perf_counter() - started)
         started = time.perf_counter()
         body = exporter.text().encode()
@@ -175,9 +195,9 @@ def measure_baseline(bootstrap: str, polls: int) -> dict[str, float]:
     return {"poll_s": statistics.median(poll_s), "requests": statistics.median(requests)}
 
 
-def daemon_peak_rss_mb(bootstrap: str, polls: int, interval_s: float
-                       ) -> tuple[float, float]:
-    """Run `lagwatch run` until its history window is full; return (peak RSS MB, mean poll s).
+def measure_daemon(bootstrap: str, polls: int, interval_s: float) -> dict[str, float]:
+    """Run `lagwatch run` until its history window is full; return its peak RSS, mean poll
+    time, and the median time of a /metrics scrape over HTTP once its first poll is in.
 
     The window is sized to ``polls`` polls 3 s apart, so every series holds as many
     samples as a 30-minute window at 30 s polls does, with a scrape every second.
@@ -195,15 +215,18 @@ def daemon_peak_rss_mb(bootstrap: str, polls: int, interval_s: float
     proc = subprocess.Popen([sys.executable, "-m", "lagwatch", "run", "-c", str(config)],
                             stdout=subprocess.DEVNULL)
     try:
-        count, total = 0.0, 0.0
+        count, total, scrapes = 0.0, 0.0, []
         while count < polls:
             time.sleep(1)
+            started = time.perf_counter()
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
                                             timeout=30) as response:
                     text = response.read().decode()
             except OSError:
                 continue
+            if count:
+                scrapes.append(time.perf_counter() - started)
             for line in text.splitlines():
                 if line.startswith("lagwatch_poll_duration_seconds_count"):
                     count = float(line.split()[-1])
@@ -212,7 +235,9 @@ def daemon_peak_rss_mb(bootstrap: str, polls: int, interval_s: float
         status = Path(f"/proc/{proc.pid}/status").read_text()
         hwm_kb = next(int(line.split()[1]) for line in status.splitlines()
                       if line.startswith("VmHWM:"))
-        return hwm_kb / 1024, total / count
+        return {"rss_mb": hwm_kb / 1024, "poll_s": total / count,
+                "scrape_s": statistics.median(scrapes), "scrapes": len(scrapes),
+                "series": text.count("\nlagwatch_")}
     finally:
         proc.terminate()
         proc.wait(timeout=30)
@@ -239,9 +264,8 @@ def main() -> None:
         ours = measure_lagwatch(bootstrap, args.polls)
         say("measuring the per-group baseline")
         base = measure_baseline(bootstrap, args.polls)
-        say("measuring the daemon's peak RSS")
-        rss_mb, daemon_poll_s = daemon_peak_rss_mb(bootstrap, args.daemon_polls,
-                                                   args.daemon_interval)
+        say("measuring the daemon: peak RSS and scrapes")
+        daemon = measure_daemon(bootstrap, args.daemon_polls, args.daemon_interval)
     print(f"fixture: {args.topics} topics x {args.partitions} partitions, "
           f"{ours['groups']:.0f} groups, {ours['group_partitions']:.0f} group-partitions; "
           f"{os.cpu_count()} CPUs")
@@ -255,9 +279,11 @@ def main() -> None:
           f"{base['requests']:.0f} requests/poll")
     print(f"ratio baseline/lagwatch: poll time {base['poll_s'] / ours['poll_s']:.1f}x, "
           f"requests {base['requests'] / ours['requests']:.1f}x")
-    print(f"daemon: peak RSS {rss_mb:.0f} MB, mean poll {daemon_poll_s:.3f} s "
+    print(f"daemon: peak RSS {daemon['rss_mb']:.0f} MB, mean poll {daemon['poll_s']:.3f} s "
           f"(collect, history, detection, report, persistence; {args.daemon_polls} polls "
-          f"filling its window, scraped every second)")
+          f"filling its window, scraped every second); /metrics scrape over HTTP median "
+          f"{daemon['scrape_s'] * 1000:.0f} ms ({daemon['scrapes']:.0f} scrapes, "
+          f"{daemon['series']:.0f} lagwatch series)")
 
 
 if __name__ == "__main__":
