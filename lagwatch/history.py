@@ -14,6 +14,7 @@ from __future__ import annotations
 import logging
 from array import array
 from bisect import bisect_right
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 from lagwatch.model import Snapshot, TopicPartition
@@ -24,10 +25,15 @@ MISSING = -1
 
 @dataclass(frozen=True, slots=True)
 class Window:
-    """Known (time, value) samples of one series, oldest first."""
+    """Known (time, value) samples of one series, oldest first.
 
-    times: tuple[float, ...]
-    values: tuple[int, ...]
+    History hands out compact arrays (8 bytes a sample) rather than tuples: detection
+    reads a window per group-partition each poll, and a tuple of 60 samples costs 60 float
+    and 60 int objects, four kilobytes where the arrays take one.
+    """
+
+    times: Sequence[float]
+    values: Sequence[int]
 
     def __len__(self) -> int:
         return len(self.times)
@@ -119,9 +125,9 @@ class History:
             return Window((), ())
         times = self.times[len(self.times) - len(series):]
         if MISSING not in series:
-            return Window(tuple(times), tuple(series))
-        pairs = [(t, v) for t, v in zip(times, series, strict=True) if v != MISSING]
-        return Window(tuple(t for t, _ in pairs), tuple(v for _, v in pairs))
+            return Window(times, series[:])
+        known = [k for k, v in enumerate(series) if v != MISSING]
+        return Window(array("d", [times[k] for k in known]), array("q", [series[k] for k in known]))
 
     def end_window(self, tp: TopicPartition) -> Window:
         """Return the log-end offsets of one partition."""
