@@ -118,7 +118,11 @@ class GroupReport:
 class ClusterReport:
     """Everything known about one cluster after its latest poll.
 
-    ``snapshot`` is the latest successful poll's; ``errors`` are the latest poll's own.
+    ``snapshot`` is the latest successful poll's cluster-wide part: offsets, metadata,
+    retention, record counts. Its groups and ``__consumer_offsets`` records are dropped
+    once reported (the group reports carry what they mean): kept, they would hold a
+    second copy of every committed offset, and of every commit since the last poll, until
+    the next report. ``errors`` are the latest poll's own.
     """
 
     cluster: str
@@ -131,6 +135,7 @@ class ClusterReport:
     lost_total: Mapping[tuple[str, str], int] = field(default_factory=dict)
     findings: tuple[Finding, ...] = ()
     produce_skew: Mapping[str, float] = field(default_factory=dict)
+    produce_rates: Mapping[TopicPartition, float] = field(default_factory=dict)
     controller_changes: int = 0
     dlqs: tuple[DlqReport, ...] = ()
     log_dir_growth: Mapping[tuple[int, str], float] = field(default_factory=dict)
@@ -163,9 +168,12 @@ def build_report(snapshot: Snapshot, previous: ClusterReport | None = None,
                            churn=verdict.churn.get(gid))
                    for gid, g in sorted(snapshot.groups.items()))
     return ClusterReport(snapshot.cluster, up=True, polled_at=snapshot.taken_at,
-                         last_success=snapshot.taken_at, groups=groups, snapshot=snapshot,
+                         last_success=snapshot.taken_at, groups=groups,
+                         snapshot=replace(snapshot, groups={}, group_records=(),
+                                          commit_records=()),
                          errors=snapshot.errors, lost_total=dict(verdict.lost_total),
                          findings=verdict.cluster_findings, produce_skew=verdict.produce_skew,
+                         produce_rates=verdict.produce_rates,
                          controller_changes=verdict.controller_changes, dlqs=verdict.dlqs,
                          log_dir_growth=verdict.log_dir_growth)
 

@@ -33,6 +33,7 @@ class Verdict:
     group_findings: Mapping[str, tuple[Finding, ...]] = field(default_factory=dict)
     cluster_findings: tuple[Finding, ...] = ()
     produce_skew: Mapping[str, float] = field(default_factory=dict)  # topic -> max/mean
+    produce_rates: Mapping[TopicPartition, float] = field(default_factory=dict)  # msgs/s
     controller_changes: int = 0
     dlqs: tuple[DlqReport, ...] = ()
     churn: Mapping[str, Churn] = field(default_factory=dict)
@@ -75,5 +76,6 @@ def judge(snapshot: Snapshot, history: History, settings: Settings, memory: Memo
         cluster_findings=tuple(cluster),
         produce_skew={t: produce_skew(per)[0] for t, per in per_topic.items()
                       if len(per) >= 2},
+        produce_rates=rates,
         controller_changes=health_memory.controller_changes, dlqs=dlq_reports,
         log_dir_growth=health_memory.log_dir_growth())
