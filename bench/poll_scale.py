@@ -195,12 +195,14 @@ def measure_baseline(bootstrap: str, polls: int) -> dict[str, float]:
     return {"poll_s": statistics.median(poll_s), "requests": statistics.median(requests)}
 
 
-def measure_daemon(bootstrap: str, polls: int, interval_s: float) -> dict[str, float]:
+def measure_daemon(bootstrap: str, polls: int, interval_s: float, scrape_s: float
+                   ) -> dict[str, float]:
     """Run `lagwatch run` until its history window is full; return its peak RSS, mean poll
     time, and the median time of a /metrics scrape over HTTP once its first poll is in.
 
-    The window is sized to ``polls`` polls 3 s apart, so every series holds as many
-    samples as a 30-minute window at 30 s polls does, with a scrape every second.
+    The window is sized to ``polls`` polls ``interval_s`` apart, so with 60 every series
+    holds as many samples as a 30-minute window at 30 s polls does; /metrics is scraped
+    every ``scrape_s``. The peak RSS is the kernel's high-water mark (VmHWM).
     """
     port = free_port()
     state = tempfile.TemporaryDirectory()
@@ -217,7 +219,7 @@ def measure_daemon(bootstrap: str, polls: int, interval_s: float) -> dict[str, f
     try:
         count, total, scrapes = 0.0, 0.0, []
         while count < polls:
-            time.sleep(1)
+            time.sleep(scrape_s)
             started = time.perf_counter()
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
@@ -237,6 +239,7 @@ def measure_daemon(bootstrap: str, polls: int, interval_s: float) -> dict[str, f
                       if line.startswith("VmHWM:"))
         return {"rss_mb": hwm_kb / 1024, "poll_s": total / count,
                 "scrape_s": statistics.median(scrapes), "scrapes": len(scrapes),
+                "scrape_p90_s": statistics.quantiles(scrapes, n=10)[-1],
                 "series": text.count("\nlagwatch_")}
     finally:
         proc.terminate()
@@ -255,6 +258,8 @@ def main() -> None:
                         help="polls the daemon runs (its window holds them all)")
     parser.add_argument("--daemon-interval", type=float, default=3.0,
                         help="seconds between the daemon's polls")
+    parser.add_argument("--scrape-interval", type=float, default=1.0,
+                        help="seconds between the daemon's /metrics scrapes")
     parser.add_argument("--broker-heap", default="1g", help="the local broker's heap")
     args = parser.parse_args()
     with broker(args.broker_heap) as bootstrap:
@@ -265,7 +270,8 @@ def main() -> None:
         say("measuring the per-group baseline")
         base = measure_baseline(bootstrap, args.polls)
         say("measuring the daemon: peak RSS and scrapes")
-        daemon = measure_daemon(bootstrap, args.daemon_polls, args.daemon_interval)
+        daemon = measure_daemon(bootstrap, args.daemon_polls, args.daemon_interval,
+                                args.scrape_interval)
     print(f"fixture: {args.topics} topics x {args.partitions} partitions, "
           f"{ours['groups']:.0f} groups, {ours['group_partitions']:.0f} group-partitions; "
           f"{os.cpu_count()} CPUs")
@@ -281,8 +287,10 @@ def main() -> None:
           f"requests {base['requests'] / ours['requests']:.1f}x")
     print(f"daemon: peak RSS {daemon['rss_mb']:.0f} MB, mean poll {daemon['poll_s']:.3f} s "
           f"(collect, history, detection, report, persistence; {args.daemon_polls} polls "
-          f"filling its window, scraped every second); /metrics scrape over HTTP median "
-          f"{daemon['scrape_s'] * 1000:.0f} ms ({daemon['scrapes']:.0f} scrapes, "
+          f"filling its window, scraped every {args.scrape_interval:g} s); /metrics scrape "
+          f"over HTTP median "
+          f"{daemon['scrape_s'] * 1000:.0f} ms, p90 {daemon['scrape_p90_s'] * 1000:.0f} ms "
+          f"({daemon['scrapes']:.0f} scrapes, "
           f"{daemon['series']:.0f} lagwatch series)")
 
 
