@@ -225,9 +225,10 @@ class LocalKafka:
                 "-cp", f"{jars}/*", *args]
 
     def start(self, timeout_s: float = 90.0) -> LocalKafka:
-        """Format storage, start the broker and wait until it serves groups."""
-        self.launch()
+        """Format storage, start the broker and wait until it serves groups; a start that
+        fails stops what it started and removes its directory."""
         try:
+            self.launch()
             deadline = time.monotonic() + timeout_s
             self.wait_started(deadline)
             _wait_for_coordinator(self.bootstrap, deadline)

@@ -62,8 +62,10 @@ def test_launcher_names_a_missing_tool_in_one_line(tmp_path: Path, present: tupl
     bin_dir.mkdir()
     for tool in present:
         (bin_dir / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
+    scratch = tmp_path / "tmp"  # where the broker's directory is made
+    scratch.mkdir()
     env = {"PATH": str(bin_dir), "HOME": str(tmp_path),
-           "LAGWATCH_KAFKA_CACHE": str(tmp_path / "cache")}
+           "LAGWATCH_KAFKA_CACHE": str(tmp_path / "cache"), "TMPDIR": str(scratch)}
     # When
     result = subprocess.run([sys.executable, str(LAUNCHER), "start"], capture_output=True,
                             text=True, timeout=60, check=False, env=env)
@@ -72,3 +74,4 @@ def test_launcher_names_a_missing_tool_in_one_line(tmp_path: Path, present: tupl
     assert result.stderr.splitlines()[-1] == (
         f"lagwatch: '{missing}' was not found on PATH; the local Kafka broker needs it "
         f"({hint})")
+    assert list(scratch.iterdir()) == []  # the broker's directory went with the failed start
