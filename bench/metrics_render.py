@@ -3,8 +3,10 @@
     .venv/bin/python bench/metrics_render.py
 
 Publishes three polls shaped like bench/poll_scale.py's large fixture (1,800 topics x 10
-partitions, 2,000 groups each committing to 10 topics, offsets moving), and prints the median
-of three full renders of /metrics and the number of lagwatch series.
+partitions, 2,000 groups each committing to 10 topics, offsets moving), and prints the medians
+of three runs of: rendering the lagwatch_* families into compressed pieces (what the poll
+thread does after each poll), a gzip scrape (what Prometheus asks for), and a plain-text
+scrape; and the number of lagwatch series.
 """
 
 from __future__ import annotations
@@ -12,11 +14,13 @@ from __future__ import annotations
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lagwatch.config import load_config
+from lagwatch.deflate import gzip_stream
 from lagwatch.export import Exporter
 from lagwatch.heap import Heap
 from lagwatch.model import GroupSnapshot, LogOffsets, Snapshot
@@ -44,14 +48,27 @@ def main() -> None:
                             offsets=offsets)
         state.publish(snapshot, pipeline.ingest(snapshot))
         heap.settle(snapshot.taken_at)  # as the daemon does after each poll
-    exporter = Exporter(state)
-    times, body = [], ""
+    renders, gzipped, plain = [], [], []
     for _ in range(3):
-        started = time.perf_counter()
-        body = exporter.text()
-        times.append(time.perf_counter() - started)
-    print(f"/metrics render: median {statistics.median(times):.3f} s, "
+        exporter = Exporter(state)  # a fresh one each time, so that each renders
+        renders.append(timed(exporter.refresh))
+        gzipped.append(timed(gzip_body, exporter))
+        plain.append(timed(exporter.text))
+    zipped, body = gzip_body(exporter), exporter.text()
+    print(f"/metrics: render {statistics.median(renders):.3f} s, gzip scrape "
+          f"{statistics.median(gzipped) * 1000:.0f} ms ({len(zipped) / 1e6:.1f} MB), plain "
+          f"scrape {statistics.median(plain):.3f} s ({len(body) / 1e6:.0f} MB); "
           f"{body.count(chr(10) + 'lagwatch_')} lagwatch series")
+
+
+def gzip_body(exporter: Exporter) -> bytes:
+    return b"".join(gzip_stream(exporter.pieces()))
+
+
+def timed(action: Callable[..., object], *args: object) -> float:
+    started = time.perf_counter()
+    action(*args)
+    return time.perf_counter() - started
 
 
 if __name__ == "__main__":

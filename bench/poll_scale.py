@@ -10,12 +10,14 @@ Starts a local broker (or uses $LAGWATCH_BENCH_BOOTSTRAP), builds the fixture, t
   lagwatch's batched collector and, in the same run, a per-group/per-topic baseline (the
   way threshold exporters commonly read offsets), with their ratio;
 - the peak RSS of a `lagwatch run` daemon once its history window is full, and the
-  median time of its /metrics scrapes over HTTP meanwhile.
+  median and p90 times of its /metrics scrapes over HTTP meanwhile, with gzip (as
+  Prometheus asks) and without, alternately.
 """
 
 from __future__ import annotations
 
 import argparse
+import gzip
 import json
 import os
 import statistics
@@ -42,6 +44,7 @@ from kafka_local import LocalKafka, free_port  # noqa: E402
 
 from lagwatch.collect import Collector  # noqa: E402
 from lagwatch.config import load_config  # noqa: E402
+from lagwatch.deflate import gzip_stream  # noqa: E402
 from lagwatch.export import Exporter  # noqa: E402
 from lagwatch.heap import Heap  # noqa: E402
 from lagwatch.pipeline import Pipeline  # noqa: E402
@@ -148,7 +151,7 @@ def measure_lagwatch(bootstrap: str, polls: int) -> dict[str, float]:
     lean = Exporter(state, per_partition=False)
     pipeline = Pipeline("default", config.detection)
     heap = Heap()
-    poll_s, report_s, render_s, lean_s, requests = [], [], [], [], []
+    poll_s, report_s, render_s, lean_s, gzip_s, requests = [], [], [], [], [], []
     snapshot = None
     for i in range(polls):
         started = time.perf_counter()
@@ -161,20 +164,24 @@ def measure_lagwatch(bootstrap: str, polls: int) -> dict[str, float]:
         heap.settle(snapshot.taken_at)  # as the daemon does after each poll
         report_s.append(time.perf_counter() - started)
         started = time.perf_counter()
-        body = exporter.text().encode()
+        exporter.refresh()
         render_s.append(time.perf_counter() - started)
         started = time.perf_counter()
-        lean_body = lean.text().encode()
+        lean.refresh()
         lean_s.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        b"".join(gzip_stream(exporter.pieces()))
+        gzip_s.append(time.perf_counter() - started)
         say(f"  lagwatch poll {i + 1}/{polls}: {poll_s[-1]:.3f}s, {requests[-1]} requests")
     collector.close()
     assert snapshot is not None and snapshot.up, snapshot
     group_partitions = sum(len(g.committed) for g in snapshot.groups.values())
+    body, lean_body = exporter.text().encode(), lean.text().encode()
     return {"poll_s": statistics.median(poll_s), "requests": statistics.median(requests),
             "report_s": statistics.median(report_s), "render_s": statistics.median(render_s),
             "group_partitions": group_partitions, "groups": len(snapshot.groups),
             "series": body.count(b"\nlagwatch_"), "errors": len(snapshot.errors),
-            "lean_render_s": statistics.median(lean_s),
+            "lean_render_s": statistics.median(lean_s), "gzip_s": statistics.median(gzip_s),
             "lean_series": lean_body.count(b"\nlagwatch_")}
 
 
@@ -217,18 +224,24 @@ def measure_daemon(bootstrap: str, polls: int, interval_s: float, scrape_s: floa
     proc = subprocess.Popen([sys.executable, "-m", "lagwatch", "run", "-c", str(config)],
                             stdout=subprocess.DEVNULL)
     try:
-        count, total, scrapes = 0.0, 0.0, []
+        count, total, text = 0.0, 0.0, ""
+        scrapes: dict[bool, list[float]] = {True: [], False: []}  # by gzip or not
         while count < polls:
             time.sleep(scrape_s)
+            gzipped = len(scrapes[True]) <= len(scrapes[False])  # alternate, as Prometheus first
+            request = urllib.request.Request(f"http://127.0.0.1:{port}/metrics",
+                                             headers={"Accept-Encoding": "gzip"} if gzipped
+                                             else {})
             started = time.perf_counter()
             try:
-                with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics",
-                                            timeout=30) as response:
-                    text = response.read().decode()
+                with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                    body = response.read()
             except OSError:
                 continue
+            took = time.perf_counter() - started
+            text = (gzip.decompress(body) if gzipped else body).decode()
             if count:
-                scrapes.append(time.perf_counter() - started)
+                scrapes[gzipped].append(took)
             for line in text.splitlines():
                 if line.startswith("lagwatch_poll_duration_seconds_count"):
                     count = float(line.split()[-1])
@@ -238,8 +251,10 @@ def measure_daemon(bootstrap: str, polls: int, interval_s: float, scrape_s: floa
         hwm_kb = next(int(line.split()[1]) for line in status.splitlines()
                       if line.startswith("VmHWM:"))
         return {"rss_mb": hwm_kb / 1024, "poll_s": total / count,
-                "scrape_s": statistics.median(scrapes), "scrapes": len(scrapes),
-                "scrape_p90_s": statistics.quantiles(scrapes, n=10)[-1],
+                "scrape_s": statistics.median(scrapes[True]), "scrapes": len(scrapes[True]),
+                "scrape_p90_s": statistics.quantiles(scrapes[True], n=10)[-1],
+                "plain_s": statistics.median(scrapes[False]),
+                "plain_p90_s": statistics.quantiles(scrapes[False], n=10)[-1],
                 "series": text.count("\nlagwatch_")}
     finally:
         proc.terminate()
@@ -277,8 +292,8 @@ def main() -> None:
           f"{os.cpu_count()} CPUs")
     print(f"lagwatch: median poll {ours['poll_s']:.3f} s, {ours['requests']:.0f} requests/poll, "
           f"history + detection + report {ours['report_s'] * 1000:.0f} ms, /metrics render "
-          f"{ours['render_s'] * 1000:.0f} ms ({ours['series']:.0f} lagwatch series), "
-          f"poll errors {ours['errors']:.0f}")
+          f"{ours['render_s'] * 1000:.0f} ms ({ours['series']:.0f} lagwatch series), gzip scrape "
+          f"in process {ours['gzip_s'] * 1000:.0f} ms, poll errors {ours['errors']:.0f}")
     print(f"lagwatch, metrics.per_partition false: /metrics render "
           f"{ours['lean_render_s'] * 1000:.0f} ms ({ours['lean_series']:.0f} lagwatch series)")
     print(f"baseline (per group, per topic): median poll {base['poll_s']:.3f} s, "
@@ -288,10 +303,10 @@ def main() -> None:
     print(f"daemon: peak RSS {daemon['rss_mb']:.0f} MB, mean poll {daemon['poll_s']:.3f} s "
           f"(collect, history, detection, report, persistence; {args.daemon_polls} polls "
           f"filling its window, scraped every {args.scrape_interval:g} s); /metrics scrape "
-          f"over HTTP median "
-          f"{daemon['scrape_s'] * 1000:.0f} ms, p90 {daemon['scrape_p90_s'] * 1000:.0f} ms "
-          f"({daemon['scrapes']:.0f} scrapes, "
-          f"{daemon['series']:.0f} lagwatch series)")
+          f"over HTTP with gzip (as Prometheus asks) median {daemon['scrape_s'] * 1000:.0f} ms, "
+          f"p90 {daemon['scrape_p90_s'] * 1000:.0f} ms ({daemon['scrapes']:.0f} scrapes); "
+          f"plain median {daemon['plain_s'] * 1000:.0f} ms, p90 "
+          f"{daemon['plain_p90_s'] * 1000:.0f} ms; {daemon['series']:.0f} lagwatch series")
 
 
 if __name__ == "__main__":

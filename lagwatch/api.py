@@ -10,7 +10,6 @@ import socket
 import ssl
 import threading
 import time
-from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -18,6 +17,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import ValidationError
 
 from lagwatch.config import HttpConfig, describe
+from lagwatch.deflate import gzip_length, gzip_stream, text_stream
 from lagwatch.export import CONTENT_TYPE, Exporter
 from lagwatch.notify.alerter import Alerter
 from lagwatch.report import cluster_document, group_document, to_document
@@ -27,6 +27,19 @@ log = logging.getLogger(__name__)
 _STATUS_PREFIX = "/api/v1/status/"
 _SILENCES_PREFIX = "/api/v1/silences/"
 _MAX_BODY = 64 * 1024
+
+
+def accepts_gzip(accept_encoding: str) -> bool:
+    """Whether an Accept-Encoding header admits gzip: named, or through *, with q above 0."""
+    weights: dict[str, float] = {}
+    for entry in accept_encoding.split(","):
+        coding, *params = (part.strip() for part in entry.split(";"))
+        q = next((p[2:] for p in params if p.lower().startswith("q=")), "1")
+        try:
+            weights[coding.lower()] = float(q)
+        except ValueError:
+            weights[coding.lower()] = 0.0
+    return weights.get("gzip", weights.get("*", 0.0)) > 0
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -39,7 +52,7 @@ class _Handler(BaseHTTPRequestHandler):
         if not self._authorized(path):
             return
         if path == "/metrics":
-            self._stream(self.server.exporter.chunks(), CONTENT_TYPE)
+            self._metrics()
         elif path == "/healthz":
             self._send(200, b"ok\n", "text/plain; charset=utf-8")
         elif path == "/readyz":
@@ -132,15 +145,18 @@ class _Handler(BaseHTTPRequestHandler):
         else:
             self._json(200, group_document(found))
 
-    def _stream(self, chunks: Iterator[bytes], content_type: str) -> None:
-        # No Content-Length: the body is written as it is rendered, then the connection
-        # closes, so a large exposition never sits in memory whole.
+    def _metrics(self) -> None:
+        pieces = self.server.exporter.pieces()
+        gzipped = accepts_gzip(self.headers.get("Accept-Encoding", ""))
         self.send_response(200)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Connection", "close")
+        self.send_header("Content-Type", CONTENT_TYPE)
+        self.send_header("Vary", "Accept-Encoding")
+        if gzipped:
+            self.send_header("Content-Encoding", "gzip")
+        self.send_header("Content-Length", str(gzip_length(pieces) if gzipped
+                                               else sum(p.size for p in pieces)))
         self.end_headers()
-        self.close_connection = True
-        for chunk in chunks:
+        for chunk in gzip_stream(pieces) if gzipped else text_stream(pieces):
             self.wfile.write(chunk)
 
     def _json(self, code: int, body: dict[str, Any]) -> None:

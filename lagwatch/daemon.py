@@ -16,7 +16,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 from lagwatch.api import HttpServer
 from lagwatch.collect import Collector
 from lagwatch.config import Config
-from lagwatch.export import Exporter, PollMetrics
+from lagwatch.export import Exporter
 from lagwatch.heap import Heap
 from lagwatch.notify.alerter import Alerter
 from lagwatch.notify.metrics import AlertingCollector
@@ -32,11 +32,11 @@ class Poller:
     """Polls one cluster and publishes what it saw; one instance per cluster."""
 
     def __init__(self, collector: Collector, pipeline: Pipeline, state: State,
-                 metrics: PollMetrics, alerter: Alerter, *, heap: Heap) -> None:
+                 exporter: Exporter, alerter: Alerter, *, heap: Heap) -> None:
         self.collector = collector
         self.pipeline = pipeline
         self.state = state
-        self.metrics = metrics
+        self.exporter = exporter
         self.alerter = alerter
         self.heap = heap
         self._was_up: bool | None = None
@@ -44,11 +44,12 @@ class Poller:
     def poll(self) -> None:
         """Run one poll; log changes of reachability rather than every failure."""
         snapshot = self.collector.poll()
-        self.metrics.observe(snapshot)
+        self.exporter.metrics.observe(snapshot)
         report = self.state.publish(snapshot, self.pipeline.ingest(snapshot))
         self.alerter.observe(report, snapshot.taken_at)
         store = self.pipeline.store
         self.alerter.observe_self(snapshot.taken_at, store.failing if store else None)
+        self.exporter.refresh()  # here, so that scrapes find the poll's metrics rendered
         self.heap.settle(snapshot.taken_at)
         name = snapshot.cluster
         if not snapshot.up and self._was_up is not False:
@@ -74,7 +75,7 @@ class Daemon:
         self.alerter = Alerter(config.alerting, Outbox(self.store.path if self.store else None))
         self.exporter.registry.register(AlertingCollector(self.alerter, self.store))
         heap = Heap()
-        self.pollers = [Poller(*wire(config, c, self.store), self.state, self.metrics,
+        self.pollers = [Poller(*wire(config, c, self.store), self.state, self.exporter,
                                self.alerter, heap=heap) for c in config.clusters]
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=max(1, len(self.pollers)))},

@@ -1,15 +1,17 @@
-"""Prometheus metrics, rendered from the latest reports at scrape time.
+"""Prometheus metrics, rendered from the latest reports.
 
-A scrape never talks to Kafka; it only reads State. The lagwatch_* families are written
-as Prometheus text one family at a time, in chunks, so a cluster with 50,000
-group-partitions costs a scrape a few megabytes rather than an object per sample. Poll
-timings and errors are counted as polls happen (PollMetrics), in a prometheus-client
-registry rendered first.
+A scrape never talks to Kafka; it only reads what the polls left. The lagwatch_* families
+are written as Prometheus text one family at a time, in chunks, straight into compressed
+pieces (lagwatch.deflate), once per poll of each cluster; a scrape lays the pieces out as
+gzip, or decompresses them for a client that did not ask for gzip. Poll timings and errors
+are counted as polls happen (PollMetrics), in a prometheus-client registry rendered live at
+each scrape, first.
 """
 
 from __future__ import annotations
 
 import math
+import threading
 from collections import Counter as Tally
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
@@ -27,6 +29,7 @@ from prometheus_client import (
 from prometheus_client.exposition import generate_latest
 
 from lagwatch.collect import STAGES
+from lagwatch.deflate import Piece, deflate, text_stream
 from lagwatch.detect.dlq import DlqReport
 from lagwatch.detect.findings import Finding
 from lagwatch.model import LogDir, Snapshot
@@ -39,6 +42,7 @@ CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 _CHUNK = 2000  # samples per written chunk
 
 Row = tuple[str, float]  # a series' label block, rendered ('cluster="c",group="g"'), and its value
+Family = tuple[str, Iterator[bytes]]  # HELP and TYPE lines, then the samples in chunks
 
 
 def _number(value: float) -> str:
@@ -66,18 +70,21 @@ def _labels(*pairs: tuple[str, str]) -> str:
     return ",".join(_pair(name, value) for name, value in pairs)
 
 
-def _family(name: str, doc: str, rows: Iterable[Row], kind: str = "gauge") -> Iterator[str]:
-    """Yield one family in the text format: HELP, TYPE, then its samples in chunks."""
+def _family(name: str, doc: str, rows: Iterable[Row], kind: str = "gauge") -> Family:
+    """One family in the text format: its HELP and TYPE lines, and its samples in chunks."""
     full = f"lagwatch_{name}"
-    yield f"# HELP {full} {doc}\n# TYPE {full} {kind}\n"
+    return f"# HELP {full} {doc}\n# TYPE {full} {kind}\n", _samples(full, rows)
+
+
+def _samples(full: str, rows: Iterable[Row]) -> Iterator[bytes]:
     lines: list[str] = []
     for labels, value in rows:
         lines.append(f"{full}{{{labels}}} {_number(value)}\n")
         if len(lines) >= _CHUNK:
-            yield "".join(lines)
+            yield "".join(lines).encode()
             lines.clear()
     if lines:
-        yield "".join(lines)
+        yield "".join(lines).encode()
 
 
 T = TypeVar("T")
@@ -219,122 +226,122 @@ def _meta(attribute: str) -> Callable[[ClusterReport], float | None]:
     return value
 
 
-def _partition_families(r: list[ClusterReport], i: _Index) -> Iterator[str]:
+def _partition_families(r: list[ClusterReport], i: _Index) -> Iterator[Family]:
     """The per-partition families: most of the series on a large cluster."""
-    yield from _family("partition_lag_messages", "Log end offset minus committed offset.",
-                       _partitions(i, attrgetter("assessment.lag_messages")))
-    yield from _family("partition_lag_seconds", "Estimated age of the oldest unread message.",
-                       _partitions(i, attrgetter("assessment.lag_seconds")))
-    yield from _family("partition_committed_offset", "The group's committed offset.",
-                       _partitions(i, attrgetter("committed")))
-    yield from _family("partition_consume_rate_per_second",
-                       "Messages per second the group commits past.",
-                       _partitions(i, attrgetter("assessment.consume_rate")))
-    yield from _family("partition_catchup_eta_seconds",
-                       "Time to reach the log end at current rates.",
-                       _partitions(i, attrgetter("assessment.catchup_eta_s")))
-    yield from _family("partition_retention_eta_seconds",
-                       "Time until retention deletes unread messages.",
-                       _partitions(i, attrgetter("assessment.retention_eta_s")))
-    yield from _family("partition_log_end_offset", "High watermark.",
-                       _log_offsets(r, start=False))
-    yield from _family("partition_log_start_offset", "Earliest available offset.",
-                       _log_offsets(r, start=True))
-    yield from _family("partition_produce_rate_per_second",
-                       "Messages per second written to the partition.", _produce_rates(r))
+    yield _family("partition_lag_messages", "Log end offset minus committed offset.",
+                  _partitions(i, attrgetter("assessment.lag_messages")))
+    yield _family("partition_lag_seconds", "Estimated age of the oldest unread message.",
+                  _partitions(i, attrgetter("assessment.lag_seconds")))
+    yield _family("partition_committed_offset", "The group's committed offset.",
+                  _partitions(i, attrgetter("committed")))
+    yield _family("partition_consume_rate_per_second",
+                  "Messages per second the group commits past.",
+                  _partitions(i, attrgetter("assessment.consume_rate")))
+    yield _family("partition_catchup_eta_seconds",
+                  "Time to reach the log end at current rates.",
+                  _partitions(i, attrgetter("assessment.catchup_eta_s")))
+    yield _family("partition_retention_eta_seconds",
+                  "Time until retention deletes unread messages.",
+                  _partitions(i, attrgetter("assessment.retention_eta_s")))
+    yield _family("partition_log_end_offset", "High watermark.",
+                  _log_offsets(r, start=False))
+    yield _family("partition_log_start_offset", "Earliest available offset.",
+                  _log_offsets(r, start=True))
+    yield _family("partition_produce_rate_per_second",
+                  "Messages per second written to the partition.", _produce_rates(r))
 
 
-def render(reports: list[ClusterReport], per_partition: bool = True) -> Iterator[str]:
-    """Yield the lagwatch_* families for the given reports, as Prometheus text; without
-    ``per_partition``, the lagwatch_partition_* families are left out."""
+def families(reports: list[ClusterReport], per_partition: bool = True) -> Iterator[Family]:
+    """Yield the lagwatch_* families for the given reports, always the same families in the
+    same order; without ``per_partition``, the lagwatch_partition_* families are left out."""
     r, i = reports, _Index.of(reports)
-    yield from _family("cluster_up", "1 if the last poll of the cluster succeeded, else 0.",
-                       _values(i.clusters, lambda c: 1.0 if c.up else 0.0))
-    yield from _family("last_poll_timestamp_seconds", "Unix time of the last successful poll.",
-                       _values(i.clusters, lambda c: c.last_success))
-    yield from _family("cluster_brokers", "Brokers registered in the cluster.",
-                       _values(i.clusters, _meta("brokers")))
-    yield from _family("cluster_controller_id", "Node id of the active controller.",
-                       _values(i.clusters, _meta("controller_id")))
-    yield from _family("cluster_offline_partitions", "Partitions without a leader.",
-                       _values(i.clusters, _meta("offline")))
-    yield from _family("cluster_under_replicated_partitions",
-                       "Partitions whose in-sync replicas are fewer than their replicas.",
-                       _values(i.clusters, _meta("under_replicated")))
+    yield _family("cluster_up", "1 if the last poll of the cluster succeeded, else 0.",
+                  _values(i.clusters, lambda c: 1.0 if c.up else 0.0))
+    yield _family("last_poll_timestamp_seconds", "Unix time of the last successful poll.",
+                  _values(i.clusters, lambda c: c.last_success))
+    yield _family("cluster_brokers", "Brokers registered in the cluster.",
+                  _values(i.clusters, _meta("brokers")))
+    yield _family("cluster_controller_id", "Node id of the active controller.",
+                  _values(i.clusters, _meta("controller_id")))
+    yield _family("cluster_offline_partitions", "Partitions without a leader.",
+                  _values(i.clusters, _meta("offline")))
+    yield _family("cluster_under_replicated_partitions",
+                  "Partitions whose in-sync replicas are fewer than their replicas.",
+                  _values(i.clusters, _meta("under_replicated")))
     if per_partition:
         yield from _partition_families(r, i)
-    yield from _family("group_lag_messages", "Lag summed over the topic's partitions.",
-                       _values(i.topics, attrgetter("lag_messages")))
-    yield from _family("group_lag_seconds", "Largest time lag over the topic's partitions.",
-                       _values(i.topics, attrgetter("lag_seconds")))
-    yield from _family("group_consume_rate_per_second",
-                       "Consume rate summed over the topic's partitions.",
-                       _values(i.topics, attrgetter("consume_rate")))
-    yield from _family("group_produce_rate_per_second",
-                       "Produce rate summed over the partitions the group reads.",
-                       _values(i.topics, attrgetter("produce_rate")))
-    yield from _family("group_catchup_eta_seconds",
-                       "Time until the slowest partition catches up.",
-                       _values(i.topics, attrgetter("catchup_eta_s")))
-    yield from _family("group_retention_eta_seconds",
-                       "Soonest time retention deletes unread messages.",
-                       _values(i.topics, attrgetter("retention_eta_s")))
-    yield from _family("lost_messages_total",
-                       "Unread messages deleted by retention, counted once.", _lost(i),
-                       kind="counter")
-    yield from _family("group_status", "1 for the group's current status, 0 for the others.",
-                       _statuses(i))
-    yield from _family("group_members", "Members in the group.",
-                       _values(i.groups, attrgetter("members")))
-    yield from _family("group_state", "1 for the group state the coordinator reports.",
-                       _states(i))
-    yield from _family("group_severity",
-                       "Worst of the group's status and findings: 0 none, 1 warning, "
-                       "2 critical.",
-                       _values(i.groups, lambda g: float(list(Severity).index(g.severity))))
-    yield from _family("group_rebalances_total",
-                       "Rebalances counted since lagwatch started (exact when "
-                       "__consumer_offsets is read, else a lower bound).",
-                       _values(i.groups, lambda g: g.churn.total if g.churn else None),
-                       kind="counter")
-    yield from _family("group_rebalances_per_hour", "Rebalance rate over the window.",
-                       _values(i.groups, lambda g: g.churn.per_hour if g.churn else None))
-    yield from _family("group_rebalancing_ratio",
-                       "Share of the window's polls that caught the group rebalancing.",
-                       _values(i.groups, lambda g: g.churn.rebalancing_share if g.churn else None))
-    yield from _family("group_findings", "Active findings about the group, by kind.",
-                       _group_findings(i))
-    yield from _family("cluster_findings", "Active findings about the cluster, by kind.",
-                       _cluster_findings(i))
-    yield from _family("topic_produce_skew_ratio",
-                       "Busiest partition's produce rate over the topic's mean.",
-                       _produce_skew(i))
-    yield from _family("dlq_inflow_per_second", "Messages per second arriving in the DLQ.",
-                       _dlqs(i, lambda d: d.inflow_rate))
-    yield from _family("dlq_unread_messages",
-                       "Messages its readers have not read (all of it when none reads it).",
-                       _dlqs(i, lambda d: d.unread))
-    yield from _family("dlq_oldest_unread_seconds", "Age of the oldest unread DLQ message.",
-                       _dlqs(i, lambda d: d.oldest_unread_s))
-    yield from _family("dlq_consumer_groups", "Consumer groups reading the DLQ.",
-                       _dlqs(i, lambda d: len(d.readers)))
-    yield from _family("cluster_under_min_isr_partitions",
-                       "Partitions with fewer in-sync replicas than min.insync.replicas.",
-                       _values(i.clusters, _meta("under_min_isr")))
-    yield from _family("broker_log_dir_bytes", "Bytes the log dir's partitions hold.",
-                       _log_dirs(i, lambda _c, d: d.size_bytes))
-    yield from _family("broker_log_dir_usable_bytes", "Free bytes on the log dir's disk.",
-                       _log_dirs(i, lambda _c, d: d.usable_bytes))
-    yield from _family("broker_log_dir_growth_bytes_per_second",
-                       "How fast the log dir grew over the window.",
-                       _log_dirs(i, lambda c, d: c.log_dir_growth.get((d.broker, d.path))))
-    yield from _family("offsets_topic_records_skipped_total",
-                       "__consumer_offsets records skipped: record types not decoded, "
-                       "or undecodable (truncated, unknown version).",
-                       _skipped_records(i), kind="counter")
-    yield from _family("cluster_controller_changes_total",
-                       "Controller moves seen since lagwatch started.",
-                       _values(i.clusters, lambda c: float(c.controller_changes)), kind="counter")
+    yield _family("group_lag_messages", "Lag summed over the topic's partitions.",
+                  _values(i.topics, attrgetter("lag_messages")))
+    yield _family("group_lag_seconds", "Largest time lag over the topic's partitions.",
+                  _values(i.topics, attrgetter("lag_seconds")))
+    yield _family("group_consume_rate_per_second",
+                  "Consume rate summed over the topic's partitions.",
+                  _values(i.topics, attrgetter("consume_rate")))
+    yield _family("group_produce_rate_per_second",
+                  "Produce rate summed over the partitions the group reads.",
+                  _values(i.topics, attrgetter("produce_rate")))
+    yield _family("group_catchup_eta_seconds",
+                  "Time until the slowest partition catches up.",
+                  _values(i.topics, attrgetter("catchup_eta_s")))
+    yield _family("group_retention_eta_seconds",
+                  "Soonest time retention deletes unread messages.",
+                  _values(i.topics, attrgetter("retention_eta_s")))
+    yield _family("lost_messages_total",
+                  "Unread messages deleted by retention, counted once.", _lost(i),
+                  kind="counter")
+    yield _family("group_status", "1 for the group's current status, 0 for the others.",
+                  _statuses(i))
+    yield _family("group_members", "Members in the group.",
+                  _values(i.groups, attrgetter("members")))
+    yield _family("group_state", "1 for the group state the coordinator reports.",
+                  _states(i))
+    yield _family("group_severity",
+                  "Worst of the group's status and findings: 0 none, 1 warning, "
+                  "2 critical.",
+                  _values(i.groups, lambda g: float(list(Severity).index(g.severity))))
+    yield _family("group_rebalances_total",
+                  "Rebalances counted since lagwatch started (exact when "
+                  "__consumer_offsets is read, else a lower bound).",
+                  _values(i.groups, lambda g: g.churn.total if g.churn else None),
+                  kind="counter")
+    yield _family("group_rebalances_per_hour", "Rebalance rate over the window.",
+                  _values(i.groups, lambda g: g.churn.per_hour if g.churn else None))
+    yield _family("group_rebalancing_ratio",
+                  "Share of the window's polls that caught the group rebalancing.",
+                  _values(i.groups, lambda g: g.churn.rebalancing_share if g.churn else None))
+    yield _family("group_findings", "Active findings about the group, by kind.",
+                  _group_findings(i))
+    yield _family("cluster_findings", "Active findings about the cluster, by kind.",
+                  _cluster_findings(i))
+    yield _family("topic_produce_skew_ratio",
+                  "Busiest partition's produce rate over the topic's mean.",
+                  _produce_skew(i))
+    yield _family("dlq_inflow_per_second", "Messages per second arriving in the DLQ.",
+                  _dlqs(i, lambda d: d.inflow_rate))
+    yield _family("dlq_unread_messages",
+                  "Messages its readers have not read (all of it when none reads it).",
+                  _dlqs(i, lambda d: d.unread))
+    yield _family("dlq_oldest_unread_seconds", "Age of the oldest unread DLQ message.",
+                  _dlqs(i, lambda d: d.oldest_unread_s))
+    yield _family("dlq_consumer_groups", "Consumer groups reading the DLQ.",
+                  _dlqs(i, lambda d: len(d.readers)))
+    yield _family("cluster_under_min_isr_partitions",
+                  "Partitions with fewer in-sync replicas than min.insync.replicas.",
+                  _values(i.clusters, _meta("under_min_isr")))
+    yield _family("broker_log_dir_bytes", "Bytes the log dir's partitions hold.",
+                  _log_dirs(i, lambda _c, d: d.size_bytes))
+    yield _family("broker_log_dir_usable_bytes", "Free bytes on the log dir's disk.",
+                  _log_dirs(i, lambda _c, d: d.usable_bytes))
+    yield _family("broker_log_dir_growth_bytes_per_second",
+                  "How fast the log dir grew over the window.",
+                  _log_dirs(i, lambda c, d: c.log_dir_growth.get((d.broker, d.path))))
+    yield _family("offsets_topic_records_skipped_total",
+                  "__consumer_offsets records skipped: record types not decoded, "
+                  "or undecodable (truncated, unknown version).",
+                  _skipped_records(i), kind="counter")
+    yield _family("cluster_controller_changes_total",
+                  "Controller moves seen since lagwatch started.",
+                  _values(i.clusters, lambda c: float(c.controller_changes)), kind="counter")
 
 
 class PollMetrics:
@@ -362,7 +369,12 @@ class PollMetrics:
 
 
 class Exporter:
-    """Everything /metrics serves: the poll registry, then the lagwatch_* families."""
+    """Everything /metrics serves: the poll registry, then the lagwatch_* families.
+
+    The families are rendered once per report, not once per scrape: each cluster's share of
+    each family is kept as a compressed Piece, rendered when the cluster's report changes
+    (the poller asks right after publishing), and a scrape only lays the pieces out.
+    """
 
     def __init__(self, state: State, per_partition: bool = True) -> None:
         self.per_partition = per_partition
@@ -371,13 +383,40 @@ class Exporter:
         self.registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self.registry)
         self.metrics = PollMetrics(self.registry, state.clusters)
+        self._headers = [deflate([header.encode()]) for header, _ in families([], per_partition)]
+        self._rendered: dict[str, tuple[ClusterReport, list[Piece]]] = {}
+        self._lock = threading.Lock()
 
-    def chunks(self) -> Iterator[bytes]:
-        """Yield the whole exposition in chunks, ready to write to a socket."""
-        yield generate_latest(self.registry)
-        for text in render(self.state.reports(), self.per_partition):
-            yield text.encode()
+    def refresh(self) -> None:
+        """Render every cluster whose report changed since it was last rendered."""
+        with self._lock:
+            self._refresh()
+
+    def _refresh(self) -> None:
+        rendered = {}
+        for report in self.state.reports():
+            kept = self._rendered.get(report.cluster)
+            rendered[report.cluster] = kept if kept and kept[0] is report else (
+                report, [deflate(samples) for _, samples in families([report],
+                                                                     self.per_partition)])
+        self._rendered = rendered
+
+    def pieces(self) -> list[Piece]:
+        """The whole exposition as pieces: the registry as it is now, then each family's
+        header followed by every cluster's samples. A scrape that arrives while a render is
+        running gets the pieces from before it rather than waiting."""
+        if self._lock.acquire(blocking=False):
+            try:
+                self._refresh()
+            finally:
+                self._lock.release()
+        clusters = [pieces for _, pieces in self._rendered.values()]
+        out = [deflate([generate_latest(self.registry)])]
+        for f, header in enumerate(self._headers):
+            out.append(header)
+            out.extend(pieces[f] for pieces in clusters)
+        return out
 
     def text(self) -> str:
         """Return the whole exposition (for tests and small clusters)."""
-        return b"".join(self.chunks()).decode()
+        return b"".join(text_stream(self.pieces())).decode()

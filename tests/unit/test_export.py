@@ -2,14 +2,23 @@
 
 from __future__ import annotations
 
+import gzip
+import http.client
 import math
+from collections.abc import Iterator
 
 import pytest
 
-from lagwatch.config import DetectionConfig
-from lagwatch.export import Exporter
+from lagwatch import export
+from lagwatch.api import HttpServer, accepts_gzip
+from lagwatch.config import DetectionConfig, HttpConfig
+from lagwatch.export import Exporter, Family
 from lagwatch.model import GroupSnapshot, LogOffsets, Member, PollError, Snapshot
+from lagwatch.notify.alerter import Alerter
+from lagwatch.notify.config import AlertingConfig
+from lagwatch.notify.outbox import Outbox
 from lagwatch.pipeline import Pipeline
+from lagwatch.report import ClusterReport
 from lagwatch.simulate import Scenario
 from lagwatch.state import State
 from tests.exposition import Samples, parse
@@ -140,3 +149,75 @@ def test_a_caught_up_group_has_a_catch_up_eta_of_zero() -> None:
     samples = parse(Exporter(state).text())
     assert at(samples, "lagwatch_group_catchup_eta_seconds", group="billing",
               topic="orders") == 0
+
+
+def test_a_cluster_is_rendered_again_only_when_its_report_changes(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    # Given two clusters, both rendered once
+    rendered: list[str] = []
+    real = export.families
+
+    def counting(reports: list[ClusterReport], per_partition: bool = True) -> Iterator[Family]:
+        rendered.extend(r.cluster for r in reports)
+        return real(reports, per_partition)
+
+    monkeypatch.setattr(export, "families", counting)
+    state = State(["prod", "dr"], 30.0)
+    exporter = Exporter(state)
+    state.publish(GOOD)
+    state.publish(Snapshot("dr", NOW, 0.1, up=True))
+    exporter.refresh()
+    assert rendered == ["prod", "dr"]
+    # When only prod polls again, with the group further behind
+    behind = GroupSnapshot("billing", "Stable", members=GROUP.members,
+                           committed={("orders", 0): 60})
+    state.publish(Snapshot("prod", NOW + 30, 0.2, up=True, groups={"billing": behind},
+                           offsets=GOOD.offsets))
+    samples = parse(exporter.text())
+    exporter.refresh()
+    # Then prod alone is rendered again, the scrape shows it, and dr is still there
+    assert rendered == ["prod", "dr", "prod"]
+    assert at(samples, "lagwatch_partition_lag_messages", group="billing", topic="orders",
+              partition="0") == 40
+    assert at(samples, "lagwatch_cluster_up", cluster="dr") == 1
+
+
+@pytest.mark.parametrize(("header", "gzipped"), [
+    ("gzip", True), ("deflate, gzip;q=0.5", True), ("*", True), ("GZIP", True),
+    ("", False), ("identity", False), ("gzip;q=0", False), ("*, gzip;q=0", False),
+    ("gzip;q=oops", False),
+])
+def test_accept_encoding_decides_whether_metrics_are_gzipped(header: str, gzipped: bool
+                                                             ) -> None:
+    assert accepts_gzip(header) is gzipped
+
+
+def test_metrics_are_served_gzipped_to_clients_that_ask_and_plain_to_others() -> None:
+    # Given a daemon's HTTP endpoint over one polled cluster
+    state = State(["prod"], 30.0)
+    exporter = Exporter(state)
+    state.publish(GOOD)
+    server = HttpServer(HttpConfig(listen="127.0.0.1:0"), state, exporter,
+                        Alerter(AlertingConfig(), Outbox(None))).start()
+    try:
+        connection = http.client.HTTPConnection(*server.server_address[:2], timeout=10)
+        # When it is scraped twice on one connection, with and without gzip
+        connection.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
+        zipped = connection.getresponse()
+        zipped_body = zipped.read()
+        connection.request("GET", "/metrics")
+        plain = connection.getresponse()
+        plain_body = plain.read()
+        connection.close()
+    finally:
+        server.stop()
+    # Then both carry the same metrics, each with its exact length, on a kept-alive connection
+    assert zipped.status == plain.status == 200
+    assert zipped.getheader("Content-Encoding") == "gzip"
+    assert plain.getheader("Content-Encoding") is None
+    assert int(zipped.getheader("Content-Length", "")) == len(zipped_body)
+    assert int(plain.getheader("Content-Length", "")) == len(plain_body)
+    lagwatch = gzip.decompress(zipped_body).decode().partition("# HELP lagwatch_cluster_up")[2]
+    assert lagwatch and lagwatch == plain_body.decode().partition("# HELP lagwatch_cluster_up")[2]
+    assert at(parse(plain_body.decode()), "lagwatch_partition_lag_messages", group="billing",
+              topic="orders", partition="0") == 10
