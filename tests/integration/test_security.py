@@ -32,6 +32,9 @@ from tests.tls import Authority, authority
 
 PASSWORD = "Sc-7hQ2xPzR9"  # noqa: S105 - the SCRAM password; no output may contain it
 TOKEN = "Bt-4kW8mNv3L"  # noqa: S105 - lagwatch's own API bearer token
+RECEIVER_SECRETS = {  # the receivers' credentials: no output may contain them either
+    "HOOK_SECRET": "Hk-5tR1vQw8Z", "SLACK_TOKEN": "xoxb-Sl4ckT0k3n",
+    "SLACK_HOOK_PATH": "Wh00kS3cr3tPath", "PD_KEY": "Pd-R0ut1ngK3y"}
 
 
 @pytest.fixture(scope="module")
@@ -160,16 +163,19 @@ def get(url: str, context: ssl.SSLContext, token: str | None = None) -> tuple[in
 
 
 @pytest.fixture
-def run_secured(tmp_path: Path, sasl_broker: LocalKafka,
-                certs: tuple[Authority, Authority]) -> Iterator[Callable[[], tuple[str, Path]]]:
+def run_secured(tmp_path: Path, sasl_broker: LocalKafka, certs: tuple[Authority, Authority]
+                ) -> Iterator[Callable[[], tuple[str, Path, Path]]]:
     """Start `lagwatch run --log-level debug` on the SASL broker, serving HTTPS with a bearer
-    token; every secret comes from a file or the environment."""
+    token, with a receiver of each kind (listening nowhere); every secret comes from a file
+    or the environment. Returns the base URL, the log and the config file."""
     procs: list[subprocess.Popen[str]] = []
     ours = certs[0]
     (tmp_path / "kafka-password").write_text(PASSWORD + "\n")
     (tmp_path / "api-token").write_text(TOKEN + "\n")
+    (tmp_path / "pd-key").write_text(RECEIVER_SECRETS["PD_KEY"] + "\n")
+    nowhere = f"127.0.0.1:{free_port()}"
 
-    def start() -> tuple[str, Path]:
+    def start() -> tuple[str, Path, Path]:
         port = free_port()
         path = write_config(
             tmp_path, sasl_broker, {**sasl(ours.ca, password=None),  # type: ignore[arg-type]
@@ -178,17 +184,24 @@ def run_secured(tmp_path: Path, sasl_broker: LocalKafka,
             http={"listen": f"127.0.0.1:{port}",
                   "tls": {"cert_file": str(ours.server_cert), "key_file": str(ours.server_key)},
                   "auth": {"bearer_token_file": str(tmp_path / "api-token")}},
-            alerting={"receivers": [{"name": "hook", "webhook": {
-                "url": "https://127.0.0.1:1/hook", "hmac_secret": "${HOOK_SECRET}"}}]})
+            alerting={"receivers": [
+                {"name": "hook", "webhook": {"url": f"https://{nowhere}/hook",
+                                             "hmac_secret": "${HOOK_SECRET}"}},
+                {"name": "slack-bot", "slack": {"token": "${SLACK_TOKEN}", "channel": "#kafka",
+                                                "base_url": f"http://{nowhere}/api/"}},
+                {"name": "slack-hook", "slack": {
+                    "webhook_url": f"http://{nowhere}/services/T0/B0/${{SLACK_HOOK_PATH}}"}},
+                {"name": "pd", "pagerduty": {"routing_key_file": str(tmp_path / "pd-key"),
+                                             "base_url": f"https://{nowhere}"}}]})
         raw = yaml.safe_load(path.read_text())
         del raw["clusters"][0]["security"]["password"]
         path.write_text(yaml.safe_dump(raw))
         log = tmp_path / "lagwatch.log"
         proc = subprocess.Popen([sys.executable, "-m", "lagwatch", "run", "-c", str(path)],
                                 stdout=subprocess.DEVNULL, stderr=log.open("w"), text=True,
-                                env={**os.environ, "HOOK_SECRET": "Hk-5tR1vQw8Z"})
+                                env={**os.environ, **RECEIVER_SECRETS})
         procs.append(proc)
-        return f"https://127.0.0.1:{port}", log
+        return f"https://127.0.0.1:{port}", log, path
 
     yield start
     for proc in procs:
@@ -198,10 +211,10 @@ def run_secured(tmp_path: Path, sasl_broker: LocalKafka,
 
 
 def test_secrets_never_appear_in_logs_api_or_metrics_and_the_api_needs_its_token(
-        run_secured: Callable[[], tuple[str, Path]], sasl_broker: LocalKafka,
+        run_secured: Callable[[], tuple[str, Path, Path]], sasl_broker: LocalKafka,
         certs: tuple[Authority, Authority]) -> None:
     seeded_group(sasl_broker)
-    base, log = run_secured()
+    base, log, config = run_secured()
     context = ssl.create_default_context(cafile=str(certs[0].ca))
     # The API answers over HTTPS, and only with the token
     wait_for(lambda: get(base + "/api/v1/status", context, TOKEN)[0] == 200 and json.loads(
@@ -215,10 +228,19 @@ def test_secrets_never_appear_in_logs_api_or_metrics_and_the_api_needs_its_token
                get(base + "/api/v1/status", context, TOKEN)[1],
                get(base + "/api/v1/incidents", context, TOKEN)[1],
                get(base + "/api/v1/silences", context, TOKEN)[1]]
+    # and every receiver fails, with its error printed
+    notified = subprocess.run([sys.executable, "-m", "lagwatch", "test-notify", "-c",
+                               str(config)], capture_output=True, text=True, timeout=120,
+                              check=False, env={**os.environ, **RECEIVER_SECRETS})
+    assert (notified.returncode, [line.split(":")[0] for line in notified.stdout.splitlines()]
+            ) == (1, ["hook", "slack-bot", "slack-hook", "pd"]), notified
+    assert "failed" in notified.stdout.splitlines()[2]
+    outputs += [notified.stdout, notified.stderr]
     time.sleep(2)
     text = log.read_text()
     assert "Starting KafkaAdminClient with configuration" in text  # debug logging was on
     outputs.append(text)
-    for secret in (PASSWORD, TOKEN, "Hk-5tR1vQw8Z", base64.b64encode(PASSWORD.encode()).decode()):
+    for secret in (PASSWORD, TOKEN, *RECEIVER_SECRETS.values(),
+                   base64.b64encode(PASSWORD.encode()).decode()):
         assert not [o for o in outputs if secret in o], f"a secret leaked: {secret[:3]}…"
     assert "'sasl_plain_password': '***'" in text
