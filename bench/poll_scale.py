@@ -205,7 +205,8 @@ def measure_baseline(bootstrap: str, polls: int) -> dict[str, float]:
 def measure_daemon(bootstrap: str, polls: int, interval_s: float, scrape_s: float
                    ) -> dict[str, float]:
     """Run `lagwatch run` until its history window is full; return its peak RSS, mean poll
-    time, and the median time of a /metrics scrape over HTTP once its first poll is in.
+    time, mean processing time over the last 10 polls (the window nearly full), and the
+    median time of a /metrics scrape over HTTP once its first poll is in.
 
     The window is sized to ``polls`` polls ``interval_s`` apart, so with 60 every series
     holds as many samples as a 30-minute window at 30 s polls does; /metrics is scraped
@@ -224,7 +225,8 @@ def measure_daemon(bootstrap: str, polls: int, interval_s: float, scrape_s: floa
     proc = subprocess.Popen([sys.executable, "-m", "lagwatch", "run", "-c", str(config)],
                             stdout=subprocess.DEVNULL)
     try:
-        count, total, text = 0.0, 0.0, ""
+        count, text = 0.0, ""
+        timings: list[dict[str, float]] = []  # the poll histograms' counts and sums, per scrape
         scrapes: dict[bool, list[float]] = {True: [], False: []}  # by gzip or not
         while count < polls:
             time.sleep(scrape_s)
@@ -242,15 +244,27 @@ def measure_daemon(bootstrap: str, polls: int, interval_s: float, scrape_s: floa
             text = (gzip.decompress(body) if gzipped else body).decode()
             if count:
                 scrapes[gzipped].append(took)
-            for line in text.splitlines():
-                if line.startswith("lagwatch_poll_duration_seconds_count"):
-                    count = float(line.split()[-1])
-                elif line.startswith("lagwatch_poll_duration_seconds_sum"):
-                    total = float(line.split()[-1])
+            timings.append({name: float(line.split()[-1]) for line in text.splitlines()
+                            for name in ("lagwatch_poll_duration_seconds_count",
+                                         "lagwatch_poll_duration_seconds_sum",
+                                         "lagwatch_poll_processing_seconds_count",
+                                         "lagwatch_poll_processing_seconds_sum")
+                            if line.startswith(name + "{")})
+            count = timings[-1].get("lagwatch_poll_duration_seconds_count", 0.0)
         status = Path(f"/proc/{proc.pid}/status").read_text()
         hwm_kb = next(int(line.split()[1]) for line in status.splitlines()
                       if line.startswith("VmHWM:"))
-        return {"rss_mb": hwm_kb / 1024, "poll_s": total / count,
+        last = timings[-1]
+        start = next(t for t in timings  # where the last 10 processed polls begin
+                     if t.get("lagwatch_poll_processing_seconds_count", 0.0)
+                     >= last["lagwatch_poll_processing_seconds_count"] - 10)
+        processed = (last["lagwatch_poll_processing_seconds_count"]
+                     - start["lagwatch_poll_processing_seconds_count"])
+        return {"rss_mb": hwm_kb / 1024,
+                "poll_s": last["lagwatch_poll_duration_seconds_sum"] / count,
+                "processing_s": (last["lagwatch_poll_processing_seconds_sum"]
+                                 - start["lagwatch_poll_processing_seconds_sum"]) / processed,
+                "processed": processed,
                 "scrape_s": statistics.median(scrapes[True]), "scrapes": len(scrapes[True]),
                 "scrape_p90_s": statistics.quantiles(scrapes[True], n=10)[-1],
                 "plain_s": statistics.median(scrapes[False]),
@@ -301,7 +315,9 @@ def main() -> None:
     print(f"ratio baseline/lagwatch: poll time {base['poll_s'] / ours['poll_s']:.1f}x, "
           f"requests {base['requests'] / ours['requests']:.1f}x")
     print(f"daemon: peak RSS {daemon['rss_mb']:.0f} MB, mean poll {daemon['poll_s']:.3f} s "
-          f"(collect, history, detection, report, persistence; {args.daemon_polls} polls "
+          f"reading Kafka + {daemon['processing_s']:.3f} s processing (history, detection, "
+          f"report, alerting, /metrics render; mean of the last {daemon['processed']:.0f} "
+          f"polls; {args.daemon_polls} polls "
           f"filling its window, scraped every {args.scrape_interval:g} s); /metrics scrape "
           f"over HTTP with gzip (as Prometheus asks) median {daemon['scrape_s'] * 1000:.0f} ms, "
           f"p90 {daemon['scrape_p90_s'] * 1000:.0f} ms ({daemon['scrapes']:.0f} scrapes); "

@@ -44,12 +44,15 @@ class Poller:
     def poll(self) -> None:
         """Run one poll; log changes of reachability rather than every failure."""
         snapshot = self.collector.poll()
-        self.exporter.metrics.observe(snapshot)
+        started = time.perf_counter()
+        metrics = self.exporter.metrics
+        metrics.observe(snapshot)
         report = self.state.publish(snapshot, self.pipeline.ingest(snapshot))
         self.alerter.observe(report, snapshot.taken_at)
         store = self.pipeline.store
         self.alerter.observe_self(snapshot.taken_at, store.failing if store else None)
         self.exporter.refresh()  # here, so that scrapes find the poll's metrics rendered
+        metrics.processing.labels(snapshot.cluster).observe(time.perf_counter() - started)
         self.heap.settle(snapshot.taken_at)
         name = snapshot.cluster
         if not snapshot.up and self._was_up is not False:

@@ -353,6 +353,10 @@ class PollMetrics:
         self.errors = Counter("lagwatch_poll_errors_total",
                               "Things a poll could not read, by pipeline stage.",
                               ["cluster", "stage"], registry=registry)
+        self.processing = Histogram(
+            "lagwatch_poll_processing_seconds",
+            "Time a poll took after reading Kafka: history, detection, report, alerting and "
+            "rendering /metrics.", ["cluster"], buckets=POLL_BUCKETS_S, registry=registry)
         self.overruns = Counter("lagwatch_poll_overruns_total",
                                 "Polls skipped because the previous one was still running.",
                                 ["cluster"], registry=registry)

@@ -266,13 +266,18 @@ def self_monitoring() -> dict[str, Any]:
     """lagwatch's own health: polls, errors, notification delivery, resources."""
     return dashboard("lagwatch-self", "lagwatch / Self-monitoring",
                      "Whether lagwatch itself is working: polls, errors, notifications.", [
-        Panel("Poll duration (p50, p95)", "How long a poll of each cluster takes. Close to "
+        Panel("Poll duration (p50, p95) and processing (p95)",
+              "How long a poll of each cluster takes to read Kafka, and then to process what "
+              "it read (history, detection, report, alerting, /metrics). Their sum close to "
               "the poll interval means polls start to be skipped: raise poll_interval.",
               [(f"histogram_quantile(0.5, sum by (cluster, le) "
                 f"(rate(lagwatch_poll_duration_seconds_bucket{{{C}}}[5m])))", "p50 {{cluster}}"),
                (f"histogram_quantile(0.95, sum by (cluster, le) "
                 f"(rate(lagwatch_poll_duration_seconds_bucket{{{C}}}[5m])))",
-                "p95 {{cluster}}")], unit="s"),
+                "p95 {{cluster}}"),
+               (f"histogram_quantile(0.95, sum by (cluster, le) "
+                f"(rate(lagwatch_poll_processing_seconds_bucket{{{C}}}[5m])))",
+                "p95 processing {{cluster}}")], unit="s"),
         Panel("Poll errors", "Things polls could not read, per second, by stage. The "
               "lagwatch API's errors list says what.",
               [(f"sum by (cluster, stage) (rate(lagwatch_poll_errors_total{{{C}}}[5m]))",

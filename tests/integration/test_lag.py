@@ -11,6 +11,7 @@ from typing import Any
 from kafka import KafkaAdminClient, KafkaConsumer
 
 from lagwatch.daemon import Daemon
+from tests.exposition import value
 from tests.integration.helpers import commit, http_get, scrape, status_document, wait_for
 
 
@@ -96,6 +97,18 @@ def test_metrics_report_exact_offsets_and_lag_per_partition(
     assert value("lagwatch_group_status", group=group, status="ok") == 0
     assert value("lagwatch_cluster_up") == 1
     assert value("lagwatch_poll_errors_total", stage="offsets") == 0
+    # each poll is timed twice: reading Kafka, then processing what it read
+    timings = wait_for(lambda: (t := poll_timings(lagwatch))[0] == t[1] and t,
+                       "a scrape between polls")
+    assert timings[0] >= 1 and timings[2] > 0
+
+
+def poll_timings(lagwatch: Daemon) -> tuple[float | None, float | None, float | None]:
+    """Polls timed reading Kafka, polls timed processing, and the processing time."""
+    samples = scrape(lagwatch)
+    return (value(samples, "lagwatch_poll_duration_seconds_count", cluster="default"),
+            value(samples, "lagwatch_poll_processing_seconds_count", cluster="default"),
+            value(samples, "lagwatch_poll_processing_seconds_sum", cluster="default"))
 
 
 def test_endpoints_answer_per_cluster_and_group_with_404_for_unknown_names(
