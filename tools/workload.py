@@ -64,6 +64,7 @@ class Consumer(threading.Thread):
         self._recommit_at = 0.0
         self.paused: set[int] = set()  # partitions this member holds but stops reading
         self.joined = threading.Event()
+        self.generation = -1  # the group generation of this member's latest assignment
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -87,6 +88,7 @@ class Consumer(threading.Thread):
         records = consumer.poll(timeout_ms=200)
         if consumer.assignment():
             self.joined.set()
+            self.generation = consumer.group_metadata().generation_id
         if not self.committing:
             # a poison pill: go back to it every time, never commit past it
             stuck_at = {tp: consumer.committed(tp) or 0 for tp in consumer.assignment()}

@@ -15,7 +15,7 @@ from workload import Consumer
 from lagwatch.daemon import Daemon
 from tests.integration.helpers import status_document, wait_for
 
-CHANGES = 4  # a member joins, leaves, another joins, leaves: four rebalances
+CHANGES = 4  # a member joins, leaves, another joins, leaves: at least four rebalances
 
 
 def group_doc(lagwatch: Daemon, group: str) -> dict[str, Any] | None:
@@ -56,8 +56,9 @@ def base(kafka_bootstrap: str, topic: str, unique: Callable[[str], str]
     consumer.stop()
 
 
-def baseline(lagwatch: Daemon, base: Consumer) -> int:
-    """Start the steady member once lagwatch polls; return the count it settles at."""
+def baseline(lagwatch: Daemon, base: Consumer) -> tuple[int, int]:
+    """Start the steady member once lagwatch polls; return the count it settles at, and the
+    group's generation then."""
     wait_for(lambda: status_document(lagwatch)["clusters"]["default"]["up"],
              "a first poll (the records reader starts at the end of the topic)")
     base.start()
@@ -66,11 +67,13 @@ def baseline(lagwatch: Daemon, base: Consumer) -> int:
     next_poll(lagwatch)
     doc = group_doc(lagwatch, base.group)
     assert doc is not None
-    return int(doc["rebalances"]["total"])
+    return int(doc["rebalances"]["total"]), base.generation
 
 
 def play(kafka_bootstrap: str, lagwatch: Daemon, base: Consumer) -> None:
-    """Members join and leave one at a time, each change a single rebalance."""
+    """Members join and leave one at a time. Each change is one rebalance, and on a loaded
+    host sometimes two (a member late to rejoin), so the truth is the generations the steady
+    member went through."""
     for _ in range(CHANGES // 2):
         extra = Consumer(kafka_bootstrap, base.topic, base.group)
         extra.start()
@@ -84,16 +87,19 @@ def test_exact_mode_counts_exactly_the_rebalances(
         kafka_bootstrap: str, base: Consumer, daemon: Callable[..., Daemon]) -> None:
     # Given a group with one steady member, and what lagwatch has counted so far
     lagwatch = daemon(base.group)
-    before = baseline(lagwatch, base)
+    before, generation = baseline(lagwatch, base)
 
     # When members join and leave
     play(kafka_bootstrap, lagwatch, base)
 
-    # Then exactly that many rebalances were counted, from the coordinator's records
+    # Then exactly as many rebalances were counted, from the coordinator's records, as the
+    # group went through
     doc = group_doc(lagwatch, base.group)
     assert doc is not None
     assert doc["rebalances"]["exact"] is True
-    assert doc["rebalances"]["total"] - before == CHANGES
+    rebalances = base.generation - generation
+    assert rebalances >= CHANGES
+    assert doc["rebalances"]["total"] - before == rebalances
     assert doc["rebalances"]["joined"] >= 2
     assert doc["rebalances"]["left"] >= 2
     finding = next(f for f in doc["findings"] if f["kind"] == "rebalancing")
@@ -105,7 +111,7 @@ def test_fallback_mode_reports_at_most_the_true_count_and_says_so(
         kafka_bootstrap: str, base: Consumer, daemon: Callable[..., Daemon]) -> None:
     # Given lagwatch told not to read __consumer_offsets
     lagwatch = daemon(base.group, cluster={"read_offsets_topic": False})
-    before = baseline(lagwatch, base)
+    before, generation = baseline(lagwatch, base)
 
     # When
     play(kafka_bootstrap, lagwatch, base)
@@ -114,7 +120,7 @@ def test_fallback_mode_reports_at_most_the_true_count_and_says_so(
     doc = group_doc(lagwatch, base.group)
     assert doc is not None
     assert doc["rebalances"]["exact"] is False
-    assert 1 <= doc["rebalances"]["total"] - before <= CHANGES
+    assert 1 <= doc["rebalances"]["total"] - before <= base.generation - generation
     finding = next(f for f in doc["findings"] if f["kind"] == "rebalancing")
     assert finding["reason"].startswith("at least ")
     assert finding["reason"].endswith("(counted from polls: lower bounds)")
