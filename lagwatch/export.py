@@ -13,7 +13,7 @@ from __future__ import annotations
 import math
 import threading
 from collections import Counter as Tally
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
 from operator import attrgetter
@@ -32,7 +32,7 @@ from lagwatch.collect import STAGES
 from lagwatch.deflate import Piece, deflate, text_stream
 from lagwatch.detect.dlq import DlqReport
 from lagwatch.detect.findings import Finding
-from lagwatch.model import LogDir, Snapshot
+from lagwatch.model import LogDir, Snapshot, TopicPartition
 from lagwatch.report import ClusterReport, GroupReport, PartitionReport, TopicReport
 from lagwatch.state import State
 from lagwatch.status import Severity, Status
@@ -88,14 +88,15 @@ def _samples(full: str, rows: Iterable[Row]) -> Iterator[bytes]:
 
 
 T = TypeVar("T")
+V = TypeVar("V")
 Series = list[tuple[str, T]]  # label blocks paired with what their values are read from
 
 
 @dataclass(frozen=True)
 class _Index:
-    """Every cluster, group and group-topic with its label block, rendered once per scrape
+    """Every cluster, group and group-topic with its label block, built once per render
     and shared by all the families of its level. Formatting labels was most of a large
-    scrape; a group-partition's block is its group-topic's plus a cached partition pair,
+    render; a group-partition's block is its group-topic's plus a cached partition pair,
     which is quicker than keeping 200,000 of them and takes no memory."""
 
     clusters: Series[ClusterReport]
@@ -138,18 +139,12 @@ def _partitions(index: _Index, value: Callable[[PartitionReport], float | None]
                 yield f"{labels},{_partition(p.partition)}", v
 
 
-def _log_offsets(reports: list[ClusterReport], start: bool) -> Iterator[Row]:
-    for r in reports:
-        for (topic, partition), log in sorted(r.snapshot.offsets.items()):
-            yield (f"{_labels(('cluster', r.cluster), ('topic', topic))},"
-                   f"{_partition(partition)}", log.log_start if start else log.log_end)
-
-
-def _produce_rates(reports: list[ClusterReport]) -> Iterator[Row]:
-    for r in reports:
-        for (topic, partition), rate in sorted(r.produce_rates.items()):
-            yield (f"{_labels(('cluster', r.cluster), ('topic', topic))},"
-                   f"{_partition(partition)}", rate)
+def _topic_partitions(index: _Index, values: Callable[[ClusterReport], Mapping[
+        TopicPartition, V]], value: Callable[[V], float]) -> Iterator[Row]:
+    """Series per topic-partition of a cluster (not of a group), in partition order."""
+    for labels, r in index.clusters:
+        for (topic, partition), item in sorted(values(r).items()):
+            yield f"{labels},{_pair('topic', topic)},{_partition(partition)}", value(item)
 
 
 def _statuses(index: _Index) -> Iterator[Row]:
@@ -226,7 +221,7 @@ def _meta(attribute: str) -> Callable[[ClusterReport], float | None]:
     return value
 
 
-def _partition_families(r: list[ClusterReport], i: _Index) -> Iterator[Family]:
+def _partition_families(i: _Index) -> Iterator[Family]:
     """The per-partition families: most of the series on a large cluster."""
     yield _family("partition_lag_messages", "Log end offset minus committed offset.",
                   _partitions(i, attrgetter("assessment.lag_messages")))
@@ -244,17 +239,18 @@ def _partition_families(r: list[ClusterReport], i: _Index) -> Iterator[Family]:
                   "Time until retention deletes unread messages.",
                   _partitions(i, attrgetter("assessment.retention_eta_s")))
     yield _family("partition_log_end_offset", "High watermark.",
-                  _log_offsets(r, start=False))
+                  _topic_partitions(i, attrgetter("snapshot.offsets"), attrgetter("log_end")))
     yield _family("partition_log_start_offset", "Earliest available offset.",
-                  _log_offsets(r, start=True))
+                  _topic_partitions(i, attrgetter("snapshot.offsets"), attrgetter("log_start")))
     yield _family("partition_produce_rate_per_second",
-                  "Messages per second written to the partition.", _produce_rates(r))
+                  "Messages per second written to the partition.",
+                  _topic_partitions(i, attrgetter("produce_rates"), float))
 
 
 def families(reports: list[ClusterReport], per_partition: bool = True) -> Iterator[Family]:
     """Yield the lagwatch_* families for the given reports, always the same families in the
     same order; without ``per_partition``, the lagwatch_partition_* families are left out."""
-    r, i = reports, _Index.of(reports)
+    i = _Index.of(reports)
     yield _family("cluster_up", "1 if the last poll of the cluster succeeded, else 0.",
                   _values(i.clusters, lambda c: 1.0 if c.up else 0.0))
     yield _family("last_poll_timestamp_seconds", "Unix time of the last successful poll.",
@@ -269,7 +265,7 @@ def families(reports: list[ClusterReport], per_partition: bool = True) -> Iterat
                   "Partitions whose in-sync replicas are fewer than their replicas.",
                   _values(i.clusters, _meta("under_replicated")))
     if per_partition:
-        yield from _partition_families(r, i)
+        yield from _partition_families(i)
     yield _family("group_lag_messages", "Lag summed over the topic's partitions.",
                   _values(i.topics, attrgetter("lag_messages")))
     yield _family("group_lag_seconds", "Largest time lag over the topic's partitions.",
