@@ -46,6 +46,24 @@ class Producer(threading.Thread):
         self.join(timeout=15)
 
 
+def subscribed(bootstrap: str, topic: str, group: str, **config: object) -> KafkaConsumer:
+    """A group consumer subscribed to ``topic`` once its metadata is known.
+
+    Subscribing first lets the group's leader compute the assignment before the topic's
+    metadata arrives; it then assigns nothing and, until a later metadata refresh, every
+    member sits idle (kafka-python issue 2377). Loading the topic first closes that race.
+    """
+    consumer = KafkaConsumer(bootstrap_servers=bootstrap, group_id=group, **config)
+    deadline = time.monotonic() + 30
+    while not consumer.partitions_for_topic(topic):
+        if time.monotonic() > deadline:
+            consumer.close()
+            raise TimeoutError(f"no metadata for topic {topic} after 30 s")
+        time.sleep(0.2)
+    consumer.subscribe([topic])
+    return consumer
+
+
 class Consumer(threading.Thread):
     """A group member that reads at most ``rate`` msg/s (None: as fast as it can).
 
@@ -68,8 +86,8 @@ class Consumer(threading.Thread):
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        consumer = KafkaConsumer(
-            self.topic, bootstrap_servers=self.bootstrap, group_id=self.group,
+        consumer = subscribed(
+            self.bootstrap, self.topic, self.group,
             enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=max(1, int((self.rate or 500) / 5)), session_timeout_ms=10000)
         try:

@@ -8,7 +8,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
-from kafka import KafkaAdminClient, KafkaConsumer
+from kafka import KafkaAdminClient
+from workload import subscribed
 
 from lagwatch.daemon import Daemon
 from tests.exposition import value
@@ -143,8 +144,8 @@ def test_group_state_and_members_follow_a_member_joining_and_leaving(
     # Given a consumer that joined the group and owns the topic's partitions
     topic = make_topic([3, 3])
     group = unique("group")
-    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, group_id=group,
-                             enable_auto_commit=False, session_timeout_ms=6000)
+    consumer = subscribed(kafka_bootstrap, topic, group,
+                          enable_auto_commit=False, session_timeout_ms=6000)
     try:
         wait_for(lambda: consumer.poll(200) is not None and consumer.assignment(),
                  "the consumer to be assigned partitions")
@@ -169,8 +170,8 @@ def test_partitions_without_a_commit_get_no_invented_lag(
     # Given a member assigned three partitions that committed only on partition 0
     topic = make_topic([5, 6, 7])
     group = unique("group")
-    consumer = KafkaConsumer(topic, bootstrap_servers=kafka_bootstrap, group_id=group,
-                             enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = subscribed(kafka_bootstrap, topic, group,
+                          enable_auto_commit=False, auto_offset_reset="earliest")
     try:
         wait_for(lambda: consumer.poll(200) is not None and len(consumer.assignment()) == 3,
                  "the consumer to own all three partitions")
@@ -209,8 +210,8 @@ def test_a_deleted_topic_does_not_break_the_poll_of_other_groups(
     # Given a member still assigned a topic that is then deleted, and a healthy group elsewhere
     doomed, kept = make_topic([4]), make_topic([8])
     holder, other = unique("holder"), unique("other")
-    consumer = KafkaConsumer(doomed, bootstrap_servers=kafka_bootstrap, group_id=holder,
-                             enable_auto_commit=False, auto_offset_reset="earliest")
+    consumer = subscribed(kafka_bootstrap, doomed, holder,
+                          enable_auto_commit=False, auto_offset_reset="earliest")
     try:
         wait_for(lambda: consumer.poll(200) is not None and consumer.assignment(),
                  "the holder to own the doomed topic")
