@@ -52,8 +52,8 @@ _CONSUMER_PROTOCOLS = frozenset({"consumer", ""})
 _UNKNOWN_TOPIC = 3
 STAGES = ("connect", "offsets", "describe", "metadata", "cluster", "log_offsets", "retention",
           "offsets_topic", "log_dirs")
-_RETENTION_KEYS = {"retention.ms": None, "retention.bytes": None, "cleanup.policy": None}
 """Pipeline stages a poll error can come from (the ``stage`` label of poll errors)."""
+_RETENTION_KEYS = {"retention.ms": None, "retention.bytes": None, "cleanup.policy": None}
 _FAILURES = (KafkaError, OSError, ValueError)
 # The admin client caches group coordinators and never invalidates them: after one of
 # these the client is rebuilt for the next poll.
@@ -93,15 +93,10 @@ class Collector:
 
     def _client(self) -> Any:
         if self._admin is None:
-            timeout_ms = int(self.cluster.request_timeout * 1000)
+            options = self.cluster.client_options()
             self._admin = self._admin_factory(
-                bootstrap_servers=list(self.cluster.bootstrap_servers),
                 client_id=self.client_id,
-                request_timeout_ms=timeout_ms,
-                bootstrap_timeout_ms=timeout_ms,
-                reconnect_backoff_max_ms=min(timeout_ms, 5000),
-                **self.cluster.security.client_options(),
-            )
+                bootstrap_timeout_ms=options["request_timeout_ms"], **options)
         return self._admin
 
     def close(self) -> None:

@@ -36,6 +36,7 @@ from lagwatch.detect.rules import Settings
 from lagwatch.notify.config import AlertingConfig
 
 DEFAULT_LISTEN = "0.0.0.0:9391"
+RECONNECT_BACKOFF_MAX_MS = 1000  # cap on the wait between connection attempts to a broker
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 
@@ -114,6 +115,18 @@ class ClusterConfig(Strict):
     request_timeout: Duration = 10.0
     expected_brokers: int | None = Field(default=None, ge=1)
     read_offsets_topic: bool = True  # exact rebalance counts and commit times
+
+    def client_options(self) -> dict[str, Any]:
+        """Return the kafka-python keyword arguments every client of this cluster takes."""
+        timeout_ms = int(self.request_timeout * 1000)
+        return {
+            "bootstrap_servers": list(self.bootstrap_servers),
+            "request_timeout_ms": timeout_ms,
+            # a client waiting on a broker that is down retries each second (plus up to 20%
+            # jitter), so it sees the broker return at once, not after a 5 to 30 s backoff
+            "reconnect_backoff_max_ms": min(timeout_ms, RECONNECT_BACKOFF_MAX_MS),
+            **self.security.client_options(),
+        }
 
 
 class HttpTls(Strict):

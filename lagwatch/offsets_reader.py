@@ -53,12 +53,12 @@ class OffsetsTopicReader:
 
     def _open(self) -> Any:
         if self._consumer is None:
-            timeout_ms = int(self.cluster.request_timeout * 1000)
+            options = self.cluster.client_options()
+            # kafka-python wants a consumer's request timeout above its session timeout (10 s)
+            options["request_timeout_ms"] = max(options["request_timeout_ms"], 11000)
             consumer = KafkaConsumer(
-                bootstrap_servers=list(self.cluster.bootstrap_servers), group_id=None,
-                client_id="lagwatch-offsets-reader", enable_auto_commit=False,
-                exclude_internal_topics=False, request_timeout_ms=max(timeout_ms, 11000),
-                **self.cluster.security.client_options())
+                group_id=None, client_id="lagwatch-offsets-reader", enable_auto_commit=False,
+                exclude_internal_topics=False, **options)
             partitions = consumer.partitions_for_topic(TOPIC)
             if not partitions:
                 consumer.close()

@@ -47,6 +47,17 @@ def test_a_valid_file_loads_with_defaults_filled(tmp_path: Path) -> None:
     assert cluster.security.client_options() == {"security_protocol": "PLAINTEXT"}
 
 
+@pytest.mark.parametrize(("timeout", "backoff_ms"), [("10s", 1000), ("500ms", 500)])
+def test_every_client_retries_a_down_broker_at_least_each_second(
+        tmp_path: Path, timeout: str, backoff_ms: int) -> None:
+    text = VALID.replace("    groups:", f"    request_timeout: {timeout}\n    groups:")
+    cluster = load_config(write(tmp_path, text)).clusters[0]
+    timeout_ms = int(cluster.request_timeout * 1000)
+    assert cluster.client_options() == {
+        "bootstrap_servers": ["kafka-1:9092", "kafka-2:9092"], "request_timeout_ms": timeout_ms,
+        "reconnect_backoff_max_ms": backoff_ms, "security_protocol": "PLAINTEXT"}
+
+
 def test_unknown_key_is_named_by_its_path(tmp_path: Path) -> None:
     text = VALID.replace("    groups:", "    grups: {}\n    groups:")
     assert error_of(tmp_path, text) == "clusters[0].grups: unknown key"
