@@ -34,6 +34,11 @@ class ChurnSettings:
     window_s: float = 1800.0
     max_per_hour: float = 6.0
     max_rebalancing_share: float = 0.2
+    # A group watched only briefly is judged as if the rest of this much was calm: one
+    # rebalance in lagwatch's first minute is not 60 an hour, and a group that the first
+    # poll catches mid-rebalance has not spent 100% of its time rebalancing.
+    min_span_s: float = 600.0
+    min_polls: int = 10
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,9 +116,10 @@ class RebalanceTracker:
         while g.polls and g.polls[0][0] < cutoff:
             g.polls.popleft()
         in_window = sum(e.count for e in g.events)
-        span = max(now - g.polls[0][0], 1.0) if g.polls else self.settings.window_s
-        span = min(span, self.settings.window_s)
-        share = sum(busy for _, busy in g.polls) / len(g.polls) if g.polls else 0.0
+        s = self.settings
+        watched = now - g.polls[0][0] if g.polls else s.window_s
+        span = min(max(watched, s.min_span_s), s.window_s)
+        share = sum(busy for _, busy in g.polls) / max(len(g.polls), s.min_polls)
         joined = sum(len(e.joined) for e in g.events)
         left = sum(len(e.left) for e in g.events)
         return Churn(g.total, in_window, in_window * 3600.0 / span, share, joined, left,

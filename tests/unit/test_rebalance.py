@@ -46,7 +46,8 @@ def test_polls_count_member_changes_when_records_are_not_read() -> None:
         tracker.observe_poll(poll(state, *members), at=float(at))
     churn = tracker.churn("billing", now=120.0)
     assert churn is not None
-    assert (churn.total, churn.exact, churn.rebalancing_share) == (2, False, 0.2)
+    assert (churn.total, churn.exact) == (2, False)
+    assert churn.rebalancing_share == 0.1  # 1 of 5 polls, taken over at least 10
 
 
 def test_old_rebalances_leave_the_window_but_stay_in_the_total() -> None:
@@ -67,9 +68,33 @@ def test_churn_above_the_limit_is_a_finding_that_says_how_it_was_counted() -> No
     assert churn is not None
     assert churn_finding(churn, S) == Finding(
         "rebalancing", Severity.WARNING,
-        "at least 8 rebalances in the window (60.0/h), 0% of polls caught it rebalancing; "
+        "at least 8 rebalances in the window (48.0/h), 0% of polls caught it rebalancing; "
         "4 joined, 4 left; likely cause: rolling restart (members left and came back from "
         "the same hosts) (counted from polls: lower bounds)")
+
+
+def test_a_group_first_seen_mid_rebalance_raises_nothing_until_it_keeps_rebalancing() -> None:
+    # Given lagwatch's first poll catches the group mid-rebalance, which then completes
+    tracker = RebalanceTracker(S)
+    tracker.observe_record(record(1, "a"), at=0.0)
+    tracker.observe_poll(poll("PreparingRebalance", "a"), at=1.0)
+    tracker.observe_record(record(2, "a", "b"), at=2.0)
+    tracker.observe_poll(poll("Stable", "a", "b"), at=3.0)
+    churn = tracker.churn("billing", now=3.0)
+    assert churn is not None
+    assert (churn.in_window, churn.per_hour, churn.rebalancing_share) == (1, 6.0, 0.1)
+    assert churn_finding(churn, S) is None
+    # When two more polls catch it rebalancing
+    for at in (4.0, 5.0):
+        tracker.observe_poll(poll("PreparingRebalance", "a", "b"), at=at)
+    churn = tracker.churn("billing", now=5.0)
+    assert churn is not None
+    # Then 3 of its first polls, counted over 10, are above the 20% limit
+    assert churn.rebalancing_share == 0.3
+    finding = churn_finding(churn, S)
+    assert finding is not None
+    assert finding.reason == ("1 rebalance in the window (6.0/h), 30% of polls caught it "
+                              "rebalancing; 1 joined, 0 left; likely cause: members joined")
 
 
 def test_calm_groups_raise_nothing() -> None:
