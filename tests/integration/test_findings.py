@@ -95,8 +95,9 @@ def test_four_members_on_two_partitions_leave_two_idle(
     topic = topic_with(admin, unique("idle"), 2)
     group = unique("group")
     members = [start(running, Consumer(kafka_bootstrap, topic, group)) for _ in range(4)]
-    wait_for(lambda: sum(m.joined.is_set() for m in members) == 2,
-             "two members with partitions")
+    wait_for(lambda: sum(m.joined.is_set() for m in members) == 2
+             and (g := admin.describe_groups([group])[group])["group_state"] == "Stable"
+             and len(g["members"]) == 4, "four members settled, two with partitions")
     lagwatch = daemon(group)
 
     # Then
