@@ -36,6 +36,16 @@ def topic_with(admin: KafkaAdminClient, name: str, partitions: int) -> str:
     return name
 
 
+def settled(admin: KafkaAdminClient, group: str) -> tuple[int, int] | None:
+    """Members, and members with partitions, of a group in the Stable state; else None."""
+    described = admin.describe_groups([group])[group]
+    if described["group_state"] != "Stable":
+        return None
+    owners = [m for m in described["members"]
+              if any(a["partitions"] for a in m["member_assignment"]["assigned_partitions"])]
+    return len(described["members"]), len(owners)
+
+
 def test_a_key_taking_90_percent_of_the_traffic_makes_its_partition_hot(
         kafka_bootstrap: str, admin: KafkaAdminClient, unique: Callable[[str], str],
         daemon: Callable[..., Daemon], running: list[Any]) -> None:
@@ -94,10 +104,9 @@ def test_four_members_on_two_partitions_leave_two_idle(
     # Given
     topic = topic_with(admin, unique("idle"), 2)
     group = unique("group")
-    members = [start(running, Consumer(kafka_bootstrap, topic, group)) for _ in range(4)]
-    wait_for(lambda: sum(m.joined.is_set() for m in members) == 2
-             and (g := admin.describe_groups([group])[group])["group_state"] == "Stable"
-             and len(g["members"]) == 4, "four members settled, two with partitions")
+    for _ in range(4):
+        start(running, Consumer(kafka_bootstrap, topic, group))
+    wait_for(lambda: settled(admin, group) == (4, 2), "four members settled, two with partitions")
     lagwatch = daemon(group)
 
     # Then
