@@ -5,7 +5,8 @@ read under a race is overstated, never negative):
 
 1. ListGroups on every broker, then the include/exclude filter;
 2. OffsetFetch, one batched request per coordinator; per group when a batch fails;
-3. DescribeGroups, one request per coordinator; per group when a batch fails;
+3. DescribeGroups for classic groups and ConsumerGroupDescribe for consumer-protocol
+   (KIP-848) groups, one request per coordinator; per group when a batch fails;
 4. Metadata for all topics and DescribeCluster;
 5. ListOffsets (latest, then earliest) per leader, for every partition of every topic a
    watched group commits to or is assigned; per topic when a batch fails.
@@ -29,8 +30,11 @@ from kafka.protocol.consumer import OffsetSpec
 
 from lagwatch import kafkafix
 from lagwatch.config import ClusterConfig
+from lagwatch.consumer_groups import describe_consumer_groups
 from lagwatch.kafkalog import CAUSES
 from lagwatch.model import (
+    CLASSIC,
+    CONSUMER,
     ClusterMeta,
     GroupSnapshot,
     LogDir,
@@ -42,12 +46,12 @@ from lagwatch.model import (
     TopicPartition,
 )
 from lagwatch.offsets_reader import OffsetsTopicReader, Records
-from lagwatch.offsets_topic import GroupMetadata, OffsetCommit
+from lagwatch.offsets_topic import OffsetCommit
 
 log = logging.getLogger(__name__)
 
 AdminFactory = Callable[..., Any]
-# Connect workers and share groups commit no consumer offsets worth watching.
+# Classic groups of other protocols (Kafka Connect workers) commit no consumer offsets.
 _CONSUMER_PROTOCOLS = frozenset({"consumer", ""})
 _UNKNOWN_TOPIC = 3
 STAGES = ("connect", "offsets", "describe", "metadata", "cluster", "log_offsets", "retention",
@@ -128,11 +132,11 @@ class Collector:
             errors.append(PollError("connect", self.cluster.name, cause or brief(exc)))
             return Snapshot(self.cluster.name, taken_at, time.monotonic() - started,
                             up=False, errors=tuple(errors))
-        group_ids = list(listed)
-        committed = self._committed(admin, group_ids, errors)
-        described = self._describe(admin, group_ids, errors)
-        groups = {gid: _group(gid, listed[gid], described.get(gid), committed.get(gid, {}))
-                  for gid in group_ids}
+        judged = [gid for gid, g in listed.items() if _type(g) in (CLASSIC, CONSUMER)]
+        committed = self._committed(admin, judged, errors)
+        described = self._describe(admin, listed, errors)
+        groups = {gid: _group(gid, g, described.get(gid), committed.get(gid, {}))
+                  for gid, g in listed.items()}
         records = self._group_records(errors)
         watched = self._watched(records or [])
         topics, meta = self._metadata(admin, errors)
@@ -148,7 +152,7 @@ class Collector:
         return Snapshot(self.cluster.name, taken_at, time.monotonic() - started, up=True,
                         groups=groups, offsets=offsets, meta=meta, retention=retention,
                         group_records=tuple((at, r) for at, r in watched
-                                            if isinstance(r, GroupMetadata)),
+                                            if not isinstance(r, OffsetCommit)),
                         commit_records=tuple((at, r) for at, r in watched
                                              if isinstance(r, OffsetCommit)),
                         records_exact=records is not None,
@@ -172,11 +176,11 @@ class Collector:
         return [(at, r) for at, r in records if r.group in watched]
 
     def _list_groups(self, admin: Any) -> dict[str, dict[str, Any]]:
-        """The watched groups, each with what ListGroups says of it."""
+        """The watched groups, each with what ListGroups says of it (every type but classic
+        groups of other protocols, such as Kafka Connect's)."""
         return {
             g["group_id"]: g for g in sorted(admin.list_groups(), key=lambda g: g["group_id"])
-            if g.get("protocol_type", "") in _CONSUMER_PROTOCOLS
-            and g.get("group_type") != "share"
+            if (_type(g) != CLASSIC or g.get("protocol_type", "") in _CONSUMER_PROTOCOLS)
             and self.cluster.groups.matches(g["group_id"])
         }
 
@@ -189,9 +193,14 @@ class Collector:
                       for tp, om in offsets.items() if om.offset >= 0}
                 for gid, offsets in raw.items()}
 
-    def _describe(self, admin: Any, group_ids: list[str],
+    def _describe(self, admin: Any, listed: dict[str, dict[str, Any]],
                   errors: list[PollError]) -> dict[str, dict[str, Any]]:
-        described = _batched(group_ids, admin.describe_groups, "describe", errors)
+        """Describe classic and consumer-protocol groups, each with its own request."""
+        described = _batched([g for g, info in listed.items() if _type(info) == CLASSIC],
+                             admin.describe_groups, "describe", errors)
+        described.update(_batched(
+            [g for g, info in listed.items() if _type(info) == CONSUMER],
+            lambda ids: describe_consumer_groups(admin, ids), "describe", errors))
         for gid, info in list(described.items()):
             if info.get("error") and info.get("group_state") != "Dead":
                 errors.append(PollError("describe", f"group {gid}", str(info["error"])))
@@ -353,15 +362,27 @@ def _batched(keys: list[str], fetch: Callable[[list[str]], dict[str, Any]], stag
     return result
 
 
+def _type(listed: dict[str, Any]) -> str:
+    """A group's type; brokers before ListGroups v5 (Kafka 3.8) know classic groups only."""
+    return str(listed.get("group_type") or CLASSIC).lower()
+
+
 def _group(group_id: str, listed: dict[str, Any], info: dict[str, Any] | None,
            committed: dict[TopicPartition, int]) -> GroupSnapshot:
-    if listed.get("group_type") == "consumer" and (info is None or not info.get("members")):
-        # KIP-848 groups: DescribeGroups calls them dead; ListGroups knows their state.
-        state = listed.get("group_state") or "Unknown"
-        return GroupSnapshot(group_id, state=state, protocol_type="consumer",
-                             members=() if state == "Empty" else None, committed=committed)
-    if info is None:
-        return GroupSnapshot(group_id, state="Unknown", committed=committed)
+    kind = _type(listed)
+    protocol = str(listed.get("protocol_type") or "")
+    if kind == CONSUMER and info is not None:
+        return GroupSnapshot(group_id, state=info["group_state"] or "Unknown",
+                             protocol_type=protocol, members=info["members"],
+                             committed=committed, group_type=kind, epoch=info["epoch"],
+                             assignment_epoch=info["assignment_epoch"],
+                             assignor=info["assignor"])
+    if kind != CLASSIC or info is None:
+        # not described (a type lagwatch does not judge, or describing failed): ListGroups
+        # still knows the state
+        return GroupSnapshot(group_id, state=listed.get("group_state") or "Unknown",
+                             protocol_type=protocol, members=None, committed=committed,
+                             group_type=kind)
     return GroupSnapshot(
         group_id=group_id,
         state=info.get("group_state") or "Unknown",

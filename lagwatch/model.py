@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from lagwatch.offsets_topic import GroupMetadata, OffsetCommit
+from lagwatch.offsets_topic import GroupRecord, OffsetCommit
 
 TopicPartition = tuple[str, int]
 """(topic, partition)."""
@@ -28,21 +28,34 @@ class LogOffsets:
 
 @dataclass(frozen=True, slots=True)
 class Member:
-    """One member of a consumer group, as describe_groups reports it."""
+    """One member of a consumer group, as DescribeGroups or ConsumerGroupDescribe reports it.
+
+    ``member_epoch`` and ``target`` (the partitions the coordinator means it to own once it
+    has reconciled) are known for consumer-protocol members only.
+    """
 
     member_id: str
     client_id: str
     client_host: str
     group_instance_id: str | None = None
     assignment: tuple[TopicPartition, ...] = ()
+    member_epoch: int | None = None
+    target: tuple[TopicPartition, ...] | None = None
+
+
+CLASSIC, CONSUMER = "classic", "consumer"
+JUDGED_TYPES = frozenset({CLASSIC, CONSUMER})
+"""Group types whose committed offsets lagwatch judges: classic groups and groups on the
+KIP-848 consumer protocol. Share (KIP-932) and streams (KIP-1071) groups are listed only."""
 
 
 @dataclass(frozen=True, slots=True)
 class GroupSnapshot:
     """A consumer group: its coordinator-reported state, members and committed offsets.
 
-    ``members`` is None when the coordinator cannot say (groups on the KIP-848 consumer
-    protocol, which DescribeGroups reports as dead).
+    ``group_type`` is what ListGroups says (``classic``, ``consumer``, ``share``,
+    ``streams``). ``members`` is None when the coordinator could not describe the group.
+    ``epoch``, ``assignment_epoch`` and ``assignor`` are known for consumer-protocol groups.
     """
 
     group_id: str
@@ -50,6 +63,15 @@ class GroupSnapshot:
     protocol_type: str = "consumer"
     members: tuple[Member, ...] | None = ()
     committed: Mapping[TopicPartition, int] = field(default_factory=lambda: _EMPTY)
+    group_type: str = CLASSIC
+    epoch: int | None = None
+    assignment_epoch: int | None = None
+    assignor: str | None = None
+
+    @property
+    def judged(self) -> bool:
+        """Whether lagwatch judges this type of group."""
+        return self.group_type in JUDGED_TYPES
 
     def assigned(self) -> frozenset[TopicPartition]:
         """Return every partition some member is assigned."""
@@ -119,8 +141,9 @@ class Snapshot:
     offsets: Mapping[TopicPartition, LogOffsets] = field(default_factory=dict)
     meta: ClusterMeta | None = None
     retention: Mapping[str, Retention] = field(default_factory=dict)
-    group_records: tuple[tuple[float, GroupMetadata], ...] = ()
-    """GroupMetadata records read from __consumer_offsets since the last poll (time, record)."""
+    group_records: tuple[tuple[float, GroupRecord], ...] = ()
+    """Group records (classic group metadata, consumer-protocol epochs and members) read
+    from __consumer_offsets since the last poll (time, record)."""
     commit_records: tuple[tuple[float, OffsetCommit], ...] = ()
     """OffsetCommit records of watched groups since the last poll (commit time, record)."""
     records_exact: bool = False

@@ -1,9 +1,9 @@
 """Read new records of ``__consumer_offsets`` at each poll (I/O at the edge).
 
-The reader starts at the end of the topic when lagwatch starts and hands each poll the
-GroupMetadata and OffsetCommit records written since the previous one. Where the topic
-cannot be read (an ACL, say), it gives up for a while: lagwatch then counts rebalances from
-describe_groups and times commits by its polls.
+The reader starts at the end of the topic when lagwatch starts and hands each poll the group
+records (classic and consumer-protocol) and OffsetCommit records written since the previous
+one. Where the topic cannot be read (an ACL, say), it gives up for a while: lagwatch then
+counts rebalances from describe polls and times commits by its polls.
 """
 
 from __future__ import annotations
@@ -16,12 +16,12 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from lagwatch.config import ClusterConfig
-from lagwatch.offsets_topic import DecodeError, GroupMetadata, OffsetCommit, Skipped, decode
+from lagwatch.offsets_topic import DecodeError, GroupRecord, OffsetCommit, Skipped, decode
 
 log = logging.getLogger(__name__)
 TOPIC = "__consumer_offsets"
 RETRY_AFTER_POLLS = 20
-Records = list[tuple[float, GroupMetadata | OffsetCommit]]
+Records = list[tuple[float, GroupRecord | OffsetCommit]]
 """Records in the order they were read, each with its time: the commit timestamp of an
 OffsetCommit, the append time of anything else."""
 

@@ -3,7 +3,11 @@
 Keys and values are big-endian and start with an int16 version.
 
 - Key v0/v1: OffsetCommitKey (group, topic, partition). Key v2: GroupMetadataKey (group).
-  Key v3 and later are newer record types (consumer-protocol, share, streams groups): they
+- Key v3: ConsumerGroupMetadataKey (group), whose value holds the consumer-protocol
+  group's epoch; key v5: ConsumerGroupMemberMetadataKey (group, member id), whose value
+  holds the member's client id, host and instance id. Both are decoded by kafka-python
+  from Kafka's own schemas (``lagwatch.schemas``).
+- Other key versions (partition metadata, assignments, regexes; share and streams groups)
   are reported as skipped, never an error.
 - OffsetCommitValue v0-v4: offset, leader epoch (v3+), metadata, commit timestamp, expire
   timestamp (v1 only); v4 is a flexible version (compact strings, tagged fields).
@@ -19,6 +23,9 @@ from __future__ import annotations
 
 import struct
 from dataclasses import dataclass
+from typing import Any
+
+from lagwatch import schemas
 
 
 class DecodeError(ValueError):
@@ -63,13 +70,35 @@ class GroupMetadata:
 
 
 @dataclass(frozen=True, slots=True)
+class GroupEpoch:
+    """A consumer-protocol group's epoch after a change of members or subscriptions
+    (``epoch`` None: the group was deleted)."""
+
+    group: str
+    epoch: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class MemberMetadata:
+    """A consumer-protocol member joined or was updated (``client_id`` None: it left)."""
+
+    group: str
+    member_id: str
+    client_id: str | None
+    client_host: str = ""
+    group_instance_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class Skipped:
     """A record type this decoder does not handle (newer key versions)."""
 
     key_version: int
 
 
-Record = OffsetCommit | GroupMetadata | Skipped
+GroupRecord = GroupMetadata | GroupEpoch | MemberMetadata
+"""The records that tell a group's rebalances."""
+Record = OffsetCommit | GroupRecord | Skipped
 
 _FLEXIBLE = 4
 
@@ -157,9 +186,46 @@ def decode(key: bytes, value: bytes | None) -> Record:
         if value is None:
             return GroupMetadata(group, None)
         return _group_metadata(group, value)
+    if version == _GROUP_EPOCH:
+        (group,) = _schema_key(schemas.ConsumerGroupMetadataKey, key)
+        if value is None:
+            return GroupEpoch(group, None)
+        return GroupEpoch(group, _schema_value(schemas.ConsumerGroupMetadataValue, value).epoch)
+    if version == _MEMBER_METADATA:
+        group, member_id = _schema_key(schemas.ConsumerGroupMemberMetadataKey, key)
+        if value is None:
+            return MemberMetadata(group, member_id, None)
+        m = _schema_value(schemas.ConsumerGroupMemberMetadataValue, value)
+        return MemberMetadata(group, member_id, m.client_id, m.client_host.lstrip("/"),
+                              m.instance_id)
     if version < 0:
         raise DecodeError(f"negative key version {version}")
     return Skipped(version)
+
+
+_GROUP_EPOCH, _MEMBER_METADATA = 3, 5
+# kafka-python's decoders fail with these on short or malformed input
+_SCHEMA_ERRORS = (ValueError, struct.error, EOFError, IndexError, UnicodeDecodeError)
+
+
+def _schema_key(schema: Any, key: bytes) -> tuple[str, ...]:
+    """The string fields of a record key decoded by its schema (keys are version 0)."""
+    try:
+        decoded = schema.decode(key[2:], version=0, header=False)
+    except _SCHEMA_ERRORS as exc:
+        raise DecodeError(f"{schema.name}: {exc}") from None
+    return tuple(decoded.to_dict().values())
+
+
+def _schema_value(schema: Any, value: bytes) -> Any:
+    """A record value decoded by its schema, whose int16 version must be one it knows."""
+    version = _Reader(value).int16()
+    if not 0 <= version <= schema.max_version:
+        raise DecodeError(f"unknown {schema.name} version {version}")
+    try:
+        return schema.decode(value)
+    except _SCHEMA_ERRORS as exc:
+        raise DecodeError(f"{schema.name} v{version}: {exc}") from None
 
 
 def _offset_commit(group: str, topic: str, partition: int, value: bytes) -> OffsetCommit:

@@ -14,7 +14,7 @@ from lagwatch.detect.rebalance import Churn
 from lagwatch.detect.rules import Assessment, Memory, Settings
 from lagwatch.detect.verdict import Verdict, judge
 from lagwatch.history import History
-from lagwatch.model import GroupSnapshot, PollError, Snapshot, TopicPartition
+from lagwatch.model import CLASSIC, GroupSnapshot, PollError, Snapshot, TopicPartition
 from lagwatch.status import SEVERITY, Severity, Status, rank, worst, worst_severity
 from lagwatch.text import fmt_duration, plural
 
@@ -97,6 +97,9 @@ class GroupReport:
     topics: tuple[TopicReport, ...]
     findings: tuple[Finding, ...] = ()
     churn: Churn | None = None
+    group_type: str = CLASSIC
+    epoch: int | None = None  # a consumer-protocol group's epoch
+    assignor: str | None = None  # a consumer-protocol group's server-side assignor
 
     @property
     def severity(self) -> Severity:
@@ -190,9 +193,28 @@ def _group_report(snapshot: Snapshot, group: GroupSnapshot,
             log.log_end if log else None, assessment))
     topics = tuple(TopicReport(t, tuple(parts)) for t, parts in sorted(by_topic.items()))
     partitions = [p for t in topics for p in t.partitions]
-    status = worst(p.status for p in partitions)
-    return GroupReport(group.group_id, group.state, members, status,
-                       _reasons(partitions, members, span_s), topics, findings)
+    if group.judged:
+        status, reasons = worst(p.status for p in partitions), _reasons(partitions, members,
+                                                                       span_s)
+    else:
+        status, reasons = Status.UNKNOWN, (_not_judged(group.group_type),)
+    return GroupReport(group.group_id, group.state, members, status, reasons, topics,
+                       findings, group_type=group.group_type, epoch=group.epoch,
+                       assignor=group.assignor)
+
+
+_UNJUDGED = {
+    "share": "share groups (KIP-932) acknowledge records one by one instead of committing "
+             "offsets",
+    "streams": "streams groups (KIP-1071) are described by StreamsGroupDescribe, which "
+               "lagwatch does not read yet",
+}
+
+
+def _not_judged(group_type: str) -> str:
+    why = _UNJUDGED.get(group_type, "lagwatch does not know this group type")
+    return (f"lagwatch does not judge {group_type} groups: {why}; this group is listed, "
+            "not watched")
 
 
 def _reasons(partitions: list[PartitionReport], members: int | None,
@@ -245,8 +267,8 @@ def _unknown_reasons(parts: list[PartitionReport], members: int | None,
                      span_s: float) -> list[str]:
     reasons = []
     if members is None:
-        reasons.append("the coordinator cannot describe this group's members (KIP-848 "
-                       "consumer protocol), so a stop cannot be told from one poll")
+        reasons.append("the coordinator did not describe this group's members this poll, "
+                       "so a stop cannot be told from one poll")
     uncommitted = [p for p in parts if p.committed is None]
     if uncommitted:
         reasons.append(f"no committed offset yet on {plural(len(uncommitted), 'partition')}: "
@@ -318,6 +340,7 @@ def group_document(group: GroupReport) -> dict[str, Any]:
         "status": str(group.status), "severity": str(group.severity),
         "reasons": list(group.reasons), "findings": findings_document(group.findings),
         "rebalances": _churn_document(group.churn),
+        "type": group.group_type, "epoch": group.epoch, "assignor": group.assignor,
         "state": group.state, "members": group.members,
         "lag_messages": group.lag_messages, "lag_seconds": _rounded(group.lag_seconds),
         "topics": {t.topic: {

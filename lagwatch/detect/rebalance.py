@@ -1,5 +1,10 @@
 """Rebalance churn per group, counted exactly from the coordinator's own records when they
-can be read, and as a lower bound from describe_groups polls when they cannot (pure).
+can be read, and as a lower bound from describe polls when they cannot (pure).
+
+A classic group's rebalance is a new generation (a GroupMetadata record). A
+consumer-protocol (KIP-848) group's is a new group epoch (a ConsumerGroupMetadata record);
+the coordinator writes a joining member's metadata, or a leaving member's tombstone, just
+before the epoch it causes, so member changes are gathered until the next epoch.
 """
 
 from __future__ import annotations
@@ -9,7 +14,7 @@ from dataclasses import dataclass, field
 
 from lagwatch.detect.findings import Finding
 from lagwatch.model import GroupSnapshot
-from lagwatch.offsets_topic import GroupMetadata
+from lagwatch.offsets_topic import GroupMetadata, GroupRecord, MemberMetadata
 from lagwatch.status import Severity
 from lagwatch.text import plural
 
@@ -57,33 +62,45 @@ class Churn:
 
 @dataclass
 class _Group:
-    generation: int | None = None
-    members: dict[str, str] | None = None  # member id -> client (id@host)
+    generation: int | None = None  # a classic group's generation, or a group epoch
+    members: dict[str, str] | None = None  # member id -> client (id@host), at that generation
+    roster: dict[str, str] | None = None  # a consumer-protocol group's members since then
     events: deque[Rebalance] = field(default_factory=deque)
     total: int = 0
     polls: deque[tuple[float, bool]] = field(default_factory=deque)  # (time, rebalancing)
 
 
 class RebalanceTracker:
-    """Counts each group's rebalances; exact from GroupMetadata records, else a lower bound."""
+    """Counts each group's rebalances; exact from group records, else a lower bound."""
 
     def __init__(self, settings: ChurnSettings) -> None:
         self.settings = settings
         self.exact = False
         self._groups: dict[str, _Group] = {}
 
-    def observe_record(self, record: GroupMetadata, at: float) -> None:
-        """A GroupMetadata record: each new generation is a completed rebalance."""
+    def observe_record(self, record: GroupRecord, at: float) -> None:
+        """A group record: each new generation or group epoch is a completed rebalance."""
         self.exact = True
         g = self._groups.setdefault(record.group, _Group())
-        if record.generation is None:  # tombstone: the group was deleted
+        if isinstance(record, MemberMetadata):
+            roster = g.roster if g.roster is not None else dict(g.members or {})
+            if record.client_id is None:
+                roster.pop(record.member_id, None)
+            else:
+                roster[record.member_id] = f"{record.client_id}@{record.client_host}"
+            g.roster = roster
+            return
+        generation = (record.generation if isinstance(record, GroupMetadata)
+                      else record.epoch)
+        if generation is None:  # tombstone: the group was deleted
             self._groups.pop(record.group, None)
             return
-        members = {m.member_id: f"{m.client_id}@{m.client_host}" for m in record.members}
-        if g.generation is not None and record.generation > g.generation:
-            self._add(g, at, record.generation - g.generation, members)
-        g.generation = record.generation
-        g.members = members
+        members = (_clients(record) if isinstance(record, GroupMetadata)
+                   else g.roster if g.roster is not None else dict(g.members or {}))
+        if g.generation is not None and generation > g.generation:
+            self._add(g, at, generation - g.generation, members)
+        g.generation = generation
+        g.members, g.roster = members, None
 
     def observe_poll(self, group: GroupSnapshot, at: float) -> None:
         """A describe_groups view: state for the rebalancing share; member changes counted
@@ -95,7 +112,9 @@ class RebalanceTracker:
         members = {m.member_id: f"{m.client_id}@{m.client_host}" for m in group.members}
         if not self.exact and g.members is not None and members.keys() != g.members.keys():
             self._add(g, at, 1, members)
-        if not self.exact:
+        if not self.exact or g.members is None:
+            # in exact mode, the first poll names the members that joined before lagwatch
+            # started reading, so their leaving is told by client, not by a bare member id
             g.members = members
 
     def _add(self, g: _Group, at: float, count: int, members: dict[str, str]) -> None:
@@ -130,6 +149,10 @@ class RebalanceTracker:
         for group_id in list(self._groups):
             if group_id not in present:
                 del self._groups[group_id]
+
+
+def _clients(record: GroupMetadata) -> dict[str, str]:
+    return {m.member_id: f"{m.client_id}@{m.client_host}" for m in record.members}
 
 
 def likely_cause(events: list[Rebalance]) -> str | None:

@@ -8,8 +8,10 @@ import pytest
 
 from lagwatch.offsets_topic import (
     DecodeError,
+    GroupEpoch,
     GroupMember,
     GroupMetadata,
+    MemberMetadata,
     OffsetCommit,
     Skipped,
     decode,
@@ -31,6 +33,20 @@ KAFKA_41_GROUP = (
         "707974686f6e2d332e302e3132000a2f3132372e302e302e31000493e0000017700000001a000000"
         "000001000e746f7069632d3137336363312d30000000000000000a00000000000000000000"))
 MEMBER = "kafka-python-3.0.12-31fac75e-1c7f-4cd0-b221-0b90b2d5a592"
+
+# Captured from Apache Kafka 4.1.1 as a kafka-clients 4.1.1 consumer (group.protocol=consumer)
+# joined group g848 and left it: ConsumerGroupMemberMetadataKey (record type 5) with its v0
+# value, then ConsumerGroupMetadataKey (record type 3) with a v0 value holding epoch 1 and
+# the metadata hash as tagged field 0; on leaving, the member's tombstone and epoch 2.
+KAFKA_41_MEMBER_KEY = bytes.fromhex(
+    "000500046738343800164f3462395f564a75514832384776624e50616c5f6251")
+KAFKA_41_MEMBER = bytes.fromhex(
+    "0000000012776f726b6c6f61642d636f6e73756d65720b2f3132372e302e302e31020770726f746f3101"
+    "000493e00001000100")
+KAFKA_41_EPOCH_KEY = bytes.fromhex("0003000467383438")
+KAFKA_41_EPOCH_1 = bytes.fromhex("0000000000010100089275ad5cce60906f")
+KAFKA_41_EPOCH_2 = bytes.fromhex("00000000000200")
+JAVA_MEMBER = "O4b9_VJuQH28GvbNPal_bQ"
 
 
 def s(text: str | None) -> bytes:
@@ -112,7 +128,27 @@ def test_tombstones_mean_deleted() -> None:
     assert decode(group_key(), None) == GroupMetadata("billing", None)
 
 
-@pytest.mark.parametrize("version", [3, 4, 5, 11])
+def test_kafka_41_consumer_protocol_member_joins_and_leaves() -> None:
+    assert decode(KAFKA_41_MEMBER_KEY, KAFKA_41_MEMBER) == MemberMetadata(
+        "g848", JAVA_MEMBER, "workload-consumer", "127.0.0.1", None)
+    assert decode(KAFKA_41_MEMBER_KEY, None) == MemberMetadata("g848", JAVA_MEMBER, None)
+
+
+def test_kafka_41_consumer_protocol_group_epochs_with_and_without_tagged_fields() -> None:
+    assert decode(KAFKA_41_EPOCH_KEY, KAFKA_41_EPOCH_1) == GroupEpoch("g848", 1)
+    assert decode(KAFKA_41_EPOCH_KEY, KAFKA_41_EPOCH_2) == GroupEpoch("g848", 2)
+    assert decode(KAFKA_41_EPOCH_KEY, None) == GroupEpoch("g848", None)
+
+
+def test_static_member_keeps_its_instance_id() -> None:
+    value = (struct.pack(">h", 0) + cs("pod-1") + cs(None) + cs("billing-1") + cs("/10.0.0.7")
+             + b"\x02" + cs("orders") + cs(None) + struct.pack(">i", 300000) + cs("uniform")
+             + b"\x00")
+    assert decode(KAFKA_41_MEMBER_KEY, value) == MemberMetadata(
+        "g848", JAVA_MEMBER, "billing-1", "10.0.0.7", "pod-1")
+
+
+@pytest.mark.parametrize("version", [4, 6, 7, 8, 9, 11, 16, 17])
 def test_newer_record_types_are_skipped_not_failed(version: int) -> None:
     assert decode(struct.pack(">h", version) + b"anything", b"whatever") == Skipped(version)
 
@@ -123,6 +159,12 @@ def test_newer_record_types_are_skipped_not_failed(version: int) -> None:
     (commit_key(), KAFKA_41_COMMIT[1][:10], "truncated: wanted 4 bytes at 8 of 8"),
     (commit_key()[:5], None, "truncated: wanted 7 bytes at 4 of 5"),
     (struct.pack(">h", -1), None, "negative key version -1"),
+    (KAFKA_41_EPOCH_KEY, struct.pack(">h", 1) + KAFKA_41_EPOCH_2[2:],
+     "unknown ConsumerGroupMetadataValue version 1"),
+    (KAFKA_41_EPOCH_KEY, KAFKA_41_EPOCH_2[:4],
+     "ConsumerGroupMetadataValue v0: unpack requires a buffer of 4 bytes"),
+    (KAFKA_41_MEMBER_KEY[:12], None,
+     "ConsumerGroupMemberMetadataKey: Buffer underrun decoding string"),
 ])
 def test_broken_records_raise_decode_error(key: bytes, value: bytes | None,
                                            message: str) -> None:

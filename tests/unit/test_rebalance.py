@@ -1,4 +1,5 @@
-"""Rebalance churn: exact from GroupMetadata records, a lower bound from polls."""
+"""Rebalance churn: exact from group records (classic generations and consumer-protocol
+epochs), a lower bound from polls."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from lagwatch.detect.rebalance import (
     likely_cause,
 )
 from lagwatch.model import GroupSnapshot, Member
-from lagwatch.offsets_topic import GroupMember, GroupMetadata
+from lagwatch.offsets_topic import GroupEpoch, GroupMember, GroupMetadata, MemberMetadata
 from lagwatch.status import Severity
 
 S = ChurnSettings(window_s=3600.0)
@@ -36,6 +37,43 @@ def test_each_new_generation_is_a_rebalance_and_a_jump_counts_them_all() -> None
     assert churn is not None
     assert (churn.total, churn.in_window, churn.exact) == (4, 4, True)
     assert (churn.joined, churn.left) == (1, 1)
+
+
+def joined(member: str) -> MemberMetadata:
+    return MemberMetadata("billing", member, "client", f"host-{member}")
+
+
+def left(member: str) -> MemberMetadata:
+    return MemberMetadata("billing", member, None)
+
+
+def test_each_new_group_epoch_is_a_rebalance_with_the_members_written_before_it() -> None:
+    # Given a consumer-protocol group whose members lagwatch first learns from a poll
+    tracker = RebalanceTracker(S)
+    tracker.observe_poll(poll("Stable", "a"), at=0.0)
+    # When the coordinator writes, as it does, each member change just before its epoch
+    for at, change in [(1.0, GroupEpoch("billing", 7)),  # the baseline
+                       (60.0, joined("b")), (60.0, GroupEpoch("billing", 8)),
+                       (90.0, left("a")), (90.0, GroupEpoch("billing", 9)),
+                       (120.0, joined("c")), (120.0, left("b")),
+                       (120.0, GroupEpoch("billing", 10))]:
+        tracker.observe_record(change, at)
+    # Then every epoch bump is one rebalance, and the members came and went by client
+    churn = tracker.churn("billing", now=180.0)
+    assert churn is not None
+    assert (churn.total, churn.in_window, churn.exact) == (3, 3, True)
+    assert (churn.joined, churn.left) == (2, 2)
+    assert churn.cause == "rolling restart (members left and came back from the same hosts)"
+
+
+def test_a_deleted_consumer_protocol_group_starts_again_from_a_new_baseline() -> None:
+    tracker = RebalanceTracker(S)
+    for at, change in [(0.0, GroupEpoch("billing", 3)), (10.0, GroupEpoch("billing", 4)),
+                       (20.0, GroupEpoch("billing", None)), (30.0, GroupEpoch("billing", 1))]:
+        tracker.observe_record(change, at)
+    churn = tracker.churn("billing", now=60.0)
+    assert churn is not None
+    assert churn.total == 0
 
 
 def test_polls_count_member_changes_when_records_are_not_read() -> None:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import pytest
+
 from lagwatch.model import GroupSnapshot, LogOffsets, Member, PollError, Snapshot
-from lagwatch.report import build_report, to_document
+from lagwatch.report import build_report, group_document, to_document
 from lagwatch.status import Severity, Status
 
 NOW = 1_790_000_000.0
@@ -115,12 +117,39 @@ def test_document_lists_configured_clusters_not_polled_yet() -> None:
 
 
 def test_a_group_whose_members_cannot_be_described_is_never_called_stopped() -> None:
-    # KIP-848 groups: DescribeGroups reports them dead, so members are not known
+    # describing the group failed this poll, so its members are not known
     group = GroupSnapshot("g", "Stable", members=None, committed={("orders", 0): 40})
     report = build_report(snapshot(group, offsets=ORDERS)).groups[0]
     assert (report.status, report.members) == (Status.UNKNOWN, None)
     assert report.reasons == (
-        "the coordinator cannot describe this group's members (KIP-848 consumer protocol), "
-        "so a stop cannot be told from one poll",
+        "the coordinator did not describe this group's members this poll, so a stop cannot "
+        "be told from one poll",
         "60 messages behind on 1 partition; one poll is not enough to judge whether the "
         "group keeps up")
+
+
+def test_a_consumer_protocol_group_is_judged_and_documented_with_its_epoch() -> None:
+    group = GroupSnapshot("g", "Empty", members=(), committed={("orders", 0): 40},
+                          group_type="consumer", epoch=94, assignment_epoch=94,
+                          assignor="uniform")
+    doc = group_document(build_report(snapshot(group, offsets=ORDERS)).groups[0])
+    assert (doc["type"], doc["epoch"], doc["assignor"]) == ("consumer", 94, "uniform")
+    assert (doc["status"], doc["members"], doc["lag_messages"]) == ("stopped", 0, 60)
+
+
+@pytest.mark.parametrize(("group_type", "why"), [
+    ("share", "share groups (KIP-932) acknowledge records one by one instead of committing "
+              "offsets"),
+    ("streams", "streams groups (KIP-1071) are described by StreamsGroupDescribe, which "
+                "lagwatch does not read yet"),
+    ("quantum", "lagwatch does not know this group type"),
+])
+def test_group_types_lagwatch_does_not_judge_are_named_never_ok(group_type: str,
+                                                                why: str) -> None:
+    group = GroupSnapshot("q", "Stable", protocol_type=group_type, members=None,
+                          group_type=group_type)
+    doc = group_document(build_report(snapshot(group, offsets=ORDERS)).groups[0])
+    assert (doc["status"], doc["severity"], doc["type"], doc["topics"]) == (
+        "unknown", "none", group_type, {})
+    assert doc["reasons"] == [f"lagwatch does not judge {group_type} groups: {why}; this "
+                              "group is listed, not watched"]
