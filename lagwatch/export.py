@@ -158,6 +158,11 @@ def _states(index: _Index) -> Iterator[Row]:
         yield f"{labels},{_pair('state', g.state)}", 1.0
 
 
+def _types(index: _Index) -> Iterator[Row]:
+    for labels, g in index.groups:
+        yield f"{labels},{_pair('type', g.group_type)}", 1.0
+
+
 def _kinds(labels: str, findings: Iterable[Finding]) -> Iterator[Row]:
     counts = Tally((f.kind, str(f.severity)) for f in findings)
     for (kind, severity), n in sorted(counts.items()):
@@ -291,6 +296,13 @@ def families(reports: list[ClusterReport], per_partition: bool = True) -> Iterat
                   _values(i.groups, attrgetter("members")))
     yield _family("group_state", "1 for the group state the coordinator reports.",
                   _states(i))
+    yield _family("group_info",
+                  "1, labelled with the group's type: classic, consumer (KIP-848), share or "
+                  "streams.", _types(i))
+    yield _family("group_epoch",
+                  "A consumer-protocol group's epoch (bumped by each change of members or "
+                  "subscriptions).",
+                  _values(i.groups, attrgetter("epoch")))
     yield _family("group_severity",
                   "Worst of the group's status and findings: 0 none, 1 warning, "
                   "2 critical.",

@@ -14,7 +14,7 @@ from lagwatch.detect.rebalance import Churn
 from lagwatch.detect.rules import Assessment, Memory, Settings
 from lagwatch.detect.verdict import Verdict, judge
 from lagwatch.history import History
-from lagwatch.model import CLASSIC, GroupSnapshot, PollError, Snapshot, TopicPartition
+from lagwatch.model import CLASSIC, GroupSnapshot, Member, PollError, Snapshot, TopicPartition
 from lagwatch.status import SEVERITY, Severity, Status, rank, worst, worst_severity
 from lagwatch.text import fmt_duration, plural
 
@@ -91,7 +91,7 @@ class GroupReport:
 
     group_id: str
     state: str
-    members: int | None
+    member_list: tuple[Member, ...] | None  # None: the coordinator did not describe them
     status: Status
     reasons: tuple[str, ...]
     topics: tuple[TopicReport, ...]
@@ -100,6 +100,11 @@ class GroupReport:
     group_type: str = CLASSIC
     epoch: int | None = None  # a consumer-protocol group's epoch
     assignor: str | None = None  # a consumer-protocol group's server-side assignor
+
+    @property
+    def members(self) -> int | None:
+        """Return how many members the group has, if known."""
+        return None if self.member_list is None else len(self.member_list)
 
     @property
     def severity(self) -> Severity:
@@ -198,7 +203,7 @@ def _group_report(snapshot: Snapshot, group: GroupSnapshot,
                                                                        span_s)
     else:
         status, reasons = Status.UNKNOWN, (_not_judged(group.group_type),)
-    return GroupReport(group.group_id, group.state, members, status, reasons, topics,
+    return GroupReport(group.group_id, group.state, group.members, status, reasons, topics,
                        findings, group_type=group.group_type, epoch=group.epoch,
                        assignor=group.assignor)
 
@@ -342,6 +347,8 @@ def group_document(group: GroupReport) -> dict[str, Any]:
         "rebalances": _churn_document(group.churn),
         "type": group.group_type, "epoch": group.epoch, "assignor": group.assignor,
         "state": group.state, "members": group.members,
+        "member_list": None if group.member_list is None else [
+            _member_document(m) for m in group.member_list],
         "lag_messages": group.lag_messages, "lag_seconds": _rounded(group.lag_seconds),
         "topics": {t.topic: {
             "lag_messages": t.lag_messages, "lag_seconds": _rounded(t.lag_seconds),
@@ -351,6 +358,13 @@ def group_document(group: GroupReport) -> dict[str, Any]:
             "partitions": {str(p.partition): partition_document(p) for p in t.partitions}}
             for t in group.topics},
     }
+
+
+def _member_document(m: Member) -> dict[str, Any]:
+    return {"member_id": m.member_id, "client_id": m.client_id, "client_host": m.client_host,
+            "instance_id": m.group_instance_id, "member_epoch": m.member_epoch,
+            "assigned": [list(tp) for tp in m.assignment],
+            "target": None if m.target is None else [list(tp) for tp in m.target]}
 
 
 def partition_document(p: PartitionReport) -> dict[str, Any]:

@@ -106,11 +106,16 @@ def overview() -> dict[str, Any]:
         Panel("Groups by status", "How many groups are in each status. Anything but ok, "
               "idle and unknown needs a look: open the group in the drill-down.",
               [(f"count by (status) (lagwatch_group_status{{{C}}} == 1)", "{{status}}")],
-              "bargauge", width=9, height=5, instant=True),
+              "bargauge", width=6, height=5, instant=True),
+        Panel("Groups by type", "Watched groups by type: classic, consumer (the KIP-848 "
+              "consumer protocol), share or streams. lagwatch judges classic and consumer "
+              "groups; share and streams groups are listed as unknown, never ok.",
+              [(f"count by (type) (lagwatch_group_info{{{C}}})", "{{type}}")],
+              "bargauge", width=6, height=5, instant=True),
         Panel("Open lagwatch incidents", "Incidents lagwatch's own alerting holds open, by "
               "phase and severity. See /api/v1/incidents for which.",
               [(f"sum by (phase, severity) (lagwatch_incidents{{{C}}})",
-                "{{phase}} {{severity}}")], "stat", width=9, height=5, instant=True),
+                "{{phase}} {{severity}}")], "stat", width=6, height=5, instant=True),
         Panel("Top 10 groups by time lag", "The age of the oldest unread message, worst "
               "groups first. A rising line is a group falling further behind in time: the "
               "number to compare with your latency promise and topic retention.",
@@ -165,6 +170,13 @@ def group_drilldown() -> dict[str, Any]:
               unit="s"),
         Panel("Members", "Active members of the group. 0 with lag is a stopped group.",
               [(f"lagwatch_group_members{{{CG}}}", "{{group}}")], width=8),
+        Panel("Group type and epoch", "The group's type (classic, or consumer for the "
+              "KIP-848 consumer protocol) and, for consumer-protocol groups, the group epoch: "
+              "each step is one change of members or subscriptions, the new protocol's "
+              "rebalance.",
+              [(f"lagwatch_group_info{{{CG}}}", "{{group}} {{type}}"),
+               (f"lagwatch_group_epoch{{{CG}}}", "{{group}} epoch")],
+              "table", width=8, instant=True),
         Panel("Rebalances per hour", "Rebalance rate over the detection window (exact when "
               "lagwatch reads __consumer_offsets). Frequent rebalances stall consumption: look "
               "for crash loops, session timeouts and slow poll loops.",

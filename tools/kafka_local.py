@@ -52,6 +52,11 @@ BASE_PROPERTIES: Mapping[str, str] = {
     "share.coordinator.state.topic.min.isr": "1",
     "group.initial.rebalance.delay.ms": "0",
     "group.min.session.timeout.ms": "1000",
+    # consumer-protocol (KIP-848) groups: heartbeats and sessions as short as classic ones'
+    "group.consumer.min.heartbeat.interval.ms": "500",
+    "group.consumer.heartbeat.interval.ms": "1000",
+    "group.consumer.min.session.timeout.ms": "1000",
+    "group.consumer.session.timeout.ms": "10000",
     "num.partitions": "1",
     "auto.create.topics.enable": "false",
     "log.retention.check.interval.ms": "5000",

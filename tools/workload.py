@@ -1,17 +1,25 @@
 """Real producers and consumers at controlled rates, each client on its own thread.
 
-Used by the integration tests, the demo traffic and the benchmarks.
+Used by the integration tests, the demo traffic and the benchmarks. Besides kafka-python's
+clients, JavaConsumer runs Apache Kafka's own Java consumer (kafka-clients, from the jars
+the local broker runs on) on the classic or the KIP-848 consumer protocol.
 """
 
 from __future__ import annotations
 
+import json
+import shutil
+import subprocess
 import threading
 import time
 from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TextIO
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import KafkaError
 from kafka.structs import OffsetAndMetadata
+from kafka_local import resolve_jars
 
 
 class Producer(threading.Thread):
@@ -127,3 +135,92 @@ class Consumer(threading.Thread):
         """Leave the group and close the client."""
         self._stop_event.set()
         self.join(timeout=15)
+
+
+JAVA_SOURCE = Path(__file__).resolve().parent / "java" / "Workload.java"
+# a small, quick JVM: tests run many of them beside the broker on two cores
+_JVM = ("-XX:+UseSerialGC", "-XX:TieredStopAtLevel=1", "-Xms16m", "-Xmx96m",
+        f"-Dlog4j2.configurationFile={JAVA_SOURCE.with_name('log4j2.properties')}")
+
+
+def java_classpath(workdir: Path) -> str:
+    """Compile tools/java/Workload.java into ``workdir`` once; return the classpath that
+    runs it (the Kafka jars the local broker uses, and the compiled class)."""
+    jars = resolve_jars(progress=False)
+    classes = workdir / "java-workload"
+    if not (classes / "Workload.class").exists():
+        javac = shutil.which("javac")
+        if javac is None:
+            raise RuntimeError("'javac' was not found on PATH: the Java test clients need a "
+                               "JDK 17 or newer")
+        result = subprocess.run([javac, "-nowarn", "-cp", f"{jars}/*", "-d", str(classes),
+                                 str(JAVA_SOURCE)], capture_output=True, text=True,
+                                check=False)
+        if result.returncode != 0:
+            raise RuntimeError(f"javac failed: {result.stderr.strip()[-500:]}")
+    return f"{jars}/*:{classes}"
+
+
+def java_describe(classpath: str, bootstrap: str, group: str) -> dict[str, Any]:
+    """The group as Kafka's Java Admin.describeConsumerGroups reports it."""
+    result = subprocess.run(["java", *_JVM, "-cp", classpath, "Workload", "describe",
+                             bootstrap, group], capture_output=True, text=True, check=False,
+                            timeout=60)
+    if result.returncode != 0:
+        raise RuntimeError(f"describe {group} failed: {result.stderr.strip()[-500:]}")
+    described: dict[str, Any] = json.loads(result.stdout.strip().splitlines()[-1])
+    return described
+
+
+class JavaConsumer:
+    """A kafka-clients 4.x consumer in its own JVM, reading at most ``rate`` msg/s (0: as
+    fast as it can) on ``protocol`` ("classic" or "consumer")."""
+
+    def __init__(self, classpath: str, bootstrap: str, topic: str, group: str,
+                 protocol: str, *, rate: float = 0.0, client_id: str | None = None) -> None:
+        self.group, self.topic, self.protocol = group, topic, protocol
+        self.client_id = client_id or f"java-{protocol}"
+        self._command = ["java", *_JVM, "-cp", classpath, "Workload", "consume", bootstrap,
+                         topic, group, protocol, str(rate), self.client_id]
+        self._process: subprocess.Popen[str] | None = None
+        self.joined = threading.Event()
+        self.closed = threading.Event()
+        self.epoch = -1  # generation (classic) or member epoch (consumer) at the last assignment
+        self.assigned: list[tuple[str, int]] = []
+
+    def start(self) -> JavaConsumer:
+        """Start the JVM; ``joined`` is set once it has been assigned partitions."""
+        self._process = subprocess.Popen(self._command, stdin=subprocess.PIPE,
+                                         stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                         text=True)
+        assert self._process.stdout is not None
+        threading.Thread(target=self._read, args=(self._process.stdout,), daemon=True,
+                         name=f"java-{self.group}").start()
+        return self
+
+    def _read(self, out: TextIO) -> None:
+        for line in out:
+            event = json.loads(line)
+            if event["event"] == "assigned":
+                self.epoch = event["epoch"]
+                self.assigned = [(t, p) for t, p in event["partitions"]]
+                if self.assigned:
+                    self.joined.set()
+        self.closed.set()
+
+    def send(self, command: str) -> None:
+        """Tell the consumer: "stuck" (a poison pill it re-commits), "rate N", "stop"."""
+        assert self._process is not None and self._process.stdin is not None
+        self._process.stdin.write(command + "\n")
+        self._process.stdin.flush()
+
+    def stop(self) -> None:
+        """Leave the group and end the JVM (killed if it does not leave within 20 s)."""
+        if self._process is None or self._process.poll() is not None:
+            return
+        try:
+            self.send("stop")
+            self._process.wait(20)
+        except (OSError, subprocess.TimeoutExpired):
+            self._process.kill()
+            self._process.wait(10)

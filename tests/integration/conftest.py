@@ -11,6 +11,7 @@ import pytest
 import yaml
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
+from workload import java_classpath
 
 from lagwatch.config import load_config
 from lagwatch.daemon import Daemon
@@ -31,6 +32,12 @@ def producer(kafka_bootstrap: str) -> Iterator[KafkaProducer]:
     client = KafkaProducer(bootstrap_servers=kafka_bootstrap, linger_ms=5)
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def java(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """The classpath of the Java test client (kafka-clients 4.x), compiled for the session."""
+    return java_classpath(tmp_path_factory.mktemp("java"))
 
 
 @pytest.fixture

@@ -55,10 +55,24 @@ def test_metrics_carry_the_contract_names_labels_and_values() -> None:
     assert at(samples, "lagwatch_group_status", group="billing", status="unknown") == 1
     assert at(samples, "lagwatch_group_status", group="billing", status="ok") == 0
     assert at(samples, "lagwatch_group_state", group="billing", state="Stable") == 1
+    assert at(samples, "lagwatch_group_info", group="billing", type="classic") == 1
+    assert at(samples, "lagwatch_group_epoch", group="billing") is None  # classic: none
     assert at(samples, "lagwatch_cluster_up") == 1
     assert at(samples, "lagwatch_last_poll_timestamp_seconds") == NOW
     assert at(samples, "lagwatch_poll_duration_seconds_count") == 1
     assert at(samples, "lagwatch_poll_errors_total", stage="connect") == 0
+
+
+def test_a_consumer_protocol_group_exports_its_type_and_epoch() -> None:
+    group = GroupSnapshot("kip848", "Stable", members=GROUP.members, committed=GROUP.committed,
+                          group_type="consumer", epoch=94)
+    state = State(["prod"], 30.0)
+    state.publish(Snapshot("prod", NOW, 0.2, up=True, groups={"kip848": group},
+                           offsets=GOOD.offsets))
+    samples = parse(Exporter(state).text())
+    assert at(samples, "lagwatch_group_info", group="kip848", type="consumer") == 1
+    assert at(samples, "lagwatch_group_epoch", group="kip848") == 94
+    assert at(samples, "lagwatch_group_members", group="kip848") == 1
 
 
 def test_per_partition_series_can_be_switched_off() -> None:

@@ -107,10 +107,10 @@ def test_a_controller_move_is_counted_and_reported_for_a_while() -> None:
 
 
 def test_a_group_is_as_severe_as_its_worst_finding() -> None:
-    group = GroupReport("g", "Stable", 2, Status.OK, (), (),
+    group = GroupReport("g", "Stable", (), Status.OK, (), (),
                         (Finding("skewed", Severity.WARNING, "x"),))
     assert group.severity is Severity.WARNING
-    assert GroupReport("g", "Stable", 2, Status.STOPPED, (), (), group.findings
+    assert GroupReport("g", "Stable", (), Status.STOPPED, (), (), group.findings
                        ).severity is Severity.CRITICAL
 
 

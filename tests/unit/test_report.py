@@ -135,6 +135,19 @@ def test_a_consumer_protocol_group_is_judged_and_documented_with_its_epoch() -> 
     doc = group_document(build_report(snapshot(group, offsets=ORDERS)).groups[0])
     assert (doc["type"], doc["epoch"], doc["assignor"]) == ("consumer", 94, "uniform")
     assert (doc["status"], doc["members"], doc["lag_messages"]) == ("stopped", 0, 60)
+    assert doc["member_list"] == []
+
+
+def test_each_member_is_documented_with_its_assignment_and_target() -> None:
+    member = Member("m-1", "billing-1", "10.0.0.7", "pod-1", (("orders", 0),),
+                    member_epoch=12, target=(("orders", 0), ("orders", 1)))
+    group = GroupSnapshot("g", "Reconciling", members=(member,),
+                          committed={("orders", 0): 40}, group_type="consumer", epoch=13)
+    doc = group_document(build_report(snapshot(group, offsets=ORDERS)).groups[0])
+    assert doc["member_list"] == [{
+        "member_id": "m-1", "client_id": "billing-1", "client_host": "10.0.0.7",
+        "instance_id": "pod-1", "member_epoch": 12, "assigned": [["orders", 0]],
+        "target": [["orders", 0], ["orders", 1]]}]
 
 
 @pytest.mark.parametrize(("group_type", "why"), [
