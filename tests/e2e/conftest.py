@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from tests.integration.conftest import admin, producer
+from tests.integration.conftest import admin, java, producer
 
 pytestmark = pytest.mark.e2e
-__all__ = ["admin", "producer"]
+__all__ = ["admin", "java", "producer"]

@@ -3,7 +3,8 @@ real broker; every dashboard query and alert rule expression is run against it.
 
 Scenarios: a healthy group, a slow one (lagging), one with a stuck partition (stalled and
 skewed), a stopped one, one that lost unread messages (data_loss), a dead-letter queue
-nobody reads, and a topic with a hot partition. lagwatch notifies one webhook that
+nobody reads, a topic with a hot partition, and a healthy Java consumer on the KIP-848
+consumer protocol. lagwatch notifies one webhook that
 accepts and one that refuses, so the delivery metrics have data too.
 """
 
@@ -25,7 +26,7 @@ import yaml
 from kafka import KafkaAdminClient, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka_local import free_port
-from workload import Consumer, Producer
+from workload import Consumer, JavaConsumer, Producer
 
 from lagwatch.config import load_config
 from lagwatch.daemon import Daemon
@@ -35,7 +36,7 @@ from tests.test_alert_rules import RULES
 from tests.test_dashboards import ROOT, documented_metrics, panels
 
 RATE = 20.0
-SCENARIOS = ("healthy", "slow", "stuck", "stopped", "lossy", "hot")
+SCENARIOS = ("healthy", "slow", "stuck", "stopped", "lossy", "hot", "kip848")
 
 
 @dataclass
@@ -79,7 +80,7 @@ def _group_docs(daemon: Daemon) -> dict[str, Any]:
 
 
 @pytest.fixture(scope="module")
-def stage(kafka_bootstrap: str, admin: KafkaAdminClient, producer: KafkaProducer,
+def stage(kafka_bootstrap: str, admin: KafkaAdminClient, producer: KafkaProducer, java: str,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
     tmp = tmp_path_factory.mktemp("e2e")
     run = str(int(time.time()))
@@ -95,13 +96,15 @@ def stage(kafka_bootstrap: str, admin: KafkaAdminClient, producer: KafkaProducer
     produce(producer, name["lossy"], {0: 30})
     commit(kafka_bootstrap, name["lossy"], name["lossy"], {0: 10})
     admin.delete_records({TopicPartition(name["lossy"], 0): 25})
-    traffic = [Producer(kafka_bootstrap, [name[s] for s in ("healthy", "slow", "stuck")], RATE),
+    traffic = [Producer(kafka_bootstrap, [name[s] for s in ("healthy", "slow", "stuck",
+                                                            "kip848")], RATE),
                Producer(kafka_bootstrap, [name["hot"]], RATE,
                         key=lambda n: b"the-hot-key" if n % 10 else b"k%d" % n),
                Producer(kafka_bootstrap, [dlq], 1.0)]  # poison pills keep arriving
     consumers = {s: Consumer(kafka_bootstrap, name[s], name[s],
                              rate=RATE / 2 if s == "slow" else None)
                  for s in ("healthy", "slow", "stuck", "hot")}
+    kip848 = JavaConsumer(java, kafka_bootstrap, name["kip848"], name["kip848"], "consumer")
     with serving(FakeSlack()) as accepting, serving(FakeSlack()) as refusing:
         refusing.fail_next(*[Failure(400, {"error": "bad request"})] * 1000)
         config = tmp / "lagwatch.yaml"
@@ -117,19 +120,27 @@ def stage(kafka_bootstrap: str, admin: KafkaAdminClient, producer: KafkaProducer
                 {"name": "bad-hook", "webhook": {"url": f"{refusing.url}/hook"}}],
                 "default_receivers": ["ok-hook", "bad-hook"]},
         }))
-        for worker in (*traffic, *consumers.values()):
+        for worker in (*traffic, *consumers.values(), kip848):
             worker.start()
-        for consumer in consumers.values():
-            assert consumer.joined.wait(30), consumer.group
+        for consumer in (*consumers.values(), kip848):
+            assert consumer.joined.wait(60), consumer.group
         consumers["stuck"].paused = {0}
         daemon = Daemon(load_config(str(config)))
         http = daemon.start()
         prometheus, base = _prometheus(tmp, http.url.removeprefix("http://"))
         try:
-            wait_for(lambda: {s: (_group_docs(daemon).get(name[s]) or {}).get("status")
-                              for s in SCENARIOS} == {
-                "healthy": "ok", "slow": "lagging", "stuck": "stalled", "stopped": "stopped",
-                "lossy": "data_loss", "hot": "ok"}, "every scenario's status", timeout_s=120)
+            expected = {"healthy": "ok", "slow": "lagging", "stuck": "stalled",
+                        "stopped": "stopped", "lossy": "data_loss", "hot": "ok",
+                        "kip848": "ok"}
+            seen: dict[str, Any] = {}
+
+            def every_status() -> bool:
+                docs = _group_docs(daemon)
+                seen.update({s: (docs.get(name[s]) or {}).get("status") for s in SCENARIOS})
+                return seen == expected
+
+            wait_for(every_status, lambda: f"every scenario's status (seen: {seen})",
+                     timeout_s=120)
             staged = Stage(name, daemon, base)
             wait_for(lambda: staged.query('up{job="lagwatch"} == 1'), "Prometheus to scrape",
                      timeout_s=60)
@@ -139,7 +150,7 @@ def stage(kafka_bootstrap: str, admin: KafkaAdminClient, producer: KafkaProducer
             prometheus.terminate()
             prometheus.wait(30)
             daemon.stop()
-            for worker in (*traffic, *consumers.values()):
+            for worker in (*traffic, *consumers.values(), kip848):
                 worker.stop()
 
 

@@ -61,8 +61,10 @@ def scrape(daemon: Daemon) -> Samples:
     return parse(body.decode())
 
 
-def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = 30.0) -> Any:
-    """Poll condition until it returns something truthy; fail naming what never happened."""
+def wait_for(condition: Callable[[], Any], what: str | Callable[[], str],
+             timeout_s: float = 30.0) -> Any:
+    """Poll condition until it returns something truthy; fail naming what never happened
+    (``what`` may be a callable, asked at the end, that says what was seen instead)."""
     deadline = time.monotonic() + timeout_s
     last: Any = None
     while time.monotonic() < deadline:
@@ -70,4 +72,5 @@ def wait_for(condition: Callable[[], Any], what: str, timeout_s: float = 30.0) -
         if last:
             return last
         time.sleep(0.2)
-    pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {what} (last: {last!r})")
+    said = what if isinstance(what, str) else what()
+    pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {said} (last: {last!r})")
