@@ -38,10 +38,14 @@ class State:
             return self._reports.get(cluster)
 
     def ready(self, now: float) -> bool:
-        """Say whether every cluster had a successful poll within the last 3 intervals."""
+        """Say whether every cluster had a successful poll finish within the last 3 intervals.
+
+        A poll's time is when it started; one that waited long on a broker coming back is
+        judged by when it finished, so the poll that brings a cluster back up makes it ready.
+        """
         horizon = now - READY_INTERVALS * self.poll_interval_s
         with self._lock:
             return all(
-                (r := self._reports.get(c)) is not None
-                and r.last_success is not None and r.last_success >= horizon
+                (r := self._reports.get(c)) is not None and r.last_success is not None
+                and r.last_success + r.snapshot.duration_s >= horizon
                 for c in self.clusters)

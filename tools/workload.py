@@ -174,14 +174,16 @@ def java_describe(classpath: str, bootstrap: str, group: str) -> dict[str, Any]:
 
 class JavaConsumer:
     """A kafka-clients 4.x consumer in its own JVM, reading at most ``rate`` msg/s (0: as
-    fast as it can) on ``protocol`` ("classic" or "consumer")."""
+    fast as it can) on ``protocol`` ("classic" or "consumer"); with "share", a member of a
+    share group (KIP-932), which it first enables on the broker."""
 
     def __init__(self, classpath: str, bootstrap: str, topic: str, group: str,
                  protocol: str, *, rate: float = 0.0, client_id: str | None = None) -> None:
         self.group, self.topic, self.protocol = group, topic, protocol
         self.client_id = client_id or f"java-{protocol}"
-        self._command = ["java", *_JVM, "-cp", classpath, "Workload", "consume", bootstrap,
-                         topic, group, protocol, str(rate), self.client_id]
+        mode = (["share", bootstrap, topic, group] if protocol == "share" else
+                ["consume", bootstrap, topic, group, protocol, str(rate), self.client_id])
+        self._command = ["java", *_JVM, "-cp", classpath, "Workload", *mode]
         self._process: subprocess.Popen[str] | None = None
         self.joined = threading.Event()
         self.closed = threading.Event()
@@ -201,7 +203,9 @@ class JavaConsumer:
     def _read(self, out: TextIO) -> None:
         for line in out:
             event = json.loads(line)
-            if event["event"] == "assigned":
+            if event["event"] == "joined":  # a share group member's first poll
+                self.joined.set()
+            elif event["event"] == "assigned":
                 self.epoch = event["epoch"]
                 self.assigned = [(t, p) for t, p in event["partitions"]]
                 if self.assigned:

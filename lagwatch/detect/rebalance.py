@@ -69,6 +69,10 @@ class _Group:
     total: int = 0
     polls: deque[tuple[float, bool]] = field(default_factory=deque)  # (time, rebalancing)
 
+    def current(self) -> dict[str, str]:
+        """The members now: the roster of changes since the last generation, or its members."""
+        return self.roster if self.roster is not None else dict(self.members or {})
+
 
 class RebalanceTracker:
     """Counts each group's rebalances; exact from group records, else a lower bound."""
@@ -83,20 +87,18 @@ class RebalanceTracker:
         self.exact = True
         g = self._groups.setdefault(record.group, _Group())
         if isinstance(record, MemberMetadata):
-            roster = g.roster if g.roster is not None else dict(g.members or {})
+            g.roster = roster = g.current()
             if record.client_id is None:
                 roster.pop(record.member_id, None)
             else:
                 roster[record.member_id] = f"{record.client_id}@{record.client_host}"
-            g.roster = roster
             return
         generation = (record.generation if isinstance(record, GroupMetadata)
                       else record.epoch)
         if generation is None:  # tombstone: the group was deleted
             self._groups.pop(record.group, None)
             return
-        members = (_clients(record) if isinstance(record, GroupMetadata)
-                   else g.roster if g.roster is not None else dict(g.members or {}))
+        members = _clients(record) if isinstance(record, GroupMetadata) else g.current()
         if g.generation is not None and generation > g.generation:
             self._add(g, at, generation - g.generation, members)
         g.generation = generation

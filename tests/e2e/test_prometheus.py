@@ -215,7 +215,9 @@ def _exposed(stage: Stage) -> set[str]:
     text = http_get(stage.daemon.http.url + "/metrics")[1].decode()
     names = set()
     for line in text.splitlines():
-        if line and not line.startswith("#"):
+        if line.startswith("# TYPE "):  # a family is exposed even while it has no series
+            names.add(line.split()[2])
+        elif line and not line.startswith("#"):
             names.add(re.sub(r"_(bucket|sum|count)$", "", re.split(r"[{ ]", line, maxsplit=1)[0]))
     return names
 

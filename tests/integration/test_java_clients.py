@@ -22,7 +22,7 @@ from workload import JavaConsumer, Producer, java_describe
 
 from lagwatch.config import load_config
 from lagwatch.daemon import Daemon
-from tests.integration.helpers import status_document, wait_for
+from tests.integration.helpers import scrape, status_document, wait_for
 
 RATE = 40.0
 PROTOCOLS = ("classic", "consumer")
@@ -288,3 +288,26 @@ def test_a_join_and_leave_loop_is_counted_exactly_and_found_rebalancing(
         steady.stop()
         if extra is not None:
             extra.stop()
+
+
+def test_a_share_group_is_listed_with_its_type_and_never_judged_ok(
+        java: str, kafka_bootstrap: str, make_topic: Callable[..., str],
+        unique: Callable[[str], str], daemon: Callable[..., Daemon]) -> None:
+    # Given a Java member of a share group (KIP-932) reading a topic
+    topic, group = make_topic([10]), unique("java-share")
+    member = JavaConsumer(java, kafka_bootstrap, topic, group, "share").start()
+    try:
+        assert member.joined.wait(60)
+        lagwatch = daemon(group)
+        # Then lagwatch lists it by type and says plainly that it does not judge it
+        doc = wait_for(lambda: _group(lagwatch, group), "the share group to be listed")
+        assert (doc["type"], doc["status"], doc["severity"], doc["topics"],
+                doc["lag_messages"], doc["findings"]) == (
+            "share", "unknown", "none", {}, None, [])
+        assert doc["reasons"] == [
+            "lagwatch does not judge share groups: share groups (KIP-932) acknowledge records "
+            "one by one instead of committing offsets; this group is listed, not watched"]
+        info = frozenset({"cluster": "default", "group": group, "type": "share"}.items())
+        assert scrape(lagwatch)[("lagwatch_group_info", info)] == 1
+    finally:
+        member.stop()

@@ -122,6 +122,15 @@ def test_ready_only_after_a_recent_successful_poll_of_every_cluster() -> None:
     assert not state.ready(NOW + 91)
 
 
+def test_a_long_poll_that_brings_a_cluster_back_makes_it_ready() -> None:
+    # Given a poll that started 100 s ago and waited 95 s on a broker coming back
+    state = State(["prod"], 30.0)
+    state.publish(Snapshot("prod", NOW - 100, 95.0, up=True))
+    # Then it is judged by when it finished, 5 s ago
+    assert state.ready(NOW)
+    assert not state.ready(NOW + 86)
+
+
 def test_detection_metrics_are_exported_and_always_finite() -> None:
     # Given a stopped group whose unread messages retention then cuts
     scenario = Scenario(members=lambda t: 1 if t < 600 else 0,

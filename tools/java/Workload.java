@@ -3,6 +3,7 @@
 //
 //   java -cp 'JARS/*:CLASSES' Workload consume BOOTSTRAP TOPIC GROUP PROTOCOL RATE [CLIENT_ID]
 //   java -cp 'JARS/*:CLASSES' Workload describe BOOTSTRAP GROUP
+//   java -cp 'JARS/*:CLASSES' Workload share BOOTSTRAP TOPIC GROUP
 //
 // consume reads TOPIC at most RATE messages a second (0: as fast as it can), committing what
 // it read after each poll. It prints one JSON line per event on stdout ("assigned" with the
@@ -11,6 +12,9 @@
 //   rate N  read at most N messages a second from now on
 //   stop    leave the group, close the client and exit
 // describe prints Admin.describeConsumerGroups for GROUP as one JSON line.
+// share enables share groups (the share.version feature, off by default in Kafka 4.1) and
+// reads TOPIC as a member of the share group GROUP (KIP-932), printing "joined" after its
+// first poll; it takes "stop" on stdin.
 import java.io.BufferedReader;
 import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
@@ -26,11 +30,14 @@ import java.util.TreeSet;
 import java.util.concurrent.TimeUnit;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
+import org.apache.kafka.clients.admin.FeatureUpdate;
+import org.apache.kafka.clients.admin.UpdateFeaturesOptions;
 import org.apache.kafka.clients.admin.MemberDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
 import org.apache.kafka.clients.consumer.ConsumerRebalanceListener;
 import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
+import org.apache.kafka.clients.consumer.KafkaShareConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.WakeupException;
@@ -47,6 +54,8 @@ public final class Workload {
                     args.length > 6 ? args[6] : "workload-" + args[4]);
         } else if (args.length == 3 && args[0].equals("describe")) {
             describe(args[1], args[2]);
+        } else if (args.length == 4 && args[0].equals("share")) {
+            share(args[1], args[2], args[3]);
         } else {
             System.err.println("usage: Workload consume BOOTSTRAP TOPIC GROUP PROTOCOL RATE"
                     + " [CLIENT_ID] | describe BOOTSTRAP GROUP");
@@ -74,7 +83,7 @@ public final class Workload {
             props.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, "1000");
         }
         KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(props);
-        Thread commands = new Thread(() -> readCommands(consumer), "commands");
+        Thread commands = new Thread(() -> readCommands(consumer::wakeup), "commands");
         commands.setDaemon(true);
         commands.start();
         consumer.subscribe(List.of(topic), new ConsumerRebalanceListener() {
@@ -122,7 +131,42 @@ public final class Workload {
         }
     }
 
-    private static void readCommands(KafkaConsumer<byte[], byte[]> consumer) {
+    private static void share(String bootstrap, String topic, String group) throws Exception {
+        Properties admin = new Properties();
+        admin.put("bootstrap.servers", bootstrap);
+        try (Admin client = Admin.create(admin)) {
+            client.updateFeatures(Map.of("share.version", new FeatureUpdate((short) 1,
+                    FeatureUpdate.UpgradeType.UPGRADE)), new UpdateFeaturesOptions())
+                    .all().get(30, TimeUnit.SECONDS);
+        }
+        Properties props = new Properties();
+        props.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        props.put(ConsumerConfig.GROUP_ID_CONFIG, group);
+        props.put(ConsumerConfig.CLIENT_ID_CONFIG, "workload-share");
+        props.put(ConsumerConfig.KEY_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class);
+        props.put(ConsumerConfig.VALUE_DESERIALIZER_CLASS_CONFIG, ByteArrayDeserializer.class);
+        try (KafkaShareConsumer<byte[], byte[]> consumer = new KafkaShareConsumer<>(props)) {
+            Thread commands = new Thread(() -> readCommands(consumer::wakeup), "commands");
+            commands.setDaemon(true);
+            commands.start();
+            consumer.subscribe(List.of(topic));
+            boolean joined = false;
+            while (!stopping) {
+                try {
+                    consumer.poll(Duration.ofMillis(200));
+                } catch (WakeupException e) {
+                    break;
+                }
+                if (!joined) {
+                    joined = true;
+                    emit("joined", null);
+                }
+            }
+        }
+        emit("closed", null);
+    }
+
+    private static void readCommands(Runnable wakeup) {
         try (BufferedReader in = new BufferedReader(
                 new InputStreamReader(System.in, StandardCharsets.UTF_8))) {
             String line;
@@ -140,7 +184,7 @@ public final class Workload {
             // stdin closed or unreadable: stop as if asked
         }
         stopping = true;
-        consumer.wakeup();
+        wakeup.run();
     }
 
     private static synchronized void emit(String event, KafkaConsumer<byte[], byte[]> consumer) {
