@@ -6,22 +6,28 @@
 - ``demo-fraud`` gets stuck on a poison pill after 20 s and keeps retrying it (``stalled``);
 - ``demo-archiver`` committed once and has no members (``stopped``);
 - ``demo-orders.DLT`` receives a message every 2 s and nobody reads it (DLQ findings);
-- ``demo-loyalty`` has a second member that joins and leaves every 30 s (``rebalancing``).
+- ``demo-loyalty`` has a second member that joins and leaves every 30 s (``rebalancing``);
+- ``demo-payments`` is Apache Kafka's Java consumer on the KIP-848 consumer protocol, stuck on
+  a poison pill after 20 s and re-committing it (``stalled``, as ``demo-fraud``); it needs a
+  JDK (javac), and is left out with a note without one.
 """
 
 from __future__ import annotations
 
+import sys
 import threading
+from pathlib import Path
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.admin import NewTopic
 from kafka.structs import OffsetAndMetadata
-from workload import Consumer, Producer
+from workload import Consumer, JavaConsumer, Producer, java_classpath
 
 TOPIC = "demo-orders"
 DLQ = "demo-orders.DLT"
 PARTITIONS = 3
-GROUPS = ("demo-shipping", "demo-billing", "demo-fraud", "demo-archiver", "demo-loyalty")
+GROUPS = ("demo-shipping", "demo-billing", "demo-fraud", "demo-archiver", "demo-loyalty",
+          "demo-payments")
 STUCK_AFTER_S = 20.0
 CHURN_EVERY_S = 30.0
 
@@ -29,15 +35,16 @@ CHURN_EVERY_S = 30.0
 class DemoTraffic:
     """Producers and consumers playing each scenario, after a seeded backlog."""
 
-    def __init__(self, bootstrap: str, produce_per_s: float = 30.0) -> None:
+    def __init__(self, bootstrap: str, workdir: Path, produce_per_s: float = 30.0) -> None:
         self.bootstrap = bootstrap
         self.fraud = Consumer(bootstrap, TOPIC, "demo-fraud")
+        self.payments = _java_consumer(bootstrap, workdir)
         self.clients = [Producer(bootstrap, [TOPIC], produce_per_s),
                         Producer(bootstrap, [DLQ], 0.5),
                         Consumer(bootstrap, TOPIC, "demo-shipping"),
                         Consumer(bootstrap, TOPIC, "demo-billing", rate=20.0),
                         Consumer(bootstrap, TOPIC, "demo-loyalty"),
-                        self.fraud]
+                        self.fraud, *([self.payments] if self.payments else [])]
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._poison_pill, daemon=True),
                          threading.Thread(target=self._churn, daemon=True)]
@@ -68,6 +75,8 @@ class DemoTraffic:
     def _poison_pill(self) -> None:
         if not self._stop.wait(STUCK_AFTER_S):
             self.fraud.recommitting, self.fraud.committing = True, False
+            if self.payments is not None:
+                self.payments.send("stuck")
 
     def _churn(self) -> None:
         while not self._stop.wait(CHURN_EVERY_S):
@@ -82,3 +91,13 @@ class DemoTraffic:
         self._stop.set()
         for client in self.clients:
             client.stop()
+
+
+def _java_consumer(bootstrap: str, workdir: Path) -> JavaConsumer | None:
+    try:
+        classpath = java_classpath(workdir)
+    except RuntimeError as exc:
+        print(f"lagwatch: demo-payments left out: {exc}", file=sys.stderr, flush=True)
+        return None
+    return JavaConsumer(classpath, bootstrap, TOPIC, "demo-payments", "consumer",
+                        client_id="demo-payments")

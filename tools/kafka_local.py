@@ -421,7 +421,7 @@ def _run_command(broker: LocalKafka, command: list[str], demo: bool) -> int:
 
         print(f"lagwatch: starting demo traffic on topic demo-orders (groups "
               f"{', '.join(GROUPS)}) and demo-orders.DLT", file=sys.stderr, flush=True)
-        traffic = DemoTraffic(broker.bootstrap).start()
+        traffic = DemoTraffic(broker.bootstrap, broker.workdir).start()
     argv = [c.replace("{bootstrap}", broker.bootstrap).replace("{workdir}", str(broker.workdir))
             for c in command if c != "--"]
     env = dict(os.environ, LAGWATCH_BOOTSTRAP=broker.bootstrap)
