@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import json
+import threading
 import time
 import urllib.error
 import urllib.request
+from collections import defaultdict
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
+from lagwatch.config import load_config
 from lagwatch.daemon import Daemon
 from tests.exposition import Samples, parse
 
@@ -74,3 +78,45 @@ def wait_for(condition: Callable[[], Any], what: str | Callable[[], str],
         time.sleep(0.2)
     said = what if isinstance(what, str) else what()
     pytest.fail(f"timed out after {timeout_s:.0f}s waiting for {said} (last: {last!r})")
+
+
+class ScenarioDaemon:
+    """An in-process daemon tuned for scenario tests (1 s polls, a 2 m window, 20 s minimum
+    duration, 15 s stall window) watching the groups ``include`` matches, with every
+    group's status recorded each second once started."""
+
+    def __init__(self, bootstrap: str, tmp: Path, include: str) -> None:
+        config = tmp / "lagwatch.yaml"
+        config.write_text(f"""
+clusters:
+  - name: default
+    bootstrap_servers: ["{bootstrap}"]
+    groups: {{include: ["{include}"]}}
+poll_interval: 1s
+http: {{listen: "127.0.0.1:0"}}
+state_dir: {tmp / "state"}
+detection: {{window: 2m, min_duration: 20s, stall_after: 15s}}
+""")
+        self.daemon = Daemon(load_config(str(config)))
+        self.statuses: dict[str, list[str]] = defaultdict(list)
+        self._watching = threading.Event()
+
+    def start(self, *groups: str) -> None:
+        """Start the daemon, wait for a poll that lists ``groups``, then record statuses."""
+        self.daemon.start()
+        wait_for(lambda: set(groups) <= self.groups().keys(), "a poll that lists every group")
+        threading.Thread(target=self._watch, daemon=True).start()
+
+    def _watch(self) -> None:
+        while not self._watching.wait(1.0):
+            for group, doc in self.groups().items():
+                self.statuses[group].append(doc["status"])
+
+    def groups(self) -> dict[str, dict[str, Any]]:
+        """The groups of the status document."""
+        return status_document(self.daemon)["clusters"]["default"]["groups"]  # type: ignore[no-any-return]
+
+    def stop(self) -> None:
+        """Stop recording, then the daemon."""
+        self._watching.set()
+        self.daemon.stop()

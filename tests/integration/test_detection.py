@@ -9,7 +9,6 @@ unknown while its history is shorter than the minimum duration).
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,9 +20,7 @@ from kafka.admin import NewTopic
 from kafka.structs import OffsetAndMetadata
 from workload import Consumer, Producer
 
-from lagwatch.config import load_config
-from lagwatch.daemon import Daemon
-from tests.integration.helpers import status_document, wait_for
+from tests.integration.helpers import ScenarioDaemon, wait_for
 
 RATE = 40.0
 SCENARIOS = ("healthy", "slow", "stuck", "retrying", "stopped", "rewound", "loss")
@@ -42,20 +39,7 @@ class Stage:
         self.consumers = {s: Consumer(bootstrap, self.topic[s], self.group[s],
                                       rate=RATE / 2 if s == "slow" else None)
                           for s in SCENARIOS}
-        config = tmp / "lagwatch.yaml"
-        config.write_text(f"""
-clusters:
-  - name: default
-    bootstrap_servers: ["{bootstrap}"]
-    groups: {{include: ["^detect-.*-{run}$"]}}
-poll_interval: 1s
-http: {{listen: "127.0.0.1:0"}}
-state_dir: {tmp / "state"}
-detection: {{window: 2m, min_duration: 20s, stall_after: 15s}}
-""")
-        self.daemon = Daemon(load_config(str(config)))
-        self.statuses: dict[str, list[str]] = {s: [] for s in SCENARIOS}
-        self._watching = threading.Event()
+        self.watched = ScenarioDaemon(bootstrap, tmp, f"^detect-.*-{run}$")
 
     def start(self) -> None:
         self.producer.start()
@@ -63,16 +47,13 @@ detection: {{window: 2m, min_duration: 20s, stall_after: 15s}}
             consumer.start()
         for consumer in self.consumers.values():
             assert consumer.joined.wait(30), f"{consumer.group} never joined"
-        self.daemon.start()
-        threading.Thread(target=self._watch, daemon=True).start()
+        self.watched.start(*self.group.values())
 
-    def _watch(self) -> None:
-        while not self._watching.wait(1.0):
-            for s, g in self.group_documents().items():
-                self.statuses[s].append(g["status"])
+    def statuses(self, scenario: str) -> list[str]:
+        return self.watched.statuses[self.group[scenario]]
 
     def group_documents(self) -> dict[str, dict[str, Any]]:
-        groups = status_document(self.daemon)["clusters"]["default"]["groups"]
+        groups = self.watched.groups()
         return {s: groups[self.group[s]] for s in SCENARIOS if self.group[s] in groups}
 
     def reaches(self, scenario: str, status: str, within_s: float) -> dict[str, Any]:
@@ -81,8 +62,7 @@ detection: {{window: 2m, min_duration: 20s, stall_after: 15s}}
             and g, f"{scenario} to become {status}", timeout_s=within_s)
 
     def stop(self) -> None:
-        self._watching.set()
-        self.daemon.stop()
+        self.watched.stop()
         for consumer in self.consumers.values():
             consumer.stop()
         self.producer.stop()
@@ -178,9 +158,9 @@ def test_records_deleted_past_the_committed_offset_become_data_loss_within_10s(
 
 
 def test_healthy_consumer_is_ok_throughout(stage: Stage) -> None:
-    wait_for(lambda: len(stage.statuses["healthy"]) >= 40, "40 s of healthy statuses",
+    wait_for(lambda: len(stage.statuses("healthy")) >= 40, "40 s of healthy statuses",
              timeout_s=60)
-    seen = stage.statuses["healthy"]
+    seen = stage.statuses("healthy")
     assert set(seen) <= {"ok", "unknown"}, seen
     assert set(seen[25:]) == {"ok"}, seen
 

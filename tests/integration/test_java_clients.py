@@ -9,7 +9,6 @@ one per protocol, on each scenario's topic, written at 40 msg/s.
 from __future__ import annotations
 
 import re
-import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -20,9 +19,8 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from workload import JavaConsumer, Producer, java_describe
 
-from lagwatch.config import load_config
 from lagwatch.daemon import Daemon
-from tests.integration.helpers import scrape, status_document, wait_for
+from tests.integration.helpers import ScenarioDaemon, scrape, status_document, wait_for
 
 RATE = 40.0
 PROTOCOLS = ("classic", "consumer")
@@ -42,20 +40,8 @@ class Stage:
             (s, p): JavaConsumer(java, bootstrap, self.topic[s], f"java-{s}-{p}-{run}", p,
                                  rate=RATE / 2 if s == "slow" else 0.0)
             for s in SCENARIOS for p in PROTOCOLS}
-        config = tmp / "lagwatch.yaml"
-        config.write_text(f"""
-clusters:
-  - name: default
-    bootstrap_servers: ["{bootstrap}"]
-    groups: {{include: ["^java-.*-{run}$"]}}
-poll_interval: 1s
-http: {{listen: "127.0.0.1:0"}}
-state_dir: {tmp / "state"}
-detection: {{window: 2m, min_duration: 20s, stall_after: 15s}}
-""")
-        self.daemon = Daemon(load_config(str(config)))
-        self.statuses: dict[str, list[str]] = {c.group: [] for c in self.consumers.values()}
-        self._watching = threading.Event()
+        self.watched = ScenarioDaemon(bootstrap, tmp, f"^java-.*-{run}$")
+        self.statuses = self.watched.statuses
 
     def start(self) -> None:
         self.producer.start()
@@ -63,19 +49,10 @@ detection: {{window: 2m, min_duration: 20s, stall_after: 15s}}
             consumer.start()
         for consumer in self.consumers.values():
             assert consumer.joined.wait(60), f"{consumer.group} never joined"
-        self.daemon.start()
-        wait_for(lambda: self.statuses.keys() <= self.groups().keys(),
-                 "a poll that lists every group")
-        threading.Thread(target=self._watch, daemon=True).start()
-
-    def _watch(self) -> None:
-        while not self._watching.wait(1.0):
-            for group, doc in self.groups().items():
-                if group in self.statuses:
-                    self.statuses[group].append(doc["status"])
+        self.watched.start(*(c.group for c in self.consumers.values()))
 
     def groups(self) -> dict[str, dict[str, Any]]:
-        return status_document(self.daemon)["clusters"]["default"]["groups"]  # type: ignore[no-any-return]
+        return self.watched.groups()
 
     def reach(self, scenario: str, status: str, within_s: float) -> dict[str, float]:
         """Wait until both protocols' groups of a scenario have the status; return how long
@@ -99,8 +76,7 @@ detection: {{window: 2m, min_duration: 20s, stall_after: 15s}}
         return self.groups()[self.consumers[scenario, protocol].group]
 
     def stop(self) -> None:
-        self._watching.set()
-        self.daemon.stop()
+        self.watched.stop()
         for consumer in self.consumers.values():
             consumer.stop()
         self.producer.stop()
