@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from kafka import KafkaConsumer, KafkaProducer
-from kafka.errors import KafkaError
+from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata
 from kafka_local import resolve_jars
 
@@ -72,6 +72,9 @@ def subscribed(bootstrap: str, topic: str, group: str, **config: object) -> Kafk
     return consumer
 
 
+WEDGED_S = 15.0  # how long a consumer may fail to commit for a rebalance before a restart
+
+
 class Consumer(threading.Thread):
     """A group member that reads at most ``rate`` msg/s (None: as fast as it can).
 
@@ -91,21 +94,40 @@ class Consumer(threading.Thread):
         self.paused: set[int] = set()  # partitions this member holds but stops reading
         self.joined = threading.Event()
         self.generation = -1  # the group generation of this member's latest assignment
+        self.last_error: KafkaError | None = None  # what the latest failed step raised
+        self.restarts = 0  # times the client was found wedged and made anew
         self._stop_event = threading.Event()
 
     def run(self) -> None:
-        consumer = subscribed(
-            self.bootstrap, self.topic, self.group,
-            enable_auto_commit=False, auto_offset_reset="earliest",
-            max_poll_records=max(1, int((self.rate or 500) / 5)), session_timeout_ms=10000)
+        consumer = self._subscribe()
+        wedged_since: float | None = None
         try:
             while not self._stop_event.is_set():
                 try:
                     self._step(consumer)
-                except KafkaError:  # the broker is restarting or going away: try again
+                    wedged_since = None
+                except (CommitFailedError, RebalanceInProgressError) as exc:
+                    # kafka-python 3.0 can stay "rebalancing" for good after the coordinator
+                    # dropped it: every commit fails and poll never rejoins. Restart the
+                    # client, as a supervisor would restart a wedged consumer.
+                    self.last_error = exc
+                    wedged_since = wedged_since or time.monotonic()
+                    if time.monotonic() - wedged_since > WEDGED_S:
+                        consumer.close()
+                        consumer, wedged_since = self._subscribe(), None
+                        self.restarts += 1
+                    self._stop_event.wait(0.5)
+                except KafkaError as exc:  # the broker is restarting or going away: again
+                    self.last_error = exc
                     self._stop_event.wait(0.5)
         finally:
             consumer.close()
+
+    def _subscribe(self) -> KafkaConsumer:
+        return subscribed(
+            self.bootstrap, self.topic, self.group,
+            enable_auto_commit=False, auto_offset_reset="earliest",
+            max_poll_records=max(1, int((self.rate or 500) / 5)), session_timeout_ms=10000)
 
     def _step(self, consumer: KafkaConsumer) -> None:
         started = time.monotonic()

@@ -8,9 +8,9 @@ import time
 import urllib.error
 import urllib.request
 from collections import defaultdict
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import pytest
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
@@ -120,3 +120,41 @@ detection: {{window: 2m, min_duration: 20s, stall_after: 15s}}
         """Stop recording, then the daemon."""
         self._watching.set()
         self.daemon.stop()
+
+
+class Worker(Protocol):
+    """A test consumer or producer thread (kafka-python or a JVM)."""
+
+    def start(self) -> Any: ...
+    def stop(self) -> None: ...
+
+
+class Member(Worker, Protocol):
+    """A test consumer: it joins ``group`` and says so."""
+
+    group: str
+    joined: threading.Event
+
+
+class ScenarioStage:
+    """Traffic, the consumers of the scenarios, and a ScenarioDaemon watching them."""
+
+    producer: Worker
+    consumers: Mapping[Any, Member]
+    watched: ScenarioDaemon
+
+    def start(self, join_s: float = 60.0) -> None:
+        """Start the traffic and the consumers, wait for every join, then watch."""
+        self.producer.start()
+        for consumer in self.consumers.values():
+            consumer.start()
+        for consumer in self.consumers.values():
+            assert consumer.joined.wait(join_s), f"{consumer.group} never joined"
+        self.watched.start(*(c.group for c in self.consumers.values()))
+
+    def stop(self) -> None:
+        self.watched.stop()
+        for consumer in self.consumers.values():
+            consumer.stop()
+        self.producer.stop()
+

@@ -20,13 +20,13 @@ from kafka.admin import NewTopic
 from kafka.structs import OffsetAndMetadata
 from workload import Consumer, Producer
 
-from tests.integration.helpers import ScenarioDaemon, wait_for
+from tests.integration.helpers import ScenarioDaemon, ScenarioStage, wait_for
 
 RATE = 40.0
 SCENARIOS = ("healthy", "slow", "stuck", "retrying", "stopped", "rewound", "loss")
 
 
-class Stage:
+class Stage(ScenarioStage):
     """The running scenarios and the daemon watching them."""
 
     def __init__(self, bootstrap: str, admin: KafkaAdminClient, tmp: Path, run: str) -> None:
@@ -41,14 +41,6 @@ class Stage:
                           for s in SCENARIOS}
         self.watched = ScenarioDaemon(bootstrap, tmp, f"^detect-.*-{run}$")
 
-    def start(self) -> None:
-        self.producer.start()
-        for consumer in self.consumers.values():
-            consumer.start()
-        for consumer in self.consumers.values():
-            assert consumer.joined.wait(30), f"{consumer.group} never joined"
-        self.watched.start(*self.group.values())
-
     def statuses(self, scenario: str) -> list[str]:
         return self.watched.statuses[self.group[scenario]]
 
@@ -57,15 +49,20 @@ class Stage:
         return {s: groups[self.group[s]] for s in SCENARIOS if self.group[s] in groups}
 
     def reaches(self, scenario: str, status: str, within_s: float) -> dict[str, Any]:
-        return wait_for(  # type: ignore[no-any-return]
-            lambda: (g := self.group_documents().get(scenario)) and g["status"] == status
-            and g, f"{scenario} to become {status}", timeout_s=within_s)
+        seen: dict[str, Any] = {}
 
-    def stop(self) -> None:
-        self.watched.stop()
-        for consumer in self.consumers.values():
-            consumer.stop()
-        self.producer.stop()
+        def reached() -> dict[str, Any] | None:
+            seen.update(self.group_documents().get(scenario) or {})
+            return dict(seen) if seen.get("status") == status else None
+
+        def instead() -> str:
+            consumer = self.consumers[scenario]
+            return (f"{scenario} to become {status} (last seen: {seen.get('status')} "
+                    f"{seen.get('state')} {seen.get('reasons')}, statuses "
+                    f"{self.statuses(scenario)[-10:]}; its consumer's last error "
+                    f"{consumer.last_error!r}, restarts {consumer.restarts})")
+
+        return wait_for(reached, instead, timeout_s=within_s)  # type: ignore[no-any-return]
 
 
 @pytest.fixture(scope="module")
@@ -73,7 +70,7 @@ def stage(kafka_bootstrap: str, admin: KafkaAdminClient,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
     running = Stage(kafka_bootstrap, admin, tmp_path_factory.mktemp("detect"),
                     str(int(time.time())))
-    running.start()
+    running.start(join_s=30)
     yield running
     running.stop()
 

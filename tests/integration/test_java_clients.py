@@ -20,14 +20,20 @@ from kafka.admin import NewTopic
 from workload import JavaConsumer, Producer, java_describe
 
 from lagwatch.daemon import Daemon
-from tests.integration.helpers import ScenarioDaemon, scrape, status_document, wait_for
+from tests.integration.helpers import (
+    ScenarioDaemon,
+    ScenarioStage,
+    scrape,
+    status_document,
+    wait_for,
+)
 
 RATE = 40.0
 PROTOCOLS = ("classic", "consumer")
 SCENARIOS = ("healthy", "slow", "stuck", "stopped")
 
 
-class Stage:
+class Stage(ScenarioStage):
     """Two Java consumers (one per protocol) per scenario, and the daemon watching them."""
 
     def __init__(self, java: str, bootstrap: str, admin: KafkaAdminClient, tmp: Path,
@@ -42,14 +48,6 @@ class Stage:
             for s in SCENARIOS for p in PROTOCOLS}
         self.watched = ScenarioDaemon(bootstrap, tmp, f"^java-.*-{run}$")
         self.statuses = self.watched.statuses
-
-    def start(self) -> None:
-        self.producer.start()
-        for consumer in self.consumers.values():
-            consumer.start()
-        for consumer in self.consumers.values():
-            assert consumer.joined.wait(60), f"{consumer.group} never joined"
-        self.watched.start(*(c.group for c in self.consumers.values()))
 
     def groups(self) -> dict[str, dict[str, Any]]:
         return self.watched.groups()
@@ -74,12 +72,6 @@ class Stage:
 
     def doc(self, scenario: str, protocol: str) -> dict[str, Any]:
         return self.groups()[self.consumers[scenario, protocol].group]
-
-    def stop(self) -> None:
-        self.watched.stop()
-        for consumer in self.consumers.values():
-            consumer.stop()
-        self.producer.stop()
 
 
 @pytest.fixture(scope="module")
