@@ -51,10 +51,11 @@ class Case:
     expect: str | None = None  # lagwatch status that counts as detection
 
 
-def _slow(factor: float, commit_every_s: float = 5.0) -> Callable[[], Scenario]:
+def _slow(factor: float, commit_every_s: float = 5.0, partitions: int = 1,
+          turn: float | None = None) -> Callable[[], Scenario]:
     return lambda: Scenario(produce=noisy(constant(100), 0.3),
                             capacity=step(400, 100 * factor, 1800),
-                            commit_every_s=commit_every_s)
+                            commit_every_s=commit_every_s, partitions=partitions, turn=turn)
 
 
 CASES = [
@@ -72,11 +73,23 @@ CASES = [
     Case("slow 0.5x from 30 min", _slow(0.5), 2 * HOURS, 1800, "lagging"),
     Case("slow 0.8x, commits every 60 s", _slow(0.8, 60), 2 * HOURS, 1800, "lagging"),
     Case("slow 0.9x from 30 min (mild)", _slow(0.9), 2 * HOURS, 1800, "lagging"),
+    Case("slow 0.5x, 4 partitions drained in turns of 500", _slow(0.5, partitions=4, turn=500),
+         2 * HOURS, 1800, "lagging"),
+    Case("slow 0.85x, 4 partitions drained in turns of 500",
+         _slow(0.85, partitions=4, turn=500), 2 * HOURS, 1800, "lagging"),
+    Case("slow 0.5x, 4 partitions drained in turns of 5,000",
+         _slow(0.5, partitions=4, turn=5000), 2 * HOURS, 1800, "lagging"),
+    Case("healthy, 4 partitions drained in turns of 2,000",
+         lambda: Scenario(produce=noisy(constant(100), 0.3), capacity=constant(130),
+                          partitions=4, turn=2000), 4 * HOURS),
     Case("stuck partition from 30 min",
          lambda: Scenario(partitions=3, events={1800.0: lambda s: s.stick(1)}), 2 * HOURS,
          1800, "stalled"),
     Case("stuck partition, offset re-committed every 5 s",
          lambda: Scenario(partitions=3, events={1800.0: lambda s: s.stick_retrying(1)}),
+         2 * HOURS, 1800, "stalled"),
+    Case("1 of 4 partitions stuck, siblings keep up, drained in turns",
+         lambda: Scenario(partitions=4, turn=500, events={1800.0: lambda s: s.stick(2)}),
          2 * HOURS, 1800, "stalled"),
     Case("consumer stopped at 30 min",
          lambda: Scenario(members=lambda t: 1 if t < 1800 else 0), 2 * HOURS, 1800, "stopped"),
@@ -92,12 +105,24 @@ class _Judge:
 
     detected_at: float | None = None
     false_alarms: int = 0
+    after: int = 0  # polls from detection on
+    held: int = 0  # of those, polls in the expected state
+    changes: int = 0  # changes of the alarm raised, from detection on
+    _last: bool | None = None
 
     def score(self, t: float, case: Case, hit: bool, alarm: bool) -> None:
         hit = hit and case.onset_s is not None and t >= case.onset_s
         if hit and self.detected_at is None:
             self.detected_at = t - (case.onset_s or 0)
         self.false_alarms += alarm and not hit
+        if self.detected_at is not None:
+            self.after += 1
+            self.held += hit
+            self.changes += self._last is not None and hit != self._last
+            self._last = hit
+
+    def held_share(self) -> str:
+        return f"{self.held / self.after:.0%}/{self.changes}" if self.after else "-"
 
 
 def _lagwatch(pipeline: Pipeline, snapshot: Snapshot, case: Case, t: float,
@@ -137,14 +162,16 @@ def run_case(case: Case, detection: DetectionConfig) -> tuple[_Judge, _Judge, _J
 def suite(detection: DetectionConfig) -> None:
     print(f"Scenario suite: virtual time, {POLL_S:g} s polls, min_duration "
           f"{detection.min_duration:g} s, stall_after {detection.stall_after:g} s")
-    print(f"{'scenario':52} {'lagwatch detects':>16} {'from polls':>10} "
-          f"{'Burrow detects':>14} {'false alarms (lagwatch/polls/Burrow)':>36}")
+    print(f"{'scenario':56} {'lagwatch detects':>16} {'from polls':>10} "
+          f"{'Burrow detects':>14} {'false alarms (lagwatch/polls/Burrow)':>36} "
+          f"{'held/changes (lagwatch, Burrow)':>31}")
     for case in CASES:
         ours, polls, burrow = run_case(case, detection)
         falses = f"{ours.false_alarms}/{polls.false_alarms}/{burrow.false_alarms}"
-        print(f"{case.name:52} {_when(case, ours.detected_at):>16} "
+        held = f"{ours.held_share()}, {burrow.held_share()}"
+        print(f"{case.name:56} {_when(case, ours.detected_at):>16} "
               f"{_when(case, polls.detected_at):>10} {_when(case, burrow.detected_at):>14} "
-              f"{falses:>36}")
+              f"{falses:>36} {held:>31}")
 
 
 def _when(case: Case, delay_s: object) -> str:

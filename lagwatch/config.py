@@ -217,12 +217,14 @@ class HealthConfig(Strict):
     hot_partition_min_rate: float = Field(default=1.0, ge=0)
     max_rebalances_per_hour: float = Field(default=6.0, gt=0)
     max_rebalancing_share: float = Field(default=0.2, gt=0, le=1.0)
+    rebalance_episode: Duration = 15.0
     disk_horizon: Duration = 6 * 3600.0
 
     def churn(self, window_s: float) -> ChurnSettings:
         """Return when rebalance churn becomes a finding."""
         return ChurnSettings(window_s=window_s, max_per_hour=self.max_rebalances_per_hour,
-                             max_rebalancing_share=self.max_rebalancing_share)
+                             max_rebalancing_share=self.max_rebalancing_share,
+                             episode_gap_s=self.rebalance_episode)
 
     def settings(self, cluster: ClusterConfig, memory_s: float) -> HealthSettings:
         """Return the knobs the pure finding rules take, for one cluster."""

@@ -330,7 +330,8 @@ def _churn_document(churn: Churn | None) -> dict[str, Any] | None:
     return {"total": churn.total, "in_window": churn.in_window,
             "per_hour": round(churn.per_hour, 3),
             "rebalancing_share": round(churn.rebalancing_share, 3), "joined": churn.joined,
-            "left": churn.left, "likely_cause": churn.cause, "exact": churn.exact}
+            "left": churn.left, "likely_cause": churn.cause, "exact": churn.exact,
+            "episodes": churn.episodes}
 
 
 def findings_document(findings: tuple[Finding, ...]) -> list[dict[str, str]]:

@@ -72,8 +72,14 @@ class Scenario:
     exact_commits: bool = False
     """Hand each snapshot the OffsetCommit records since the previous one, as lagwatch's
     reader of __consumer_offsets does."""
+    turn: float | None = None
+    """Drain one partition at a time, this many messages a turn (or until it is caught
+    up) before moving to the next, as a Java consumer drains each partition's fetched
+    records in turn; None reads every partition evenly."""
     _parts: list[_Partition] = field(default_factory=list)
     _since_commit: float = 0.0
+    _focus: int = 0
+    _turn_read: float = 0.0
     _records: list[tuple[float, OffsetCommit]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
@@ -124,10 +130,11 @@ class Scenario:
         members = self.members(t)
         for p in self._parts:
             p.log_end += self.produce(t) * share
-            if members and not p.stuck:
-                readable = max(0.0, p.log_end - max(p.position, p.log_start))
-                p.position = max(p.position, p.log_start) + min(readable,
-                                                                self.capacity(t) * share)
+        if members and self.turn is None:
+            for p in self._parts:
+                self._read(p, self.capacity(t) * share)
+        elif members:
+            self._drain_in_turn(self.capacity(t))
         self._since_commit += 1.0
         if members and self._since_commit >= self.commit_every_s:
             self._since_commit = 0.0
@@ -139,6 +146,28 @@ class Scenario:
                     p.committed = p.position
                     self.commits.append((t + 1, i, int(p.position), int(p.log_end)))
                     self._record(t + 1, i, p.position)
+
+    @staticmethod
+    def _read(p: _Partition, most: float) -> float:
+        """Read up to ``most`` messages of a partition; return how many were read."""
+        if p.stuck:
+            return 0.0
+        start = max(p.position, p.log_start)
+        read = min(max(0.0, p.log_end - start), most)
+        p.position = start + read
+        return read
+
+    def _drain_in_turn(self, capacity: float) -> None:
+        assert self.turn is not None
+        for _ in range(len(self._parts)):  # skip partitions with nothing to read
+            p = self._parts[self._focus]
+            read = self._read(p, min(capacity, self.turn - self._turn_read))
+            capacity -= read
+            self._turn_read += read
+            if self._turn_read >= self.turn or read < 1e-9:  # turn done, or caught up
+                self._focus, self._turn_read = (self._focus + 1) % len(self._parts), 0.0
+            if capacity <= 0:
+                return
 
     def _record(self, at: float, partition: int, offset: float) -> None:
         if self.exact_commits:

@@ -148,6 +148,7 @@ def _encode_memory(memory: Memory) -> dict[str, Any]:
 
 def _decode_memory(data: dict[str, Any]) -> Memory:
     return Memory(
-        lagging={(g, t, int(p)) for g, t, p in data["lagging"]},
+        # (group, topic); older state files hold (group, topic, partition): the same topics
+        lagging={(str(key[0]), str(key[1])) for key in data["lagging"]},
         loss_counted_to={(g, t, int(p)): int(v) for g, t, p, v in data["loss_counted_to"]},
         lost_total={(g, t): int(v) for g, t, v in data["lost_total"]})

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from collections.abc import Mapping
 
 from lagwatch.detect import rules
 from lagwatch.detect.commits import CommitClocks
-from lagwatch.detect.rules import Assessment, Inputs, Memory, Rates, Settings
-from lagwatch.detect.trend import Trend
+from lagwatch.detect.rules import Assessment, Inputs, Memory, Part, Rates, Settings
 from lagwatch.history import History, Window
 from lagwatch.model import GroupSnapshot, Snapshot, TopicPartition
 from lagwatch.status import Status
@@ -31,47 +31,80 @@ def assess(snapshot: Snapshot, history: History, settings: Settings, memory: Mem
     result: Assessments = {}
     for group_id, group in snapshot.groups.items():
         members = None if group.members is None else len(group.members)
-        per_tp: dict[TopicPartition, Assessment] = {}
-        for tp in group.partitions():
-            if tp[0] not in readable:
-                continue  # deleted or unreadable this poll: a poll error, not a status
-            x = Inputs(group_id, tp, group.committed.get(tp), snapshot.offsets.get(tp),
-                       members, history.committed_window(group_id, tp),
-                       history.end_window(tp), snapshot.retention.get(tp[0]), now,
-                       judge_trend=tp[0] not in no_trend,
-                       commits=commits.facts(group_id, tp) if commits is not None else None,
-                       commits_read=commits is not None)
-            per_tp[tp] = assess_partition(x, settings, memory, history.span_s())
-        result[group_id] = per_tp
+        inputs = [Inputs(group_id, tp, group.committed.get(tp), snapshot.offsets.get(tp),
+                         members, history.committed_window(group_id, tp),
+                         history.end_window(tp), snapshot.retention.get(tp[0]), now,
+                         judge_trend=tp[0] not in no_trend,
+                         commits=commits.facts(group_id, tp) if commits is not None
+                         else None, commits_read=commits is not None)
+                  for tp in group.partitions()
+                  if tp[0] in readable]  # else deleted or unreadable: a poll error
+        result[group_id] = assess_group(group, inputs, settings, memory, history.span_s())
     _forget_gone(memory, snapshot.groups)
     return result
 
 
-def assess_partition(x: Inputs, s: Settings, memory: Memory, span_s: float) -> Assessment:
-    """Apply the rules to one group-partition, most concerning first."""
-    key = (x.group, x.tp[0], x.tp[1])
-    lag = rules.lag_messages(x.committed, x.log)
-    if x.committed is None or x.log is None or lag is None:
-        memory.lagging.discard(key)
-        return Assessment(Status.UNKNOWN, "no committed offset yet" if x.committed is None
-                          else "log offsets unavailable")
-    r = rules.rates(x.committed_w, x.end_w, x.now, x.commits)
-    lag_s, extrapolated = rules.time_lag(x.committed, x.end_w, x.now, r.produce,
+def assess_group(group: GroupSnapshot, inputs: list[Inputs], s: Settings, memory: Memory,
+                 span_s: float) -> dict[TopicPartition, Assessment]:
+    """Judge one group's partitions: numbers first, then each topic's flow, then verdicts."""
+    result: dict[TopicPartition, Assessment] = {}
+    parts: dict[TopicPartition, Part] = {}
+    for x in inputs:
+        lag = rules.lag_messages(x.committed, x.log)
+        if x.committed is None or x.log is None or lag is None:
+            result[x.tp] = Assessment(Status.UNKNOWN, "no committed offset yet"
+                                      if x.committed is None else "log offsets unavailable")
+            continue
+        r = rules.rates(x.committed_w, x.end_w, x.now, x.commits)
+        parts[x.tp] = Part(x, lag, r, rules.near_zero(r, x))
+    by_topic: dict[str, list[Part]] = defaultdict(list)
+    for tp, part in parts.items():
+        by_topic[tp[0]].append(part)
+    lagging: dict[str, rules.Flow] = {}
+    for topic, members_parts in by_topic.items():
+        key = (group.group_id, topic)
+        flow = rules.topic_flow(topic, members_parts, s, members_parts[0].x.now)
+        judged = members_parts[0].x.judge_trend and group.members != ()
+        if judged and rules.is_lagging(flow.trend, key in memory.lagging, flow.lag,
+                                       flow.near_zero, s):
+            lagging[topic] = flow
+    owner = {tp: m.member_id for m in group.members or () for tp in m.assignment}
+    for tp, part in parts.items():
+        siblings = [(q.lag, q.near_zero, q.rates) for other, q in parts.items()
+                    if other != tp and owner.get(other) == owner.get(tp)]
+        result[tp] = assess_partition(part, s, memory, span_s, flow=lagging.get(tp[0]),
+                                      starved_gap_s=rules.starved_gap(part.rates, siblings, s))
+    shown = {tp[0] for tp, a in result.items() if a.status is Status.LAGGING}
+    memory.lagging -= {(group.group_id, t) for t in by_topic}
+    memory.lagging |= {(group.group_id, t) for t in shown}
+    return result
+
+
+def assess_partition(p: Part, s: Settings, memory: Memory, span_s: float, *,
+                     flow: rules.Flow | None = None,
+                     starved_gap_s: float | None = None) -> Assessment:
+    """Apply the rules to one group-partition, most concerning first.
+
+    ``flow`` is the partition's topic when the group is lagging on it; ``starved_gap_s``
+    is set when the partition's member is busy behind on its other partitions.
+    """
+    x, lag, r = p.x, p.lag, p.rates
+    lag_s, extrapolated = rules.time_lag(x.committed or 0, x.end_w, x.now, r.produce,
                                          s.max_extrapolation_s)
     retention_eta = rules.retention_eta(lag_s, r, lag, x.members, x.retention)
     lost = _count_loss(x, memory)
-    status, reason = _judge(x, lag, r, lag_s, retention_eta, s=s, memory=memory,
-                            span_s=span_s)
-    if status is not Status.LAGGING:
-        memory.lagging.discard(key)
+    status, reason = _judge(p, lag_s, retention_eta, s=s, span_s=span_s, flow=flow,
+                            starved_gap_s=starved_gap_s)
     return Assessment(status, reason, lag_messages=lag, lag_seconds=lag_s,
                       lag_seconds_extrapolated=extrapolated, produce_rate=r.produce,
                       consume_rate=r.consume, catchup_eta_s=_catchup_eta(lag, r, status),
                       retention_eta_s=retention_eta, lost_messages=lost)
 
 
-def _judge(x: Inputs, lag: int, r: Rates, lag_s: float | None, retention_eta: float | None,
-           *, s: Settings, memory: Memory, span_s: float) -> tuple[Status, str | None]:
+def _judge(p: Part, lag_s: float | None, retention_eta: float | None, *, s: Settings,
+           span_s: float, flow: rules.Flow | None,
+           starved_gap_s: float | None) -> tuple[Status, str | None]:
+    x, lag, r = p.x, p.lag, p.rates
     where = f"{x.tp[0]}[{x.tp[1]}]"
     assert x.committed is not None and x.log is not None
     if rules.is_data_loss(x.committed, x.log):
@@ -79,7 +112,8 @@ def _judge(x: Inputs, lag: int, r: Rates, lag_s: float | None, retention_eta: fl
                                   f"{x.log.log_start:,}")
     if rules.is_stopped(lag, x.members):
         return Status.STOPPED, f"{where} has {lag:,} unread messages and no consumer"
-    if rules.is_stalled(x, lag, r, s):
+    if rules.is_stalled(x, lag, r, s, starved_gap_s) or (
+            starved_gap_s is None and rules.is_retrying(x, lag, lag_s, r, s)):
         waiting = "" if _arrived_since(x.end_w, r) else "; no new messages arrived either"
         return Status.STALLED, (f"{where} stuck at offset {x.committed:,} for "
                                 f"{fmt_duration(r.frozen_s)} with {lag:,} messages "
@@ -89,14 +123,8 @@ def _judge(x: Inputs, lag: int, r: Rates, lag_s: float | None, retention_eta: fl
         return Status.REWOUND, _rewind_reason(where, rewind, r)
     if retention_eta is not None and retention_eta <= s.retention_horizon_s:
         return Status.AT_RISK, _risk_reason(where, x, retention_eta, lag_s)
-    key = (x.group, x.tp[0], x.tp[1])
-    t = rules.lagging_trend(x, lag, r, s) if x.judge_trend else None
-    if rules.is_lagging(t, key in memory.lagging, s):
-        assert t is not None
-        memory.lagging.add(key)
-        consume, produce = rules.recent_rates(x, r, s)
-        return Status.LAGGING, _lagging_reason(where, consume, produce, t.trend,
-                                               retention_eta)
+    if flow is not None and lag > p.near_zero and lag * flow.partitions >= 0.1 * flow.lag:
+        return Status.LAGGING, _lagging_reason(where, lag, flow, retention_eta)
     if lag == 0:
         quiet = r.produce == 0 and span_s >= s.min_duration_s
         return (Status.IDLE, None) if quiet else (Status.OK, None)
@@ -154,8 +182,9 @@ def _liveness(x: Inputs, r: Rates, s: Settings) -> str:
     c = r.commits
     if c is not None and c.commits_since_move and x.now - c.last_commit_at <= (
             rules.stall_threshold(r, s)):
+        # commit timestamps jitter: a consumer retrying every second may show 0.9 s
         every = ("" if c.commit_interval_s <= 0 else " several times a second"
-                 if c.commit_interval_s < 1 else f" every {fmt_duration(c.commit_interval_s)}")
+                 if c.commit_interval_s < 0.5 else f" every {fmt_duration(c.commit_interval_s)}")
         return (f"; it still commits this offset{every}: alive but not getting past it "
                 f"(a poison pill or a retry loop)")
     if c is not None:
@@ -182,10 +211,15 @@ def _risk_reason(where: str, x: Inputs, eta: float, lag_s: float | None) -> str:
             f"deleted {when}")
 
 
-def _lagging_reason(where: str, consume: float, produce: float, t: Trend,
-                    eta: float | None) -> str:
-    text = (f"{where} consuming {consume:,.1f} msg/s while producers write "
-            f"{produce:,.1f} msg/s; lag grows {t.slope:,.1f} msg/s")
+def _lagging_reason(where: str, lag: int, flow: rules.Flow, eta: float | None) -> str:
+    slope = flow.trend.trend.slope if flow.trend is not None else 0.0
+    rates = (f"consuming {flow.consume:,.1f} msg/s while producers write "
+             f"{flow.produce:,.1f} msg/s; lag grows {max(0.0, slope):,.1f} msg/s")
+    if flow.partitions == 1:
+        text = f"{where} {rates}"
+    else:
+        text = (f"{where} holds {lag:,} of the {flow.lag:,} messages unread on "
+                f"{flow.topic}; over its {flow.partitions} partitions the group is {rates}")
     if eta is not None and eta <= _WORTH_SAYING_S:
         text += f"; unread data reaches retention in {fmt_duration(eta)}"
     return text

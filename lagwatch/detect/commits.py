@@ -17,6 +17,7 @@ so the first commit seen of an offset says only that it moved at or before that 
 from __future__ import annotations
 
 import sys
+from collections import deque
 from dataclasses import dataclass
 
 from lagwatch.model import TopicPartition
@@ -33,10 +34,15 @@ class CommitFacts:
     commits_since_move: int  # commits of this same offset after the one that set it
     move_cadence_s: float  # longest gap between moves over the window; 0 while unknown
     commit_interval_s: float  # gap between the last two commits of any offset; 0 unknown
+    recommits: tuple[float, ...] = ()  # times of the latest re-commits of this offset
+
+
+RECOMMITS_KEPT = 10  # re-commit times kept per group-partition: what the stall rule needs
 
 
 class _Clock:
-    __slots__ = ("gap", "gap_at", "last_at", "moved_at", "offset", "prev_at", "since_move")
+    __slots__ = ("gap", "gap_at", "last_at", "moved_at", "offset", "prev_at", "recommits",
+                 "since_move")
 
     def __init__(self, offset: int, at: float) -> None:
         self.offset = offset
@@ -46,6 +52,7 @@ class _Clock:
         self.since_move = 0
         self.gap = 0.0
         self.gap_at = at
+        self.recommits: deque[float] | None = None  # made at the first re-commit
 
 
 class CommitClocks:
@@ -74,8 +81,12 @@ class CommitClocks:
                 if gap >= clock.gap or at - clock.gap_at > self.window_s:
                     clock.gap, clock.gap_at = gap, at
             clock.offset, clock.moved_at, clock.since_move = record.offset, at, 0
+            clock.recommits = None
         else:
             clock.since_move += 1
+            if clock.recommits is None:
+                clock.recommits = deque(maxlen=RECOMMITS_KEPT)
+            clock.recommits.append(at)
         clock.prev_at, clock.last_at = clock.last_at, at
 
     def facts(self, group: str, tp: TopicPartition) -> CommitFacts | None:
@@ -85,7 +96,7 @@ class CommitClocks:
             return None
         interval = clock.last_at - clock.prev_at if clock.prev_at is not None else 0.0
         return CommitFacts(clock.offset, clock.moved_at, clock.last_at, clock.since_move,
-                           clock.gap, interval)
+                           clock.gap, interval, tuple(clock.recommits or ()))
 
     def forget(self, present: set[str]) -> None:
         """Drop the clocks of groups that no longer exist."""

@@ -5,6 +5,12 @@ A classic group's rebalance is a new generation (a GroupMetadata record). A
 consumer-protocol (KIP-848) group's is a new group epoch (a ConsumerGroupMetadata record);
 the coordinator writes a joining member's metadata, or a leaving member's tombstone, just
 before the epoch it causes, so member changes are gathered until the next epoch.
+
+Counting and judging differ. The counter counts every generation. The finding counts
+episodes: rebalances a few seconds apart are one (a client's join-then-rejoin at start, a
+member leaving and the group settling), and only churn is flagged: several episodes of
+flapping membership or of the same members rebalancing, never a start, a stop, a scale
+up or down, or a deploy that restarts each member once.
 """
 
 from __future__ import annotations
@@ -44,6 +50,8 @@ class ChurnSettings:
     # poll catches mid-rebalance has not spent 100% of its time rebalancing.
     min_span_s: float = 600.0
     min_polls: int = 10
+    episode_gap_s: float = 15.0  # rebalances closer than this are one episode
+    min_episodes: int = 3  # fewer episodes in the window are never churn
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +66,9 @@ class Churn:
     left: int
     cause: str | None
     exact: bool
+    episodes: int = 0  # in the window
+    episodes_per_hour: float = 0.0
+    churn: bool = False  # whether the cause is churn rather than a deploy or scaling
 
 
 @dataclass
@@ -65,6 +76,7 @@ class _Group:
     generation: int | None = None  # a classic group's generation, or a group epoch
     members: dict[str, str] | None = None  # member id -> client (id@host), at that generation
     roster: dict[str, str] | None = None  # a consumer-protocol group's members since then
+    polled_epoch: int | None = None  # the epoch polls showed before the first record
     events: deque[Rebalance] = field(default_factory=deque)
     total: int = 0
     polls: deque[tuple[float, bool]] = field(default_factory=deque)  # (time, rebalancing)
@@ -80,6 +92,7 @@ class RebalanceTracker:
     def __init__(self, settings: ChurnSettings) -> None:
         self.settings = settings
         self.exact = False
+        self._polled = False  # whether a poll has listed the groups yet
         self._groups: dict[str, _Group] = {}
 
     def observe_record(self, record: GroupRecord, at: float) -> None:
@@ -101,14 +114,27 @@ class RebalanceTracker:
         members = _clients(record) if isinstance(record, GroupMetadata) else g.current()
         if g.generation is not None and generation > g.generation:
             self._add(g, at, generation - g.generation, members)
+        elif g.generation is None and (g.polls or self._polled):
+            # The reader starts at the end of the topic, so a first record is new. A group
+            # polls showed before it went through one rebalance since (classic groups: a
+            # poll does not tell the generation); a group no poll has listed is new, and
+            # went through them all.
+            # A consumer-protocol group's poll tells its epoch: the count is exact.
+            since = g.polled_epoch
+            count = generation - since if since is not None else 1 if g.polls else generation
+            if count > 0:
+                self._add(g, at, count, members)
         g.generation = generation
         g.members, g.roster = members, None
 
     def observe_poll(self, group: GroupSnapshot, at: float) -> None:
         """A describe_groups view: state for the rebalancing share; member changes counted
         as rebalances when no records are read (at least one per change: a lower bound)."""
+        self._polled = True
         g = self._groups.setdefault(group.group_id, _Group())
         g.polls.append((at, group.state in _REBALANCING_STATES))
+        if g.generation is None and group.epoch is not None:
+            g.polled_epoch = group.epoch
         if group.members is None:
             return
         members = {m.member_id: f"{m.client_id}@{m.client_host}" for m in group.members}
@@ -143,8 +169,10 @@ class RebalanceTracker:
         share = sum(busy for _, busy in g.polls) / max(len(g.polls), s.min_polls)
         joined = sum(len(e.joined) for e in g.events)
         left = sum(len(e.left) for e in g.events)
+        episodes = len(episodes_of(list(g.events), s.episode_gap_s))
+        cause, churn = likely_cause(list(g.events), len(g.current()))
         return Churn(g.total, in_window, in_window * 3600.0 / span, share, joined, left,
-                     likely_cause(list(g.events)), self.exact)
+                     cause, self.exact, episodes, episodes * 3600.0 / span, churn)
 
     def forget(self, present: set[str]) -> None:
         """Drop groups that no longer exist."""
@@ -157,28 +185,48 @@ def _clients(record: GroupMetadata) -> dict[str, str]:
     return {m.member_id: f"{m.client_id}@{m.client_host}" for m in record.members}
 
 
-def likely_cause(events: list[Rebalance]) -> str | None:
-    """Name what the window's rebalances most look like."""
+def episodes_of(events: list[Rebalance], gap_s: float) -> list[list[Rebalance]]:
+    """Group rebalances into episodes: each holds the rebalances within ``gap_s`` of its
+    first, so a join-then-rejoin is one, and churn that never pauses is still many."""
+    episodes: list[list[Rebalance]] = []
+    for e in events:
+        if episodes and e.at - episodes[-1][0].at <= gap_s:
+            episodes[-1].append(e)
+        else:
+            episodes.append([e])
+    return episodes
+
+
+def likely_cause(events: list[Rebalance], members: int) -> tuple[str | None, bool]:
+    """Name what the window's rebalances most look like, and whether that is churn.
+
+    ``members`` is the group's size now. A start, a deploy or a scaling event takes each
+    member away at most once: more leaves than the group has members, with members
+    joining as well, is flapping.
+    """
     if not events:
-        return None
+        return None, False
     joined = sum(len(e.joined) for e in events)
     left = sum(len(e.left) for e in events)
     hosts_left = {c.rpartition("@")[2] for e in events for c in e.left}
     hosts_joined = {c.rpartition("@")[2] for e in events for c in e.joined}
-    if joined and left and hosts_left & hosts_joined:
-        return "rolling restart (members left and came back from the same hosts)"
-    if joined and not left:
-        return "members joined"
-    if left and not joined:
-        return "members left (shut down or timed out)"
     if not joined and not left:
-        return "rebalances with the same members (session timeouts or slow polls)"
-    return "members joined and left"
+        return "rebalances with the same members (session timeouts or slow polls)", True
+    if joined and left > max(members, 1):
+        return "flapping membership (members joined and left repeatedly)", True
+    if joined and left:
+        if hosts_left <= hosts_joined:
+            return "rolling restart (members left and came back from the same hosts)", False
+        return "members replaced (some left, others joined from other hosts)", False
+    if joined:
+        return "scale up (members joined)", False
+    return "scale down (members left: shut down or timed out)", False
 
 
 def churn_finding(churn: Churn, s: ChurnSettings) -> Finding | None:
-    """Rebalancing too often, or spending too much of the window rebalancing."""
-    too_often = churn.per_hour > s.max_per_hour
+    """Churn episode after episode, or spending too much of the window rebalancing."""
+    too_often = (churn.churn and churn.episodes >= s.min_episodes
+                 and churn.episodes_per_hour > s.max_per_hour)
     too_long = churn.rebalancing_share > s.max_rebalancing_share
     if not (too_often or too_long):
         return None
@@ -186,6 +234,8 @@ def churn_finding(churn: Churn, s: ChurnSettings) -> Finding | None:
     cause = f"; likely cause: {churn.cause}" if churn.cause else ""
     lower = "" if churn.exact else " (counted from polls: lower bounds)"
     return Finding("rebalancing", Severity.WARNING,
-                   f"{bound}{plural(churn.in_window, 'rebalance')} in the window "
-                   f"({churn.per_hour:.1f}/h), {churn.rebalancing_share:.0%} of polls caught "
-                   f"it rebalancing; {churn.joined} joined, {churn.left} left{cause}{lower}")
+                   f"{bound}{plural(churn.in_window, 'rebalance')} in "
+                   f"{plural(churn.episodes, 'episode')} in the window "
+                   f"({churn.episodes_per_hour:.1f} episodes/h), "
+                   f"{churn.rebalancing_share:.0%} of polls caught it rebalancing; "
+                   f"{churn.joined} joined, {churn.left} left{cause}{lower}")

@@ -4,6 +4,12 @@ Pure functions of (history, snapshot, settings, memory, now). Each rule is a sma
 predicate whose docstring names the case it exists for. A partition gets the most
 concerning status whose rule holds (data_loss > stopped > stalled > rewound > at_risk >
 lagging > unknown > idle > ok).
+
+Two rules look beyond the partition, because real consumers do not advance their
+partitions evenly (a Java consumer drains one partition's fetched records before the
+next): slowness is judged on the group's lag summed over a topic's partitions (a
+``Flow``), and a partition frozen while its member is busy behind on its other partitions
+is starved, part of the slowness, rather than stalled.
 """
 
 from __future__ import annotations
@@ -20,6 +26,9 @@ from lagwatch.model import LogOffsets, Retention, TopicPartition
 from lagwatch.status import Status
 
 UNKNOWN_CADENCE_FACTOR = 5
+STARVED_FACTOR = 3  # a starved partition is stalled once frozen this many thresholds
+RECOMMITS_STALLED = 10  # re-commits of one offset, with messages waiting, that mean stuck
+RECOMMIT_SPAN_S = 30.0  # ... made over at least this long
 
 
 @dataclass(frozen=True, slots=True)
@@ -39,7 +48,7 @@ class Settings:
 class Memory:
     """What detection must remember between polls (persisted with the history)."""
 
-    lagging: set[tuple[str, str, int]] = field(default_factory=set)
+    lagging: set[tuple[str, str]] = field(default_factory=set)  # (group, topic)
     loss_counted_to: dict[tuple[str, str, int], int] = field(default_factory=dict)
     lost_total: dict[tuple[str, str], int] = field(default_factory=dict)
 
@@ -214,11 +223,61 @@ def stall_threshold(r: Rates, s: Settings) -> float:
     return max(s.stall_after_s, 1.5 * r.cadence_s)
 
 
-def is_stalled(x: Inputs, lag: int, r: Rates, s: Settings) -> bool:
-    """Members present, offset frozen, lag waiting: a poison pill or a deadlock."""
+def is_stalled(x: Inputs, lag: int, r: Rates, s: Settings,
+               starved_gap_s: float | None = None) -> bool:
+    """Members present, offset frozen, lag waiting: a poison pill or a deadlock.
+
+    A starved partition (``starved_gap_s`` is the longest freeze its member's partitions
+    show) waits for a slow consumer's turn: it is stalled only once frozen
+    ``STARVED_FACTOR`` times longer than that.
+    """
     threshold = stall_threshold(r, s)
+    if starved_gap_s is not None:
+        threshold = max(threshold, STARVED_FACTOR * starved_gap_s)
     covered = len(x.committed_w) >= 2 and x.now - x.committed_w.times[0] >= threshold
     return bool(x.members) and lag > 0 and covered and r.frozen_s > threshold
+
+
+def is_retrying(x: Inputs, lag: int, lag_s: float | None, r: Rates, s: Settings) -> bool:
+    """A consumer committing the same offset again and again while messages wait.
+
+    From the commit records: at least ``RECOMMITS_STALLED`` re-commits over at least
+    ``RECOMMIT_SPAN_S``, all made after the oldest unread message arrived, the last one
+    recent, and the log end moving meanwhile. That is a poison pill or a retry loop as
+    soon as it holds, before the stall threshold passes.
+    """
+    c = r.commits
+    if not x.members or lag <= 0 or lag_s is None or c is None or not c.recommits:
+        return False
+    waiting_since = x.now - lag_s
+    recent = [t for t in c.recommits if t >= waiting_since]
+    end_then = x.end_w.at(recent[0]) if recent else None
+    return (len(recent) >= RECOMMITS_STALLED
+            and c.last_commit_at - waiting_since >= RECOMMIT_SPAN_S
+            and x.now - c.last_commit_at <= stall_threshold(r, s)
+            and end_then is not None and x.end_w.values[-1] > end_then)
+
+
+def starved_gap(r: Rates, siblings: list[tuple[int, float, Rates]],
+                s: Settings) -> float | None:
+    """How long a partition may wait for its turn, when its member is busy elsewhere.
+
+    Starved means the member is alive and slow, not stuck here: a sibling (another
+    partition of the same member, or of the group when assignments are unknown) moved
+    within this partition's stall threshold, and a sibling that moved within the window
+    is behind (lag above its near-zero level). Then the answer is the longest freeze the
+    member's partitions show (their longest gaps between moves, and how long each has been
+    frozen now); None when not starved. ``siblings`` holds each sibling's (lag, near-zero
+    lag, rates). A partition stuck while its siblings keep up is not starved: that is a
+    poison pill.
+    """
+    threshold = stall_threshold(r, s)
+    alive = any(q.last_change_t is not None and q.frozen_s <= threshold
+                for _, _, q in siblings)
+    behind = any(lag > near_zero and q.moves for lag, near_zero, q in siblings)
+    if not (alive and behind):
+        return None
+    return max([r.cadence_s, *(max(q.cadence_s, q.frozen_s) for _, _, q in siblings)])
 
 
 def rewind_of(committed_w: Window) -> tuple[int, int] | None:
@@ -235,76 +294,114 @@ def rewind_of(committed_w: Window) -> tuple[int, int] | None:
     return None
 
 
-def recent_rates(x: Inputs, r: Rates, s: Settings) -> tuple[float, float]:
-    """Consume and produce rates over the trend window: what the group does now."""
-    span = min(s.window_s, max(s.min_duration_s, s.min_trend_points * r.cadence_s))
-    moves = [(t, c) for t, c in r.moves if t >= x.now - span]
-    if len(moves) < 2:
-        return r.consume or 0.0, r.produce or 0.0
-    (t0, c0), (t1, c1) = moves[0], moves[-1]
-    e0, e1 = x.end_w.at(t0), x.end_w.at(t1)
-    produce = (e1 - e0) / (t1 - t0) if e0 is not None and e1 is not None else 0.0
-    return max(0.0, (c1 - c0) / (t1 - t0)), produce
-
-
-def lag_points(x: Inputs, r: Rates, s: Settings) -> tuple[list[float], list[float]]:
-    """Lag at the polls where the group committed, over the trend window.
-
-    Sampling lag only at commits removes the saw-tooth a batch consumer draws between
-    commits. The window is the minimum duration, stretched to hold enough commits.
-    """
-    span = min(s.window_s, max(s.min_duration_s, s.min_trend_points * r.cadence_s))
-    times: list[float] = []
-    lags: list[float] = []
-    for t, committed in r.moves:
-        end = x.end_w.at(t) if t >= x.now - 1.05 * span else None
-        if end is not None:
-            times.append(t)
-            lags.append(max(0, end - committed))
-    return times, lags
+def trend_span(s: Settings, cadence_s: float) -> float:
+    """The trend window: the minimum duration, stretched to hold enough commits."""
+    return min(s.window_s, max(s.min_duration_s, s.min_trend_points * cadence_s))
 
 
 @dataclass(frozen=True, slots=True)
 class LagTrend:
-    """The lag trend over the trend window, its slope over the recent half, and whether
-    the group was behind (above near-zero lag) at every point."""
+    """The lag trend over the trend window and its slope over the recent half."""
 
     trend: Trend
     recent_slope: float
-    behind_throughout: bool
+    behind_throughout: bool  # above near-zero lag at every point
+    rising: bool  # the last point is above the first
 
 
-def lagging_trend(x: Inputs, lag: int, r: Rates, s: Settings) -> LagTrend | None:
-    """The lag trend when it can be judged: enough commits spread over the minimum duration."""
-    near_zero = _near_zero(r, x)
-    if x.members == 0 or lag <= near_zero:
-        return None
-    times, lags = lag_points(x, r, s)
+def lag_trend(times: list[float], lags: list[float], near_zero: float,
+              s: Settings) -> LagTrend | None:
+    """The trend of lags sampled at commits, when they span the minimum duration."""
     # the points must span the minimum duration (5% slack absorbs poll jitter)
     if len(times) < s.min_trend_points or times[-1] - times[0] < 0.95 * s.min_duration_s:
         return None
-    if lags[-1] <= lags[0]:
-        return None  # consumed at least as much as was produced over the trend window
     half = len(times) // 2
     return LagTrend(trend(times, lags), trend(times[half:], lags[half:]).slope,
-                    behind_throughout=min(lags) > near_zero)
+                    behind_throughout=min(lags) > near_zero, rising=lags[-1] > lags[0])
 
 
-def is_lagging(t: LagTrend | None, was_lagging: bool, s: Settings) -> bool:
+def is_lagging(t: LagTrend | None, was_lagging: bool, lag: int, near_zero: float,
+               s: Settings) -> bool:
     """Slow but alive: committing, yet the lag at each commit keeps rising.
 
     Entering needs a significant rising trend over the whole minimum duration, from a lag
     already above what a keeping-up group shows, and still rising over the recent half at
     least half as fast, so a burst shorter than the minimum duration, or the drain after
     one, never enters.
-    Staying needs only the recent rise (hysteresis); the status leaves when the lag turns
-    down or returns near zero.
+    Staying (hysteresis) needs only a lag above near-zero that is not falling
+    significantly over the trend window: a group leaves when it really catches up.
     """
-    if t is None or t.recent_slope <= 0:
+    if lag <= near_zero:
         return False
-    return was_lagging or (t.behind_throughout and t.trend.slope > 0
-                           and t.recent_slope >= 0.5 * t.trend.slope
-                           and t.trend.z >= s.significance_z)
+    if was_lagging:
+        return t is None or not (t.trend.slope < 0 and t.trend.z <= -s.significance_z)
+    return (t is not None and t.rising and t.behind_throughout and t.trend.slope > 0
+            and t.recent_slope >= 0.5 * t.trend.slope and t.trend.z >= s.significance_z)
+
+
+@dataclass(frozen=True, slots=True)
+class Part:
+    """One group-partition's inputs and numbers, before its verdict."""
+
+    x: Inputs
+    lag: int
+    rates: Rates
+    near_zero: float
+
+
+@dataclass(frozen=True, slots=True)
+class Flow:
+    """A group's consumption of one topic, summed over the partitions it commits to."""
+
+    topic: str
+    partitions: int
+    lag: int
+    near_zero: float
+    trend: LagTrend | None
+    consume: float  # msg/s over the trend window
+    produce: float
+
+
+def topic_flow(topic: str, parts: list[Part], s: Settings, now: float) -> Flow:
+    """Sum a topic's partitions at every poll where the group committed any of them.
+
+    Sampling at commits removes the saw-tooth a batch consumer draws between commits;
+    summing removes the staircase a consumer draws that drains one partition at a time.
+    """
+    moved = sorted({t for p in parts for t, _ in p.rates.moves})
+    cadence = max(map(sub, moved[1:], moved), default=0.0)
+    since = now - 1.05 * trend_span(s, cadence)
+    times: list[float] = []
+    lags: list[float] = []
+    ends: list[int] = []
+    done: list[int] = []
+    for t in (t for t in moved if t >= since):
+        sums = _sums_at(parts, t)
+        if sums is not None:
+            times.append(t)
+            ends.append(sums[0])
+            done.append(sums[1])
+            lags.append(float(sums[2]))
+    near_zero = sum(p.near_zero for p in parts)
+    consume = produce = 0.0
+    if len(times) >= 2 and times[-1] > times[0]:
+        consume = max(0.0, (done[-1] - done[0]) / (times[-1] - times[0]))
+        produce = (ends[-1] - ends[0]) / (times[-1] - times[0])
+    return Flow(topic, len(parts), sum(p.lag for p in parts), near_zero,
+                lag_trend(times, lags, near_zero, s), consume, produce)
+
+
+def _sums_at(parts: list[Part], t: float) -> tuple[int, int, int] | None:
+    """The topic's log end, committed offset and lag summed at a poll; None when a
+    partition has no sample there."""
+    end_sum = committed_sum = lag_sum = 0
+    for p in parts:
+        end, committed = p.x.end_w.at(t), p.x.committed_w.at(t)
+        if end is None or committed is None:
+            return None
+        end_sum, committed_sum = end_sum + end, committed_sum + committed
+        lag_sum += max(0, end - committed)
+    return end_sum, committed_sum, lag_sum
 
 
 def retention_eta(lag_s: float | None, r: Rates, lag: int, members: int | None,
@@ -327,8 +424,8 @@ def retention_eta(lag_s: float | None, r: Rates, lag: int, members: int | None,
     return remaining / growth if growth > 0 else None
 
 
-def _near_zero(r: Rates, x: Inputs) -> float:
-    # A lag a group keeping up shows anyway: a quarter of a commit interval (or of a poll
-    # interval, whichever is longer) of traffic.
+def near_zero(r: Rates, x: Inputs) -> float:
+    """A lag a group keeping up shows anyway: a quarter of a commit interval (or of a poll
+    interval, whichever is longer) of traffic."""
     interval = (x.end_w.times[-1] - x.end_w.times[-2]) if len(x.end_w) >= 2 else 0.0
     return max(1.0, (r.produce or 0.0) * max(interval, r.cadence_s) / 4)

@@ -217,7 +217,7 @@ def test_a_join_and_leave_loop_is_counted_exactly_and_found_rebalancing(
         unique: Callable[[str], str], daemon: Callable[..., Daemon], protocol: str) -> None:
     # Given a steady Java member and what lagwatch counted once it settled
     topic, group = make_topic([0, 0]), unique(f"java-churn-{protocol}")
-    lagwatch = daemon(group)
+    lagwatch = daemon(group, health={"rebalance_episode": "100ms"})  # each change: one
     wait_for(lambda: status_document(lagwatch)["clusters"]["default"]["up"],
              "a first poll (the records reader starts at the end of the topic)")
     steady = JavaConsumer(java, kafka_bootstrap, topic, group, protocol,
@@ -249,7 +249,8 @@ def test_a_join_and_leave_loop_is_counted_exactly_and_found_rebalancing(
         assert doc["rebalances"]["total"] - counted == truth, (doc["rebalances"], truth)
         assert (doc["rebalances"]["joined"], doc["rebalances"]["left"]) >= (2, 2)
         finding = next(f for f in doc["findings"] if f["kind"] == "rebalancing")
-        assert re.match(r"\d+ rebalances in the window \(", finding["reason"]), finding
+        assert re.match(r"\d+ rebalances in \d+ episodes in the window \(",
+                        finding["reason"]), finding
         if protocol == "consumer":
             assert doc["epoch"] == generation + truth
     finally:

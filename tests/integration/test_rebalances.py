@@ -16,6 +16,7 @@ from lagwatch.daemon import Daemon
 from tests.integration.helpers import status_document, wait_for
 
 CHANGES = 4  # a member joins, leaves, another joins, leaves: at least four rebalances
+QUICK_EPISODES = {"rebalance_episode": "100ms"}  # each of those changes is an episode
 
 
 def group_doc(lagwatch: Daemon, group: str) -> dict[str, Any] | None:
@@ -86,7 +87,7 @@ def play(kafka_bootstrap: str, lagwatch: Daemon, base: Consumer) -> None:
 def test_exact_mode_counts_exactly_the_rebalances(
         kafka_bootstrap: str, base: Consumer, daemon: Callable[..., Daemon]) -> None:
     # Given a group with one steady member, and what lagwatch has counted so far
-    lagwatch = daemon(base.group)
+    lagwatch = daemon(base.group, health=QUICK_EPISODES)
     before, generation = baseline(lagwatch, base)
 
     # When members join and leave
@@ -103,14 +104,16 @@ def test_exact_mode_counts_exactly_the_rebalances(
     assert doc["rebalances"]["joined"] >= 2
     assert doc["rebalances"]["left"] >= 2
     finding = next(f for f in doc["findings"] if f["kind"] == "rebalancing")
-    assert re.match(r"\d+ rebalances in the window \(", finding["reason"]), finding["reason"]
+    assert re.match(r"\d+ rebalances in \d+ episodes in the window \(", finding["reason"]), (
+        finding["reason"])
     assert "lower bounds" not in finding["reason"]
 
 
 def test_fallback_mode_reports_at_most_the_true_count_and_says_so(
         kafka_bootstrap: str, base: Consumer, daemon: Callable[..., Daemon]) -> None:
     # Given lagwatch told not to read __consumer_offsets
-    lagwatch = daemon(base.group, cluster={"read_offsets_topic": False})
+    lagwatch = daemon(base.group, cluster={"read_offsets_topic": False},
+                      health=QUICK_EPISODES)
     before, generation = baseline(lagwatch, base)
 
     # When

@@ -20,11 +20,11 @@ S = ChurnSettings(window_s=3600.0)
 
 def record(generation: int, *members: str) -> GroupMetadata:
     return GroupMetadata("billing", generation, "consumer", "range", None, None,
-                         tuple(GroupMember(m, "client", f"host-{m}") for m in members))
+                         tuple(GroupMember(m, "client", f"host-{m[0]}") for m in members))
 
 
-def poll(state: str, *members: str) -> GroupSnapshot:
-    return GroupSnapshot("billing", state,
+def poll(state: str, *members: str, epoch: int | None = None) -> GroupSnapshot:
+    return GroupSnapshot("billing", state, epoch=epoch,
                          members=tuple(Member(m, "client", f"host-{m}") for m in members))
 
 
@@ -50,9 +50,9 @@ def left(member: str) -> MemberMetadata:
 def test_each_new_group_epoch_is_a_rebalance_with_the_members_written_before_it() -> None:
     # Given a consumer-protocol group whose members lagwatch first learns from a poll
     tracker = RebalanceTracker(S)
-    tracker.observe_poll(poll("Stable", "a"), at=0.0)
+    tracker.observe_poll(poll("Stable", "a", epoch=7), at=0.0)
     # When the coordinator writes, as it does, each member change just before its epoch
-    for at, change in [(1.0, GroupEpoch("billing", 7)),  # the baseline
+    for at, change in [(1.0, GroupEpoch("billing", 7)),  # what the poll showed
                        (60.0, joined("b")), (60.0, GroupEpoch("billing", 8)),
                        (90.0, left("a")), (90.0, GroupEpoch("billing", 9)),
                        (120.0, joined("c")), (120.0, left("b")),
@@ -63,7 +63,8 @@ def test_each_new_group_epoch_is_a_rebalance_with_the_members_written_before_it(
     assert churn is not None
     assert (churn.total, churn.in_window, churn.exact) == (3, 3, True)
     assert (churn.joined, churn.left) == (2, 2)
-    assert churn.cause == "rolling restart (members left and came back from the same hosts)"
+    # the one-member group was replaced twice in a minute: more changes than members
+    assert churn.cause == "flapping membership (members joined and left repeatedly)"
 
 
 def test_a_deleted_consumer_protocol_group_starts_again_from_a_new_baseline() -> None:
@@ -106,9 +107,9 @@ def test_churn_above_the_limit_is_a_finding_that_says_how_it_was_counted() -> No
     assert churn is not None
     assert churn_finding(churn, S) == Finding(
         "rebalancing", Severity.WARNING,
-        "at least 8 rebalances in the window (48.0/h), 0% of polls caught it rebalancing; "
-        "4 joined, 4 left; likely cause: rolling restart (members left and came back from "
-        "the same hosts) (counted from polls: lower bounds)")
+        "at least 8 rebalances in 8 episodes in the window (48.0 episodes/h), 0% of polls "
+        "caught it rebalancing; 4 joined, 4 left; likely cause: flapping membership (members "
+        "joined and left repeatedly) (counted from polls: lower bounds)")
 
 
 def test_a_group_first_seen_mid_rebalance_raises_nothing_until_it_keeps_rebalancing() -> None:
@@ -131,8 +132,9 @@ def test_a_group_first_seen_mid_rebalance_raises_nothing_until_it_keeps_rebalanc
     assert churn.rebalancing_share == 0.3
     finding = churn_finding(churn, S)
     assert finding is not None
-    assert finding.reason == ("1 rebalance in the window (6.0/h), 30% of polls caught it "
-                              "rebalancing; 1 joined, 0 left; likely cause: members joined")
+    assert finding.reason == ("1 rebalance in 1 episode in the window (6.0 episodes/h), 30% "
+                              "of polls caught it rebalancing; 1 joined, 0 left; likely "
+                              "cause: scale up (members joined)")
 
 
 def test_calm_groups_raise_nothing() -> None:
@@ -144,14 +146,85 @@ def test_calm_groups_raise_nothing() -> None:
     assert churn_finding(churn, S) is None
 
 
-def test_likely_causes() -> None:
+def test_likely_causes_tell_churn_from_deploys_and_scaling() -> None:
     def event(joined: tuple[str, ...] = (), left: tuple[str, ...] = ()) -> Rebalance:
         return Rebalance(0.0, 1, joined, left)
 
-    assert likely_cause([event(joined=("c@h1",))]) == "members joined"
-    assert likely_cause([event(left=("c@h1",))]) == "members left (shut down or timed out)"
-    assert likely_cause([event(left=("c@h1",)), event(joined=("c@h1",))]).startswith(
-        "rolling restart")
-    assert likely_cause([event()]) == (
-        "rebalances with the same members (session timeouts or slow polls)")
-    assert likely_cause([]) is None
+    assert likely_cause([event(joined=("c@h1",))], 1) == ("scale up (members joined)", False)
+    assert likely_cause([event(left=("c@h1",))], 0) == (
+        "scale down (members left: shut down or timed out)", False)
+    assert likely_cause([event(left=("c@h1",)), event(joined=("c@h1",))], 1) == (
+        "rolling restart (members left and came back from the same hosts)", False)
+    assert likely_cause([event(left=("c@h1",)), event(joined=("c@h2",))], 1) == (
+        "members replaced (some left, others joined from other hosts)", False)
+    assert likely_cause([event(joined=("c@h2",)), event(left=("c@h2",))] * 2, 1) == (
+        "flapping membership (members joined and left repeatedly)", True)
+    assert likely_cause([event()], 2) == (
+        "rebalances with the same members (session timeouts or slow polls)", True)
+    assert likely_cause([], 1) == (None, False)
+
+
+def test_the_first_record_after_a_poll_is_a_rebalance_so_the_count_equals_generations() -> None:
+    # Given a steady member at generation 1 when lagwatch starts, then four joins and
+    # leaves of a second member: generations 2 to 9
+    tracker = RebalanceTracker(S)
+    tracker.observe_poll(poll("Stable", "a"), at=0.0)
+    for k in range(8):
+        tracker.observe_record(record(2 + k, "a", *(["b"] if k % 2 == 0 else [])),
+                               at=60.0 * (k + 1))
+    churn = tracker.churn("billing", now=600.0)
+    assert churn is not None
+    # Then the counter equals the 8 generations the steady member went through
+    assert (churn.total, churn.episodes, churn.joined, churn.left) == (8, 8, 4, 4)
+
+
+def test_a_group_created_after_lagwatch_started_counts_all_its_generations() -> None:
+    # Given lagwatch polling before the group exists
+    tracker = RebalanceTracker(S)
+    tracker.observe_poll(GroupSnapshot("other", "Stable", members=()), at=0.0)
+    # When its member joins and, as kafka-python does, rejoins at once (generations 1, 2),
+    # and lagwatch reads only the second record
+    tracker.observe_record(record(2, "a"), at=10.5)
+    churn = tracker.churn("billing", now=20.0)
+    # Then both generations count, as one episode
+    assert churn is not None
+    assert (churn.total, churn.episodes) == (2, 1)
+
+
+def test_a_start_with_a_rejoin_and_a_rolling_restart_of_three_are_not_churn() -> None:
+    # Given three members joining (kafka-python joins twice, 0.5 s apart), then each
+    # restarted once, 40 s apart
+    tracker = RebalanceTracker(S)
+    tracker.observe_poll(poll("Empty"), at=0.0)
+    tracker.observe_record(record(1, "a", "b", "c"), at=10.0)
+    tracker.observe_record(record(2, "a", "b", "c"), at=10.5)
+    members = ["a", "b", "c"]
+    for k, member in enumerate(["a", "b", "c"]):
+        at = 60.0 + 40.0 * k
+        members.remove(member)
+        tracker.observe_record(record(3 + 2 * k, *members), at=at)
+        members.append(f"{member}2")  # the same host, a new member id
+        tracker.observe_record(record(4 + 2 * k, *members), at=at + 3.0)
+    churn = tracker.churn("billing", now=300.0)
+    assert churn is not None
+    # Then every generation counts (the first record, polled before, too), in 4 episodes,
+    # and none is churn
+    assert (churn.total, churn.episodes) == (8, 4)
+    assert churn.cause == "rolling restart (members left and came back from the same hosts)"
+    assert churn_finding(churn, S) is None
+
+
+def test_a_member_joining_and_leaving_every_30s_is_flapping_membership() -> None:
+    tracker = RebalanceTracker(S)
+    tracker.observe_poll(poll("Stable", "a"), at=0.0)
+    for k in range(6):
+        tracker.observe_record(record(2 + k, "a", *(["b"] if k % 2 == 0 else [])),
+                               at=30.0 * (k + 1))
+    churn = tracker.churn("billing", now=200.0)
+    assert churn is not None
+    finding = churn_finding(churn, S)
+    assert finding is not None
+    assert finding.reason == (
+        "6 rebalances in 6 episodes in the window (36.0 episodes/h), 0% of polls caught it "
+        "rebalancing; 3 joined, 3 left; likely cause: flapping membership (members joined "
+        "and left repeatedly)")
