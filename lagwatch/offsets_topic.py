@@ -265,7 +265,7 @@ def _group_metadata(group: str, value: bytes) -> GroupMetadata:
         r.skip_bytes()  # subscription
         r.skip_bytes()  # assignment
         r.skip_tagged_fields()
-        members.append(GroupMember(member_id, client_id, client_host, instance,
+        members.append(GroupMember(member_id, client_id, client_host.lstrip("/"), instance,
                                    session_timeout, rebalance_timeout))
     r.skip_tagged_fields()
     return GroupMetadata(group, generation, protocol_type, protocol, leader, state_ts,

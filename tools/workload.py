@@ -235,7 +235,8 @@ class JavaConsumer:
         self.closed.set()
 
     def send(self, command: str) -> None:
-        """Tell the consumer: "stuck" (a poison pill it re-commits), "rate N", "stop"."""
+        """Tell the consumer: "stuck" or "stuck S" (a poison pill it re-commits every 2 or S
+        seconds), "rate N", "stop"."""
         assert self._process is not None and self._process.stdin is not None
         self._process.stdin.write(command + "\n")
         self._process.stdin.flush()

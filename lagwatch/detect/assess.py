@@ -62,22 +62,32 @@ def assess_group(group: GroupSnapshot, inputs: list[Inputs], s: Settings, memory
         by_topic[tp[0]].append(part)
     lagging: dict[str, rules.Flow] = {}
     for topic, members_parts in by_topic.items():
-        key = (group.group_id, topic)
-        flow = rules.topic_flow(topic, members_parts, s, members_parts[0].x.now)
-        judged = members_parts[0].x.judge_trend and group.members != ()
-        if judged and rules.is_lagging(flow.trend, key in memory.lagging, flow.lag,
-                                       flow.near_zero, s):
+        if not members_parts[0].x.judge_trend or group.members == ():
+            continue
+        was = (group.group_id, topic) in memory.lagging
+        flow = rules.topic_flow(topic, members_parts, s, members_parts[0].x.now, was)
+        if rules.is_lagging(flow.trend, was, flow.lag, flow.near_zero, s):
             lagging[topic] = flow
     owner = {tp: m.member_id for m in group.members or () for tp in m.assignment}
     for tp, part in parts.items():
-        siblings = [(q.lag, q.near_zero, q.rates) for other, q in parts.items()
-                    if other != tp and owner.get(other) == owner.get(tp)]
+        starved_gap_s = None
+        if _may_stall(part, s):
+            siblings = [(q.lag, q.near_zero, q.rates) for other, q in parts.items()
+                        if other != tp and owner.get(other) == owner.get(tp)]
+            starved_gap_s = rules.starved_gap(part.rates, siblings, s)
         result[tp] = assess_partition(part, s, memory, span_s, flow=lagging.get(tp[0]),
-                                      starved_gap_s=rules.starved_gap(part.rates, siblings, s))
+                                      starved_gap_s=starved_gap_s)
     shown = {tp[0] for tp, a in result.items() if a.status is Status.LAGGING}
     memory.lagging -= {(group.group_id, t) for t in by_topic}
     memory.lagging |= {(group.group_id, t) for t in shown}
     return result
+
+
+def _may_stall(p: Part, s: Settings) -> bool:
+    """Whether a stall rule could hold, so starvation is worth working out."""
+    r = p.rates
+    return p.lag > 0 and (r.frozen_s > rules.stall_threshold(r, s)
+                          or (r.commits is not None and bool(r.commits.recommits)))
 
 
 def assess_partition(p: Part, s: Settings, memory: Memory, span_s: float, *,

@@ -45,9 +45,9 @@ class ChurnSettings:
     window_s: float = 1800.0
     max_per_hour: float = 6.0
     max_rebalancing_share: float = 0.2
-    # A group watched only briefly is judged as if the rest of this much was calm: one
-    # rebalance in lagwatch's first minute is not 60 an hour, and a group that the first
-    # poll catches mid-rebalance has not spent 100% of its time rebalancing.
+    # A group watched only briefly is judged as if the rest of this much (and of this many
+    # polls) was calm: one rebalance in lagwatch's first minute is not 60 an hour, and a
+    # group that the first polls catch mid-rebalance has not spent its time rebalancing.
     min_span_s: float = 600.0
     min_polls: int = 10
     episode_gap_s: float = 15.0  # rebalances closer than this are one episode
@@ -167,6 +167,8 @@ class RebalanceTracker:
         watched = now - g.polls[0][0] if g.polls else s.window_s
         span = min(max(watched, s.min_span_s), s.window_s)
         share = sum(busy for _, busy in g.polls) / max(len(g.polls), s.min_polls)
+        if 0 < watched < span:  # the polls lagwatch would have made over the span were calm
+            share *= watched / span
         joined = sum(len(e.joined) for e in g.events)
         left = sum(len(e.left) for e in g.events)
         episodes = len(episodes_of(list(g.events), s.episode_gap_s))

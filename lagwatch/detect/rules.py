@@ -362,33 +362,68 @@ class Flow:
     produce: float
 
 
-def topic_flow(topic: str, parts: list[Part], s: Settings, now: float) -> Flow:
+def topic_flow(topic: str, parts: list[Part], s: Settings, now: float,
+               was_lagging: bool = False) -> Flow:
     """Sum a topic's partitions at every poll where the group committed any of them.
 
     Sampling at commits removes the saw-tooth a batch consumer draws between commits;
     summing removes the staircase a consumer draws that drains one partition at a time.
+    The trend is computed only where ``is_lagging`` could use it: the group was lagging,
+    or the summed lag rose while always above near-zero.
     """
-    moved = sorted({t for p in parts for t, _ in p.rates.moves})
-    cadence = max(map(sub, moved[1:], moved), default=0.0)
-    since = now - 1.05 * trend_span(s, cadence)
-    times: list[float] = []
-    lags: list[float] = []
-    ends: list[int] = []
-    done: list[int] = []
-    for t in (t for t in moved if t >= since):
-        sums = _sums_at(parts, t)
-        if sums is not None:
-            times.append(t)
-            ends.append(sums[0])
-            done.append(sums[1])
-            lags.append(float(sums[2]))
+    points = _aligned_points(parts, s, now) or _points(parts, s, now)
+    times, ends, done, lags = points
     near_zero = sum(p.near_zero for p in parts)
     consume = produce = 0.0
     if len(times) >= 2 and times[-1] > times[0]:
         consume = max(0.0, (done[-1] - done[0]) / (times[-1] - times[0]))
         produce = (ends[-1] - ends[0]) / (times[-1] - times[0])
+    wanted = was_lagging or (len(lags) >= 2 and lags[-1] > lags[0] and min(lags) > near_zero)
     return Flow(topic, len(parts), sum(p.lag for p in parts), near_zero,
-                lag_trend(times, lags, near_zero, s), consume, produce)
+                lag_trend(times, lags, near_zero, s) if wanted else None, consume, produce)
+
+
+Points = tuple[list[float], list[int], list[int], list[float]]
+"""Poll times in the trend window where the group committed, with the topic's summed log
+end, committed offset and lag at each."""
+
+
+def _since(s: Settings, now: float, moved: list[float]) -> float:
+    cadence = max(map(sub, moved[1:], moved), default=0.0)
+    return now - 1.05 * trend_span(s, cadence)
+
+
+def _aligned_points(parts: list[Part], s: Settings, now: float) -> Points | None:
+    """The points by index, when every window holds a sample at every poll (the usual
+    case: then all share their times, and a commit shows in the summed offset); None
+    otherwise."""
+    times = parts[0].x.end_w.times
+    if not times or any(p.x.end_w.times != times or p.x.committed_w.times != times
+                        for p in parts):
+        return None
+    done_all = [sum(column) for column in zip(*(p.x.committed_w.values for p in parts),
+                                               strict=True)]
+    moved = [k for k in range(1, len(times)) if done_all[k] != done_all[k - 1]]
+    since = _since(s, now, [times[k] for k in moved])
+    chosen = [k for k in moved if times[k] >= since]
+    ends = [sum(p.x.end_w.values[k] for p in parts) for k in chosen]
+    lags = [float(sum(max(0, p.x.end_w.values[k] - p.x.committed_w.values[k])
+                      for p in parts)) for k in chosen]
+    return [times[k] for k in chosen], ends, [done_all[k] for k in chosen], lags
+
+
+def _points(parts: list[Part], s: Settings, now: float) -> Points:
+    moved = sorted({t for p in parts for t, _ in p.rates.moves})
+    since = _since(s, now, moved)
+    points: Points = ([], [], [], [])
+    for t in (t for t in moved if t >= since):
+        sums = _sums_at(parts, t)
+        if sums is not None:
+            points[0].append(t)
+            points[1].append(sums[0])
+            points[2].append(sums[1])
+            points[3].append(float(sums[2]))
+    return points
 
 
 def _sums_at(parts: list[Part], t: float) -> tuple[int, int, int] | None:

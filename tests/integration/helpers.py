@@ -83,7 +83,8 @@ def wait_for(condition: Callable[[], Any], what: str | Callable[[], str],
 class ScenarioDaemon:
     """An in-process daemon tuned for scenario tests (1 s polls, a 2 m window, 20 s minimum
     duration, 15 s stall window) watching the groups ``include`` matches, with every
-    group's status recorded each second once started."""
+    group's status, and the kinds of its findings with a severity, recorded each second
+    once started."""
 
     def __init__(self, bootstrap: str, tmp: Path, include: str) -> None:
         config = tmp / "lagwatch.yaml"
@@ -99,6 +100,9 @@ detection: {{window: 2m, min_duration: 20s, stall_after: 15s}}
 """)
         self.daemon = Daemon(load_config(str(config)))
         self.statuses: dict[str, list[str]] = defaultdict(list)
+        self.seen_at: dict[str, list[float]] = defaultdict(list)  # when (monotonic)
+        # the findings with a severity seen: kind -> its first reason
+        self.alarms: dict[str, dict[str, str]] = defaultdict(dict)
         self._watching = threading.Event()
 
     def start(self, *groups: str) -> None:
@@ -109,8 +113,19 @@ detection: {{window: 2m, min_duration: 20s, stall_after: 15s}}
 
     def _watch(self) -> None:
         while not self._watching.wait(1.0):
+            now = time.monotonic()
             for group, doc in self.groups().items():
                 self.statuses[group].append(doc["status"])
+                self.seen_at[group].append(now)
+                for finding in doc["findings"]:
+                    if finding["severity"] != "none":
+                        self.alarms[group].setdefault(finding["kind"], finding["reason"])
+
+    def first(self, group: str, status: str, since: float) -> float | None:
+        """Seconds from ``since`` (monotonic) to the first recorded ``status``, if any."""
+        return next((t - since for t, s in zip(self.seen_at[group], self.statuses[group],
+                                                strict=False) if s == status and t >= since),
+                    None)
 
     def groups(self) -> dict[str, dict[str, Any]]:
         """The groups of the status document."""

@@ -81,7 +81,7 @@ def test_kafka_41_offset_commit_v4_decodes() -> None:
 def test_kafka_41_group_metadata_v3_decodes() -> None:
     assert decode(*KAFKA_41_GROUP) == GroupMetadata(
         "group-173cc1-1", 1, "consumer", "range", MEMBER, 1795751944491,
-        (GroupMember(MEMBER, "kafka-python-3.0.12", "/127.0.0.1", None, 6000, 300000),))
+        (GroupMember(MEMBER, "kafka-python-3.0.12", "127.0.0.1", None, 6000, 300000),))
 
 
 @pytest.mark.parametrize(("version", "body", "epoch"), [
@@ -119,7 +119,7 @@ def test_group_metadata_value_versions(version: int) -> None:
     decoded = decode(group_key(), value)
     assert decoded == GroupMetadata(
         "billing", 5, "consumer", "range", "m-1", 123 if version >= 2 else None,
-        (GroupMember("m-1", "client-1", "/10.0.0.1", "inst-1" if version >= 3 else None,
+        (GroupMember("m-1", "client-1", "10.0.0.1", "inst-1" if version >= 3 else None,
                      10000, 60000 if version >= 1 else None),))
 
 

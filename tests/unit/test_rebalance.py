@@ -3,6 +3,8 @@ epochs), a lower bound from polls."""
 
 from __future__ import annotations
 
+import pytest
+
 from lagwatch.detect.findings import Finding
 from lagwatch.detect.rebalance import (
     ChurnSettings,
@@ -86,7 +88,8 @@ def test_polls_count_member_changes_when_records_are_not_read() -> None:
     churn = tracker.churn("billing", now=120.0)
     assert churn is not None
     assert (churn.total, churn.exact) == (2, False)
-    assert churn.rebalancing_share == 0.1  # 1 of 5 polls, taken over at least 10
+    # 1 of 5 polls, taken over at least 10 polls and 10 minutes (these span 2)
+    assert churn.rebalancing_share == pytest.approx(0.1 * 120 / 600)
 
 
 def test_old_rebalances_leave_the_window_but_stay_in_the_total() -> None:
@@ -113,26 +116,31 @@ def test_churn_above_the_limit_is_a_finding_that_says_how_it_was_counted() -> No
 
 
 def test_a_group_first_seen_mid_rebalance_raises_nothing_until_it_keeps_rebalancing() -> None:
-    # Given lagwatch's first poll catches the group mid-rebalance, which then completes
+    # Given lagwatch's first polls catch the group mid-rebalance, which then completes
     tracker = RebalanceTracker(S)
     tracker.observe_record(record(1, "a"), at=0.0)
     tracker.observe_poll(poll("PreparingRebalance", "a"), at=1.0)
     tracker.observe_record(record(2, "a", "b"), at=2.0)
-    tracker.observe_poll(poll("Stable", "a", "b"), at=3.0)
-    churn = tracker.churn("billing", now=3.0)
-    assert churn is not None
-    assert (churn.in_window, churn.per_hour, churn.rebalancing_share) == (1, 6.0, 0.1)
-    assert churn_finding(churn, S) is None
-    # When two more polls catch it rebalancing
-    for at in (4.0, 5.0):
+    for at in (3.0, 4.0):
         tracker.observe_poll(poll("PreparingRebalance", "a", "b"), at=at)
+    tracker.observe_poll(poll("Stable", "a", "b"), at=5.0)
     churn = tracker.churn("billing", now=5.0)
     assert churn is not None
-    # Then 3 of its first polls, counted over 10, are above the 20% limit
-    assert churn.rebalancing_share == 0.3
+    # Then 3 polls of 4 s are taken over 10 minutes: nothing to say
+    assert (churn.in_window, churn.per_hour) == (1, 6.0)
+    assert churn.rebalancing_share == pytest.approx(0.3 * 4 / 600)
+    assert churn_finding(churn, S) is None
+    # When it is caught rebalancing in 3 of every 10 polls for 10 minutes
+    for k in range(60):
+        tracker.observe_poll(poll("PreparingRebalance" if k % 10 < 3 else "Stable", "a", "b"),
+                             at=10.0 + 10.0 * k)
+    churn = tracker.churn("billing", now=601.0)
+    assert churn is not None
+    # Then it spends more than 20% of its time rebalancing
+    assert churn.rebalancing_share == pytest.approx(21 / 64)
     finding = churn_finding(churn, S)
     assert finding is not None
-    assert finding.reason == ("1 rebalance in 1 episode in the window (6.0 episodes/h), 30% "
+    assert finding.reason == ("1 rebalance in 1 episode in the window (6.0 episodes/h), 33% "
                               "of polls caught it rebalancing; 1 joined, 0 left; likely "
                               "cause: scale up (members joined)")
 
@@ -164,15 +172,20 @@ def test_likely_causes_tell_churn_from_deploys_and_scaling() -> None:
     assert likely_cause([], 1) == (None, False)
 
 
-def test_the_first_record_after_a_poll_is_a_rebalance_so_the_count_equals_generations() -> None:
-    # Given a steady member at generation 1 when lagwatch starts, then four joins and
-    # leaves of a second member: generations 2 to 9
+def flapping(changes: int, every_s: float) -> RebalanceTracker:
+    """A steady member "a" at generation 1 when lagwatch first polls, then a second member
+    joining and leaving: one generation each, ``every_s`` apart."""
     tracker = RebalanceTracker(S)
     tracker.observe_poll(poll("Stable", "a"), at=0.0)
-    for k in range(8):
+    for k in range(changes):
         tracker.observe_record(record(2 + k, "a", *(["b"] if k % 2 == 0 else [])),
-                               at=60.0 * (k + 1))
-    churn = tracker.churn("billing", now=600.0)
+                               at=every_s * (k + 1))
+    return tracker
+
+
+def test_the_first_record_after_a_poll_is_a_rebalance_so_the_count_equals_generations() -> None:
+    # Given four joins and leaves of a second member beside a steady one: generations 2-9
+    churn = flapping(8, every_s=60.0).churn("billing", now=600.0)
     assert churn is not None
     # Then the counter equals the 8 generations the steady member went through
     assert (churn.total, churn.episodes, churn.joined, churn.left) == (8, 8, 4, 4)
@@ -215,12 +228,7 @@ def test_a_start_with_a_rejoin_and_a_rolling_restart_of_three_are_not_churn() ->
 
 
 def test_a_member_joining_and_leaving_every_30s_is_flapping_membership() -> None:
-    tracker = RebalanceTracker(S)
-    tracker.observe_poll(poll("Stable", "a"), at=0.0)
-    for k in range(6):
-        tracker.observe_record(record(2 + k, "a", *(["b"] if k % 2 == 0 else [])),
-                               at=30.0 * (k + 1))
-    churn = tracker.churn("billing", now=200.0)
+    churn = flapping(6, every_s=30.0).churn("billing", now=200.0)
     assert churn is not None
     finding = churn_finding(churn, S)
     assert finding is not None

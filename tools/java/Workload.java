@@ -8,7 +8,8 @@
 // consume reads TOPIC at most RATE messages a second (0: as fast as it can), committing what
 // it read after each poll. It prints one JSON line per event on stdout ("assigned" with the
 // partitions and the member's epoch or generation) and takes commands on stdin:
-//   stuck   a poison pill: seek back to the committed offsets and commit them again every 2 s
+//   stuck [S]  a poison pill: seek back to the committed offsets and commit them again every
+//           S seconds (2 by default)
 //   rate N  read at most N messages a second from now on
 //   stop    leave the group, close the client and exit
 // describe prints Admin.describeConsumerGroups for GROUP as one JSON line.
@@ -45,6 +46,7 @@ import org.apache.kafka.common.serialization.ByteArrayDeserializer;
 
 public final class Workload {
     private static volatile boolean stuck = false;
+    private static volatile long recommitMs = 2000;
     private static volatile double rate = 0;
     private static volatile boolean stopping = false;
 
@@ -106,7 +108,7 @@ public final class Workload {
                         at.put(e.getKey(), new OffsetAndMetadata(offset));
                     }
                     if (System.currentTimeMillis() >= recommitAt && !at.isEmpty()) {
-                        recommitAt = System.currentTimeMillis() + 2000;
+                        recommitAt = System.currentTimeMillis() + recommitMs;
                         consumer.commitSync(at);
                     }
                     continue;
@@ -172,7 +174,10 @@ public final class Workload {
             String line;
             while ((line = in.readLine()) != null) {
                 line = line.trim();
-                if (line.equals("stuck")) {
+                if (line.equals("stuck") || line.startsWith("stuck ")) {
+                    if (line.startsWith("stuck ")) {
+                        recommitMs = (long) (Double.parseDouble(line.substring(6)) * 1000);
+                    }
                     stuck = true;
                 } else if (line.startsWith("rate ")) {
                     rate = Double.parseDouble(line.substring(5));
