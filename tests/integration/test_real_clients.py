@@ -38,7 +38,7 @@ SLOW = {"py-50": 0.5, "py-85": 0.85, "java-50": 0.5, "java-85": 0.85}
 HEALTHY = ("py-restart", "java-rolling")
 OTHERS = ("java-pill", "py-one")
 LAGGING_WITHIN_S = 180.0
-HELD_FOR_S = 60.0  # how long the slow groups are watched after they all became lagging
+HELD_POLLS = 60  # polls the slow groups are watched for after each became lagging
 QUIET = {"ok", "unknown", "idle"}  # statuses without a severity
 
 
@@ -117,15 +117,24 @@ class Stage:
                      and d["state"] == "Stable", "the rolling restart to settle", 90)
 
     def _await_lagging(self) -> None:
-        deadline = self.events["watched"] + LAGGING_WITHIN_S
-        while len(self.lagging_at) < len(SLOW) and time.monotonic() < deadline:
+        def found() -> bool:
             for name in SLOW:
-                if name not in self.lagging_at and (took := self.watched.first(
-                        self.group[name], "lagging", self.events["watched"])) is not None:
+                took = self.watched.first(self.group[name], "lagging", self.events["watched"])
+                if name not in self.lagging_at and took is not None:
                     self.lagging_at[name] = self.events["watched"] + took
-            time.sleep(0.5)
-        if len(self.lagging_at) == len(SLOW):
-            time.sleep(HELD_FOR_S)  # the verdicts must hold: watched, not waited on
+            return len(self.lagging_at) == len(SLOW)
+
+        wait_for(found, lambda: f"every slow group to be lagging (so far: {self.lagging_at})",
+                 timeout_s=LAGGING_WITHIN_S + 30)
+        # the verdicts must hold: watched for HELD_POLLS polls after each detection
+        wait_for(lambda: all(len(self.after(n)) >= HELD_POLLS for n in SLOW),
+                 f"{HELD_POLLS} polls after each detection", timeout_s=4 * HELD_POLLS)
+
+    def after(self, name: str) -> list[str]:
+        """The statuses recorded since the group was first lagging."""
+        return [s for t, s in zip(self.watched.seen_at[self.group[name]],
+                                  self.statuses(name), strict=False)
+                if t >= self.lagging_at[name]]
 
     def stop(self) -> None:
         self.watched.stop()
@@ -159,10 +168,8 @@ def test_a_slow_consumer_draining_unevenly_is_lagging_from_detection_on(
     print(f"{name}: lagging {took:.0f} s after lagwatch started watching")
     assert took <= LAGGING_WITHIN_S
     # and every poll after that said lagging: never ok, never stalled
-    group = stage.group[name]
-    after = [s for t, s in zip(stage.watched.seen_at[group], stage.statuses(name),
-                               strict=False) if t >= stage.lagging_at[name]]
-    assert len(after) >= HELD_FOR_S * 0.8
+    after = stage.after(name)
+    assert len(after) >= HELD_POLLS
     assert set(after) == {"lagging"}, after
     assert stage.watched.alarms[stage.group[name]].keys() <= {"skewed"}  # uneven lag
 
