@@ -91,6 +91,18 @@ CASES = [
     Case("1 of 4 partitions stuck, siblings keep up, drained in turns",
          lambda: Scenario(partitions=4, turn=500, events={1800.0: lambda s: s.stick(2)}),
          2 * HOURS, 1800, "stalled"),
+    Case("healthy, client joins twice at start, 3 members",
+         lambda: Scenario(produce=noisy(constant(100), 0.3), partitions=3,
+                          members=lambda _t: 3, join_twice=True), 4 * HOURS),
+    Case("healthy, rolling restart of 3 members at 1 h",
+         lambda: Scenario(produce=noisy(constant(100), 0.3), partitions=3,
+                          members=lambda _t: 3, join_twice=True,
+                          events={3600.0 + 60 * k: lambda s, k=k: s.restart_member(k)
+                                  for k in range(3)}), 4 * HOURS),
+    Case("a second member joins and leaves every 4 min from 30 min",
+         lambda: Scenario(produce=noisy(constant(100), 0.3), partitions=3, join_twice=True,
+                          members=lambda t: 2 if t >= 1800 and t % 240 < 120 else 1),
+         2 * HOURS, 1800, "rebalancing"),
     Case("consumer stopped at 30 min",
          lambda: Scenario(members=lambda t: 1 if t < 1800 else 0), 2 * HOURS, 1800, "stopped"),
     Case("offsets reset to earliest at 30 min",
@@ -128,10 +140,12 @@ class _Judge:
 def _lagwatch(pipeline: Pipeline, snapshot: Snapshot, case: Case, t: float,
               judge: _Judge) -> None:
     verdict = pipeline.ingest(snapshot)
-    found = [a.status for per in (verdict.assessments if verdict else {}).values()
-             for a in per.values()]
-    judge.score(t, case, case.expect in {s.value for s in found},
-                any(SEVERITY[s] is not Severity.NONE for s in found))
+    found = {a.status.value: SEVERITY[a.status]
+             for per in (verdict.assessments if verdict else {}).values() for a in per.values()}
+    found |= {f.kind: f.severity for per in (verdict.group_findings if verdict else {}).values()
+              for f in per}
+    judge.score(t, case, case.expect in found,
+                any(severity is not Severity.NONE for severity in found.values()))
 
 
 def run_case(case: Case, detection: DetectionConfig) -> tuple[_Judge, _Judge, _Judge]:
@@ -145,7 +159,8 @@ def run_case(case: Case, detection: DetectionConfig) -> tuple[_Judge, _Judge, _J
     for snapshot in scenario.run(case.duration_s, POLL_S):
         t = snapshot.taken_at - scenario.start
         _lagwatch(exact, snapshot, case, t, judges[0])
-        _lagwatch(polls, replace(snapshot, commit_records=(), records_exact=False), case, t,
+        _lagwatch(polls, replace(snapshot, commit_records=(), group_records=(),
+                                     records_exact=False), case, t,
                   judges[1])
         for when, partition, offset, log_end in scenario.commits[seen:]:
             burrow.setdefault(partition, BurrowPartition()).add(when, offset, log_end)
@@ -170,13 +185,15 @@ def suite(detection: DetectionConfig) -> None:
         falses = f"{ours.false_alarms}/{polls.false_alarms}/{burrow.false_alarms}"
         held = f"{ours.held_share()}, {burrow.held_share()}"
         print(f"{case.name:56} {_when(case, ours.detected_at):>16} "
-              f"{_when(case, polls.detected_at):>10} {_when(case, burrow.detected_at):>14} "
+              f"{_when(case, polls.detected_at):>10} {_when(case, burrow.detected_at, True):>14} "
               f"{falses:>36} {held:>31}")
 
 
-def _when(case: Case, delay_s: object) -> str:
+def _when(case: Case, delay_s: object, burrow: bool = False) -> str:
     if case.onset_s is None:
         return "-"
+    if burrow and case.expect not in BURROW_FOR:
+        return "n/a"  # Burrow has no such status
     return "never" if delay_s is None else f"+{float(delay_s):.0f} s"  # type: ignore[arg-type]
 
 

@@ -3,7 +3,9 @@
 A Scenario advances one second at a time: producers append to each partition at their
 rate, the consumer reads at most its capacity and commits on its own cadence, and events
 (stall, rewind, retention cut, topic recreation, added partitions, members leaving) fire at
-set times. Every ``poll_s`` it yields what a poll of a real broker would have seen.
+set times. Every change in the number of members is a rebalance: a new generation, with
+the coordinator's record of it when the commit records are handed over. Every ``poll_s``
+it yields what a poll of a real broker would have seen.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from lagwatch.model import GroupSnapshot, LogOffsets, Member, Retention, Snapshot
-from lagwatch.offsets_topic import OffsetCommit
+from lagwatch.offsets_topic import GroupMember, GroupMetadata, GroupRecord, OffsetCommit
 
 Rate = Callable[[float], float]
 """Messages per second at a time (seconds since the start)."""
@@ -60,6 +62,11 @@ class Scenario:
     partitions: int = 1
     commit_every_s: float = 5.0
     members: Callable[[float], int] = lambda _t: 1
+    """How many members the group has at a time; members leave newest first, and each
+    member that joins is a new member id (a restarted client is a new member)."""
+    join_twice: bool = False
+    """Each joining client joins again a second later (a second generation), as
+    kafka-python 3.0 does at start."""
     retention_s: float | None = 7 * 86400.0
     events: dict[float, Callable[[Scenario], None]] = field(default_factory=dict)
     topic: str = "orders"
@@ -81,9 +88,16 @@ class Scenario:
     _focus: int = 0
     _turn_read: float = 0.0
     _records: list[tuple[float, OffsetCommit]] = field(default_factory=list)
+    _member_ids: list[str] = field(default_factory=list)
+    _generation: int = 0
+    _rejoin_at: float | None = None
+    _back: dict[int, float] = field(default_factory=dict)  # restarted member -> when back
+    _now: float = 0.0
+    _group_records: list[tuple[float, GroupRecord]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._parts = [_Partition() for _ in range(self.partitions)]
+        self._member_ids = [self._member_id(k, 0.0) for k in range(self.members(0.0))]
 
     # events ---------------------------------------------------------------------------
     def stick(self, partition: int) -> None:
@@ -114,20 +128,28 @@ class Scenario:
         """Add partitions to the topic; the group has no commit on them yet."""
         self._parts.extend(_Partition(committed=None) for _ in range(count))
 
+    def restart_member(self, k: int) -> None:
+        """Restart member k: it leaves (a rebalance) and comes back from the same host as a
+        new member 5 s later (another), as one step of a rolling restart does."""
+        self._member_ids.pop(k)
+        self._new_generation(self._now)
+        self._back[k] = self._now + 5
+
     # running --------------------------------------------------------------------------
     def run(self, duration_s: float, poll_s: float = 15.0) -> Iterator[Snapshot]:
         """Advance second by second; yield a snapshot every poll_s."""
         for second in range(int(duration_s) + 1):
-            t = float(second)
+            t = self._now = float(second)
             if t in self.events:
                 self.events[t](self)
             if second % int(poll_s) == 0:
                 yield self.snapshot(t)
+            self._rebalance(t)  # after the poll: a first poll lists the group, as it is
             self._advance(t)
 
     def _advance(self, t: float) -> None:
         share = 1.0 / len(self._parts)
-        members = self.members(t)
+        members = len(self._member_ids)
         for p in self._parts:
             p.log_end += self.produce(t) * share
         if members and self.turn is None:
@@ -146,6 +168,37 @@ class Scenario:
                     p.committed = p.position
                     self.commits.append((t + 1, i, int(p.position), int(p.log_end)))
                     self._record(t + 1, i, p.position)
+
+    def _member_id(self, k: int, t: float) -> str:
+        return f"client-{k}-{t:.0f}"
+
+    def _rebalance(self, t: float) -> None:
+        """A new generation when members joined or left (or a client's second join)."""
+        ids = self._member_ids
+        back = [k for k, at in self._back.items() if at == t]
+        for k in sorted(back):
+            del self._back[k]
+            ids.insert(k, self._member_id(k, t))
+        n = self.members(t) - len(self._back)
+        joined = bool(back) or n > len(ids) or (t == 0 and n > 0)
+        if not joined and n == len(ids) and self._rejoin_at != t:
+            return
+        self._member_ids = ids[:n] + [self._member_id(k, t) for k in range(len(ids), n)]
+        self._new_generation(t)
+        self._rejoin_at = t + 1 if self.join_twice and joined else None
+
+    def _new_generation(self, t: float) -> None:
+        self._generation += 1
+        ids = self._member_ids
+        if self.exact_commits:
+            self._group_records.append((self.start + t, GroupMetadata(
+                self.group, self._generation, "consumer", "range", ids[0] if ids else None,
+                members=tuple(GroupMember(m, m.rsplit("-", 1)[0], self._host(m))
+                              for m in ids))))
+
+    @staticmethod
+    def _host(member_id: str) -> str:
+        return f"10.0.0.{int(member_id.split('-')[1]) + 1}"
 
     @staticmethod
     def _read(p: _Partition, most: float) -> float:
@@ -178,9 +231,10 @@ class Scenario:
     def snapshot(self, t: float) -> Snapshot:
         """Return what a poll at time t would see."""
         tps = [(self.topic, i) for i in range(len(self._parts))]
-        n = self.members(t)
-        members = tuple(Member(f"m-{k}", f"client-{k}", "10.0.0.1",
-                               assignment=tuple(tps[k::n])) for k in range(n))
+        n = len(self._member_ids)
+        members = tuple(Member(m, m.rsplit("-", 1)[0], self._host(m),
+                               assignment=tuple(tps[k::n]))
+                        for k, m in enumerate(self._member_ids))
         committed = {tp: int(p.committed) for tp, p in zip(tps, self._parts, strict=True)
                      if p.committed is not None}
         group = GroupSnapshot(self.group, "Stable" if n else "Empty", members=members,
@@ -188,7 +242,9 @@ class Scenario:
         offsets = {tp: LogOffsets(int(p.log_start), int(p.log_end))
                    for tp, p in zip(tps, self._parts, strict=True)}
         records, self._records = tuple(self._records), []
+        group_records, self._group_records = tuple(self._group_records), []
         return Snapshot(self.cluster, self.start + t, 0.01, up=True,
                         groups={self.group: group}, offsets=offsets,
                         retention={self.topic: Retention(self.retention_s)},
-                        commit_records=records, records_exact=self.exact_commits)
+                        group_records=group_records, commit_records=records,
+                        records_exact=self.exact_commits)

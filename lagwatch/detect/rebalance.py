@@ -36,6 +36,7 @@ class Rebalance:
     count: int
     joined: tuple[str, ...]
     left: tuple[str, ...]
+    size: int = 0  # members after it
 
 
 @dataclass(frozen=True, slots=True)
@@ -149,7 +150,7 @@ class RebalanceTracker:
         before = g.members or {}
         joined = tuple(sorted(members[m] for m in members.keys() - before.keys()))
         left = tuple(sorted(before[m] for m in before.keys() - members.keys()))
-        g.events.append(Rebalance(at, count, joined, left))
+        g.events.append(Rebalance(at, count, joined, left, len(members)))
         g.total += count
 
     def churn(self, group_id: str, now: float) -> Churn | None:
@@ -172,7 +173,8 @@ class RebalanceTracker:
         joined = sum(len(e.joined) for e in g.events)
         left = sum(len(e.left) for e in g.events)
         episodes = len(episodes_of(list(g.events), s.episode_gap_s))
-        cause, churn = likely_cause(list(g.events), len(g.current()))
+        largest = max((e.size for e in g.events), default=0)
+        cause, churn = likely_cause(list(g.events), max(largest, len(g.current())))
         return Churn(g.total, in_window, in_window * 3600.0 / span, share, joined, left,
                      cause, self.exact, episodes, episodes * 3600.0 / span, churn)
 
@@ -202,9 +204,10 @@ def episodes_of(events: list[Rebalance], gap_s: float) -> list[list[Rebalance]]:
 def likely_cause(events: list[Rebalance], members: int) -> tuple[str | None, bool]:
     """Name what the window's rebalances most look like, and whether that is churn.
 
-    ``members`` is the group's size now. A start, a deploy or a scaling event takes each
-    member away at most once: more leaves than the group has members, with members
-    joining as well, is flapping.
+    ``members`` is the group's largest size over the window (or now). A start, a deploy
+    or a scaling event takes each member away at most once: more leaves than the group
+    ever had members, with members joining as well, is flapping. (The largest size, not
+    the current one, so a verdict does not flip each time a flapping member is present.)
     """
     if not events:
         return None, False

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from lagwatch.config import DetectionConfig
 from lagwatch.detect.findings import Finding
 from lagwatch.detect.rebalance import (
+    Churn,
     ChurnSettings,
     Rebalance,
     RebalanceTracker,
@@ -15,6 +17,8 @@ from lagwatch.detect.rebalance import (
 )
 from lagwatch.model import GroupSnapshot, Member
 from lagwatch.offsets_topic import GroupEpoch, GroupMember, GroupMetadata, MemberMetadata
+from lagwatch.pipeline import Pipeline
+from lagwatch.simulate import Scenario
 from lagwatch.status import Severity
 
 S = ChurnSettings(window_s=3600.0)
@@ -65,8 +69,9 @@ def test_each_new_group_epoch_is_a_rebalance_with_the_members_written_before_it(
     assert churn is not None
     assert (churn.total, churn.in_window, churn.exact) == (3, 3, True)
     assert (churn.joined, churn.left) == (2, 2)
-    # the one-member group was replaced twice in a minute: more changes than members
-    assert churn.cause == "flapping membership (members joined and left repeatedly)"
+    # each member left once and the group was never larger than two: replaced, as a
+    # deploy that starts new pods on new hosts does, not flapping
+    assert churn.cause == "members replaced (some left, others joined from other hosts)"
 
 
 def test_a_deleted_consumer_protocol_group_starts_again_from_a_new_baseline() -> None:
@@ -236,3 +241,49 @@ def test_a_member_joining_and_leaving_every_30s_is_flapping_membership() -> None
         "6 rebalances in 6 episodes in the window (36.0 episodes/h), 0% of polls caught it "
         "rebalancing; 3 joined, 3 left; likely cause: flapping membership (members joined "
         "and left repeatedly)")
+
+
+def _churn_over(scenario: Scenario, duration_s: float) -> tuple[list[Churn], list[str]]:
+    """Run a simulated group through a pipeline; return its churn per poll and the
+    reasons of every rebalancing finding raised."""
+    pipeline = Pipeline("sim", DetectionConfig())
+    scenario.exact_commits = True
+    churns, reasons = [], []
+    for snapshot in scenario.run(duration_s):
+        verdict = pipeline.ingest(snapshot)
+        assert verdict is not None
+        churns.append(verdict.churn[scenario.group])
+        reasons += [f.reason for f in verdict.group_findings.get(scenario.group, ())
+                    if f.kind == "rebalancing"]
+    return churns, reasons
+
+
+def test_simulated_clients_that_join_twice_and_restart_one_by_one_raise_nothing() -> None:
+    # Given three members that each join twice, then are restarted one a minute at 30 min
+    scenario = Scenario(partitions=3, members=lambda _t: 3, join_twice=True,
+                        events={1800.0 + 60 * k: lambda s, k=k: s.restart_member(k)
+                                for k in range(3)})
+    churns, reasons = _churn_over(scenario, 3600.0)
+    # Then every generation is counted (start 2; each restart leaves, joins, rejoins: 3)
+    assert churns[-1].total == 2 + 3 * 3
+    assert churns[-1].cause == ("rolling restart (members left and came back from the "
+                                "same hosts)")
+    assert (churns[-1].episodes, churns[-1].churn) == (3, False)  # the start left the window
+    # and no poll raised a finding
+    assert reasons == []
+
+
+def test_a_simulated_member_joining_and_leaving_every_4_minutes_is_flapping() -> None:
+    # Given two members; the second leaves at 2 min and rejoins (twice) at 4, every 4 min
+    scenario = Scenario(partitions=3, join_twice=True,
+                        members=lambda t: 2 if t % 240 < 120 else 1)
+    churns, reasons = _churn_over(scenario, 1800.0)
+    # Then from its third departure on, it is flapping, whether or not it is present now
+    assert churns[-1].total == 2 + 7 * 2 + 7  # start; 7 joins (and rejoins); 7 leaves
+    assert churns[-1].cause == "flapping membership (members joined and left repeatedly)"
+    assert reasons[-1] == (
+        "23 rebalances in 15 episodes in the window (30.0 episodes/h), 0% of polls caught "
+        "it rebalancing; 7 joined, 7 left; likely cause: flapping membership (members "
+        "joined and left repeatedly)")
+    # raised by every poll from 615 s on: the first after its third departure (600 s)
+    assert (len(churns), len(reasons)) == (121, 121 - 41)
