@@ -28,15 +28,21 @@ _REBALANCING_STATES = {"PreparingRebalance", "CompletingRebalance", "Assigning",
                        "Reconciling"}
 
 
+Change = tuple[str, str]
+"""A member that joined or left: (member id, client as ``client_id@host``)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Rebalance:
     """Rebalances that completed at ``at`` (``count`` > 1 when several were folded)."""
 
     at: float
     count: int
-    joined: tuple[str, ...]
-    left: tuple[str, ...]
+    joined: tuple[Change, ...]
+    left: tuple[Change, ...]
     size: int = 0  # members after it
+
+
 
 
 @dataclass(frozen=True, slots=True)
@@ -148,8 +154,8 @@ class RebalanceTracker:
 
     def _add(self, g: _Group, at: float, count: int, members: dict[str, str]) -> None:
         before = g.members or {}
-        joined = tuple(sorted(members[m] for m in members.keys() - before.keys()))
-        left = tuple(sorted(before[m] for m in before.keys() - members.keys()))
+        joined = tuple(sorted((m, members[m]) for m in members.keys() - before.keys()))
+        left = tuple(sorted((m, before[m]) for m in before.keys() - members.keys()))
         g.events.append(Rebalance(at, count, joined, left, len(members)))
         g.total += count
 
@@ -201,23 +207,42 @@ def episodes_of(events: list[Rebalance], gap_s: float) -> list[list[Rebalance]]:
     return episodes
 
 
+def flaps(events: list[Rebalance]) -> int:
+    """Count members that came back and left again: a member that joined after a member
+    of the same client left, and then left itself.
+
+    A restart or a rolling deploy brings each client back once and the new member stays;
+    a crash loop, or a client that joins and leaves over and over, leaves again.
+    """
+    gone: set[str] = set()  # clients with a member that left
+    back: set[str] = set()  # member ids that joined after their client left
+    count = 0
+    for e in events:
+        for member_id, client in e.left:
+            count += member_id in back
+            gone.add(client)
+        back |= {member_id for member_id, client in e.joined if client in gone}
+    return count
+
+
 def likely_cause(events: list[Rebalance], members: int) -> tuple[str | None, bool]:
     """Name what the window's rebalances most look like, and whether that is churn.
 
     ``members`` is the group's largest size over the window (or now). A start, a deploy
-    or a scaling event takes each member away at most once: more leaves than the group
-    ever had members, with members joining as well, is flapping. (The largest size, not
-    the current one, so a verdict does not flip each time a flapping member is present.)
+    or a scaling event takes each member away at most once, and the members that come
+    back stay: a member that came back and left again, or more leaves than the group ever
+    had members, with members joining as well, is flapping. (The largest size, not the
+    current one, so a verdict does not flip each time a flapping member is present.)
     """
     if not events:
         return None, False
     joined = sum(len(e.joined) for e in events)
     left = sum(len(e.left) for e in events)
-    hosts_left = {c.rpartition("@")[2] for e in events for c in e.left}
-    hosts_joined = {c.rpartition("@")[2] for e in events for c in e.joined}
+    hosts_left = {c.rpartition("@")[2] for e in events for _, c in e.left}
+    hosts_joined = {c.rpartition("@")[2] for e in events for _, c in e.joined}
     if not joined and not left:
         return "rebalances with the same members (session timeouts or slow polls)", True
-    if joined and left > max(members, 1):
+    if joined and (left > max(members, 1) or flaps(events)):
         return "flapping membership (members joined and left repeatedly)", True
     if joined and left:
         if hosts_left <= hosts_joined:

@@ -13,6 +13,7 @@ from lagwatch.detect.rebalance import (
     Rebalance,
     RebalanceTracker,
     churn_finding,
+    flaps,
     likely_cause,
 )
 from lagwatch.model import GroupSnapshot, Member
@@ -161,20 +162,44 @@ def test_calm_groups_raise_nothing() -> None:
 
 def test_likely_causes_tell_churn_from_deploys_and_scaling() -> None:
     def event(joined: tuple[str, ...] = (), left: tuple[str, ...] = ()) -> Rebalance:
-        return Rebalance(0.0, 1, joined, left)
+        """Members named id:client@host."""
+        def changes(members: tuple[str, ...]) -> tuple[tuple[str, str], ...]:
+            return tuple((m.partition(":")[0], m.partition(":")[2]) for m in members)
+        return Rebalance(0.0, 1, changes(joined), changes(left))
 
-    assert likely_cause([event(joined=("c@h1",))], 1) == ("scale up (members joined)", False)
-    assert likely_cause([event(left=("c@h1",))], 0) == (
+    assert likely_cause([event(joined=("1:c@h1",))], 1) == ("scale up (members joined)", False)
+    assert likely_cause([event(left=("1:c@h1",))], 0) == (
         "scale down (members left: shut down or timed out)", False)
-    assert likely_cause([event(left=("c@h1",)), event(joined=("c@h1",))], 1) == (
+    assert likely_cause([event(left=("1:c@h1",)), event(joined=("2:c@h1",))], 1) == (
         "rolling restart (members left and came back from the same hosts)", False)
-    assert likely_cause([event(left=("c@h1",)), event(joined=("c@h2",))], 1) == (
+    assert likely_cause([event(left=("1:c@h1",)), event(joined=("2:c@h2",))], 1) == (
         "members replaced (some left, others joined from other hosts)", False)
-    assert likely_cause([event(joined=("c@h2",)), event(left=("c@h2",))] * 2, 1) == (
+    assert likely_cause([event(joined=("2:c@h2",)), event(left=("2:c@h2",))] * 2, 2) == (
         "flapping membership (members joined and left repeatedly)", True)
     assert likely_cause([event()], 2) == (
         "rebalances with the same members (session timeouts or slow polls)", True)
     assert likely_cause([], 1) == (None, False)
+
+
+def test_a_member_that_came_back_and_left_again_is_flapping_a_deploy_is_not() -> None:
+    def event(joined: str = "", left: str = "") -> Rebalance:
+        """A member joining or leaving, by member id; all of one client on one host."""
+        return Rebalance(0.0, 1, ((joined, "c@h"),) if joined else (),
+                         ((left, "c@h"),) if left else ())
+
+    steady_plus_one = [event(joined="x1"), event(left="x1"), event(joined="x2"),
+                       event(left="x2")]
+    rolling = [event(left="a"), event(joined="a2"), event(left="b"), event(joined="b2"),
+               event(left="c"), event(joined="c2")]
+    surge = [event(joined="a2"), event(left="a"), event(joined="b2"), event(left="b")]
+    # Given members of one client on one host: an extra one that joins and leaves twice
+    # beside a steady one, a rolling restart of three, and a surge deploy of two
+    assert [flaps(steady_plus_one), flaps(rolling), flaps(surge)] == [1, 0, 0]
+    # Then only the extra one is flapping, though no more members left than the group had
+    assert likely_cause(steady_plus_one, 2) == (
+        "flapping membership (members joined and left repeatedly)", True)
+    assert likely_cause(rolling, 3)[1] is False
+    assert likely_cause(surge, 3)[1] is False
 
 
 def flapping(changes: int, every_s: float) -> RebalanceTracker:
@@ -278,12 +303,12 @@ def test_a_simulated_member_joining_and_leaving_every_4_minutes_is_flapping() ->
     scenario = Scenario(partitions=3, join_twice=True,
                         members=lambda t: 2 if t % 240 < 120 else 1)
     churns, reasons = _churn_over(scenario, 1800.0)
-    # Then from its third departure on, it is flapping, whether or not it is present now
+    # Then once it came back and left again, it is flapping, whether or not it is present
     assert churns[-1].total == 2 + 7 * 2 + 7  # start; 7 joins (and rejoins); 7 leaves
     assert churns[-1].cause == "flapping membership (members joined and left repeatedly)"
     assert reasons[-1] == (
         "23 rebalances in 15 episodes in the window (30.0 episodes/h), 0% of polls caught "
         "it rebalancing; 7 joined, 7 left; likely cause: flapping membership (members "
         "joined and left repeatedly)")
-    # raised by every poll from 615 s on: the first after its third departure (600 s)
-    assert (len(churns), len(reasons)) == (121, 121 - 41)
+    # raised by every poll from 375 s on: the first after its second departure (360 s)
+    assert (len(churns), len(reasons)) == (121, 121 - 25)
