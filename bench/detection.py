@@ -1,7 +1,8 @@
 """Detection quality and cost, against a port of Burrow's rules in the same run.
 
     .venv/bin/python bench/detection.py            # scenario suite + evaluation cost
-    .venv/bin/python bench/detection.py --broker   # also a few scenarios on a real broker
+
+(bench/detection_broker.py runs real clients on a real broker.)
 
 Scenario suite: labelled scenarios simulated in virtual time over hours at 15 s polls. For
 each, the time from onset to detection and the number of false alarms (polls with an
@@ -241,8 +242,6 @@ def cost(sizes: list[int], polls: int = 60) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--broker", action="store_true",
-                        help="also run scenarios on a real local broker (about 5 minutes)")
     parser.add_argument("--sizes", default="1000,5000,20000,50000")
     parser.add_argument("--min-duration", help="detection.min_duration (default: config's)")
     parser.add_argument("--stall-after", help="detection.stall_after (default: config's)")
@@ -251,9 +250,6 @@ def main() -> None:
                                    ("stall_after", args.stall_after)) if v}
     suite(DetectionConfig.model_validate(overrides))
     cost([int(s) for s in args.sizes.split(",")])
-    if args.broker:
-        from bench.detection_broker import broker_suite
-        broker_suite()
 
 
 if __name__ == "__main__":

@@ -1,89 +1,282 @@
-"""Detection on a real local broker: real producers and consumers, the real daemon.
+"""Detection on a real local broker with real clients and the real daemon.
 
-Three groups read their own topic, each written at 50 msg/s. After a minute of health,
-``slow`` drops to 70% of the produce rate and ``stuck`` stops committing; ``healthy``
-carries on. The daemon polls every 15 s with the default detection settings. Prints how
-long after onset each trouble was reported, and any alarm on the healthy group.
+    .venv/bin/python bench/detection_broker.py                 # about 14 minutes
+    .venv/bin/python bench/detection_broker.py --hog           # beside a busy loop on a core
+    .venv/bin/python bench/detection_broker.py --minutes 20 --poll-interval 30
+
+``lagwatch run`` (its own process, default detection settings) watches one group per
+scenario, each on its own topic of 4 partitions written at 40 msg/s, its members
+kafka-python 3.0 consumers or Apache Kafka's Java consumer (kafka-clients 4.1, classic or
+KIP-848 consumer protocol). Every member drains partitions unevenly, as real clients do,
+and kafka-python's join twice at start. After ``--onset`` seconds of health, trouble
+starts: slow consumers drop to 50% or 85% of the produce rate, stuck ones hit a poison pill
+(re-committing its offset), one consumer stops reading one of its partitions; a lone
+consumer is restarted and three members are deployed one at a time. The rest stay healthy
+throughout: steady, bursty, committing in batches, or idle.
+
+For each group, from the status document after every poll: the time from onset to the
+expected verdict, the share of polls from then on that still show it, how often that
+changed, and false alarms: polls with a status or finding that has a severity and that
+the scenario does not call for (for trouble, any before onset).
 """
 
 from __future__ import annotations
 
+import argparse
+import itertools
 import json
+import os
+import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tools"))
 
 from kafka import KafkaAdminClient  # noqa: E402
 from kafka.admin import NewTopic  # noqa: E402
-from kafka_local import LocalKafka  # noqa: E402
-from workload import Consumer, Producer  # noqa: E402
+from kafka_local import LocalKafka, free_port  # noqa: E402
+from workload import Consumer, JavaConsumer, Producer, java_classpath  # noqa: E402
 
-from lagwatch.config import load_config  # noqa: E402
-from lagwatch.daemon import Daemon  # noqa: E402
-
-RATE = 50.0
-ONSET_S = 60.0
-RUN_S = 360.0
-EXPECT = {"slow": "lagging", "stuck": "stalled", "healthy": None}
+RATE = 40.0
+PARTITIONS = 4
+UNEVEN = frozenset({"skewed"})  # a slow or stuck member's lag sits on some partitions
 
 
-def broker_suite(poll_s: float = 15.0) -> None:
-    print(f"\nReal broker: 3 groups at {RATE:g} msg/s, onset at {ONSET_S:g} s, "
-          f"{poll_s:g} s polls, default detection settings")
-    with LocalKafka() as broker, tempfile.TemporaryDirectory() as tmp:
-        admin = KafkaAdminClient(bootstrap_servers=broker.bootstrap)
-        topics = {name: f"bench-{name}" for name in EXPECT}
-        admin.create_topics([NewTopic(t, 1, 1) for t in topics.values()])
-        admin.wait_for_topics(list(topics.values()))
+def bursts(t: float) -> float:
+    """4x the rate for 60 s of every 4 minutes."""
+    return RATE * 4 if t % 240 < 60 else RATE
+
+
+@dataclass
+class Scenario:
+    """One group: its members, what it should be found to be, and when."""
+
+    name: str
+    client: str  # "python", "java" (classic) or "kip848" (consumer protocol)
+    expect: str | None = None  # the group status that counts as detection
+    allowed: frozenset[str] = frozenset()  # what else it may rightly say after onset
+    rate: float | None = None  # share of the produce rate it reads from onset
+    members: int = 1
+    produce: str = "steady"  # or "bursty", "idle"
+    commit_every_s: float = 0.0
+    topic: str = ""
+    members_now: list[Any] = field(default_factory=list)
+    # what was seen after each poll: (seconds since onset, status, alarms with a severity)
+    seen: list[tuple[float, str, frozenset[str]]] = field(default_factory=list)
+    cause: str | None = None  # the last likely cause of its rebalances
+
+
+SCENARIOS = [
+    *(Scenario(f"{client}-{share * 100:.0f}pct", client, "lagging", UNEVEN, share)
+      for client in ("python", "java", "kip848") for share in (0.5, 0.85)),
+    *(Scenario(f"{client}-pill", client, "stalled", UNEVEN)
+      for client in ("python", "java", "kip848")),
+    Scenario("python-one-stuck", "python", "stalled", UNEVEN),
+    *(Scenario(f"{client}-healthy", client) for client in ("python", "java", "kip848")),
+    Scenario("python-bursty", "python", produce="bursty"),
+    Scenario("python-batch-60s", "python", commit_every_s=60.0),
+    Scenario("python-idle", "python", produce="idle"),
+    Scenario("python-restart", "python"),
+    Scenario("java-rolling-3", "java", members=3),
+]
+
+
+class Bench:
+    """The broker's traffic, the members of every scenario, and the daemon's verdicts."""
+
+    def __init__(self, broker: LocalKafka, tmp: Path, poll_s: float) -> None:
+        self.bootstrap, self.tmp, self.poll_s = broker.bootstrap, tmp, poll_s
+        self.java = java_classpath(tmp)
+        run = str(int(time.time()))
+        for s in SCENARIOS:
+            s.topic = f"bench-{s.name}-{run}"
+        admin = KafkaAdminClient(bootstrap_servers=self.bootstrap)
+        admin.create_topics([NewTopic(s.topic, PARTITIONS, 1) for s in SCENARIOS])
+        admin.wait_for_topics([s.topic for s in SCENARIOS])
         admin.close()
-        producer = Producer(broker.bootstrap, list(topics.values()), RATE)
-        consumers = {n: Consumer(broker.bootstrap, t, f"bench-{n}") for n, t in topics.items()}
-        config = Path(tmp) / "lagwatch.yaml"
+        self.producers = [
+            Producer(self.bootstrap, [s.topic for s in SCENARIOS if s.produce == "steady"],
+                     RATE),
+            Producer(self.bootstrap, [s.topic for s in SCENARIOS if s.produce == "bursty"],
+                     bursts)]
+        self.port = free_port()
+        self.daemon: subprocess.Popen[bytes] | None = None
+        self.onset = 0.0  # monotonic
+        self.done = threading.Event()
+
+    def member(self, s: Scenario, k: int = 0) -> Any:
+        if s.client == "python":
+            return Consumer(self.bootstrap, s.topic, s.topic, commit_every_s=s.commit_every_s)
+        protocol = "classic" if s.client == "java" else "consumer"
+        # twice the produce rate: it keeps up, fetching at most 16 records a poll
+        return JavaConsumer(self.java, self.bootstrap, s.topic, s.topic, protocol,
+                            rate=2 * RATE, client_id=f"{s.name}-{k}")
+
+    def start(self) -> None:
+        for producer in self.producers:
+            producer.start()
+        for s in SCENARIOS:
+            s.members_now = [self.member(s, k) for k in range(s.members)]
+            for m in s.members_now:
+                m.start()
+        for s in SCENARIOS:
+            for m in s.members_now:
+                if not m.joined.wait(120):
+                    raise SystemExit(f"bench: {s.name} never joined its group")
+        config = self.tmp / "lagwatch.yaml"
         config.write_text(json.dumps({
-            "clusters": [{"name": "bench", "bootstrap_servers": [broker.bootstrap],
+            "clusters": [{"name": "bench", "bootstrap_servers": [self.bootstrap],
                           "groups": {"include": ["^bench-"]}}],
-            "poll_interval": poll_s, "http": {"listen": "127.0.0.1:0"}, "state_dir": tmp}))
-        producer.start()
-        for consumer in consumers.values():
-            consumer.start()
-            consumer.joined.wait(30)
-        daemon = Daemon(load_config(str(config)))
-        http = daemon.start()
-        started = time.monotonic()
-        detected: dict[str, float] = {}
-        alarms: list[str] = []
+            "poll_interval": self.poll_s, "http": {"listen": f"127.0.0.1:{self.port}"},
+            "state_dir": str(self.tmp / "state")}))
+        log = (self.tmp / "lagwatch.log").open("wb")
+        self.daemon = subprocess.Popen(
+            [str(Path(sys.executable).with_name("lagwatch")), "run", "-c", str(config)],
+            stdout=log, stderr=subprocess.STDOUT)
+
+    def document(self) -> dict[str, Any] | None:
         try:
-            while (elapsed := time.monotonic() - started) < RUN_S:
-                if elapsed >= ONSET_S and consumers["slow"].rate is None:
-                    consumers["slow"].rate = RATE * 0.7
-                    consumers["stuck"].committing = False
-                with urllib.request.urlopen(f"{http.url}/api/v1/status",  # noqa: S310
-                                            timeout=10) as response:
-                    groups = json.load(response)["clusters"]["bench"]["groups"]
-                for name, expect in EXPECT.items():
-                    status = groups.get(f"bench-{name}", {}).get("status")
-                    if expect and status == expect and name not in detected:
-                        detected[name] = elapsed - ONSET_S
-                    if expect is None and groups.get(f"bench-{name}", {}).get(
-                            "severity", "none") != "none":
-                        alarms.append(f"{elapsed:.0f}s {status}")
-                time.sleep(1)
-        finally:
-            daemon.stop()
-            for consumer in consumers.values():
-                consumer.stop()
+            with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.port}/api/v1/status", timeout=10) as response:
+                cluster: dict[str, Any] = json.load(response)["clusters"]["bench"]
+                return cluster
+        except OSError:
+            return None
+
+    def record(self, doc: dict[str, Any]) -> None:
+        t = time.monotonic() - self.onset
+        for s in SCENARIOS:
+            group = doc["groups"].get(s.topic)
+            if group is None:
+                continue
+            alarms = {f["kind"] for f in group["findings"] if f["severity"] != "none"}
+            if group["severity"] != "none":
+                alarms.add(group["status"])
+            s.seen.append((t, group["status"], frozenset(alarms)))
+            s.cause = (group.get("rebalances") or {}).get("likely_cause")
+
+    def watch(self) -> None:
+        """Record every poll's verdicts until done."""
+        last = None
+        while not self.done.is_set():
+            doc = self.document()
+            if doc is not None and doc["last_poll"] != last and all(
+                    s.topic in doc["groups"] for s in SCENARIOS):
+                last = doc["last_poll"]
+                self.record(doc)
+            self.done.wait(0.5)
+
+    def trouble(self) -> None:
+        """Onset: every troubled scenario starts misbehaving now."""
+        for s in SCENARIOS:
+            for m in s.members_now:
+                if s.rate is not None and s.client == "python":
+                    m.rate = RATE * s.rate
+                elif s.rate is not None:
+                    m.send(f"rate {RATE * s.rate:g}")
+                elif s.name.endswith("-pill") and s.client == "python":
+                    m.committing, m.recommitting = False, True  # re-commits every second
+                elif s.name.endswith("-pill"):
+                    m.send("stuck 5")  # re-commits every 5 s
+                elif s.name == "python-one-stuck":
+                    m.paused = {2}
+
+    def restart(self, name: str, k: int) -> None:
+        """Restart member k of a scenario: it leaves, a new one joins from the same host."""
+        s = next(s for s in SCENARIOS if s.name == name)
+        s.members_now[k].stop()
+        s.members_now[k] = self.member(s, k)
+        s.members_now[k].start()
+
+    def stop(self) -> None:
+        self.done.set()
+        if self.daemon is not None:
+            self.daemon.terminate()
+            self.daemon.wait(30)
+        for s in SCENARIOS:
+            for m in s.members_now:
+                m.stop()
+        for producer in self.producers:
             producer.stop()
-    for name, expect in EXPECT.items():
-        if expect:
-            when = f"+{detected[name]:.0f} s" if name in detected else "never"
-            print(f"  {name:8} -> {expect:8} reported {when} after onset")
-    print(f"  healthy  alarms: {len(alarms)} {alarms[:3]}")
+
+
+def score(s: Scenario) -> tuple[str, str, str, str]:
+    """Detection time, share of polls held and changes after it, false alarms."""
+    detected = next((t for t, status, _ in s.seen if t >= 0 and status == s.expect), None)
+    false = sum(1 for t, _, alarms in s.seen
+                if alarms - ({s.expect, *s.allowed} if t >= 0 and s.expect else set()))
+    if s.expect is None:
+        return "-", "-", "-", f"{false}/{len(s.seen)}"
+    if detected is None:
+        return "never", "-", "-", f"{false}/{len(s.seen)}"
+    after = [status == s.expect for t, status, _ in s.seen if t >= detected]
+    changes = sum(a != b for a, b in itertools.pairwise(after))
+    return (f"+{detected:.0f} s", f"{sum(after) / len(after):.0%} of {len(after)}",
+            str(changes), f"{false}/{len(s.seen)}")
+
+
+def report(poll_s: float, hog: bool) -> None:
+    print(f"\nReal broker, real clients: {len(SCENARIOS)} groups, {PARTITIONS} partitions "
+          f"at {RATE:g} msg/s each, {poll_s:g} s polls, default detection settings"
+          f"{', a busy loop on one core' if hog else ''}")
+    print(f"{'group':18} {'expect':9} {'detected':>9} {'held after':>12} {'changes':>7} "
+          f"{'false alarms/polls':>18}  alarms seen; rebalance cause")
+    for s in SCENARIOS:
+        detected, held, changes, false = score(s)
+        alarms = sorted(set().union(*(a for _, _, a in s.seen)))
+        print(f"{s.name:18} {s.expect or 'quiet':9} {detected:>9} {held:>12} {changes:>7} "
+              f"{false:>18}  {', '.join(alarms) or '-'}; {s.cause or '-'}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--minutes", type=float, default=12.0,
+                        help="how long lagwatch watches (default 12)")
+    parser.add_argument("--onset", type=float, default=120.0,
+                        help="seconds of health before the trouble starts (default 120)")
+    parser.add_argument("--poll-interval", type=float, default=15.0)
+    parser.add_argument("--hog", action="store_true", help="run a busy loop on one core")
+    args = parser.parse_args()
+    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.hog else None
+    with LocalKafka() as broker, tempfile.TemporaryDirectory() as tmp:
+        bench = Bench(broker, Path(tmp), args.poll_interval)
+        try:
+            print("bench: starting the clients and the daemon ...", file=sys.stderr)
+            bench.start()
+            watching = threading.Thread(target=bench.watch, daemon=True)
+            bench.onset = time.monotonic() + args.onset
+            watching.start()
+            end = bench.onset - args.onset + args.minutes * 60
+            events: list[tuple[float, str, Callable[[], None]]] = [
+                (bench.onset, "trouble starts", bench.trouble),
+                (bench.onset + 60, "python-restart restarted",
+                 lambda: bench.restart("python-restart", 0)),
+                *((bench.onset + 120 + 60 * k, f"java-rolling-3 member {k} restarted",
+                   lambda k=k: bench.restart("java-rolling-3", k)) for k in range(3))]
+            for at, what, event in events:
+                time.sleep(max(0.0, at - time.monotonic()))
+                print(f"bench: {at - bench.onset:+.0f} s: {what}", file=sys.stderr)
+                event()
+            while (left := end - time.monotonic()) > 0:
+                print(f"bench: {left / 60:.1f} minutes left", file=sys.stderr)
+                time.sleep(min(60.0, left))
+            bench.done.set()
+            watching.join()
+        finally:
+            bench.stop()
+            if hog is not None:
+                hog.kill()
+    report(args.poll_interval, args.hog)
 
 
 if __name__ == "__main__":
-    broker_suite()
+    os.environ.setdefault("PYTHONUNBUFFERED", "1")
+    main()

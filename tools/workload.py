@@ -21,30 +21,37 @@ from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
 from kafka.structs import OffsetAndMetadata
 from kafka_local import resolve_jars
 
+Rate = Callable[[float], float]
+"""Messages per second at a time (seconds since the client started)."""
+
 
 class Producer(threading.Thread):
-    """Writes ``rate`` messages per second to each topic.
+    """Writes ``rate`` messages per second to each topic (a number, or a function of the
+    seconds since it started, for bursts).
 
     ``key`` gives the key of the n-th message (None: no key, spread by the partitioner).
     """
 
-    def __init__(self, bootstrap: str, topics: list[str], rate: float,
+    def __init__(self, bootstrap: str, topics: list[str], rate: float | Rate,
                  key: Callable[[int], bytes | None] | None = None) -> None:
         super().__init__(daemon=True, name="test-producer")
-        self.bootstrap, self.topics, self.rate = bootstrap, topics, rate
+        self.bootstrap, self.topics = bootstrap, topics
+        self.rate: Rate = rate if callable(rate) else (lambda _t, r=rate: r)
         self.key = key or (lambda _n: None)
         self._stop_event = threading.Event()
 
     def run(self) -> None:
         producer = KafkaProducer(bootstrap_servers=self.bootstrap, linger_ms=5)
-        sent = 0
-        started = time.monotonic()
+        sent, owed = 0, 0.0
+        started = last = time.monotonic()
         while not self._stop_event.is_set():
-            due = int((time.monotonic() - started) * self.rate)
-            for n in range(sent, due):
+            now = time.monotonic()
+            owed += self.rate(now - started) * (now - last)
+            last = now
+            for n in range(sent, sent + int(owed)):
                 for topic in self.topics:
                     producer.send(topic, b"x", key=self.key(n))
-            sent = max(sent, due)
+            sent, owed = sent + int(owed), owed - int(owed)
             self._stop_event.wait(0.05)
         producer.close()
 
@@ -81,13 +88,16 @@ class Consumer(threading.Thread):
     ``committing`` can be switched off to play a consumer stuck on a poison pill: it stays
     in the group (polls keep its membership) but its committed offset freezes. With
     ``recommitting`` on as well, it commits that same offset again every second, as a
-    consumer that catches the failure and retries does.
+    consumer that catches the failure and retries does. ``commit_every_s`` commits at most
+    that often (a batch committer); by default it commits after every poll that read.
     """
 
     def __init__(self, bootstrap: str, topic: str, group: str,
-                 rate: float | None = None) -> None:
+                 rate: float | None = None, commit_every_s: float = 0.0) -> None:
         super().__init__(daemon=True, name=f"test-consumer-{group}")
         self.bootstrap, self.topic, self.group, self.rate = bootstrap, topic, group, rate
+        self.commit_every_s = commit_every_s
+        self._commit_at = 0.0
         self.committing = True
         self.recommitting = False
         self._recommit_at = 0.0
@@ -147,8 +157,9 @@ class Consumer(threading.Thread):
                 consumer.commit({tp: OffsetAndMetadata(offset, "", -1)
                                  for tp, offset in stuck_at.items()})
             return
-        if records:
+        if records and time.monotonic() >= self._commit_at:
             consumer.commit()
+            self._commit_at = time.monotonic() + self.commit_every_s
         if self.rate:
             count = sum(len(batch) for batch in records.values())
             self._stop_event.wait(max(0.0, count / self.rate - (time.monotonic() - started)))
