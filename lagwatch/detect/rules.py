@@ -263,21 +263,30 @@ def starved_gap(r: Rates, siblings: list[tuple[int, float, Rates]],
     """How long a partition may wait for its turn, when its member is busy elsewhere.
 
     Starved means the member is alive and slow, not stuck here: a sibling (another
-    partition of the same member, or of the group when assignments are unknown) moved
-    within this partition's stall threshold, and a sibling that moved within the window
-    is behind (lag above its near-zero level). Then the answer is the longest freeze the
-    member's partitions show (their longest gaps between moves, and how long each has been
-    frozen now); None when not starved. ``siblings`` holds each sibling's (lag, near-zero
-    lag, rates). A partition stuck while its siblings keep up is not starved: that is a
-    poison pill.
+    partition of the same member, or of the group when assignments are unknown) is moving
+    (it moved within this partition's stall threshold and, where the commit records tell,
+    has not been committed again unchanged since), and a sibling that moved within the
+    window is behind (lag above its near-zero level). Then the answer is the longest freeze
+    the member's partitions show (their longest gaps between moves, and how long each has
+    been frozen now); None when not starved. ``siblings`` holds each sibling's (lag,
+    near-zero lag, rates). A partition stuck while its siblings keep up is not starved, nor
+    is one of a member that re-commits every partition where it stands: those are poison
+    pills.
     """
     threshold = stall_threshold(r, s)
-    alive = any(q.last_change_t is not None and q.frozen_s <= threshold
-                for _, _, q in siblings)
+    alive = any(_moving(q, threshold) for _, _, q in siblings)
     behind = any(lag > near_zero and q.moves for lag, near_zero, q in siblings)
     if not (alive and behind):
         return None
     return max([r.cadence_s, *(max(q.cadence_s, q.frozen_s) for _, _, q in siblings)])
+
+
+def _moving(q: Rates, within_s: float) -> bool:
+    """Whether a partition's offset moved within ``within_s`` and, by the commit records,
+    has not been committed again unchanged since: a member stuck on every partition
+    re-commits them all."""
+    moved = q.last_change_t is not None and q.frozen_s <= within_s
+    return moved and not (q.commits is not None and q.commits.recommits)
 
 
 def rewind_of(committed_w: Window) -> tuple[int, int] | None:

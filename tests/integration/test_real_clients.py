@@ -13,7 +13,8 @@ deployed one member at a time. On four-partition topics written at 40 msg/s:
 - a kafka-python consumer restarted once and three Java members deployed as a rolling
   restart: never a finding or a status with a severity.
 
-The whole stage runs once for the module, with a busy loop on one core throughout.
+The whole stage runs twice for the module: alone, and with a busy loop on one core
+throughout.
 """
 
 from __future__ import annotations
@@ -144,18 +145,21 @@ class Stage:
         self.producer.stop()
 
 
-@pytest.fixture(scope="module")
-def stage(java: str, kafka_bootstrap: str, admin: KafkaAdminClient,
-          tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stage]:
-    hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
+@pytest.fixture(scope="module", params=["alone", "hog"])
+def stage(request: pytest.FixtureRequest, java: str, kafka_bootstrap: str,
+          admin: KafkaAdminClient, tmp_path_factory: pytest.TempPathFactory
+          ) -> Iterator[Stage]:
+    hog = (subprocess.Popen([sys.executable, "-c", "while True: pass"])
+           if request.param == "hog" else None)
     running = Stage(java, kafka_bootstrap, admin, tmp_path_factory.mktemp("real"),
-                    str(int(time.time())))
+                    f"{int(time.time())}-{request.param}")
     try:
         running.play()
         yield running
     finally:
-        hog.kill()
-        hog.wait()
+        if hog is not None:
+            hog.kill()
+            hog.wait()
         running.stop()
 
 

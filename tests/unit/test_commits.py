@@ -137,3 +137,23 @@ def test_a_consumer_stuck_before_lagwatch_started_and_silent_says_so() -> None:
     assert first_stalled(reports)[1] == (
         "orders[0] stuck at offset 60,000 for 5m 15s with 61,500 messages waiting; no commit "
         "seen since lagwatch started: the consumer is hung or blocked",)
+
+
+def test_a_consumer_stuck_on_every_partition_is_stalled_by_its_re_commits_not_starved(
+        ) -> None:
+    # Given a consumer of 3 partitions that hits a poison pill at minute 20 and re-commits
+    # every partition where it stands, every 5 s, watched from the start
+    def stuck_everywhere(scenario: Scenario) -> None:
+        for k in range(3):
+            scenario.stick_retrying(k)
+    scenario = Scenario(partitions=3, events={1200.0: stuck_everywhere}, exact_commits=True)
+    # When
+    at, reasons = first_stalled(run_from(scenario, 0, 1500))
+    # Then its siblings, which moved moments before, do not make it look starved: the
+    # tenth re-commit (at 50 s) says stalled at the next poll, before the stall window
+    # has passed (at 75 s)
+    assert at == 1260.0
+    assert reasons[0] == (
+        "orders[0] stuck at offset 40,000 for 1m with 2,000 messages waiting; it still "
+        "commits this offset every 5s: alive but not getting past it (a poison pill or a "
+        "retry loop)")

@@ -51,6 +51,13 @@ class Case:
     final: Status
     never: set[Status] = field(default_factory=set)
     detect: tuple[Status, float, float] | None = None  # status, onset, latest detection
+    holds: bool = False  # once detected, the status holds in every poll to the end
+
+
+def stuck_everywhere(scenario: Scenario) -> None:
+    """A poison pill the consumer retries, re-committing every partition where it stands."""
+    for k in range(scenario.partitions):
+        scenario.stick_retrying(k)
 
 
 CASES = [
@@ -72,6 +79,25 @@ CASES = [
     Case("one partition stuck, the others fine",
          Scenario(partitions=3, events={1200.0: lambda s: s.stick(1)}), 3600, Status.STALLED,
          never=ALARMS - {Status.STALLED}, detect=(Status.STALLED, 1200, 1200 + 300 + 30)),
+    Case("slow 0.5x from minute 20, 4 partitions drained in turns of 500",
+         Scenario(capacity=step(400, 50, 1200), partitions=4, turn=500), 3600,
+         Status.LAGGING, never=ALARMS - {Status.LAGGING},
+         detect=(Status.LAGGING, 1200, 1200 + 180), holds=True),
+    Case("slow 0.5x from minute 20, drained in turns of 5,000 (each frozen for minutes)",
+         Scenario(capacity=step(400, 50, 1200), partitions=4, turn=5000), 3600,
+         Status.LAGGING, never=ALARMS - {Status.LAGGING},
+         detect=(Status.LAGGING, 1200, 1200 + 180), holds=True),
+    Case("healthy, 4 partitions drained in turns of 2,000",
+         Scenario(capacity=constant(130), partitions=4, turn=2000), 3600, Status.OK,
+         never=ALARMS),
+    Case("1 of 4 partitions stuck while the others, drained in turns, keep up",
+         Scenario(partitions=4, turn=500, events={1200.0: lambda s: s.stick(2)}), 3600,
+         Status.STALLED, never=ALARMS - {Status.STALLED},
+         detect=(Status.STALLED, 1200, 1200 + 75), holds=True),
+    Case("stuck on every partition, re-committing each every 5 s",
+         Scenario(partitions=3, events={1200.0: stuck_everywhere}), 1800, Status.STALLED,
+         never=ALARMS - {Status.STALLED}, detect=(Status.STALLED, 1200, 1200 + 75),
+         holds=True),
     Case("consumer stopped", Scenario(members=lambda t: 1 if t < 1200 else 0), 2400,
          Status.STOPPED, never={Status.LAGGING, Status.STALLED},
          detect=(Status.STOPPED, 1200, 1200 + 15)),
@@ -109,6 +135,9 @@ def test_detection_case(case: Case, exact: bool) -> None:
         detected = first_time(reports, status)
         assert detected is not None
         assert onset <= detected <= latest, f"{status} at {detected}s, onset {onset}s"
+        if case.holds:
+            after = [group(r).status for t, r in reports if t >= detected]
+            assert set(after) == {status}, after
 
 
 def test_slow_consumer_reason_gives_the_rates_and_the_growth() -> None:
