@@ -3,6 +3,7 @@
     .venv/bin/python bench/detection_broker.py                 # about 14 minutes
     .venv/bin/python bench/detection_broker.py --hog           # beside a busy loop on a core
     .venv/bin/python bench/detection_broker.py --minutes 20 --poll-interval 30
+    .venv/bin/python bench/detection_broker.py --baseline e0fc373   # beside an older lagwatch
 
 ``lagwatch run`` (its own process, default detection settings) watches one group per
 scenario, each on its own topic of 4 partitions written at 40 msg/s, its members
@@ -17,7 +18,9 @@ throughout: steady, bursty, committing in batches, or idle.
 For each group, from the status document after every poll: the time from onset to the
 expected verdict, the share of polls from then on that still show it, how often that
 changed, and false alarms: polls with a status or finding that has a severity and that
-the scenario does not call for (for trouble, any before onset).
+the scenario does not call for (for trouble, any before onset). With ``--baseline REV``,
+lagwatch as of that git revision watches the same groups from its own process in the same
+run, and is scored the same way.
 """
 
 from __future__ import annotations
@@ -45,9 +48,12 @@ from kafka.admin import NewTopic  # noqa: E402
 from kafka_local import LocalKafka, free_port  # noqa: E402
 from workload import Consumer, JavaConsumer, Producer, java_classpath  # noqa: E402
 
+from lagwatch.status import SEVERITY, Severity  # noqa: E402
+
 RATE = 40.0
 PARTITIONS = 4
 UNEVEN = frozenset({"skewed"})  # a slow or stuck member's lag sits on some partitions
+LOUD = {str(status) for status, severity in SEVERITY.items() if severity is not Severity.NONE}
 
 
 def bursts(t: float) -> float:
@@ -69,9 +75,65 @@ class Scenario:
     commit_every_s: float = 0.0
     topic: str = ""
     members_now: list[Any] = field(default_factory=list)
-    # what was seen after each poll: (seconds since onset, status, alarms with a severity)
-    seen: list[tuple[float, str, frozenset[str]]] = field(default_factory=list)
-    cause: str | None = None  # the last likely cause of its rebalances
+
+
+Seen = list[tuple[float, str, frozenset[str]]]
+"""What a daemon said of a group after each poll: (seconds since onset, status, the kinds
+of statuses and findings with a severity)."""
+
+
+class Watcher:
+    """One lagwatch daemon, in its own process, and what it said after each poll."""
+
+    def __init__(self, name: str, tmp: Path, bootstrap: str, poll_s: float,
+                 pythonpath: Path | None = None) -> None:
+        self.name, self.port = name, free_port()
+        self.seen: dict[str, Seen] = {s.name: [] for s in SCENARIOS}
+        self.cause: dict[str, str | None] = {}  # the last likely cause of its rebalances
+        home = tmp / name
+        home.mkdir()
+        config = home / "lagwatch.yaml"
+        config.write_text(json.dumps({
+            "clusters": [{"name": "bench", "bootstrap_servers": [bootstrap],
+                          "groups": {"include": ["^bench-"]}}],
+            "poll_interval": poll_s, "http": {"listen": f"127.0.0.1:{self.port}"},
+            "state_dir": str(home / "state")}))
+        env = dict(os.environ)
+        if pythonpath is not None:  # an older lagwatch, ahead of the installed one
+            env["PYTHONPATH"] = str(pythonpath)
+        self._process = subprocess.Popen(
+            [sys.executable, "-m", "lagwatch", "run", "-c", str(config)], cwd=home, env=env,
+            stdout=(home / "lagwatch.log").open("wb"), stderr=subprocess.STDOUT)
+        self._last: str | None = None
+
+    def document(self) -> dict[str, Any] | None:
+        try:
+            with urllib.request.urlopen(
+                    f"http://127.0.0.1:{self.port}/api/v1/status", timeout=10) as response:
+                cluster: dict[str, Any] = json.load(response)["clusters"]["bench"]
+                return cluster
+        except OSError:
+            return None
+
+    def record(self, since: float) -> None:
+        """After a new poll that lists every group, record what it said of each."""
+        doc = self.document()
+        if doc is None or doc["last_poll"] == self._last or not all(
+                s.topic in doc["groups"] for s in SCENARIOS):
+            return
+        self._last = doc["last_poll"]
+        t = time.monotonic() - since
+        for s in SCENARIOS:
+            group = doc["groups"][s.topic]
+            alarms = {f["kind"] for f in group["findings"] if f["severity"] != "none"}
+            if group["status"] in LOUD:
+                alarms.add(group["status"])
+            self.seen[s.name].append((t, group["status"], frozenset(alarms)))
+            self.cause[s.name] = (group.get("rebalances") or {}).get("likely_cause")
+
+    def stop(self) -> None:
+        self._process.terminate()
+        self._process.wait(30)
 
 
 SCENARIOS = [
@@ -92,8 +154,10 @@ SCENARIOS = [
 class Bench:
     """The broker's traffic, the members of every scenario, and the daemon's verdicts."""
 
-    def __init__(self, broker: LocalKafka, tmp: Path, poll_s: float) -> None:
+    def __init__(self, broker: LocalKafka, tmp: Path, poll_s: float,
+                 baseline: str | None) -> None:
         self.bootstrap, self.tmp, self.poll_s = broker.bootstrap, tmp, poll_s
+        self.baseline = baseline
         self.java = java_classpath(tmp)
         run = str(int(time.time()))
         for s in SCENARIOS:
@@ -107,8 +171,7 @@ class Bench:
                      RATE),
             Producer(self.bootstrap, [s.topic for s in SCENARIOS if s.produce == "bursty"],
                      bursts)]
-        self.port = free_port()
-        self.daemon: subprocess.Popen[bytes] | None = None
+        self.watchers: list[Watcher] = []
         self.onset = 0.0  # monotonic
         self.done = threading.Event()
 
@@ -131,48 +194,16 @@ class Bench:
             for m in s.members_now:
                 if not m.joined.wait(120):
                     raise SystemExit(f"bench: {s.name} never joined its group")
-        config = self.tmp / "lagwatch.yaml"
-        config.write_text(json.dumps({
-            "clusters": [{"name": "bench", "bootstrap_servers": [self.bootstrap],
-                          "groups": {"include": ["^bench-"]}}],
-            "poll_interval": self.poll_s, "http": {"listen": f"127.0.0.1:{self.port}"},
-            "state_dir": str(self.tmp / "state")}))
-        log = (self.tmp / "lagwatch.log").open("wb")
-        self.daemon = subprocess.Popen(
-            [str(Path(sys.executable).with_name("lagwatch")), "run", "-c", str(config)],
-            stdout=log, stderr=subprocess.STDOUT)
-
-    def document(self) -> dict[str, Any] | None:
-        try:
-            with urllib.request.urlopen(
-                    f"http://127.0.0.1:{self.port}/api/v1/status", timeout=10) as response:
-                cluster: dict[str, Any] = json.load(response)["clusters"]["bench"]
-                return cluster
-        except OSError:
-            return None
-
-    def record(self, doc: dict[str, Any]) -> None:
-        t = time.monotonic() - self.onset
-        for s in SCENARIOS:
-            group = doc["groups"].get(s.topic)
-            if group is None:
-                continue
-            alarms = {f["kind"] for f in group["findings"] if f["severity"] != "none"}
-            if group["severity"] != "none":
-                alarms.add(group["status"])
-            s.seen.append((t, group["status"], frozenset(alarms)))
-            s.cause = (group.get("rebalances") or {}).get("likely_cause")
+        self.watchers.append(Watcher("lagwatch", self.tmp, self.bootstrap, self.poll_s))
+        if self.baseline:
+            self.watchers.append(Watcher(f"lagwatch {self.baseline}", self.tmp, self.bootstrap,
+                                         self.poll_s, _checkout(self.baseline, self.tmp)))
 
     def watch(self) -> None:
         """Record every poll's verdicts until done."""
-        last = None
-        while not self.done.is_set():
-            doc = self.document()
-            if doc is not None and doc["last_poll"] != last and all(
-                    s.topic in doc["groups"] for s in SCENARIOS):
-                last = doc["last_poll"]
-                self.record(doc)
-            self.done.wait(0.5)
+        while not self.done.wait(0.5):
+            for watcher in self.watchers:
+                watcher.record(self.onset)
 
     def trouble(self) -> None:
         """Onset: every troubled scenario starts misbehaving now."""
@@ -198,9 +229,8 @@ class Bench:
 
     def stop(self) -> None:
         self.done.set()
-        if self.daemon is not None:
-            self.daemon.terminate()
-            self.daemon.wait(30)
+        for watcher in self.watchers:
+            watcher.stop()
         for s in SCENARIOS:
             for m in s.members_now:
                 m.stop()
@@ -208,32 +238,48 @@ class Bench:
             producer.stop()
 
 
-def score(s: Scenario) -> tuple[str, str, str, str]:
-    """Detection time, share of polls held and changes after it, false alarms."""
-    detected = next((t for t, status, _ in s.seen if t >= 0 and status == s.expect), None)
-    false = sum(1 for t, _, alarms in s.seen
+def _checkout(revision: str, tmp: Path) -> Path:
+    """The lagwatch package as of a git revision, extracted under ``tmp``."""
+    into = tmp / "baseline"
+    into.mkdir()
+    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "lagwatch"],
+                             capture_output=True, check=False)
+    if archive.returncode != 0:
+        raise SystemExit(f"bench: git archive {revision} failed: "
+                         f"{archive.stderr.decode().strip()}")
+    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
+    return into
+
+
+def score(s: Scenario, seen: Seen) -> tuple[str, str, str, str]:
+    """Detection time, share of polls held and changes after it, false alarms/polls."""
+    false = sum(1 for t, _, alarms in seen
                 if alarms - ({s.expect, *s.allowed} if t >= 0 and s.expect else set()))
-    if s.expect is None:
-        return "-", "-", "-", f"{false}/{len(s.seen)}"
-    if detected is None:
-        return "never", "-", "-", f"{false}/{len(s.seen)}"
-    after = [status == s.expect for t, status, _ in s.seen if t >= detected]
+    falses = f"{false}/{len(seen)}"
+    detected = next((t for t, status, _ in seen if t >= 0 and status == s.expect), None)
+    if s.expect is None or detected is None:
+        return "-" if s.expect is None else "never", "-", "-", falses
+    after = [status == s.expect for t, status, _ in seen if t >= detected]
     changes = sum(a != b for a, b in itertools.pairwise(after))
     return (f"+{detected:.0f} s", f"{sum(after) / len(after):.0%} of {len(after)}",
-            str(changes), f"{false}/{len(s.seen)}")
+            str(changes), falses)
 
 
-def report(poll_s: float, hog: bool) -> None:
+def report(watchers: list[Watcher], poll_s: float, hog: bool) -> None:
     print(f"\nReal broker, real clients: {len(SCENARIOS)} groups, {PARTITIONS} partitions "
           f"at {RATE:g} msg/s each, {poll_s:g} s polls, default detection settings"
           f"{', a busy loop on one core' if hog else ''}")
-    print(f"{'group':18} {'expect':9} {'detected':>9} {'held after':>12} {'changes':>7} "
-          f"{'false alarms/polls':>18}  alarms seen; rebalance cause")
-    for s in SCENARIOS:
-        detected, held, changes, false = score(s)
-        alarms = sorted(set().union(*(a for _, _, a in s.seen)))
-        print(f"{s.name:18} {s.expect or 'quiet':9} {detected:>9} {held:>12} {changes:>7} "
-              f"{false:>18}  {', '.join(alarms) or '-'}; {s.cause or '-'}")
+    for watcher in watchers:
+        print(f"\n{watcher.name}")
+        print(f"{'group':18} {'expect':9} {'detected':>9} {'held after':>12} {'changes':>7} "
+              f"{'false alarms/polls':>18}  alarms seen; rebalance cause")
+        for s in SCENARIOS:
+            seen = watcher.seen[s.name]
+            detected, held, changes, false = score(s, seen)
+            alarms = sorted(set().union(*(a for _, _, a in seen)))
+            print(f"{s.name:18} {s.expect or 'quiet':9} {detected:>9} {held:>12} "
+                  f"{changes:>7} {false:>18}  {', '.join(alarms) or '-'}; "
+                  f"{watcher.cause.get(s.name) or '-'}")
 
 
 def main() -> None:
@@ -244,10 +290,12 @@ def main() -> None:
                         help="seconds of health before the trouble starts (default 120)")
     parser.add_argument("--poll-interval", type=float, default=15.0)
     parser.add_argument("--hog", action="store_true", help="run a busy loop on one core")
+    parser.add_argument("--baseline", metavar="REV",
+                        help="also run lagwatch as of this git revision, in the same run")
     args = parser.parse_args()
     hog = subprocess.Popen([sys.executable, "-c", "while True: pass"]) if args.hog else None
     with LocalKafka() as broker, tempfile.TemporaryDirectory() as tmp:
-        bench = Bench(broker, Path(tmp), args.poll_interval)
+        bench = Bench(broker, Path(tmp), args.poll_interval, args.baseline)
         try:
             print("bench: starting the clients and the daemon ...", file=sys.stderr)
             bench.start()
@@ -274,7 +322,7 @@ def main() -> None:
             bench.stop()
             if hog is not None:
                 hog.kill()
-    report(args.poll_interval, args.hog)
+        report(bench.watchers, args.poll_interval, args.hog)
 
 
 if __name__ == "__main__":
