@@ -1,32 +1,57 @@
-"""The HTTP endpoint: /metrics, /healthz, /readyz and the JSON status API, on one port."""
+"""The HTTP endpoint: /metrics, /healthz, /readyz and the JSON status API, on one port.
+
+Served by uvicorn (h11: strict request parsing, so no request smuggling or desync) from
+a thread of its own, with Starlette routing (HEAD for every GET, 405 with ``Allow``).
+Endpoints that read lagwatch's state are plain functions Starlette runs in its thread
+pool; the event loop only moves bytes. Limits: a listen backlog of 1,024, a request's
+headers within 10 s of connecting (or of the previous response), an idle keep-alive
+connection closed after 5 s, request bodies up to 64 KiB (413 beyond), at most 1,024
+connections at once (503 beyond).
+"""
 
 from __future__ import annotations
 
+import asyncio
 import base64
+import binascii
 import hmac
 import json
 import logging
 import socket
-import ssl
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
+import h11
+import uvicorn
 from pydantic import ValidationError
+from starlette.applications import Starlette
+from starlette.exceptions import HTTPException
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response, StreamingResponse
+from starlette.routing import Route
+from starlette.types import ASGIApp, Receive, Scope, Send
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from lagwatch.config import HttpConfig, describe
+from lagwatch.config import HttpAuth, HttpConfig
+from lagwatch.configtypes import describe
 from lagwatch.deflate import gzip_length, gzip_stream, text_stream
 from lagwatch.export import CONTENT_TYPE, Exporter
 from lagwatch.notify.alerter import Alerter
 from lagwatch.report import cluster_document, group_document, to_document
 from lagwatch.state import State
+from lagwatch.webconfig import BasicUsers, ReloadingTls
 
 log = logging.getLogger(__name__)
-_STATUS_PREFIX = "/api/v1/status/"
-_SILENCES_PREFIX = "/api/v1/silences/"
-_MAX_BODY = 64 * 1024
+MAX_BODY = 64 * 1024
+BACKLOG = 1024
+HEADER_TIMEOUT_S = 10.0
+KEEP_ALIVE_S = 5
+MAX_CONNECTIONS = 1024
+_OPEN = ("/healthz", "/readyz")  # probes answer without credentials
+_NO_WRITES = ("changing silences needs credentials: set http.auth (basic or bearer) or "
+              "basic_auth_users in the web configuration file (http.web_config_file)")
 
 
 def accepts_gzip(accept_encoding: str) -> bool:
@@ -42,171 +67,308 @@ def accepts_gzip(accept_encoding: str) -> bool:
     return weights.get("gzip", weights.get("*", 0.0)) > 0
 
 
-class _Handler(BaseHTTPRequestHandler):
-    server: HttpServer
-    protocol_version = "HTTP/1.1"
+class Credentials:
+    """Who may read the API (and, if asked, /metrics) and change silences."""
 
-    def do_GET(self) -> None:
-        path = urlsplit(self.path).path.rstrip("/") or "/"
-        state = self.server.state
-        if not self._authorized(path):
-            return
-        if path == "/metrics":
-            self._metrics()
-        elif path == "/healthz":
-            self._send(200, b"ok\n", "text/plain; charset=utf-8")
-        elif path == "/readyz":
-            ready = state.ready(time.time())
-            self._send(200 if ready else 503, b"ready\n" if ready else b"not ready\n",
-                       "text/plain; charset=utf-8")
-        elif path == "/api/v1/status":
-            self._json(200, to_document(state.reports(), time.time(), state.clusters))
-        elif path.startswith(_STATUS_PREFIX):
-            cluster, _, group = path.removeprefix(_STATUS_PREFIX).partition("/")
-            self._status_of(unquote(cluster), unquote(group) if group else None)
-        elif path == "/api/v1/incidents":
-            self._json(200, {"incidents": self.server.alerter.incident_documents(time.time())})
-        elif path == "/api/v1/silences":
-            self._json(200, {"silences": self.server.alerter.silence_documents(time.time())})
-        elif path == "/":
-            self._send(200, b"lagwatch: see /metrics, /healthz, /readyz, /api/v1/status, "
-                       b"/api/v1/incidents, /api/v1/silences\n", "text/plain; charset=utf-8")
-        else:
-            self._json(404, {"error": f"no such endpoint: {path}"})
+    def __init__(self, auth: HttpAuth | None, users: BasicUsers) -> None:
+        self.auth, self.users = auth, users
 
-    def do_POST(self) -> None:
-        path = urlsplit(self.path).path.rstrip("/")
-        if not self._authorized(path):
-            return
-        if path != "/api/v1/silences":
-            self._json(404, {"error": f"no such endpoint: POST {path}"})
-            return
+    @property
+    def configured(self) -> bool:
+        """Whether any credential is configured (writes need one)."""
+        return self.auth is not None or bool(self.users)
+
+    def needed(self, path: str) -> bool:
+        """Whether a request for ``path`` must carry credentials."""
+        if self.users:  # as exporter-toolkit: everything, but lagwatch's probes
+            return path not in _OPEN
+        return self.auth is not None and (
+            path.startswith("/api/") or (path == "/metrics" and self.auth.protect_metrics))
+
+    def accept(self, authorization: str) -> bool:
+        """Say whether an Authorization header carries valid credentials."""
+        scheme, _, value = authorization.partition(" ")
+        if self.auth is not None and self.auth.username is None:
+            token = self.auth.secret("bearer_token") or ""
+            return scheme.lower() == "bearer" and hmac.compare_digest(
+                value.encode(), token.encode())
+        if scheme.lower() != "basic":
+            return False
         try:
-            length = int(self.headers.get("Content-Length") or 0)
-            body = json.loads(self.rfile.read(min(length, _MAX_BODY)) or b"null")
-        except (ValueError, UnicodeDecodeError) as exc:
-            self._json(400, {"error": f"the body is not JSON: {exc}"})
-            return
-        if not isinstance(body, dict):
-            self._json(400, {"error": "the body must be a JSON object with ends and match"})
-            return
-        try:
-            silence_id = self.server.alerter.add_silence(body)
-        except ValidationError as exc:
-            self._json(400, {"error": describe(exc)})
-            return
-        self._json(201, {"id": silence_id})
+            user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
+        except (binascii.Error, UnicodeDecodeError):
+            return False
+        if self.users:
+            return self.users.check(user, password)
+        assert self.auth is not None
+        return hmac.compare_digest(f"{user}:{password}".encode(),
+                                   f"{self.auth.username}:{self.auth.secret('password')}".encode())
 
-    def do_DELETE(self) -> None:
-        path = urlsplit(self.path).path.rstrip("/")
-        if not self._authorized(path):
+    def challenge(self) -> str:
+        bearer = self.auth is not None and self.auth.username is None and not self.users
+        return 'Bearer realm="lagwatch"' if bearer else 'Basic realm="lagwatch"'
+
+
+def _error(code: int, message: str, headers: dict[str, str] | None = None) -> Response:
+    return _json(code, {"error": message}, headers)
+
+
+class _Guard:
+    """ASGI middleware: credentials where they are needed, and none means no writes."""
+
+    def __init__(self, app: ASGIApp, credentials: Credentials) -> None:
+        self.app, self.credentials = app, credentials
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
             return
-        if not path.startswith(_SILENCES_PREFIX):
-            self._json(404, {"error": f"no such endpoint: DELETE {path}"})
-        elif self.server.alerter.drop_silence(unquote(path.removeprefix(_SILENCES_PREFIX))):
-            self._json(200, {"deleted": path.removeprefix(_SILENCES_PREFIX)})
+        path = scope["path"].rstrip("/") or "/"
+        writes = scope["method"] in ("POST", "DELETE") and path.startswith("/api/v1/silences")
+        refusal: Response | None = None
+        if writes and not self.credentials.configured:
+            refusal = _error(403, _NO_WRITES)
+        elif self.credentials.needed(path) or writes:
+            given = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+            ok = await asyncio.to_thread(self.credentials.accept, given) if given else False
+            if not ok:
+                refusal = _error(401, "authentication required",
+                                 {"WWW-Authenticate": self.credentials.challenge()})
+        if refusal is not None:
+            await refusal(scope, receive, send)
         else:
-            self._json(404, {"error": "no such silence (silences from the config file "
-                                      "cannot be deleted here)"})
+            await self.app(scope, receive, send)
 
-    def _authorized(self, path: str) -> bool:
-        """Answer 401 and return False when the path needs credentials that were not given."""
-        auth = self.server.auth
-        if auth is None or not (path.startswith("/api/") or
-                                (path == "/metrics" and auth.protect_metrics)):
-            return True
-        given = self.headers.get("Authorization", "")
-        if auth.username is not None:
-            expected = "Basic " + base64.b64encode(
-                f"{auth.username}:{auth.secret('password')}".encode()).decode()
-            challenge = 'Basic realm="lagwatch"'
-        else:
-            expected = f"Bearer {auth.secret('bearer_token')}"
-            challenge = 'Bearer realm="lagwatch"'
-        if hmac.compare_digest(given.encode(), expected.encode()):
-            return True
-        body = json.dumps({"error": "authentication required"}).encode() + b"\n"
-        self.send_response(401)
-        self.send_header("WWW-Authenticate", challenge)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-        return False
 
-    def _status_of(self, cluster: str, group: str | None) -> None:
-        report = self.server.state.report(cluster)
-        if report is None:
-            self._json(404, {"error": f"unknown cluster {cluster!r}"})
-        elif group is None:
-            self._json(200, cluster_document(report))
-        elif (found := report.group(group)) is None:
-            self._json(404, {"error": f"group {group!r} is not watched in cluster {cluster!r}"})
-        else:
-            self._json(200, group_document(found))
+class Endpoints:
+    """The routes, over lagwatch's state, exporter and alerter."""
 
-    def _metrics(self) -> None:
-        pieces = self.server.exporter.pieces()
-        gzipped = accepts_gzip(self.headers.get("Accept-Encoding", ""))
-        self.send_response(200)
-        self.send_header("Content-Type", CONTENT_TYPE)
-        self.send_header("Vary", "Accept-Encoding")
+    def __init__(self, state: State, exporter: Exporter, alerter: Alerter) -> None:
+        self.state, self.exporter, self.alerter = state, exporter, alerter
+
+    def routes(self) -> list[Route]:
+        return [
+            Route("/", self.index), Route("/healthz", self.healthz),
+            Route("/readyz", self.readyz), Route("/metrics", self.metrics),
+            Route("/api/v1/status", self.status),
+            Route("/api/v1/status/{cluster}", self.status_of),
+            Route("/api/v1/status/{cluster}/{group:path}", self.status_of),
+            Route("/api/v1/incidents", self.incidents),
+            Route("/api/v1/silences", self.silences, methods=["GET", "POST"]),
+            Route("/api/v1/silences/{silence_id}", self.drop_silence, methods=["DELETE"]),
+        ]
+
+    def index(self, _request: Request) -> Response:
+        return PlainTextResponse("lagwatch: see /metrics, /healthz, /readyz, /api/v1/status, "
+                                 "/api/v1/incidents, /api/v1/silences\n")
+
+    def healthz(self, _request: Request) -> Response:
+        return PlainTextResponse("ok\n")
+
+    def readyz(self, _request: Request) -> Response:
+        ready = self.state.ready(time.time())
+        return PlainTextResponse("ready\n" if ready else "not ready\n", 200 if ready else 503)
+
+    def metrics(self, request: Request) -> Response:
+        pieces = self.exporter.pieces()
+        gzipped = accepts_gzip(request.headers.get("accept-encoding", ""))
+        headers = {"Vary": "Accept-Encoding", "Content-Length": str(
+            gzip_length(pieces) if gzipped else sum(p.size for p in pieces))}
         if gzipped:
-            self.send_header("Content-Encoding", "gzip")
-        self.send_header("Content-Length", str(gzip_length(pieces) if gzipped
-                                               else sum(p.size for p in pieces)))
-        self.end_headers()
-        for chunk in gzip_stream(pieces) if gzipped else text_stream(pieces):
-            self.wfile.write(chunk)
+            headers["Content-Encoding"] = "gzip"
+        chunks: Iterator[bytes] = gzip_stream(pieces) if gzipped else text_stream(pieces)
+        return StreamingResponse(chunks, headers=headers, media_type=CONTENT_TYPE)
 
-    def _json(self, code: int, body: dict[str, Any]) -> None:
-        self._send(code, json.dumps(body, indent=2).encode() + b"\n", "application/json")
+    def status(self, _request: Request) -> Response:
+        return _json(200, to_document(self.state.reports(), time.time(), self.state.clusters))
 
-    def _send(self, code: int, body: bytes, content_type: str) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
+    def status_of(self, request: Request) -> Response:
+        cluster = request.path_params["cluster"]
+        group = request.path_params.get("group") or None
+        report = self.state.report(cluster)
+        if report is None:
+            return _error(404, f"unknown cluster {cluster!r}")
+        if group is None:
+            return _json(200, cluster_document(report))
+        found = report.group(group)
+        if found is None:
+            return _error(404, f"group {group!r} is not watched in cluster {cluster!r}")
+        return _json(200, group_document(found))
 
-    def log_message(self, format: str, *args: Any) -> None:  # noqa: A002 - base signature
-        log.debug("http %s - %s", self.address_string(), format % args)
+    def incidents(self, _request: Request) -> Response:
+        return _json(200, {"incidents": self.alerter.incident_documents(time.time())})
+
+    async def silences(self, request: Request) -> Response:
+        if request.method == "POST":
+            return await self._add_silence(request)
+        documents = await asyncio.to_thread(self.alerter.silence_documents, time.time())
+        return _json(200, {"silences": documents})
+
+    async def _add_silence(self, request: Request) -> Response:
+        body = await _body(request)
+        if isinstance(body, Response):
+            return body
+        if not isinstance(body, dict):
+            return _error(400, "the body must be a JSON object with ends and match")
+        try:
+            silence_id = await asyncio.to_thread(self.alerter.add_silence, body, time.time())
+        except ValidationError as exc:
+            return _error(400, describe(exc))
+        except ValueError as exc:
+            return _error(400, str(exc))
+        return _json(201, {"id": silence_id})
+
+    def drop_silence(self, request: Request) -> Response:
+        silence_id = request.path_params["silence_id"]
+        if self.alerter.drop_silence(silence_id):
+            return _json(200, {"deleted": silence_id})
+        return _error(404, "no such silence (silences from the config file cannot be "
+                           "deleted here)")
 
 
-class HttpServer(ThreadingHTTPServer):
+async def _body(request: Request) -> Any:
+    """The request's JSON body, or the error response that refuses it."""
+    too_large = _error(413, f"the body is over {MAX_BODY:,} bytes", {"Connection": "close"})
+    declared = request.headers.get("content-length")
+    if declared is not None and int(declared) > MAX_BODY:  # h11 checked it is a number
+        return too_large
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            return too_large
+    try:
+        return json.loads(raw or b"null")
+    except RecursionError:
+        return _error(400, "the body is not JSON: nested too deeply")
+    except (ValueError, UnicodeDecodeError) as exc:
+        return _error(400, f"the body is not JSON: {exc}")
+
+
+def _json(code: int, body: dict[str, Any], headers: dict[str, str] | None = None
+          ) -> Response:
+    return Response(json.dumps(body, indent=2).encode() + b"\n", code, headers=headers,
+                    media_type="application/json")
+
+
+async def _not_found(request: Request, _exc: Exception) -> Response:
+    method = "" if request.method in ("GET", "HEAD") else f"{request.method} "
+    return _error(404, f"no such endpoint: {method}{request.url.path}")
+
+
+async def _not_allowed(request: Request, exc: Exception) -> Response:
+    given = (exc.headers or {}).get("Allow", "") if isinstance(exc, HTTPException) else ""
+    allow = ", ".join(sorted(m.strip() for m in given.split(",") if m.strip()))
+    return _error(405, f"{request.method} is not allowed on {request.url.path}"
+                       f"{f' (allowed: {allow})' if allow else ''}", {"Allow": allow})
+
+
+def build_app(endpoints: Endpoints, credentials: Credentials) -> ASGIApp:
+    """The whole HTTP application."""
+    handlers: dict[Any, Callable[[Request, Exception], Awaitable[Response]]] = {
+        404: _not_found, 405: _not_allowed}
+    app = Starlette(routes=endpoints.routes(), exception_handlers=handlers)
+    app.router.redirect_slashes = False
+    return _Guard(_Slashless(app), credentials)
+
+
+class _Slashless:
+    """ASGI middleware: ``/metrics/`` is ``/metrics``, as it always was."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and len(scope["path"]) > 1 and scope["path"].endswith("/"):
+            scope = {**scope, "path": scope["path"].rstrip("/") or "/"}
+        await self.app(scope, receive, send)
+
+
+class _Protocol(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for each request's headers.
+
+    uvicorn times out idle keep-alive connections only after a response; a client that
+    connects and sends nothing, or a header a byte at a time, would hold its connection
+    for good.
+    """
+
+    tls: ReloadingTls | None = None  # set on the subclass each server makes
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        if self.tls is not None:
+            self.tls.completed(transport.get_extra_info("ssl_object"))
+        self._deadline()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._deadline()
+
+    def _deadline(self) -> None:
+        self.loop.call_later(HEADER_TIMEOUT_S, self._headers_late, self.cycle)
+
+    def _headers_late(self, cycle: object) -> None:
+        if self.cycle is cycle and self.conn.their_state is h11.IDLE:
+            self.transport.close()
+
+
+def _listening_socket(listen: str) -> socket.socket:
+    """Bind and listen now, so a busy port fails at start and early clients queue."""
+    host, _, port = listen.rpartition(":")
+    host = host.strip("[]")
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, int(port)))
+        sock.listen(BACKLOG)
+    except OSError:
+        sock.close()
+        raise
+    sock.setblocking(False)
+    return sock
+
+
+class HttpServer:
     """Serves lagwatch's endpoints from a background thread."""
-
-    daemon_threads = True
 
     def __init__(self, config: HttpConfig, state: State, exporter: Exporter,
                  alerter: Alerter) -> None:
-        listen = config.listen
-        host, _, port = listen.rpartition(":")
-        host = host.strip("[]")
-        self.address_family = socket.AF_INET6 if ":" in host else socket.AF_INET
-        self.state = state
-        self.exporter = exporter
-        self.alerter = alerter
-        self.auth = config.auth
-        super().__init__((host, int(port)), _Handler)
-        self.scheme = "http"
-        if config.tls is not None:
-            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-            context.load_cert_chain(config.tls.cert_file, config.tls.key_file)
-            # the handshake happens in the handler's thread, so a slow client blocks only itself
-            self.socket = context.wrap_socket(self.socket, server_side=True,
-                                              do_handshake_on_connect=False)
-            self.scheme = "https"
-        self._thread = threading.Thread(target=self.serve_forever, name="http", daemon=True)
+        web = config.web()
+        credentials = Credentials(config.auth, BasicUsers(web.basic_auth_users))
+        self.tls = ReloadingTls(web.tls_server_config) if web.tls_server_config else None
+        if self.tls is None and config.tls is not None:
+            self.tls = ReloadingTls(config.tls.server_config())
+        self._socket = _listening_socket(config.listen)
+        protocol = type("Protocol", (_Protocol,), {"tls": self.tls})
+        self.config = uvicorn.Config(
+            build_app(Endpoints(state, exporter, alerter), credentials), http=protocol,
+            ws="none", lifespan="off", loop="asyncio", log_config=None, access_log=False,
+            server_header=False, proxy_headers=False, backlog=BACKLOG,
+            timeout_keep_alive=KEEP_ALIVE_S, limit_concurrency=MAX_CONNECTIONS,
+            timeout_graceful_shutdown=5, h11_max_incomplete_event_size=16 * 1024)
+        self.config.load()
+        self.config.ssl = self.tls.context if self.tls else None
+        self._server = uvicorn.Server(self.config)  # signals: the daemon's (not main thread)
+        self._thread = threading.Thread(target=self._serve, name="http", daemon=True)
+
+    def _serve(self) -> None:
+        asyncio.run(self._server.serve(sockets=[self._socket]))
+
+    @property
+    def address(self) -> tuple[str, int]:
+        """The host and port it listens on."""
+        host, port = self._socket.getsockname()[:2]
+        return str(host), int(port)
 
     @property
     def url(self) -> str:
         """Return the base URL a person on this machine can open."""
-        host, port = str(self.server_address[0]), self.server_address[1]
+        host, port = self.address
         if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a wildcard bind is reachable locally
             host = "127.0.0.1"
-        return (f"{self.scheme}://[{host}]:{port}" if ":" in host
-                else f"{self.scheme}://{host}:{port}")
+        scheme = "https" if self.tls else "http"
+        return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
 
     def start(self) -> HttpServer:
         """Start serving in the background."""
@@ -214,6 +376,8 @@ class HttpServer(ThreadingHTTPServer):
         return self
 
     def stop(self) -> None:
-        """Stop serving and close the socket."""
-        self.shutdown()
-        self.server_close()
+        """Stop accepting, let requests in flight finish (5 s at most), close."""
+        self._server.should_exit = True
+        if self._thread.is_alive():
+            self._thread.join(15)
+        self._socket.close()

@@ -7,19 +7,21 @@ import ctypes
 import json
 import logging
 import os
-import ssl
 import sys
 import time
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import quote, quote_plus
 
 from lagwatch import __version__, kafkalog
 from lagwatch.collect import Collector
 from lagwatch.config import Config, ConfigError, load_config
 from lagwatch.configtypes import parse_duration
+from lagwatch.lock import StateDirInUseError
 from lagwatch.pipeline import Pipeline, wire
 from lagwatch.report import ClusterReport, build_report, to_document
 from lagwatch.status import Severity
+from lagwatch.webconfig import WebConfigError
 
 EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNUSABLE = 0, 1, 2, 3
 _EXIT_FOR = {Severity.NONE: EXIT_OK, Severity.WARNING: EXIT_WARNING,
@@ -56,6 +58,8 @@ def _parser() -> argparse.ArgumentParser:
     run.add_argument("--listen", metavar="HOST:PORT", help="HTTP address (default 0.0.0.0:9391)")
     run.add_argument("--poll-interval", metavar="DURATION", help="e.g. 15s, 1m (default 30s)")
     run.add_argument("--state-dir", metavar="DIR", help="where state is kept")
+    run.add_argument("--web.config.file", dest="web_config_file", metavar="PATH",
+                     help="exporter-toolkit web configuration: TLS, basic_auth_users")
 
     check = sub.add_parser("check", help="poll once and report; exit 0 ok, 1 warning, "
                                          "2 critical, 3 unreachable or invalid config")
@@ -84,7 +88,8 @@ def _config(args: argparse.Namespace) -> Config:
     if servers:
         overrides["bootstrap_servers"] = [s for arg in servers for s in arg.split(",") if s]
     for flag, key in (("listen", "listen"), ("poll_interval", "poll_interval"),
-                      ("state_dir", "state_dir"), ("log_level", "log_level")):
+                      ("state_dir", "state_dir"), ("log_level", "log_level"),
+                      ("web_config_file", "web_config_file")):
         if getattr(args, flag, None) is not None:
             overrides[key] = getattr(args, flag)
     return load_config(args.config, overrides)
@@ -99,15 +104,23 @@ def _setup_logging(level: str, secrets: Sequence[str] = ()) -> None:
     # itself, with the cause it captures from those records.
     kafkalog.install(debug=level == "debug")
     logging.getLogger("apscheduler").setLevel(logging.WARNING)
+    if level != "debug":  # uvicorn warns of each malformed request: a client's doing
+        logging.getLogger("uvicorn.error").setLevel(logging.ERROR)
 
 
 class RedactingFormatter(logging.Formatter):
-    """Format as ``inner`` does, with every configured secret replaced by ``***``."""
+    """Format as ``inner`` does, with every configured secret replaced by ``***``.
+
+    A secret is looked for in each form a log line can carry it in: as it is, escaped as
+    ``repr`` escapes it (kafka-python logs its configuration as a dict), JSON-escaped,
+    as bytes, and percent-encoded; whatever its length.
+    """
 
     def __init__(self, inner: logging.Formatter | None, secrets: Sequence[str]) -> None:
         super().__init__()
         self.inner = inner or logging.Formatter()
-        self.secrets = sorted({s for s in secrets if len(s) >= 4}, key=len, reverse=True)
+        forms = {form for s in secrets if s for form in secret_forms(s)}
+        self.secrets = sorted(forms, key=len, reverse=True)
 
     def format(self, record: logging.LogRecord) -> str:
         """Return the formatted record, redacted."""
@@ -115,6 +128,15 @@ class RedactingFormatter(logging.Formatter):
         for secret in self.secrets:
             text = text.replace(secret, "***")
         return text
+
+
+def secret_forms(secret: str) -> set[str]:
+    """The ways a secret can be written into text."""
+    escaped = secret.replace("\\", "\\\\")  # inside a longer string's repr, either quote
+    return {secret, repr(secret)[1:-1], escaped, escaped.replace("'", "\\'"),
+            escaped.replace('"', '\\"'), json.dumps(secret)[1:-1],
+            json.dumps(secret, ensure_ascii=False)[1:-1], repr(secret.encode())[2:-1],
+            quote(secret, safe=""), quote_plus(secret)} - {""}
 
 
 def _limit_malloc_arenas() -> None:
@@ -136,13 +158,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     _limit_malloc_arenas()
     config = _config(args)
     _setup_logging(config.log_level, config.secrets())
-    daemon = Daemon(config)
+    try:
+        daemon = Daemon(config)
+    except StateDirInUseError as exc:
+        raise UsageError(str(exc)) from None
     try:
         http = daemon.start()
-    except ssl.SSLError as exc:
-        tls = config.http.tls
-        raise UsageError(f"http.tls: cannot use {tls.cert_file if tls else 'the certificate'}"
-                         f" with its key: {exc.reason or exc}") from None
+    except WebConfigError as exc:
+        where = ("http.tls" if config.http.tls
+                 else f"http.web_config_file {config.http.web_config_file}")
+        raise UsageError(f"{where}: {exc}") from None
     except OSError as exc:
         raise UsageError(f"http.listen: cannot listen on {config.http.listen}: "
                          f"{exc.strerror}") from None

@@ -26,7 +26,10 @@ from lagwatch.configtypes import (
     HostPort,
     Regex,
     Strict,
+    describe,
+    join_key,
     read_secret_file,
+    require_ascii,
     secret_of,
     server_list,
 )
@@ -34,8 +37,11 @@ from lagwatch.detect.findings import HealthSettings
 from lagwatch.detect.rebalance import ChurnSettings
 from lagwatch.detect.rules import Settings
 from lagwatch.notify.config import AlertingConfig
+from lagwatch.patterns import ANY, Pattern, compile_pattern
+from lagwatch.webconfig import TlsServerConfig, WebConfig, WebConfigError, load_web_config
 
 DEFAULT_LISTEN = "0.0.0.0:9391"
+MIN_TOKEN = 16  # characters of lagwatch's own bearer token
 RECONNECT_BACKOFF_MAX_MS = 1000  # cap on the wait between connection attempts to a broker
 _ENV = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
@@ -95,7 +101,7 @@ class Security(Strict):
 class GroupFilter(Strict):
     """Which consumer groups a cluster entry watches."""
 
-    include: list[Regex] = Field(default_factory=lambda: [re.compile(".*")])
+    include: list[Regex] = Field(default_factory=lambda: [ANY])
     exclude: list[Regex] = Field(default_factory=list)
 
     def matches(self, group_id: str) -> bool:
@@ -130,7 +136,8 @@ class ClusterConfig(Strict):
 
 
 class HttpTls(Strict):
-    """Serve HTTPS with this certificate and key (PEM)."""
+    """Serve HTTPS with this certificate and key (PEM); the web configuration file's
+    ``tls_server_config`` does the same and more (client certificates, TLS versions)."""
 
     cert_file: str
     key_file: str
@@ -140,6 +147,10 @@ class HttpTls(Strict):
     def _readable(cls, path: str) -> str:
         read_secret_file(path)
         return path
+
+    def server_config(self) -> TlsServerConfig:
+        """The same, as the web configuration file would say it."""
+        return TlsServerConfig(cert_file=self.cert_file, key_file=self.key_file)
 
 
 class HttpAuth(Strict):
@@ -161,7 +172,13 @@ class HttpAuth(Strict):
                              "bearer_token (or bearer_token_file)")
         if basic and self.secret("password") is None:
             raise ValueError("username needs password (or password_file)")
-        self.secret("bearer_token")
+        token = self.secret("bearer_token")
+        require_ascii(token, "bearer_token")
+        if token is not None and len(token) < MIN_TOKEN:
+            where = "bearer_token" if self.bearer_token is not None else (
+                f"the token in bearer_token_file {self.bearer_token_file}")
+            raise ValueError(f"{where} must be at least {MIN_TOKEN} characters long (make "
+                             "one with: openssl rand -hex 32)")
         return self
 
     def secret(self, name: Literal["password", "bearer_token"]) -> str | None:
@@ -175,6 +192,27 @@ class HttpConfig(Strict):
     listen: HostPort = DEFAULT_LISTEN
     tls: HttpTls | None = None
     auth: HttpAuth | None = None
+    web_config_file: str | None = None  # exporter-toolkit's format: TLS, basic_auth_users
+
+    @model_validator(mode="after")
+    def _one_of_each(self) -> HttpConfig:
+        web = self.web()
+        if self.tls is not None and web.tls_server_config is not None:
+            raise ValueError("tls: set TLS here or in the web configuration file's "
+                             "tls_server_config, not both")
+        if self.auth is not None and web.basic_auth_users:
+            raise ValueError("auth: set credentials here or in the web configuration file's "
+                             "basic_auth_users, not both")
+        return self
+
+    def web(self) -> WebConfig:
+        """The web configuration file's settings (none when no file is given)."""
+        if self.web_config_file is None:
+            return WebConfig()
+        try:
+            return load_web_config(self.web_config_file)
+        except WebConfigError as exc:
+            raise ValueError(f"web_config_file {self.web_config_file}: {exc}") from None
 
 
 class MetricsConfig(Strict):
@@ -247,12 +285,12 @@ class DlqConfig(Strict):
     """Which topics are dead-letter queues, and of which source topic."""
 
     patterns: list[Regex] = Field(
-        default_factory=lambda: [re.compile(p) for p in DEFAULT_DLQ_PATTERNS])
+        default_factory=lambda: [compile_pattern(p) for p in DEFAULT_DLQ_PATTERNS])
     topics: dict[str, str | None] = Field(default_factory=dict)  # dlq topic -> source topic
 
     @field_validator("patterns")
     @classmethod
-    def _name_the_source(cls, patterns: list[re.Pattern[str]]) -> list[re.Pattern[str]]:
+    def _name_the_source(cls, patterns: list[Pattern]) -> list[Pattern]:
         for pattern in patterns:
             if "source" not in pattern.groupindex:
                 raise ValueError(f"pattern {pattern.pattern!r} needs a (?P<source>...) group "
@@ -318,10 +356,10 @@ def load_config(path: str | None = None, overrides: dict[str, Any] | None = None
     for key, value in (overrides or {}).items():
         if key == "bootstrap_servers":
             _override_bootstrap(raw, value)
-        elif key == "listen":
+        elif key in ("listen", "web_config_file"):
             raw.setdefault("http", {})
             if isinstance(raw["http"], dict):
-                raw["http"]["listen"] = value
+                raw["http"][key] = value
         else:
             raw[key] = value
     if "clusters" not in raw:
@@ -368,7 +406,7 @@ def _read_yaml(path: str) -> dict[str, Any]:
 def _interpolate(node: Any, path: str) -> Any:
     """Replace ${NAME} in every string with the environment variable's value."""
     if isinstance(node, dict):
-        return {key: _interpolate(value, _join(path, key)) for key, value in node.items()}
+        return {key: _interpolate(value, join_key(path, key)) for key, value in node.items()}
     if isinstance(node, list):
         return [_interpolate(value, f"{path}[{i}]") for i, value in enumerate(node)]
     if isinstance(node, str):
@@ -379,27 +417,3 @@ def _interpolate(node: Any, path: str) -> Any:
             return os.environ[name]
         return _ENV.sub(substitute, node)
     return node
-
-
-def _join(path: str, key: object) -> str:
-    return f"{path}.{key}" if path else str(key)
-
-
-def describe(exc: ValidationError) -> str:
-    """Turn pydantic's first error into one line: key path, then what is wrong."""
-    error = exc.errors()[0]
-    path = ""
-    for part in error["loc"]:
-        path = f"{path}[{part}]" if isinstance(part, int) else _join(path, part)
-    kind = error["type"]
-    if kind == "extra_forbidden":
-        message = "unknown key"
-    elif kind == "missing":
-        message = "required key is missing"
-    else:
-        message = error["msg"].removeprefix("Value error, ")
-        if message.startswith("Input should be"):
-            message = message.replace("Input should be", "must be", 1)
-            if "password" not in path:  # never echo a secret
-                message += f" (got {error['input']!r})"
-    return f"{path}: {message}" if path else message

@@ -1,4 +1,4 @@
-"""Value types shared by every configuration section: durations, regexes, secrets."""
+"""Value types shared by every configuration section: durations, regexes (RE2), secrets."""
 
 from __future__ import annotations
 
@@ -6,7 +6,17 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict, SecretStr
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    PlainSerializer,
+    PlainValidator,
+    SecretStr,
+    ValidationError,
+)
+
+from lagwatch.patterns import Pattern, compile_pattern
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -29,13 +39,18 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
-def compile_regex(value: object) -> re.Pattern[str]:
+def compile_regex(value: object) -> Pattern:
     if not isinstance(value, str):
         raise ValueError(f"expected a regular expression string (got {value!r})")
-    try:
-        return re.compile(value)
-    except re.error as exc:
-        raise ValueError(f"invalid regex {value!r}: {exc}") from None
+    return compile_pattern(value)
+
+
+def require_ascii(value: str | None, what: str) -> None:
+    """Refuse a value that must travel in an HTTP request line or header but cannot: not
+    printable ASCII, or with a space. The message names it without the value."""
+    if value is not None and not (value.isascii() and value.isprintable() and " " not in value):
+        raise ValueError(f"{what} must be printable ASCII without spaces (percent-encode "
+                         "other characters in a URL)")
 
 
 def host_port(value: object) -> str:
@@ -53,7 +68,8 @@ def server_list(value: object) -> object:
 
 
 Duration = Annotated[float, BeforeValidator(parse_duration)]
-Regex = Annotated[re.Pattern[str], BeforeValidator(compile_regex)]
+Regex = Annotated[Pattern, PlainValidator(compile_regex),
+                  PlainSerializer(lambda p: p.pattern, return_type=str)]
 HostPort = Annotated[str, BeforeValidator(host_port)]
 
 
@@ -78,3 +94,35 @@ def secret_of(section: BaseModel, name: str) -> str | None:
     if inline is not None:
         return inline.get_secret_value()
     return read_secret_file(getattr(section, f"{name}_file"))
+
+
+_SECRET_WORDS = ("password", "token", "secret", "key", "webhook", "url")
+
+
+def describe(exc: ValidationError) -> str:
+    """Turn pydantic's first error into one line: key path, then what is wrong.
+
+    A value is echoed only under a key that cannot hold a secret (a password, a token,
+    a key, an HMAC secret, a webhook URL or an integration key never is).
+    """
+    error = exc.errors()[0]
+    path = ""
+    for part in error["loc"]:
+        path = f"{path}[{part}]" if isinstance(part, int) else join_key(path, part)
+    kind = error["type"]
+    if kind == "extra_forbidden":
+        message = "unknown key"
+    elif kind == "missing":
+        message = "required key is missing"
+    else:
+        message = error["msg"].removeprefix("Value error, ")
+        if message.startswith("Input should be"):
+            message = message.replace("Input should be", "must be", 1)
+            if not any(word in path.lower() for word in _SECRET_WORDS):
+                message += f" (got {error['input']!r})"
+    return f"{path}: {message}" if path else message
+
+
+def join_key(path: str, key: object) -> str:
+    """A key path with one more key: `http.auth`, then `http.auth.password`."""
+    return f"{path}.{key}" if path else str(key)

@@ -18,6 +18,7 @@ from lagwatch.collect import Collector
 from lagwatch.config import Config
 from lagwatch.export import Exporter
 from lagwatch.heap import Heap
+from lagwatch.lock import DirLock
 from lagwatch.notify.alerter import Alerter
 from lagwatch.notify.metrics import AlertingCollector
 from lagwatch.notify.outbox import Outbox
@@ -66,6 +67,14 @@ class Poller:
                   len(report.groups))
 
 
+def _lock(state_dir: str) -> DirLock | None:
+    """Hold the state directory; None where it cannot be written (the store says so)."""
+    try:
+        return DirLock(state_dir)
+    except OSError:
+        return None
+
+
 class Daemon:
     """Runs the pollers on a schedule and serves HTTP until asked to stop."""
 
@@ -74,6 +83,7 @@ class Daemon:
         self.state = State([c.name for c in config.clusters], config.poll_interval)
         self.exporter = Exporter(self.state, config.metrics.per_partition)
         self.metrics = self.exporter.metrics
+        self.lock = _lock(config.state_dir) if config.persist else None
         self.store = Store(config.state_dir) if config.persist else None
         self.alerter = Alerter(config.alerting, Outbox(self.store.path if self.store else None))
         self.exporter.registry.register(AlertingCollector(self.alerter, self.store))
@@ -128,6 +138,8 @@ class Daemon:
         if self.store is not None:
             self.store.close()
         self.alerter.outbox.close()
+        if self.lock is not None:
+            self.lock.release()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("received %s", signal.Signals(signum).name)

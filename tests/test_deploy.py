@@ -41,10 +41,14 @@ def test_the_example_config_is_valid(tmp_path: Path) -> None:
     text = manifests()["ConfigMap"]["data"]["lagwatch.yaml"]
     for name in ("kafka-password", "slack-token", "pagerduty-key"):
         (tmp_path / name).write_text("secret\n")
+    (tmp_path / "api-token").write_text("0123456789abcdef0123456789abcdef\n")
     path = tmp_path / "lagwatch.yaml"
     path.write_text(text.replace("/run/secrets/lagwatch/", f"{tmp_path}/"))
     config = load_config(str(path))
     assert [r.name for r in config.alerting.receivers] == ["sre-slack", "pager"]
+    # silences can be made through the API only with credentials: the example has a token
+    assert config.http.auth is not None
+    assert config.http.auth.secret("bearer_token") == "0123456789abcdef0123456789abcdef"
 
 
 def test_the_monitors_scrape_metrics_as_job_lagwatch() -> None:

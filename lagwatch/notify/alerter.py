@@ -13,6 +13,9 @@ import time
 import uuid
 from typing import Any
 
+from pydantic import ValidationError
+
+from lagwatch.configtypes import describe
 from lagwatch.incidents import Incident, IncidentBook, IncidentKey, Signal
 from lagwatch.notify.config import AlertingConfig, ReceiverConfig, SilenceConfig
 from lagwatch.notify.message import compose
@@ -50,8 +53,7 @@ class Alerter:
         self.book.load(outbox.book())
         self._saved_book = self.book.dump()
         self._lock = threading.RLock()  # silenced() is also called under it
-        self._silences = {sid: SilenceConfig.model_validate_json(body)
-                          for sid, body in outbox.silences().items()}
+        self._silences = _restored(outbox)
         self.workers = [
             Worker(build_receiver(r), outbox, self.stats, config.retry,
                    config.slack_min_interval if r.slack is not None else 0.0)
@@ -111,9 +113,14 @@ class Alerter:
             api = list(self._silences.values())
         return any(s.mutes(key, now) for s in (*self.config.silences, *api))
 
-    def add_silence(self, body: dict[str, Any]) -> str:
-        """Validate and keep a silence made through the API; return its id."""
+    def add_silence(self, body: dict[str, Any], now: float) -> str:
+        """Validate and keep a silence made through the API; return its id.
+
+        Raises ValidationError for a bad body, ValueError for one that ended by ``now``.
+        """
         silence = SilenceConfig.model_validate(body)
+        if silence.ends.timestamp() <= now:
+            raise ValueError(f"ends ({silence.ends.isoformat()}) is not in the future")
         silence_id = uuid.uuid4().hex[:12]
         self.outbox.save_silence(silence_id, silence.model_dump_json())
         with self._lock:
@@ -138,6 +145,20 @@ class Alerter:
         with self._lock:
             incidents = sorted(self.book.open.values(), key=lambda i: i.key)
         return [_incident_document(i, self.silenced(i.key, now)) for i in incidents]
+
+
+def _restored(outbox: Outbox) -> dict[str, SilenceConfig]:
+    """The API silences kept in the outbox; one that no longer validates (a pattern RE2
+    refuses, from before lagwatch used it) is dropped with a log line."""
+    silences = {}
+    for silence_id, body in outbox.silences().items():
+        try:
+            silences[silence_id] = SilenceConfig.model_validate_json(body)
+        except ValidationError as exc:
+            log.warning("dropped silence %s kept in %s: %s", silence_id,
+                        outbox.path or "memory", describe(exc))
+            outbox.drop_silence(silence_id)
+    return silences
 
 
 def _incident_document(i: Incident, silenced: bool) -> dict[str, Any]:

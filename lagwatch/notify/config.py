@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from lagwatch.configtypes import Duration, Regex, Strict, read_secret_file, secret_of
+from lagwatch.configtypes import (
+    Duration,
+    Regex,
+    Strict,
+    read_secret_file,
+    require_ascii,
+    secret_of,
+)
 from lagwatch.incidents import IncidentKey, Route, Settings, Signal
+from lagwatch.patterns import ANY
 from lagwatch.status import Severity
-
-_ANY = re.compile(".*")
 
 
 class SlackConfig(Strict):
@@ -36,6 +41,8 @@ class SlackConfig(Strict):
             raise ValueError("channel is required with a bot token")
         for path in (self.token_file, self.webhook_url_file):
             read_secret_file(path)
+        require_ascii(self.bot_token(), "the token")
+        require_ascii(self.hook_url(), "webhook_url")
         return self
 
     def bot_token(self) -> str | None:
@@ -61,6 +68,7 @@ class PagerDutyConfig(Strict):
             raise ValueError("routing_key (or routing_key_file) is required")
         read_secret_file(self.routing_key_file)
         read_secret_file(self.ca_file)
+        require_ascii(self.key(), "routing_key")
         return self
 
     def key(self) -> str:
@@ -81,6 +89,12 @@ class WebhookConfig(Strict):
     def _readable(cls, path: str | None) -> str | None:
         read_secret_file(path)
         return path
+
+    @field_validator("url")
+    @classmethod
+    def _ascii(cls, url: str) -> str:
+        require_ascii(url, "url")
+        return url
 
     def secret(self) -> str | None:
         """Return the HMAC secret, if one is set."""
@@ -106,9 +120,9 @@ class ReceiverConfig(Strict):
 class Match(Strict):
     """Which incidents a route or silence covers; an absent field matches everything."""
 
-    cluster: Regex = _ANY
-    group: Regex = _ANY  # the group, or the topic or log dir of a cluster finding
-    kind: Regex = _ANY
+    cluster: Regex = ANY
+    group: Regex = ANY  # the group, or the topic or log dir of a cluster finding
+    kind: Regex = ANY
 
     def covers(self, key: IncidentKey) -> bool:
         """Say whether every pattern matches the incident key (each anchored at both ends)."""
@@ -146,6 +160,13 @@ class SilenceConfig(Strict):
         if value is not None and value.tzinfo is None:
             raise ValueError("needs a time zone, e.g. 2026-11-27T22:00:00Z")
         return value
+
+    @model_validator(mode="after")
+    def _ends_after_starts(self) -> SilenceConfig:
+        if self.starts is not None and self.ends <= self.starts:
+            raise ValueError(f"ends ({self.ends.isoformat()}) must be after starts "
+                             f"({self.starts.isoformat()})")
+        return self
 
     def mutes(self, key: IncidentKey, now: float) -> bool:
         """Say whether this silence is in force at ``now`` and covers the incident."""

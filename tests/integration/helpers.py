@@ -50,6 +50,29 @@ def http_get(url: str) -> tuple[int, bytes]:
         return error.code, error.read()
 
 
+def post_json(url: str, body: dict[str, Any], token: str | None
+              ) -> tuple[int, dict[str, Any]]:
+    """POST a JSON body, with a bearer token if given; return the status and the answer."""
+    headers = {"Content-Type": "application/json"}
+    if token is not None:
+        headers["Authorization"] = f"Bearer {token}"
+    request = urllib.request.Request(url, data=json.dumps(body).encode(),  # noqa: S310
+                                     method="POST", headers=headers)
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            return response.status, json.loads(response.read())
+    except urllib.error.HTTPError as error:
+        return error.code, json.loads(error.read())
+
+
+def stopped_group(make_topic: Callable[..., str], kafka_bootstrap: str,
+                  unique: Callable[[str], str], prefix: str) -> tuple[str, str]:
+    """A group with 10 unread messages and no members: stopped from the first poll."""
+    topic, group = make_topic([30]), unique(prefix)
+    commit(kafka_bootstrap, group, topic, {0: 20})
+    return topic, group
+
+
 def status_document(daemon: Daemon) -> dict[str, Any]:
     assert daemon.http is not None
     code, body = http_get(daemon.http.url + "/api/v1/status")

@@ -24,7 +24,7 @@ from workload import Consumer, Producer
 from lagwatch.daemon import Daemon
 from tests.exposition import parse, value
 from tests.fake_apis import FakePagerDuty, FakeSlack, serving
-from tests.integration.helpers import commit, http_get, wait_for
+from tests.integration.helpers import commit, http_get, post_json, stopped_group, wait_for
 from tests.tls import self_signed, server_context
 
 DEDUP = "lagwatch/default/{group}/lag"
@@ -142,22 +142,8 @@ def test_a_consumer_flapping_between_stuck_and_fine_pages_once_and_resolves_once
     assert [c.body["text"].split("]")[0] for c in slack.posts()] == ["[CRITICAL", "[RESOLVED"]
 
 
-def stopped_group(make_topic: Callable[..., str], kafka_bootstrap: str,
-                  unique: Callable[[str], str], prefix: str) -> tuple[str, str]:
-    """A group with 10 unread messages and no members: stopped from the first poll."""
-    topic, group = make_topic([30]), unique(prefix)
-    commit(kafka_bootstrap, group, topic, {0: 20})
-    return topic, group
-
-
-def post_json(url: str, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
-    request = urllib.request.Request(url, data=json.dumps(body).encode(),  # noqa: S310
-                                     method="POST", headers={"Content-Type": "application/json"})
-    try:
-        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
-            return response.status, json.loads(response.read())
-    except urllib.error.HTTPError as error:
-        return error.code, json.loads(error.read())
+TOKEN = "silence-maker-0123456789"  # noqa: S105 - lagwatch's own token: writes need one
+AUTH = {"auth": {"bearer_token": TOKEN}}
 
 
 def test_a_silenced_group_notifies_nobody_and_shows_as_silenced(
@@ -167,15 +153,17 @@ def test_a_silenced_group_notifies_nobody_and_shows_as_silenced(
     # Given a daemon, and a silence for one group made through the API
     _, group = stopped_group(make_topic, kafka_bootstrap, unique, "alert-silenced")
     instance = daemon(unique("nothing-yet"), detection=DETECTION,
-                      alerting=alerting(group))
+                      alerting=alerting(group), http={"listen": "127.0.0.1:0", **AUTH})
     assert instance.http is not None
     base = instance.http.url
     code, answer = post_json(base + "/api/v1/silences", {
-        "match": {"group": group}, "ends": "2099-01-01T00:00:00Z", "comment": "migration"})
+        "match": {"group": group}, "ends": "2099-01-01T00:00:00Z", "comment": "migration"},
+        TOKEN)
     assert code == 201, answer
-    bad = post_json(base + "/api/v1/silences", {"match": {"group": "("}})
-    assert bad == (400, {"error": "match.group: invalid regex '(': missing ), unterminated "
-                                  "subpattern at position 0"})
+    bad = post_json(base + "/api/v1/silences", {"match": {"group": "("}}, TOKEN)
+    assert bad == (400, {"error": "match.group: invalid regex '(': missing ): ( (patterns "
+                                  "are RE2, as in Prometheus: no backreferences or "
+                                  "lookaround)"})
     # When the silenced group stops, watched by a daemon with the same state
     instance.stop()
     watching = daemon(group, detection=DETECTION, alerting=alerting(group))

@@ -31,10 +31,21 @@ from tests.integration.helpers import commit, produce, wait_for
 from tests.tls import Authority, authority
 
 PASSWORD = "Sc-7hQ2xPzR9"  # noqa: S105 - the SCRAM password; no output may contain it
-TOKEN = "Bt-4kW8mNv3L"  # noqa: S105 - lagwatch's own API bearer token
-RECEIVER_SECRETS = {  # the receivers' credentials: no output may contain them either
-    "HOOK_SECRET": "Hk-5tR1vQw8Z", "SLACK_TOKEN": "xoxb-Sl4ckT0k3n",
-    "SLACK_HOOK_PATH": "Wh00kS3cr3tPath", "PD_KEY": "Pd-R0ut1ngK3y"}
+# secrets written the ways that slipped past redaction: a backslash, quotes of both kinds,
+# non-ASCII, all digits (a number in YAML), short. No output may carry any of them, raw,
+# escaped as repr escapes it, or JSON-escaped.
+TOKEN = 'Bt-4kW8m\\Nv3L"x9Q\'p2Rs7'  # noqa: S105 - lagwatch's own API bearer token
+ODD_PASSWORD = 'Sc\\7h\'Q2"xPzü'  # noqa: S105 - a refused SASL password, logged at debug
+RECEIVER_SECRETS = {  # the receivers' credentials
+    "HOOK_SECRET": 'Hk\\5t"R1vä', "SLACK_TOKEN": "xoxb-Sl4ck'T0k3n",
+    "SLACK_HOOK_PATH": "Wh00kS3cr3t%C3%A4", "PD_KEY": "918273645500112233"}
+
+
+def leaks(secret: str, outputs: list[str]) -> list[str]:
+    """The outputs that carry a secret in a form a reader could take it from."""
+    forms = {secret, repr(secret)[1:-1], json.dumps(secret)[1:-1],
+             json.dumps(secret, ensure_ascii=False)[1:-1]}
+    return [o for o in outputs for form in forms if form in o]
 
 
 @pytest.fixture(scope="module")
@@ -90,10 +101,11 @@ def write_config(tmp_path: Path, running: LocalKafka, security: dict[str, Any],
     return path
 
 
-def check(path: Path, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def check(path: Path, env: dict[str, str] | None = None, log_level: str = "error"
+          ) -> subprocess.CompletedProcess[str]:
     return subprocess.run([sys.executable, "-m", "lagwatch", "check", "--json", "-c",
-                           str(path)], capture_output=True, text=True, timeout=60,
-                          check=False, env={**os.environ, **(env or {})})
+                           str(path), "--log-level", log_level], capture_output=True,
+                          text=True, timeout=60, check=False, env={**os.environ, **(env or {})})
 
 
 def sasl(ca: Path, password: str = "${KAFKA_PASSWORD}") -> dict[str, Any]:  # noqa: S107
@@ -221,7 +233,7 @@ def test_secrets_never_appear_in_logs_api_or_metrics_and_the_api_needs_its_token
         get(base + "/api/v1/status", context, TOKEN)[1])["clusters"]["secure"]["groups"],
         "a successful poll over SASL_SSL", timeout_s=45)
     assert get(base + "/api/v1/status", context) == (
-        401, '{"error": "authentication required"}\n')
+        401, '{\n  "error": "authentication required"\n}\n')
     assert get(base + "/api/v1/incidents", context, "wrong-token")[0] == 401
     assert get(base + "/healthz", context) == (200, "ok\n")
     outputs = [get(base + "/metrics", context)[1],
@@ -240,7 +252,13 @@ def test_secrets_never_appear_in_logs_api_or_metrics_and_the_api_needs_its_token
     text = log.read_text()
     assert "Starting KafkaAdminClient with configuration" in text  # debug logging was on
     outputs.append(text)
-    for secret in (PASSWORD, TOKEN, *RECEIVER_SECRETS.values(),
+    # and a refused SASL password of odd characters, with its client's debug config dump
+    refused = check(write_config(config.parent, sasl_broker, sasl(certs[0].ca)),
+                    {"KAFKA_PASSWORD": ODD_PASSWORD}, "debug")
+    assert refused.returncode == 3
+    assert "'sasl_plain_password': '***'" in refused.stderr
+    outputs += [refused.stdout, refused.stderr]
+    for secret in (PASSWORD, ODD_PASSWORD, TOKEN, *RECEIVER_SECRETS.values(),
                    base64.b64encode(PASSWORD.encode()).decode()):
-        assert not [o for o in outputs if secret in o], f"a secret leaked: {secret[:3]}…"
+        assert not leaks(secret, outputs), f"a secret leaked: {secret[:3]}…"
     assert "'sasl_plain_password': '***'" in text

@@ -54,8 +54,8 @@ RECEIVERS = """
      "alerting.silences[0].ends: needs a time zone, e.g. 2026-11-27T22:00:00Z"),
     ("  for: soon", "alerting.for: invalid duration 'soon': use 500ms, 30s, 5m, 1h or seconds"),
     ("  routes: [{match: {kind: '('}, receivers: [x]}]",
-     "alerting.routes[0].match.kind: invalid regex '(': missing ), unterminated subpattern "
-     "at position 0"),
+     "alerting.routes[0].match.kind: invalid regex '(': missing ): ( (patterns are RE2, as "
+     "in Prometheus: no backreferences or lookaround)"),
 ])
 def test_alerting_config_errors_name_the_key(tmp_path: Path, alerting: str,
                                              message: str) -> None:

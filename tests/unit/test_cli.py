@@ -29,16 +29,47 @@ def test_run_without_any_cluster_says_how_to_name_one() -> None:
                              "clusters list\n")
 
 
-def test_run_on_a_busy_port_names_the_address() -> None:
+def test_run_on_a_busy_port_names_the_address(tmp_path: Path) -> None:
     with socket.socket() as busy:
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        result = lagwatch("run", "--bootstrap-server", "127.0.0.1:1",
-                          "--listen", f"127.0.0.1:{port}")
+        result = lagwatch("run", "--bootstrap-server", "127.0.0.1:1", "--state-dir",
+                          str(tmp_path), "--listen", f"127.0.0.1:{port}")
     assert result.returncode == 3
     assert result.stderr == (f"lagwatch: http.listen: cannot listen on 127.0.0.1:{port}: "
                              "Address already in use\n")
+
+
+def test_a_second_daemon_on_a_state_dir_exits_3_and_a_killed_one_s_lock_is_taken_over(
+        tmp_path: Path) -> None:
+    # Given a daemon running on a state directory (its cluster is down: it runs anyway)
+    def run() -> subprocess.Popen[str]:
+        return subprocess.Popen(
+            [sys.executable, "-m", "lagwatch", "run", "--bootstrap-server", "127.0.0.1:1",
+             "--listen", "127.0.0.1:0", "--state-dir", str(tmp_path)],
+            stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+    first = run()
+    try:
+        assert first.stdout is not None
+        assert first.stdout.readline().startswith("lagwatch ")  # serving: it holds the lock
+        # When a second starts on the same directory, Then it is refused, naming both
+        second = lagwatch("run", "--bootstrap-server", "127.0.0.1:1", "--listen",
+                          "127.0.0.1:0", "--state-dir", str(tmp_path))
+        assert (second.returncode, second.stderr) == (3, (
+            f"lagwatch: state_dir {tmp_path} is in use by another lagwatch (pid "
+            f"{first.pid}); give each daemon its own state_dir\n"))
+    finally:
+        first.kill()  # When the first dies without letting go
+        first.wait()
+    # Then the next one takes the directory over
+    third = run()
+    try:
+        assert third.stdout is not None
+        assert third.stdout.readline().startswith("lagwatch ")
+    finally:
+        third.terminate()
+        assert third.wait(30) == 0
 
 
 def test_a_bad_flag_value_is_exit_3_not_argparse_2() -> None:

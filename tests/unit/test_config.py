@@ -78,8 +78,8 @@ def test_wrong_container_type(tmp_path: Path) -> None:
 def test_bad_regex_names_the_list_item(tmp_path: Path) -> None:
     text = VALID.replace('exclude: ["^console-consumer-"]', 'exclude: ["ok", "(unclosed"]')
     assert error_of(tmp_path, text) == (
-        "clusters[0].groups.exclude[1]: invalid regex '(unclosed': "
-        "missing ), unterminated subpattern at position 0")
+        "clusters[0].groups.exclude[1]: invalid regex '(unclosed': missing ): (unclosed "
+        "(patterns are RE2, as in Prometheus: no backreferences or lookaround)")
 
 
 def test_bad_duration(tmp_path: Path) -> None:

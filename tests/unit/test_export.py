@@ -223,7 +223,7 @@ def test_metrics_are_served_gzipped_to_clients_that_ask_and_plain_to_others() ->
     server = HttpServer(HttpConfig(listen="127.0.0.1:0"), state, exporter,
                         Alerter(AlertingConfig(), Outbox(None))).start()
     try:
-        connection = http.client.HTTPConnection(*server.server_address[:2], timeout=10)
+        connection = http.client.HTTPConnection(*server.address, timeout=10)
         # When it is scraped twice on one connection, with and without gzip
         connection.request("GET", "/metrics", headers={"Accept-Encoding": "gzip"})
         zipped = connection.getresponse()
