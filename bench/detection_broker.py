@@ -41,13 +41,14 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT / "tools"))
+sys.path[:0] = [str(ROOT), str(ROOT / "tools")]
 
 from kafka import KafkaAdminClient  # noqa: E402
 from kafka.admin import NewTopic  # noqa: E402
 from kafka_local import LocalKafka, free_port  # noqa: E402
 from workload import Consumer, JavaConsumer, Producer, java_classpath  # noqa: E402
 
+from bench.baseline import checkout, run  # noqa: E402
 from lagwatch.status import SEVERITY, Severity  # noqa: E402
 
 RATE = 40.0
@@ -86,24 +87,15 @@ class Watcher:
     """One lagwatch daemon, in its own process, and what it said after each poll."""
 
     def __init__(self, name: str, tmp: Path, bootstrap: str, poll_s: float,
-                 pythonpath: Path | None = None) -> None:
+                 package: Path | None = None) -> None:
         self.name, self.port = name, free_port()
         self.seen: dict[str, Seen] = {s.name: [] for s in SCENARIOS}
         self.cause: dict[str, str | None] = {}  # the last likely cause of its rebalances
-        home = tmp / name
-        home.mkdir()
-        config = home / "lagwatch.yaml"
-        config.write_text(json.dumps({
+        self._process = run(tmp / name, {
             "clusters": [{"name": "bench", "bootstrap_servers": [bootstrap],
                           "groups": {"include": ["^bench-"]}}],
             "poll_interval": poll_s, "http": {"listen": f"127.0.0.1:{self.port}"},
-            "state_dir": str(home / "state")}))
-        env = dict(os.environ)
-        if pythonpath is not None:  # an older lagwatch, ahead of the installed one
-            env["PYTHONPATH"] = str(pythonpath)
-        self._process = subprocess.Popen(
-            [sys.executable, "-m", "lagwatch", "run", "-c", str(config)], cwd=home, env=env,
-            stdout=(home / "lagwatch.log").open("wb"), stderr=subprocess.STDOUT)
+            "state_dir": str(tmp / name / "state")}, package)
         self._last: str | None = None
 
     def document(self) -> dict[str, Any] | None:
@@ -197,7 +189,8 @@ class Bench:
         self.watchers.append(Watcher("lagwatch", self.tmp, self.bootstrap, self.poll_s))
         if self.baseline:
             self.watchers.append(Watcher(f"lagwatch {self.baseline}", self.tmp, self.bootstrap,
-                                         self.poll_s, _checkout(self.baseline, self.tmp)))
+                                         self.poll_s,
+                                         checkout(self.baseline, self.tmp / "baseline")))
 
     def watch(self) -> None:
         """Record every poll's verdicts until done."""
@@ -236,19 +229,6 @@ class Bench:
                 m.stop()
         for producer in self.producers:
             producer.stop()
-
-
-def _checkout(revision: str, tmp: Path) -> Path:
-    """The lagwatch package as of a git revision, extracted under ``tmp``."""
-    into = tmp / "baseline"
-    into.mkdir()
-    archive = subprocess.run(["git", "-C", str(ROOT), "archive", revision, "lagwatch"],
-                             capture_output=True, check=False)
-    if archive.returncode != 0:
-        raise SystemExit(f"bench: git archive {revision} failed: "
-                         f"{archive.stderr.decode().strip()}")
-    subprocess.run(["tar", "-x", "-C", str(into)], input=archive.stdout, check=True)
-    return into
 
 
 def score(s: Scenario, seen: Seen) -> tuple[str, str, str, str]:
