@@ -11,7 +11,8 @@ partitions, 500 groups reading 10 topics each), starts both daemons polling it e
 ``--poll-interval``, waits for each one's first poll, then for each endpoint (/healthz,
 /api/v1/status, /metrics with gzip as Prometheus asks) runs wrk against each daemon in
 turn and prints requests per second, p50 and p99 latency, and errors (connects refused,
-reads and timeouts), with the p99 ratio baseline/current.
+reads and timeouts), with the p99 ratio baseline/current, and how long each daemon
+took to stop on SIGTERM right after the load.
 """
 
 from __future__ import annotations
@@ -62,7 +63,7 @@ def wrk(url: str, gzip: bool, connections: int, seconds: int) -> Load:
     if gzip:
         command[1:1] = ["-H", "Accept-Encoding: gzip"]
     out = subprocess.run(command, capture_output=True, text=True, check=True).stdout
-    percent = dict(re.findall(r"^\s+(\d+)%\s+(\S+)$", out, re.MULTILINE))
+    percent = dict(re.findall(r"^\s+(\d+)%\s+(\S+)\s*$", out, re.MULTILINE))
     rate = re.search(r"Requests/sec:\s+([\d.]+)", out)
     errors = re.search(r"Socket errors: (.*)$", out, re.MULTILINE)
     non_2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
@@ -126,9 +127,7 @@ def main() -> None:
                     results[(path, name)] = wrk(f"http://127.0.0.1:{port}{path}", gzip,
                                                 args.connections, args.seconds)
         finally:
-            for _, process in daemons.values():
-                process.terminate()
-                process.wait(30)
+            stopped = {name: stop(process) for name, (_, process) in daemons.items()}
     names = list(daemons)
     print(f"\n{args.connections} concurrent keep-alive connections (wrk, 2 threads), "
           f"{args.seconds} s per endpoint and daemon; both daemons polling "
@@ -138,11 +137,29 @@ def main() -> None:
     for path, gzip in ENDPOINTS:
         for name in names:
             r = results[(path, name)]
+            latency = (f"{r.p50_s * 1000:>7.1f}ms {r.p99_s * 1000:>7.1f}ms" if r.requests_per_s
+                       else f"{'no request completed':>19}")
             print(f"{path + (' (gzip)' if gzip else ''):22} {name:18} {r.requests_per_s:>8.1f} "
-                  f"{r.p50_s * 1000:>7.1f}ms {r.p99_s * 1000:>7.1f}ms  {r.errors}")
+                  f"{latency}  {r.errors}")
         ours, theirs = results[(path, names[0])], results[(path, names[1])]
-        print(f"{'':22} {'p99 ratio':18} {theirs.p99_s / max(ours.p99_s, 1e-9):>8.2f}x "
-              f"(baseline / current)")
+        if ours.requests_per_s and theirs.requests_per_s:
+            print(f"{'':22} {'p99 ratio':18} {theirs.p99_s / ours.p99_s:>8.2f}x "
+                  "(baseline / current)")
+    for name in names:
+        print(f"{name}: stopped {stopped[name]} after SIGTERM, right after the load")
+
+
+def stop(process: subprocess.Popen[bytes]) -> str:
+    """SIGTERM, and how long the daemon took to exit (killed after 60 s)."""
+    started = time.monotonic()
+    process.terminate()
+    try:
+        process.wait(60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        return "only when killed, 60 s"
+    return f"{time.monotonic() - started:.1f} s"
 
 
 if __name__ == "__main__":

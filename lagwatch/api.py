@@ -4,9 +4,9 @@ Served by uvicorn (h11: strict request parsing, so no request smuggling or desyn
 a thread of its own, with Starlette routing (HEAD for every GET, 405 with ``Allow``).
 Endpoints that read lagwatch's state are plain functions Starlette runs in its thread
 pool; the event loop only moves bytes. Limits: a listen backlog of 1,024, a request's
-headers within 10 s of connecting (or of the previous response), an idle keep-alive
-connection closed after 5 s, request bodies up to 64 KiB (413 beyond), at most 1,024
-connections at once (503 beyond).
+headers within 10 s of connecting (or of the previous response) and its body within 10 s
+of them, an idle keep-alive connection closed after 5 s, request bodies up to 64 KiB (413
+beyond), at most 1,024 connections at once (503 beyond).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ from lagwatch.configtypes import describe
 from lagwatch.deflate import gzip_length, gzip_stream, text_stream
 from lagwatch.export import CONTENT_TYPE, Exporter
 from lagwatch.notify.alerter import Alerter
-from lagwatch.report import cluster_document, group_document, to_document
+from lagwatch.report import ClusterReport, cluster_document, group_document, to_document
 from lagwatch.state import State
 from lagwatch.webconfig import BasicUsers, ReloadingTls
 
@@ -47,6 +47,7 @@ log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 BACKLOG = 1024
 HEADER_TIMEOUT_S = 10.0
+BODY_TIMEOUT_S = 10.0
 KEEP_ALIVE_S = 5
 MAX_CONNECTIONS = 1024
 _OPEN = ("/healthz", "/readyz")  # probes answer without credentials
@@ -140,11 +141,32 @@ class _Guard:
             await self.app(scope, receive, send)
 
 
+class _PerPoll:
+    """The status document, built once per set of reports (once a poll), not once a
+    request: at 50,000 group-partitions a build takes a second, and 200 clients asking
+    at once would each pay it (and keep the CPU from the poll, long after they gave up)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._reports: list[ClusterReport] = []  # held, so their ids stay theirs
+        self._body = b""
+
+    def body(self, state: State) -> bytes:
+        reports = state.reports()
+        with self._lock:
+            if [id(r) for r in reports] != [id(r) for r in self._reports] or not self._body:
+                document = to_document(reports, time.time(), state.clusters)
+                self._body = json.dumps(document, indent=2).encode() + b"\n"
+                self._reports = reports
+            return self._body
+
+
 class Endpoints:
     """The routes, over lagwatch's state, exporter and alerter."""
 
     def __init__(self, state: State, exporter: Exporter, alerter: Alerter) -> None:
         self.state, self.exporter, self.alerter = state, exporter, alerter
+        self._status = _PerPoll()
 
     def routes(self) -> list[Route]:
         return [
@@ -174,13 +196,15 @@ class Endpoints:
         gzipped = accepts_gzip(request.headers.get("accept-encoding", ""))
         headers = {"Vary": "Accept-Encoding", "Content-Length": str(
             gzip_length(pieces) if gzipped else sum(p.size for p in pieces))}
-        if gzipped:
+        if gzipped:  # a few megabytes at most, already compressed: written in one go
             headers["Content-Encoding"] = "gzip"
-        chunks: Iterator[bytes] = gzip_stream(pieces) if gzipped else text_stream(pieces)
+            return Response(b"".join(gzip_stream(pieces)), headers=headers,
+                            media_type=CONTENT_TYPE)
+        chunks: Iterator[bytes] = text_stream(pieces)  # decompressed a megabyte at a time
         return StreamingResponse(chunks, headers=headers, media_type=CONTENT_TYPE)
 
     def status(self, _request: Request) -> Response:
-        return _json(200, to_document(self.state.reports(), time.time(), self.state.clusters))
+        return Response(self._status.body(self.state), media_type="application/json")
 
     def status_of(self, request: Request) -> Response:
         cluster = request.path_params["cluster"]
@@ -232,17 +256,29 @@ async def _body(request: Request) -> Any:
     declared = request.headers.get("content-length")
     if declared is not None and int(declared) > MAX_BODY:  # h11 checked it is a number
         return too_large
-    raw = bytearray()
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY:
-            return too_large
+    try:
+        raw = await asyncio.wait_for(_read(request), BODY_TIMEOUT_S)
+    except TimeoutError:
+        return _error(408, f"the body did not arrive within {BODY_TIMEOUT_S:g} s",
+                      {"Connection": "close"})
+    if raw is None:
+        return too_large
     try:
         return json.loads(raw or b"null")
     except RecursionError:
         return _error(400, "the body is not JSON: nested too deeply")
     except (ValueError, UnicodeDecodeError) as exc:
         return _error(400, f"the body is not JSON: {exc}")
+
+
+async def _read(request: Request) -> bytes | None:
+    """The body, or None once it is over MAX_BODY."""
+    raw = bytearray()
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            return None
+    return bytes(raw)
 
 
 def _json(code: int, body: dict[str, Any], headers: dict[str, str] | None = None

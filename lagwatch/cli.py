@@ -162,6 +162,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         daemon = Daemon(config)
     except StateDirInUseError as exc:
         raise UsageError(str(exc)) from None
+    daemon.handle_signals()
     try:
         http = daemon.start()
     except WebConfigError as exc:

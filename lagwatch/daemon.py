@@ -113,28 +113,33 @@ class Daemon:
         self.scheduler.start()
         return self.http
 
-    def serve_until_signalled(self) -> None:
-        """Block until SIGTERM or SIGINT, then shut down cleanly."""
+    def handle_signals(self) -> None:
+        """Make SIGTERM and SIGINT stop the daemon cleanly (from the main thread, before
+        anything says the daemon is up, so a signal sent on seeing that is never lost)."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._on_signal)
+
+    def serve_until_signalled(self) -> None:
+        """Block until SIGTERM or SIGINT, then shut down cleanly."""
+        self.handle_signals()
         while not self._stop.wait(1.0):
             pass
         self.stop()
 
     def stop(self) -> None:
-        """Stop polling (waiting for polls in flight), let deliveries in flight finish,
-        close clients, stop serving. Stopping twice does nothing more."""
+        """Stop serving, stop polling (waiting for polls in flight), let deliveries in
+        flight finish, close clients. Stopping twice does nothing more."""
         if self._stopped:
             return
         self._stopped = True
         log.info("shutting down")
+        if self.http is not None:  # first: no new requests compete with the poll in flight
+            self.http.stop()
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         self.alerter.stop()
         for poller in self.pollers:
             poller.collector.close()
-        if self.http is not None:
-            self.http.stop()
         if self.store is not None:
             self.store.close()
         self.alerter.outbox.close()

@@ -49,6 +49,18 @@ def deflate(chunks: Iterable[bytes]) -> Piece:
     return Piece(b"".join(out), crc, size)
 
 
+def join(pieces: Iterable[Piece]) -> Piece:
+    """One piece holding the pieces in order: its CRC combined once, so a scrape that lays
+    it out does not combine them all again."""
+    data, crc, size = [], 0, 0
+    for piece in pieces:
+        if piece.size:
+            data.append(piece.data)
+            crc = crc32_combine(crc, piece.crc, piece.size)
+            size += piece.size
+    return Piece(b"".join(data), crc, size) if size else EMPTY
+
+
 def gzip_length(pieces: list[Piece]) -> int:
     """The byte length of gzip_stream(pieces)."""
     return len(_GZIP_HEADER) + sum(len(p.data) for p in pieces) + len(_FINAL_BLOCK) + 8

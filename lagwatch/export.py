@@ -29,7 +29,7 @@ from prometheus_client import (
 from prometheus_client.exposition import generate_latest
 
 from lagwatch.collect import STAGES
-from lagwatch.deflate import Piece, deflate, text_stream
+from lagwatch.deflate import Piece, deflate, join, text_stream
 from lagwatch.detect.dlq import DlqReport
 from lagwatch.detect.findings import Finding
 from lagwatch.model import LogDir, Snapshot, TopicPartition
@@ -397,6 +397,8 @@ class Exporter:
         self.metrics = PollMetrics(self.registry, state.clusters)
         self._headers = [deflate([header.encode()]) for header, _ in families([], per_partition)]
         self._rendered: dict[str, tuple[ClusterReport, list[Piece]]] = {}
+        # every family's header and every cluster's share of it, laid out, as one piece
+        self._families = join(self._headers)
         self._lock = threading.Lock()
 
     def refresh(self) -> None:
@@ -411,6 +413,11 @@ class Exporter:
             rendered[report.cluster] = kept if kept and kept[0] is report else (
                 report, [deflate(samples) for _, samples in families([report],
                                                                      self.per_partition)])
+        if rendered.keys() != self._rendered.keys() or any(
+                rendered[c] is not self._rendered[c] for c in rendered):
+            clusters = [pieces for _, pieces in rendered.values()]
+            self._families = join(piece for f, header in enumerate(self._headers)
+                                  for piece in (header, *(pieces[f] for pieces in clusters)))
         self._rendered = rendered
 
     def pieces(self) -> list[Piece]:
@@ -422,12 +429,7 @@ class Exporter:
                 self._refresh()
             finally:
                 self._lock.release()
-        clusters = [pieces for _, pieces in self._rendered.values()]
-        out = [deflate([generate_latest(self.registry)])]
-        for f, header in enumerate(self._headers):
-            out.append(header)
-            out.extend(pieces[f] for pieces in clusters)
-        return out
+        return [deflate([generate_latest(self.registry)]), self._families]
 
     def text(self) -> str:
         """Return the whole exposition (for tests and small clusters)."""

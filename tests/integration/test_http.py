@@ -309,3 +309,26 @@ def test_client_certificates_are_required_and_a_rotated_certificate_is_served_at
     # Then, without a restart, the new certificate is served
     wait_for(lambda: _get_tls(url, second.ca, ours) == 200, "the rotated certificate")
     assert _get_tls(url, first.ca, ours) != 200
+
+
+def test_a_client_that_stalls_mid_request_is_cut_off(
+        daemon: Callable[..., Daemon], unique: Callable[[str], str]) -> None:
+    lagwatch = daemon(unique("nothing"), http=AUTH)
+    assert lagwatch.http is not None
+
+    def answer_to(request: bytes) -> bytes:
+        """What the server says before it closes (failing if it keeps waiting)."""
+        assert lagwatch.http is not None
+        with socket.create_connection(lagwatch.http.address, timeout=60) as sock:
+            sock.sendall(request)
+            answer = b""
+            while chunk := sock.recv(65536):  # a TimeoutError here: it never gave up
+                answer += chunk
+        return answer
+    # Given a client that sends half a request line, and one that sends a body's first
+    # byte of 100, Then both are cut off (after 10 s), the second with a 408
+    assert answer_to(b"GET /heal") == b""
+    slow = answer_to(b"POST /api/v1/silences HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
+                     + TOKEN.encode() + b"\r\nContent-Length: 100\r\n\r\n{")
+    assert slow.startswith(b"HTTP/1.1 408 Request Timeout\r\n")
+    assert slow.endswith(b'{\n  "error": "the body did not arrive within 10 s"\n}\n')

@@ -8,7 +8,15 @@ import zlib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lagwatch.deflate import EMPTY, crc32_combine, deflate, gzip_length, gzip_stream, text_stream
+from lagwatch.deflate import (
+    EMPTY,
+    crc32_combine,
+    deflate,
+    gzip_length,
+    gzip_stream,
+    join,
+    text_stream,
+)
 
 texts = st.lists(st.binary(max_size=3000), max_size=6)
 
@@ -44,3 +52,17 @@ def test_a_large_piece_is_decompressed_a_bounded_chunk_at_a_time() -> None:
     chunks = list(text_stream([deflate([text])]))
     assert b"".join(chunks) == text
     assert max(len(c) for c in chunks) == 1 << 20
+
+
+@given(st.lists(texts, max_size=5), texts)
+def test_pieces_joined_ahead_of_time_serve_the_same_stream(pieces: list[list[bytes]],
+                                                          live: list[bytes]) -> None:
+    # Given the families joined once per poll, and a piece rendered at scrape time
+    deflated = [deflate(chunks) for chunks in pieces]
+    joined = join(deflated)
+    # Then laid out after the live piece they give the same text as the pieces one by one
+    expected = b"".join(live) + b"".join(b"".join(chunks) for chunks in pieces)
+    body = b"".join(gzip_stream([deflate(live), joined]))
+    assert gzip.decompress(body) == expected
+    assert (joined.size, joined.crc) == (sum(p.size for p in deflated), zlib.crc32(
+        b"".join(b"".join(chunks) for chunks in pieces)))
