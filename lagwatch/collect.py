@@ -8,8 +8,12 @@ read under a race is overstated, never negative):
 3. DescribeGroups for classic groups and ConsumerGroupDescribe for consumer-protocol
    (KIP-848) groups, one request per coordinator; per group when a batch fails;
 4. Metadata for all topics and DescribeCluster;
-5. ListOffsets (latest, then earliest) per leader, for every partition of every topic a
-   watched group commits to or is assigned; per topic when a batch fails.
+5. ListOffsets (last stable, latest, then earliest) per leader, for every partition of
+   every topic a watched group commits to or is assigned; per topic when a batch fails;
+6. Fetch of the records at committed offsets with unread messages, a budget a poll, for
+   exact time lag (see ``lagwatch.unread``);
+7. DescribeProducers and ListTransactions where the last stable offset stood still below
+   the high watermark since the last poll: the transaction that holds it.
 
 A failure of one group or topic is recorded in ``Snapshot.errors`` and the poll goes on.
 """
@@ -26,7 +30,7 @@ from kafka import KafkaAdminClient
 from kafka import TopicPartition as KafkaTP
 from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError
-from kafka.protocol.consumer import OffsetSpec
+from kafka.protocol.consumer import IsolationLevel, OffsetSpec
 
 from lagwatch import kafkafix
 from lagwatch.config import ClusterConfig
@@ -40,13 +44,16 @@ from lagwatch.model import (
     LogDir,
     LogOffsets,
     Member,
+    OpenTransaction,
     PollError,
     Retention,
     Snapshot,
     TopicPartition,
+    Unread,
 )
 from lagwatch.offsets_reader import OffsetsTopicReader, Records
 from lagwatch.offsets_topic import OffsetCommit
+from lagwatch.unread import UnreadCache, fetch_unread
 
 log = logging.getLogger(__name__)
 
@@ -55,9 +62,11 @@ AdminFactory = Callable[..., Any]
 _CONSUMER_PROTOCOLS = frozenset({"consumer", ""})
 _UNKNOWN_TOPIC = 3
 STAGES = ("connect", "offsets", "describe", "metadata", "cluster", "log_offsets", "retention",
-          "offsets_topic", "log_dirs")
+          "offsets_topic", "log_dirs", "records", "transactions")
 """Pipeline stages a poll error can come from (the ``stage`` label of poll errors)."""
-_RETENTION_KEYS = {"retention.ms": None, "retention.bytes": None, "cleanup.policy": None}
+_RETENTION_KEYS = {"retention.ms": None, "retention.bytes": None, "cleanup.policy": None,
+                   "min.compaction.lag.ms": None}
+_TXN_TIMEOUT = "transaction.max.timeout.ms"
 _FAILURES = (KafkaError, OSError, ValueError)
 # The admin client caches group coordinators and never invalidates them: after one of
 # these the client is rebuilt for the next poll.
@@ -92,6 +101,10 @@ class Collector:
         self._admin: Any = None
         self._retention: dict[str, Retention] = {}
         self._retention_at = float("-inf")
+        self._txn_timeout_s: float | None = None
+        self._txn_timeout_at = float("-inf")
+        self.unread = UnreadCache(cluster.record_fetches_per_poll)
+        self._last_stable: dict[TopicPartition, int] = {}  # the previous poll's LSOs
         self.client_id = f"lagwatch-{cluster.name}"  # names kafka-python's IO thread
         kafkafix.apply()
 
@@ -147,6 +160,10 @@ class Collector:
                       for p in topics[topic]]
         offsets = self._log_offsets(admin, partitions, errors)
         retention = self._retention_of(admin, wanted & topics.keys(), errors)
+        committed_at = [(tp, c) for g in groups.values() for tp, c in g.committed.items()]
+        fetched_before = self.unread.fetched
+        unread = self._read_unread(admin, committed_at, offsets, taken_at, errors)
+        transactions = self._transactions(admin, offsets, errors)
         if any(e.message.startswith(_COORDINATOR_ERRORS) for e in errors):
             self._drop_admin()
         return Snapshot(self.cluster.name, taken_at, time.monotonic() - started, up=True,
@@ -158,6 +175,10 @@ class Collector:
                         records_exact=records is not None,
                         records_skipped=(self.reader.skipped, self.reader.undecodable)
                         if self.reader else (0, 0),
+                        unread=unread, transactions=transactions,
+                        records_fetched=self.unread.fetched - fetched_before,
+                        transaction_max_timeout_s=self._transaction_timeout(
+                            admin, meta, errors),
                         errors=tuple(errors))
 
     def _group_records(self, errors: list[PollError]) -> Records | None:
@@ -306,6 +327,70 @@ class Collector:
                     self._retention_at = now
         return {t: self._retention[t] for t in topics if t in self._retention}
 
+    def _transaction_timeout(self, admin: Any, meta: ClusterMeta | None,
+                             errors: list[PollError]) -> float | None:
+        """The brokers' transaction.max.timeout.ms, read from one broker when first known
+        and every retention_refresh_s."""
+        now = time.monotonic()
+        if meta is None or not meta.brokers or (
+                self._txn_timeout_s is not None
+                and now - self._txn_timeout_at < self.retention_refresh_s):
+            return self._txn_timeout_s
+        self._txn_timeout_at = now
+        try:
+            node = meta.brokers[0]
+            described = admin.describe_configs(
+                [ConfigResource(ConfigResourceType.BROKER, str(node), {_TXN_TIMEOUT: None})],
+                config_filter="all").get("broker", {})
+        except _FAILURES as exc:
+            errors.append(PollError("retention", self.cluster.name,
+                                    f"{_TXN_TIMEOUT}: {brief(exc)}"))
+            return self._txn_timeout_s
+        for configs in described.values():
+            value = str(configs.get(_TXN_TIMEOUT, {}).get("value") or "")
+            if value.isdigit():
+                return int(value) / 1000
+        return self._txn_timeout_s
+
+    def _read_unread(self, admin: Any, committed: list[tuple[TopicPartition, int]],
+                     offsets: dict[TopicPartition, LogOffsets], now: float,
+                     errors: list[PollError]) -> dict[tuple[TopicPartition, int], Unread]:
+        """The records at committed offsets: a budget of fetches, the rest from the cache."""
+        cache = self.unread
+        wanted = cache.wanted(committed, offsets, now) if cache.budget else []
+        if wanted:
+            try:
+                cache.store(len(wanted), fetch_unread(
+                    admin, wanted, self.cluster.client_options()["request_timeout_ms"]), now)
+            except _FAILURES as exc:
+                errors.append(PollError("records", self.cluster.name, brief(exc)))
+        return cache.of(committed)
+
+    def _transactions(self, admin: Any, offsets: dict[TopicPartition, LogOffsets],
+                      errors: list[PollError]) -> dict[TopicPartition, OpenTransaction]:
+        """Who holds the last stable offset where it stood still since the last poll."""
+        held = {tp: lso for tp, lo in offsets.items()
+                if lo.held_back and (lso := lo.last_stable) is not None
+                and self._last_stable.get(tp) == lso}
+        self._last_stable = {tp: lo.last_stable for tp, lo in offsets.items()
+                             if lo.last_stable is not None}
+        if not held:
+            return {}
+        try:
+            producers = admin.describe_producers([KafkaTP(*tp) for tp in sorted(held)])
+            found = {(tp.topic, tp.partition): p.producer_id
+                     for tp, state in producers.items() for p in state.active_producers
+                     if p.current_transaction_start_offset == held[(tp.topic, tp.partition)]}
+            names = {}
+            if found:
+                listed = admin.list_transactions(producer_id_filters=sorted(set(found.values())))
+                names = {t.producer_id: t.transactional_id
+                         for per_broker in listed.values() for t in per_broker}
+        except _FAILURES as exc:
+            errors.append(PollError("transactions", self.cluster.name, brief(exc)))
+            return {}
+        return {tp: OpenTransaction(pid, held[tp], names.get(pid)) for tp, pid in found.items()}
+
     def _log_offsets(self, admin: Any, partitions: list[TopicPartition],
                      errors: list[PollError]) -> dict[TopicPartition, LogOffsets]:
         by_topic: dict[str, list[TopicPartition]] = defaultdict(list)
@@ -314,12 +399,15 @@ class Collector:
 
         def fetch(topics: list[str]) -> dict[str, dict[TopicPartition, LogOffsets]]:
             tps = [KafkaTP(*tp) for topic in topics for tp in by_topic[topic]]
+            # the LSO first: read after the high watermark it could pass it
+            stable = admin.list_partition_offsets(dict.fromkeys(tps, OffsetSpec.LATEST),
+                                                  isolation_level=IsolationLevel.READ_COMMITTED)
             end = admin.list_partition_offsets(dict.fromkeys(tps, OffsetSpec.LATEST))
             start = admin.list_partition_offsets(dict.fromkeys(tps, OffsetSpec.EARLIEST))
             result: dict[str, dict[TopicPartition, LogOffsets]] = defaultdict(dict)
             for tp in tps:
                 result[tp.topic][(tp.topic, tp.partition)] = LogOffsets(
-                    start[tp].offset, end[tp].offset)
+                    start[tp].offset, end[tp].offset, min(stable[tp].offset, end[tp].offset))
             return result
 
         fetched = _batched(sorted(by_topic), fetch, "log_offsets", errors, subject="topic")
@@ -336,7 +424,8 @@ def _retention(configs: dict[str, dict[str, Any]]) -> Retention:
     deletes = "delete" in policy
     return Retention(retention_s=ms / 1000 if ms >= 0 and deletes else None,
                      retention_bytes=size if size >= 0 and deletes else None,
-                     cleanup_policy=policy)
+                     cleanup_policy=policy,
+                     min_compaction_lag_s=max(0, int(value("min.compaction.lag.ms") or 0)) / 1000)
 
 
 def _batched(keys: list[str], fetch: Callable[[list[str]], dict[str, Any]], stage: str,

@@ -121,6 +121,8 @@ class ClusterConfig(Strict):
     request_timeout: Duration = 10.0
     expected_brokers: int | None = Field(default=None, ge=1)
     read_offsets_topic: bool = True  # exact rebalance counts and commit times
+    # committed offsets whose record is fetched each poll, for exact time lag (0: none)
+    record_fetches_per_poll: int = Field(default=1000, ge=0, le=100_000)
 
     def client_options(self) -> dict[str, Any]:
         """Return the kafka-python keyword arguments every client of this cluster takes."""

@@ -147,6 +147,11 @@ def _topic_partitions(index: _Index, values: Callable[[ClusterReport], Mapping[
             yield f"{labels},{_pair('topic', topic)},{_partition(partition)}", value(item)
 
 
+def _last_stable(r: ClusterReport) -> dict[TopicPartition, int]:
+    return {tp: o.last_stable for tp, o in r.snapshot.offsets.items()
+            if o.last_stable is not None}
+
+
 def _statuses(index: _Index) -> Iterator[Row]:
     for labels, g in index.groups:
         for s in Status:
@@ -247,6 +252,10 @@ def _partition_families(i: _Index) -> Iterator[Family]:
                   _topic_partitions(i, attrgetter("snapshot.offsets"), attrgetter("log_end")))
     yield _family("partition_log_start_offset", "Earliest available offset.",
                   _topic_partitions(i, attrgetter("snapshot.offsets"), attrgetter("log_start")))
+    yield _family("partition_last_stable_offset",
+                  "Last stable offset: where read_committed consumers wait for the oldest "
+                  "open transaction (the high watermark when none is open).",
+                  _topic_partitions(i, _last_stable, float))
     yield _family("partition_produce_rate_per_second",
                   "Messages per second written to the partition.",
                   _topic_partitions(i, attrgetter("produce_rates"), float))
@@ -365,17 +374,23 @@ class PollMetrics:
             "lagwatch_poll_processing_seconds",
             "Time a poll took after reading Kafka: history, detection, report, alerting and "
             "rendering /metrics.", ["cluster"], buckets=POLL_BUCKETS_S, registry=registry)
+        self.records = Counter(
+            "lagwatch_record_fetches_total",
+            "Committed offsets whose record was fetched, for exact time lag and unread "
+            "counts.", ["cluster"], registry=registry)
         self.overruns = Counter("lagwatch_poll_overruns_total",
                                 "Polls skipped because the previous one was still running.",
                                 ["cluster"], registry=registry)
         for cluster in clusters:  # present at 0 from the start, so rate() sees the first error
             self.overruns.labels(cluster)
+            self.records.labels(cluster)
             for stage in STAGES:
                 self.errors.labels(cluster, stage)
 
     def observe(self, snapshot: Snapshot) -> None:
         """Record one poll's duration and its errors."""
         self.duration.labels(snapshot.cluster).observe(snapshot.duration_s)
+        self.records.labels(snapshot.cluster).inc(snapshot.records_fetched)
         for error in snapshot.errors:
             self.errors.labels(snapshot.cluster, error.stage).inc()
 

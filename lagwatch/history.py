@@ -61,6 +61,7 @@ class History:
         self.spacing_s = window_s / max_samples
         self.times = array("d")
         self.log_end: dict[TopicPartition, array[int]] = {}
+        self.last_stable: dict[TopicPartition, array[int]] = {}
         self.committed: dict[str, dict[TopicPartition, array[int]]] = {}
 
     def observe(self, snapshot: Snapshot) -> list[str]:
@@ -76,6 +77,9 @@ class History:
             self.times.append(t)
         _record(self.log_end, {tp: o.log_end for tp, o in snapshot.offsets.items()},
                 overwrite)
+        # the LSO only where an open transaction holds it below the log end
+        _record(self.last_stable, {tp: o.last_stable for tp, o in snapshot.offsets.items()
+                                   if o.held_back and o.last_stable is not None}, overwrite)
         for group_id in list(self.committed):
             if group_id not in snapshot.groups:
                 del self.committed[group_id]
@@ -100,6 +104,7 @@ class History:
     def forget_partition(self, tp: TopicPartition) -> None:
         """Drop everything known about one partition."""
         self.log_end.pop(tp, None)
+        self.last_stable.pop(tp, None)
         for per_group in self.committed.values():
             per_group.pop(tp, None)
 
@@ -111,7 +116,7 @@ class History:
         if drop:
             del self.times[:drop]
         keep = len(self.times)
-        for table in (self.log_end, *self.committed.values()):
+        for table in (self.log_end, self.last_stable, *self.committed.values()):
             for key in list(table):
                 series = table[key]
                 if len(series) > keep:
@@ -132,6 +137,17 @@ class History:
     def end_window(self, tp: TopicPartition) -> Window:
         """Return the log-end offsets of one partition."""
         return self.window(self.log_end.get(tp))
+
+    def held_since(self, tp: TopicPartition) -> float | None:
+        """Return since when an open transaction has held the partition's LSO where it is
+        now (the first of the latest run of polls that saw it there); None if not held."""
+        series = self.last_stable.get(tp)
+        if not series or series[-1] == MISSING:
+            return None
+        k = len(series) - 1
+        while k > 0 and series[k - 1] == series[-1]:
+            k -= 1
+        return self.times[len(self.times) - len(series) + k]
 
     def committed_window(self, group_id: str, tp: TopicPartition) -> Window:
         """Return one group's committed offsets on one partition."""

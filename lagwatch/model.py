@@ -20,10 +20,56 @@ _EMPTY: Mapping[TopicPartition, int] = MappingProxyType({})
 
 @dataclass(frozen=True, slots=True)
 class LogOffsets:
-    """The available range of one partition's log: [log_start, log_end)."""
+    """The available range of one partition's log: [log_start, log_end).
+
+    ``last_stable`` is the last stable offset (LSO): the first offset of the oldest open
+    transaction, where ``read_committed`` consumers must wait; ``log_end`` (the high
+    watermark) when no transaction is open. None when it could not be read.
+    """
 
     log_start: int
     log_end: int
+    last_stable: int | None = None
+
+    @property
+    def held_back(self) -> bool:
+        """Whether an open transaction holds ``read_committed`` consumers below the end."""
+        return self.last_stable is not None and self.last_stable < self.log_end
+
+
+@dataclass(frozen=True, slots=True)
+class Unread:
+    """What one bounded fetch at a group's committed offset saw of the unread log.
+
+    The fetch read every offset in ``[offset, read_to)``; ``complete`` says whether that
+    reached the high watermark, so the counts cover everything unread. ``oldest_at`` is the
+    timestamp (epoch seconds; CreateTime or LogAppendTime as the topic says) of the first
+    data record at or after ``offset``, the oldest unread message.
+    """
+
+    offset: int
+    oldest_at: float | None
+    oldest_offset: int | None
+    read_to: int
+    complete: bool
+    records: int = 0  # data records in [offset, read_to); fewer than offsets when compacted
+    aborted: int = 0  # of those, records of aborted transactions
+    pending: int = 0  # of those, records of transactions not yet ended
+    markers: int = 0  # transaction markers (control records) in [offset, read_to)
+
+    @property
+    def readable(self) -> int:
+        """Records a consumer will be handed (aborted and still-open ones are not)."""
+        return self.records - self.aborted - self.pending
+
+
+@dataclass(frozen=True, slots=True)
+class OpenTransaction:
+    """A transaction open on a partition, as DescribeProducers and ListTransactions say."""
+
+    producer_id: int
+    start_offset: int
+    transactional_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -115,6 +161,12 @@ class Retention:
     retention_s: float | None
     retention_bytes: int | None = None
     cleanup_policy: str = "delete"
+    min_compaction_lag_s: float = 0.0  # compacted topics: how long a record is kept whole
+
+    @property
+    def compacted(self) -> bool:
+        """Whether the log cleaner may remove records older updates of a key superseded."""
+        return "compact" in self.cleanup_policy
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,4 +203,14 @@ class Snapshot:
     exact)."""
     records_skipped: tuple[int, int] = (0, 0)
     """Records of __consumer_offsets skipped since start: (unknown types, undecodable)."""
+    unread: Mapping[tuple[TopicPartition, int], Unread] = field(default_factory=dict)
+    """What the log holds at committed offsets, keyed by (partition, committed offset):
+    read for as many group-partitions as the poll's budget allows, kept while the offset
+    stands."""
+    transactions: Mapping[TopicPartition, OpenTransaction] = field(default_factory=dict)
+    """Transactions open at the last stable offset of partitions where it stood still."""
+    transaction_max_timeout_s: float | None = None
+    """The brokers' ``transaction.max.timeout.ms``: no transaction may stay open longer."""
+    records_fetched: int = 0
+    """Committed offsets whose record this poll fetched."""
     errors: tuple[PollError, ...] = ()

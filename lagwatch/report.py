@@ -30,6 +30,7 @@ class PartitionReport:
     log_start: int | None
     log_end: int | None
     assessment: Assessment
+    last_stable: int | None = None
 
     @property
     def status(self) -> Status:
@@ -178,7 +179,7 @@ def build_report(snapshot: Snapshot, previous: ClusterReport | None = None,
     return ClusterReport(snapshot.cluster, up=True, polled_at=snapshot.taken_at,
                          last_success=snapshot.taken_at, groups=groups,
                          snapshot=replace(snapshot, groups={}, group_records=(),
-                                          commit_records=()),
+                                          commit_records=(), unread={}),
                          errors=snapshot.errors, lost_total=dict(verdict.lost_total),
                          findings=verdict.cluster_findings, produce_skew=verdict.produce_skew,
                          produce_rates=verdict.produce_rates,
@@ -195,7 +196,7 @@ def _group_report(snapshot: Snapshot, group: GroupSnapshot,
         log = snapshot.offsets.get(tp)
         by_topic[tp[0]].append(PartitionReport(
             tp[0], tp[1], group.committed.get(tp), log.log_start if log else None,
-            log.log_end if log else None, assessment))
+            log.log_end if log else None, assessment, log.last_stable if log else None))
     topics = tuple(TopicReport(t, tuple(parts)) for t, parts in sorted(by_topic.items()))
     partitions = [p for t in topics for p in t.partitions]
     if group.judged:
@@ -241,12 +242,19 @@ def _reasons(partitions: list[PartitionReport], members: int | None,
         elif status is Status.STOPPED:
             lag = sum(p.lag_messages or 0 for p in parts)
             verb = "is" if lag == 1 else "are"
-            reasons.append(f"no active members while {plural(lag, 'message')} {verb} unread "
-                           f"on {plural(len(parts), 'partition')}")
+            readable = _sum(p.assessment.readable_messages for p in parts)
+            if readable is None or readable == lag or any(
+                    p.assessment.readable_messages is None for p in parts):
+                noun, also = "message", ""
+            else:  # transaction markers, aborted records or compaction: fewer to read
+                noun, also = "offset", f" ({plural(readable, 'readable message')})"
+            reasons.append(f"no active members while {plural(lag, noun)} {verb} unread "
+                           f"on {plural(len(parts), 'partition')}{also}")
         elif status is Status.UNKNOWN:
             reasons.extend(_unknown_reasons(parts, members, span_s))
-        elif status not in (Status.OK, Status.IDLE):
-            reasons.extend(_listed([p.assessment.reason or "" for p in parts]))
+        elif status is not Status.IDLE:  # an ok partition may say why it waits
+            reasons.extend(_listed([p.assessment.reason for p in parts
+                                    if p.assessment.reason]))
     return tuple(reasons)
 
 
@@ -372,8 +380,11 @@ def partition_document(p: PartitionReport) -> dict[str, Any]:
     """Render one partition of the status document."""
     a = p.assessment
     return {"committed": p.committed, "log_end": p.log_end, "log_start": p.log_start,
+            "last_stable": p.last_stable,
             "lag_messages": a.lag_messages, "lag_seconds": _rounded(a.lag_seconds),
             "lag_seconds_extrapolated": a.lag_seconds_extrapolated,
+            "lag_seconds_exact": a.lag_seconds_exact,
+            "readable_messages": a.readable_messages, "compacted_away": a.compacted_away,
             "produce_rate": _rounded(a.produce_rate), "consume_rate": _rounded(a.consume_rate),
             "catchup_eta_seconds": _rounded(a.catchup_eta_s),
             "retention_eta_seconds": _rounded(a.retention_eta_s),

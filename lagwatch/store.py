@@ -126,7 +126,8 @@ class Store:
 
 def _encode(snapshot: Snapshot) -> dict[str, Any]:
     return {"t": snapshot.taken_at,
-            "o": [[t, p, o.log_start, o.log_end] for (t, p), o in snapshot.offsets.items()],
+            "o": [[t, p, o.log_start, o.log_end, o.last_stable]
+                  for (t, p), o in snapshot.offsets.items()],
             "g": {gid: [[t, p, c] for (t, p), c in g.committed.items()]
                   for gid, g in snapshot.groups.items()}}
 
@@ -134,7 +135,10 @@ def _encode(snapshot: Snapshot) -> dict[str, Any]:
 def _decode(cluster: str, data: dict[str, Any]) -> Snapshot:
     return Snapshot(
         cluster, float(data["t"]), 0.0, up=True,
-        offsets={(t, int(p)): LogOffsets(int(s), int(e)) for t, p, s, e in data["o"]},
+        # state files before the last stable offset was read hold four values
+        offsets={(o[0], int(o[1])): LogOffsets(int(o[2]), int(o[3]),
+                                               None if len(o) < 5 or o[4] is None else int(o[4]))
+                 for o in data["o"]},
         groups={gid: GroupSnapshot(gid, "Unknown", committed={(t, int(p)): int(c)
                                                               for t, p, c in rows})
                 for gid, rows in data["g"].items()})

@@ -149,12 +149,16 @@ def group_drilldown() -> dict[str, Any]:
               unit="s"),
         Panel("Committed offset vs log end", "Where the group is and where the log is. "
               "Parallel lines: keeping pace. A flat committed line under a rising log end: "
-              "stuck.",
+              "stuck. A flat last stable offset under the log end: an open transaction "
+              "holds read_committed readers back, whatever they do.",
               [(f"lagwatch_partition_committed_offset{{{CGT}}}",
                 "committed {{topic}}[{{partition}}]"),
                (f"lagwatch_partition_log_end_offset{{{CT}}} and on (cluster, topic, partition) "
                 f"lagwatch_partition_committed_offset{{{CGT}}}",
-                "log end {{topic}}[{{partition}}]")]),
+                "log end {{topic}}[{{partition}}]"),
+               (f"lagwatch_partition_last_stable_offset{{{CT}}} and on (cluster, topic, "
+                f"partition) lagwatch_partition_committed_offset{{{CGT}}}",
+                "last stable {{topic}}[{{partition}}]")]),
         Panel("Consume vs produce rate", "Messages per second read by the group and written "
               "by producers, per topic. Consume below produce for long is a slow consumer: "
               "add consumers or find the bottleneck.",
@@ -205,6 +209,13 @@ def topics() -> dict[str, Any]:
               [(f"lagwatch_topic_produce_skew_ratio{{{CT}}}", "{{topic}}")]),
         Panel("Lag by topic", "Unread messages summed over the groups reading each topic.",
               [(f"sum by (topic) (lagwatch_group_lag_messages{{{CT}}})", "{{topic}}")]),
+        Panel("Held back by open transactions", "Offsets between the last stable offset "
+              "and the log end, per partition: what read_committed consumers cannot read "
+              "yet. Brief steps are transactions at work; a line that keeps rising is a "
+              "hanging transaction (lagwatch names its producer).",
+              [(f"lagwatch_partition_log_end_offset{{{CT}}} - "
+                f"lagwatch_partition_last_stable_offset{{{CT}}} > 0",
+                "{{topic}}[{{partition}}]")]),
         Panel("Skew findings", "Hot partitions (cluster findings) and lag or assignment skew "
               "(group findings) currently active.",
               [(f'lagwatch_cluster_findings{{{C}, kind="skewed"}}', "hot partition"),

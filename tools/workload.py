@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Self, TextIO
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.errors import CommitFailedError, KafkaError, RebalanceInProgressError
@@ -205,17 +205,11 @@ def java_describe(classpath: str, bootstrap: str, group: str) -> dict[str, Any]:
     return described
 
 
-class JavaConsumer:
-    """A kafka-clients 4.x consumer in its own JVM, reading at most ``rate`` msg/s (0: as
-    fast as it can) on ``protocol`` ("classic" or "consumer"); with "share", a member of a
-    share group (KIP-932), which it first enables on the broker."""
+class JavaWorkload:
+    """tools/java/Workload.java in its own JVM: started, told commands on stdin, stopped."""
 
-    def __init__(self, classpath: str, bootstrap: str, topic: str, group: str,
-                 protocol: str, *, rate: float = 0.0, client_id: str | None = None) -> None:
-        self.group, self.topic, self.protocol = group, topic, protocol
-        self.client_id = client_id or f"java-{protocol}"
-        mode = (["share", bootstrap, topic, group] if protocol == "share" else
-                ["consume", bootstrap, topic, group, protocol, str(rate), self.client_id])
+    def __init__(self, classpath: str, group: str, *mode: str) -> None:
+        self.group = group
         self._command = ["java", *_JVM, "-cp", classpath, "Workload", *mode]
         self._process: subprocess.Popen[str] | None = None
         self.joined = threading.Event()
@@ -223,7 +217,7 @@ class JavaConsumer:
         self.epoch = -1  # generation (classic) or member epoch (consumer) at the last assignment
         self.assigned: list[tuple[str, int]] = []
 
-    def start(self) -> JavaConsumer:
+    def start(self) -> Self:
         """Start the JVM; ``joined`` is set once it has been assigned partitions."""
         self._process = subprocess.Popen(self._command, stdin=subprocess.PIPE,
                                          stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
@@ -236,8 +230,8 @@ class JavaConsumer:
     def _read(self, out: TextIO) -> None:
         for line in out:
             event = json.loads(line)
-            if event["event"] == "joined":  # a share group member's first poll
-                self.joined.set()
+            if event["event"] in ("joined", "open"):  # a share member's first poll, or
+                self.joined.set()  # the transaction a producer leaves open
             elif event["event"] == "assigned":
                 self.epoch = event["epoch"]
                 self.assigned = [(t, p) for t, p in event["partitions"]]
@@ -262,3 +256,31 @@ class JavaConsumer:
         except (OSError, subprocess.TimeoutExpired):
             self._process.kill()
             self._process.wait(10)
+
+
+class JavaConsumer(JavaWorkload):
+    """A kafka-clients 4.x consumer in its own JVM, reading at most ``rate`` msg/s (0: as
+    fast as it can) on ``protocol`` ("classic" or "consumer") at ``isolation``; with
+    "share", a member of a share group (KIP-932), which it first enables on the broker."""
+
+    def __init__(self, classpath: str, bootstrap: str, topic: str, group: str,
+                 protocol: str, *, rate: float = 0.0, client_id: str | None = None,
+                 isolation: str = "read_uncommitted") -> None:
+        self.topic, self.protocol = topic, protocol
+        self.client_id = client_id or f"java-{protocol}"
+        mode = (["share", bootstrap, topic, group] if protocol == "share" else
+                ["consume", bootstrap, topic, group, protocol, str(rate), self.client_id,
+                 isolation])
+        super().__init__(classpath, group, *mode)
+
+
+class JavaTransaction(JavaWorkload):
+    """A kafka-clients transactional producer that commits ``commits`` transactions of 10
+    records to partition 0 of ``topic``, then leaves one of ``records`` open; ``joined`` is
+    set once it has. ``stop`` ends the JVM without ending the transaction: the broker
+    aborts it after ``timeout_ms``."""
+
+    def __init__(self, classpath: str, bootstrap: str, topic: str, transactional_id: str, *,
+                 commits: int, records: int, timeout_ms: int) -> None:
+        super().__init__(classpath, transactional_id, "transact", bootstrap, topic,
+                         transactional_id, str(commits), str(records), str(timeout_ms))

@@ -11,7 +11,7 @@ from lagwatch.detect.rules import Assessment, Inputs, Memory, Part, Rates, Setti
 from lagwatch.history import History, Window
 from lagwatch.model import GroupSnapshot, Snapshot, TopicPartition
 from lagwatch.status import Status
-from lagwatch.text import fmt_duration
+from lagwatch.text import fmt_duration, fmt_time, plural
 
 Assessments = dict[str, dict[TopicPartition, Assessment]]
 _WORTH_SAYING_S = 7 * 86400.0  # a retention ETA further off than this is noise in a sentence
@@ -31,14 +31,17 @@ def assess(snapshot: Snapshot, history: History, settings: Settings, memory: Mem
     result: Assessments = {}
     for group_id, group in snapshot.groups.items():
         members = None if group.members is None else len(group.members)
-        inputs = [Inputs(group_id, tp, group.committed.get(tp), snapshot.offsets.get(tp),
+        inputs = [Inputs(group_id, tp, c, snapshot.offsets.get(tp),
                          members, history.committed_window(group_id, tp),
                          history.end_window(tp), snapshot.retention.get(tp[0]), now,
                          judge_trend=tp[0] not in no_trend,
                          commits=commits.facts(group_id, tp) if commits is not None
-                         else None, commits_read=commits is not None)
+                         else None, commits_read=commits is not None,
+                         unread=None if c is None else snapshot.unread.get((tp, c)),
+                         held_since=history.held_since(tp))
                   for tp in group.partitions()
-                  if tp[0] in readable]  # else deleted or unreadable: a poll error
+                  if tp[0] in readable  # else deleted or unreadable: a poll error
+                  for c in [group.committed.get(tp)]]
         result[group_id] = assess_group(group, inputs, settings, memory, history.span_s())
     _forget_gone(memory, snapshot.groups)
     return result
@@ -56,10 +59,12 @@ def assess_group(group: GroupSnapshot, inputs: list[Inputs], s: Settings, memory
                                       if x.committed is None else "log offsets unavailable")
             continue
         r = rules.rates(x.committed_w, x.end_w, x.now, x.commits)
-        parts[x.tp] = Part(x, lag, r, rules.near_zero(r, x))
+        parts[x.tp] = Part(x, lag, r, rules.near_zero(r, x),
+                           held=rules.is_held_by_transaction(x.committed, x.log, x.unread))
     by_topic: dict[str, list[Part]] = defaultdict(list)
     for tp, part in parts.items():
-        by_topic[tp[0]].append(part)
+        if not part.held:  # it has read all it can: no part of the topic's flow
+            by_topic[tp[0]].append(part)
     lagging: dict[str, rules.Flow] = {}
     for topic, members_parts in by_topic.items():
         if not members_parts[0].x.judge_trend or group.members == ():
@@ -71,14 +76,14 @@ def assess_group(group: GroupSnapshot, inputs: list[Inputs], s: Settings, memory
     owner = {tp: m.member_id for m in group.members or () for tp in m.assignment}
     for tp, part in parts.items():
         starved_gap_s = None
-        if _may_stall(part, s):
+        if not part.held and _may_stall(part, s):
             siblings = [(q.lag, q.near_zero, q.rates) for other, q in parts.items()
                         if other != tp and owner.get(other) == owner.get(tp)]
             starved_gap_s = rules.starved_gap(part.rates, siblings, s)
         result[tp] = assess_partition(part, s, memory, span_s, flow=lagging.get(tp[0]),
                                       starved_gap_s=starved_gap_s)
     shown = {tp[0] for tp, a in result.items() if a.status is Status.LAGGING}
-    memory.lagging -= {(group.group_id, t) for t in by_topic}
+    memory.lagging -= {(group.group_id, tp[0]) for tp in parts}
     memory.lagging |= {(group.group_id, t) for t in shown}
     return result
 
@@ -99,16 +104,60 @@ def assess_partition(p: Part, s: Settings, memory: Memory, span_s: float, *,
     is set when the partition's member is busy behind on its other partitions.
     """
     x, lag, r = p.x, p.lag, p.rates
-    lag_s, extrapolated = rules.time_lag(x.committed or 0, x.end_w, x.now, r.produce,
-                                         s.max_extrapolation_s)
+    lag_s, extrapolated, exact = _time_lag(x, r, s)
     retention_eta = rules.retention_eta(lag_s, r, lag, x.members, x.retention)
     lost = _count_loss(x, memory)
     status, reason = _judge(p, lag_s, retention_eta, s=s, span_s=span_s, flow=flow,
                             starved_gap_s=starved_gap_s)
     return Assessment(status, reason, lag_messages=lag, lag_seconds=lag_s,
-                      lag_seconds_extrapolated=extrapolated, produce_rate=r.produce,
+                      lag_seconds_extrapolated=extrapolated, lag_seconds_exact=exact,
+                      readable_messages=_readable(x, lag),
+                      compacted_away=rules.compacted_away(x.unread), produce_rate=r.produce,
                       consume_rate=r.consume, catchup_eta_s=_catchup_eta(lag, r, status),
                       retention_eta_s=retention_eta, lost_messages=lost)
+
+
+def _time_lag(x: Inputs, r: Rates, s: Settings) -> tuple[float | None, bool, bool]:
+    """(time lag, extrapolated, exact): the oldest unread record's own age when it was
+    read, else estimated from when the log end passed the committed offset."""
+    exact = rules.exact_time_lag(x.unread, x.now)
+    if exact is not None:
+        return exact, False, True
+    lag_s, extrapolated = rules.time_lag(x.committed or 0, x.end_w, x.now, r.produce,
+                                         s.max_extrapolation_s)
+    return lag_s, extrapolated, False
+
+
+def _readable(x: Inputs, lag: int) -> int | None:
+    """How many of the unread offsets are messages a consumer will be handed, when the
+    fetch at the committed offset read all of them."""
+    u = x.unread
+    if u is None or not u.complete or x.log is None or u.read_to < x.log.log_end:
+        return None
+    return min(lag, u.readable)
+
+
+def _unread(x: Inputs, lag: int, adjective: str = "") -> str:
+    """Unread offsets in words: messages, unless some hold none a consumer will be handed
+    (transaction markers, aborted or open transactions, compacted away)."""
+    readable = _readable(x, lag)
+    if readable is not None and readable != lag:
+        return f"{lag:,} {adjective}offsets ({plural(readable, 'readable message')})"
+    if readable is None and x.retention is not None and x.retention.compacted:
+        return f"{lag:,} {adjective}offsets"
+    return f"{lag:,} {adjective}messages"
+
+
+def _held_reason(x: Inputs, s: Settings) -> str | None:
+    """Why a group waiting at the last stable offset is ok: an open transaction holds it
+    (said once that has lasted ``stall_after``)."""
+    assert x.log is not None and x.log.last_stable is not None
+    since = rules.held_since(x.held_since, x.unread)
+    if since is None or x.now - since < s.stall_after_s:
+        return None
+    return (f"{x.tp[0]}[{x.tp[1]}]: an open transaction holds back read_committed "
+            f"consumers at offset {x.log.last_stable:,} since {fmt_time(since)} "
+            f"({fmt_duration(x.now - since)}); the producer, not this consumer, is stuck")
 
 
 def _judge(p: Part, lag_s: float | None, retention_eta: float | None, *, s: Settings,
@@ -120,13 +169,15 @@ def _judge(p: Part, lag_s: float | None, retention_eta: float | None, *, s: Sett
     if rules.is_data_loss(x.committed, x.log):
         return Status.DATA_LOSS, (f"{where} committed {x.committed:,} but the log starts at "
                                   f"{x.log.log_start:,}")
+    if p.held:  # read all it can: neither stopped, stalled, at risk nor lagging
+        return Status.OK, _held_reason(x, s)
     if rules.is_stopped(lag, x.members):
-        return Status.STOPPED, f"{where} has {lag:,} unread messages and no consumer"
+        return Status.STOPPED, f"{where} has {_unread(x, lag, 'unread ')} and no consumer"
     if rules.is_stalled(x, lag, r, s, starved_gap_s) or (
             starved_gap_s is None and rules.is_retrying(x, lag, lag_s, r, s)):
         waiting = "" if _arrived_since(x.end_w, r) else "; no new messages arrived either"
         return Status.STALLED, (f"{where} stuck at offset {x.committed:,} for "
-                                f"{fmt_duration(r.frozen_s)} with {lag:,} messages "
+                                f"{fmt_duration(r.frozen_s)} with {_unread(x, lag)} "
                                 f"waiting{waiting}{_liveness(x, r, s)}")
     rewind = rules.rewind_of(x.committed_w)
     if rewind is not None:
@@ -134,7 +185,9 @@ def _judge(p: Part, lag_s: float | None, retention_eta: float | None, *, s: Sett
     if retention_eta is not None and retention_eta <= s.retention_horizon_s:
         return Status.AT_RISK, _risk_reason(where, x, retention_eta, lag_s)
     if flow is not None and lag > p.near_zero and lag * flow.partitions >= 0.1 * flow.lag:
-        return Status.LAGGING, _lagging_reason(where, lag, flow, retention_eta)
+        return Status.LAGGING, _lagging_reason(
+            where, lag, flow, retention_eta,
+            compacted=x.retention is not None and x.retention.compacted)
     if lag == 0:
         quiet = r.produce == 0 and span_s >= s.min_duration_s
         return (Status.IDLE, None) if quiet else (Status.OK, None)
@@ -221,14 +274,21 @@ def _risk_reason(where: str, x: Inputs, eta: float, lag_s: float | None) -> str:
             f"deleted {when}")
 
 
-def _lagging_reason(where: str, lag: int, flow: rules.Flow, eta: float | None) -> str:
+def _lagging_reason(where: str, lag: int, flow: rules.Flow, eta: float | None,
+                    compacted: bool = False) -> str:
     slope = flow.trend.trend.slope if flow.trend is not None else 0.0
-    rates = (f"consuming {flow.consume:,.1f} msg/s while producers write "
-             f"{flow.produce:,.1f} msg/s; lag grows {max(0.0, slope):,.1f} msg/s")
+    if compacted:  # offsets the cleaner removed are skipped, not read
+        rates = (f"advancing {flow.consume:,.1f} offsets/s (on a compacted topic, not "
+                 f"messages read) while producers write {flow.produce:,.1f} msg/s; lag "
+                 f"grows {max(0.0, slope):,.1f} offsets/s")
+    else:
+        rates = (f"consuming {flow.consume:,.1f} msg/s while producers write "
+                 f"{flow.produce:,.1f} msg/s; lag grows {max(0.0, slope):,.1f} msg/s")
+    unit = "offsets" if compacted else "messages"
     if flow.partitions == 1:
         text = f"{where} {rates}"
     else:
-        text = (f"{where} holds {lag:,} of the {flow.lag:,} messages unread on "
+        text = (f"{where} holds {lag:,} of the {flow.lag:,} {unit} unread on "
                 f"{flow.topic}; over its {flow.partitions} partitions the group is {rates}")
     if eta is not None and eta <= _WORTH_SAYING_S:
         text += f"; unread data reaches retention in {fmt_duration(eta)}"

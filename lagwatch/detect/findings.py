@@ -11,7 +11,14 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from lagwatch.detect.rules import Assessment
-from lagwatch.model import ClusterMeta, GroupSnapshot, TopicPartition
+from lagwatch.model import (
+    ClusterMeta,
+    GroupSnapshot,
+    LogOffsets,
+    OpenTransaction,
+    Retention,
+    TopicPartition,
+)
 from lagwatch.status import Severity
 from lagwatch.text import fmt_duration, plural
 
@@ -222,3 +229,79 @@ def group_findings(group: GroupSnapshot, assessed: Mapping[TopicPartition, Asses
     if (assignment := assignment_skew(group)) is not None:
         found.append(assignment)
     return tuple(found)
+
+
+DEFAULT_TRANSACTION_MAX_TIMEOUT_S = 900.0  # the brokers' transaction.max.timeout.ms default
+
+
+def hanging_transactions(offsets: Mapping[TopicPartition, LogOffsets],
+                         held_since: Mapping[TopicPartition, float],
+                         transactions: Mapping[TopicPartition, OpenTransaction],
+                         waiting: Mapping[TopicPartition, list[str]], *, after_s: float,
+                         timeout_s: float | None, now: float) -> list[Finding]:
+    """A transaction left open holds the last stable offset still: read_committed
+    consumers wait behind it however healthy they are. Warning once it has stood
+    ``after_s``; critical past ``transaction.max.timeout.ms``, when the transaction
+    coordinator should long have aborted it.
+    """
+    limit = timeout_s or DEFAULT_TRANSACTION_MAX_TIMEOUT_S
+    found = []
+    for tp, since in sorted(held_since.items()):
+        lo, held = offsets[tp], now - since
+        if held < after_s or lo.last_stable is None:
+            continue
+        where = f"{tp[0]}[{tp[1]}]"
+        txn = transactions.get(tp)
+        who = (f"; transactional id {txn.transactional_id!r} (producer id {txn.producer_id})"
+               if txn is not None and txn.transactional_id else
+               f"; producer id {txn.producer_id}" if txn is not None else "")
+        groups = waiting.get(tp, [])
+        readers = (f"read_committed consumers ({', '.join(groups[:5])}"
+                   f"{f' and {len(groups) - 5} more' if len(groups) > 5 else ''}) wait"
+                   if groups else "read_committed consumers wait")
+        text = (f"{where}: an open transaction has held the last stable offset at "
+                f"{lo.last_stable:,} for {fmt_duration(held)}, {lo.log_end - lo.last_stable:,} "
+                f"offsets below the high watermark; {readers} behind it{who}")
+        severity = Severity.WARNING
+        if held > limit:
+            severity = Severity.CRITICAL
+            text += (f"; that is longer than transaction.max.timeout.ms "
+                     f"({fmt_duration(limit)}), so the coordinator did not abort it: "
+                     f"abort it with kafka-transactions.sh abort --topic {tp[0]} "
+                     f"--partition {tp[1]} --start-offset {lo.last_stable}")
+        found.append(Finding("hanging_transaction", severity, text, subject=where))
+    return found
+
+
+def compaction_overtakes(assessed: Mapping[TopicPartition, Assessment],
+                         retention: Mapping[str, Retention], floor_s: float
+                         ) -> list[Finding]:
+    """A reader of a compacted topic is further behind than ``min.compaction.lag.ms``: the
+    log cleaner may remove updates before the group reads them, so it silently never sees
+    intermediate states. Judged on the exact time lag only (the oldest unread record's own
+    timestamp), once the reader is ``floor_s`` behind or compaction already removed
+    offsets ahead of it.
+    """
+    worst: dict[str, tuple[float, TopicPartition, Assessment]] = {}
+    for tp, a in assessed.items():
+        r = retention.get(tp[0])
+        if r is None or not r.compacted or not a.lag_seconds_exact or a.lag_seconds is None:
+            continue
+        if a.lag_seconds <= r.min_compaction_lag_s or (
+                a.lag_seconds < floor_s and not a.compacted_away):
+            continue
+        if tp[0] not in worst or a.lag_seconds > worst[tp[0]][0]:
+            worst[tp[0]] = (a.lag_seconds, tp, a)
+    found = []
+    for topic, (lag_s, tp, a) in sorted(worst.items()):
+        setting = retention[topic].min_compaction_lag_s
+        removed = (f"; the cleaner already removed {a.compacted_away:,} of the offsets ahead "
+                   f"of it" if a.compacted_away else "")
+        found.append(Finding(
+            "compaction_overtakes", Severity.WARNING,
+            f"{topic}: the oldest unread record is {fmt_duration(lag_s)} old "
+            f"({tp[0]}[{tp[1]}]) and min.compaction.lag.ms is {setting * 1000:,.0f} "
+            f"({fmt_duration(setting)}): the log cleaner can remove updates before this "
+            f"group reads them{removed}; raise min.compaction.lag.ms above the group's worst "
+            f"time lag, or fix the consumer", subject=topic))
+    return found

@@ -22,7 +22,7 @@ from operator import sub
 from lagwatch.detect.commits import CommitFacts
 from lagwatch.detect.trend import Trend, trend
 from lagwatch.history import Window
-from lagwatch.model import LogOffsets, Retention, TopicPartition
+from lagwatch.model import LogOffsets, Retention, TopicPartition, Unread
 from lagwatch.status import Status
 
 UNKNOWN_CADENCE_FACTOR = 5
@@ -75,6 +75,9 @@ class Assessment:
     lag_messages: int | None = None
     lag_seconds: float | None = None
     lag_seconds_extrapolated: bool = False
+    lag_seconds_exact: bool = False  # the oldest unread record's own timestamp
+    readable_messages: int | None = None  # of the unread offsets, when all were read
+    compacted_away: int | None = None  # unread offsets compaction removed, when read
     produce_rate: float | None = None
     consume_rate: float | None = None
     catchup_eta_s: float | None = None
@@ -98,6 +101,8 @@ class Inputs:
     judge_trend: bool = True  # False for dead-letter topics: too few messages for a trend
     commits: CommitFacts | None = None  # from OffsetCommit records, when they are read
     commits_read: bool = False  # whether OffsetCommit records are read at all
+    unread: Unread | None = None  # what a fetch at the committed offset read, when it did
+    held_since: float | None = None  # since when an open transaction holds the LSO
 
 
 def lag_messages(committed: int | None, log: LogOffsets | None) -> int | None:
@@ -198,6 +203,46 @@ def time_lag(committed: int, end_w: Window, now: float, produce: float | None,
     else:
         return None, False  # one poll says nothing about when the message was written
     return min(cap_s, max(0.0, now - written_at)), True
+
+
+def exact_time_lag(unread: Unread | None, now: float) -> float | None:
+    """Age of the oldest unread message from its own timestamp, when it was read.
+
+    A producer clock ahead of lagwatch's (CreateTime) cannot make it negative.
+    """
+    if unread is None or unread.oldest_at is None:
+        return None
+    return max(0.0, now - unread.oldest_at)
+
+
+def is_held_by_transaction(committed: int, log: LogOffsets, unread: Unread | None) -> bool:
+    """A read_committed consumer that read everything up to the last stable offset waits
+    there for an open transaction to end: the producer is stuck, not the consumer.
+
+    It stands at the LSO, or just below it where only transaction markers lie between
+    (the fetch at its offset found the first record at or past the LSO).
+    """
+    if not log.held_back or log.last_stable is None or committed > log.last_stable:
+        return False
+    return committed == log.last_stable or (
+        unread is not None and unread.oldest_offset is not None
+        and unread.oldest_offset >= log.last_stable)
+
+
+def held_since(seen_since: float | None, unread: Unread | None) -> float | None:
+    """Since when an open transaction holds the last stable offset: from the first poll
+    that saw it there, or earlier when the record at that offset (the transaction's first)
+    was read and is older."""
+    if unread is None or unread.oldest_at is None:
+        return seen_since
+    return unread.oldest_at if seen_since is None else min(seen_since, unread.oldest_at)
+
+
+def compacted_away(unread: Unread | None) -> int | None:
+    """Unread offsets that hold no record any more (the log cleaner removed them)."""
+    if unread is None:
+        return None
+    return max(0, unread.read_to - unread.offset - unread.records - unread.markers)
 
 
 def is_data_loss(committed: int, log: LogOffsets) -> bool:
@@ -356,6 +401,7 @@ class Part:
     lag: int
     rates: Rates
     near_zero: float
+    held: bool = False  # waiting behind an open transaction: see is_held_by_transaction
 
 
 @dataclass(frozen=True, slots=True)

@@ -13,12 +13,20 @@ from lagwatch.detect.findings import (
     HealthMemory,
     HealthSettings,
     cluster_health,
+    compaction_overtakes,
     group_findings,
+    hanging_transactions,
     hot_partitions,
     produce_skew,
 )
 from lagwatch.detect.rebalance import Churn
-from lagwatch.detect.rules import Memory, Settings, produce_rate
+from lagwatch.detect.rules import (
+    Memory,
+    Settings,
+    held_since,
+    is_held_by_transaction,
+    produce_rate,
+)
 from lagwatch.history import History
 from lagwatch.model import Snapshot, TopicPartition
 
@@ -66,16 +74,41 @@ def judge(snapshot: Snapshot, history: History, settings: Settings, memory: Memo
         per_topic.setdefault(topic, {})[partition] = rate
     cluster = hot_partitions({tp: r for tp, r in rates.items() if tp[0] not in dlqs}, health)
     cluster += [f for d in dlq_reports for f in d.findings]
+    cluster += _hanging(snapshot, history, settings)
     if snapshot.meta is not None:
         cluster = cluster_health(snapshot.meta, health_memory, health,
                                  snapshot.taken_at) + cluster
     return Verdict(
         assessments=assessments, span_s=history.span_s(), lost_total=dict(memory.lost_total),
         group_findings={gid: found for gid, g in snapshot.groups.items()
-                        if (found := group_findings(g, assessments.get(gid, {}), health))},
+                        if (found := (*group_findings(g, assessments.get(gid, {}), health),
+                                      *compaction_overtakes(assessments.get(gid, {}),
+                                                            snapshot.retention,
+                                                            settings.stall_after_s)))},
         cluster_findings=tuple(cluster),
         produce_skew={t: produce_skew(per)[0] for t, per in per_topic.items()
                       if len(per) >= 2},
         produce_rates=rates,
         controller_changes=health_memory.controller_changes, dlqs=dlq_reports,
         log_dir_growth=health_memory.log_dir_growth())
+
+
+def _hanging(snapshot: Snapshot, history: History, settings: Settings) -> list[Finding]:
+    """Transactions that hold a partition's last stable offset still."""
+    held = {tp for tp, lo in snapshot.offsets.items() if lo.held_back}
+    since: dict[TopicPartition, float] = {}
+    waiting: dict[TopicPartition, list[str]] = {}
+    for tp in held:
+        lso = snapshot.offsets[tp].last_stable
+        t = held_since(history.held_since(tp), snapshot.unread.get((tp, lso))
+                       if lso is not None else None)
+        if t is not None:
+            since[tp] = t
+        waiting[tp] = sorted(
+            gid for gid, g in snapshot.groups.items()
+            if (c := g.committed.get(tp)) is not None and is_held_by_transaction(
+                c, snapshot.offsets[tp], snapshot.unread.get((tp, c))))
+    return hanging_transactions(snapshot.offsets, since, snapshot.transactions, waiting,
+                                after_s=settings.stall_after_s,
+                                timeout_s=snapshot.transaction_max_timeout_s,
+                                now=snapshot.taken_at)

@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
 from kafka import KafkaAdminClient
 from workload import subscribed
 
@@ -31,6 +33,7 @@ def test_check_json_reports_exact_offsets_and_lag_per_partition(
         config_file: Callable[..., str]) -> None:
     # Given 10, 20 and 30 messages in three partitions, and a group with no members that
     # committed 4, 20 and 5
+    written_at = time.time()
     topic = make_topic([10, 20, 30])
     group = unique("group")
     commit(kafka_bootstrap, group, topic, {0: 4, 1: 20, 2: 5})
@@ -43,20 +46,32 @@ def test_check_json_reports_exact_offsets_and_lag_per_partition(
     doc = json.loads(result.stdout)["clusters"]["default"]
     assert doc["up"] is True
     reported = doc["groups"][group]
+    partitions = reported["topics"][topic]["partitions"]
+    # the time lag of a partition behind is its oldest unread record's age, read from it,
+    # and the unread messages are deleted when that record is 7 days (retention.ms) old
+    for p in ("0", "2"):
+        lag_s = partitions[p].pop("lag_seconds")
+        assert 0 <= lag_s <= time.time() - written_at + 1
+        assert partitions[p].pop("retention_eta_seconds") == pytest.approx(
+            7 * 86400 - lag_s, abs=0.002)
     unknown_over_time = {"lag_seconds_extrapolated": False, "produce_rate": None,
-                         "consume_rate": None, "retention_eta_seconds": None}
-    assert reported["topics"][topic]["partitions"] == {
-        "0": {"committed": 4, "log_end": 10, "log_start": 0, "lag_messages": 6,
-              "lag_seconds": None, "catchup_eta_seconds": None, "status": "stopped",
-              "reason": f"{topic}[0] has 6 unread messages and no consumer",
+                         "consume_rate": None}
+    read = {"lag_seconds_exact": True, "compacted_away": 0}
+    assert partitions == {
+        "0": {"committed": 4, "log_end": 10, "log_start": 0, "last_stable": 10,
+              "lag_messages": 6, "readable_messages": 6, "catchup_eta_seconds": None,
+              "status": "stopped", "reason": f"{topic}[0] has 6 unread messages and no consumer",
+              **unknown_over_time, **read},
+        "1": {"committed": 20, "log_end": 20, "log_start": 0, "last_stable": 20,
+              "lag_messages": 0, "lag_seconds": 0.0, "lag_seconds_exact": False,
+              "readable_messages": None, "compacted_away": None, "catchup_eta_seconds": 0.0,
+              "status": "ok", "reason": None, "retention_eta_seconds": None,
               **unknown_over_time},
-        "1": {"committed": 20, "log_end": 20, "log_start": 0, "lag_messages": 0,
-              "lag_seconds": 0.0, "catchup_eta_seconds": 0.0, "status": "ok", "reason": None,
-              **unknown_over_time},
-        "2": {"committed": 5, "log_end": 30, "log_start": 0, "lag_messages": 25,
-              "lag_seconds": None, "catchup_eta_seconds": None, "status": "stopped",
+        "2": {"committed": 5, "log_end": 30, "log_start": 0, "last_stable": 30,
+              "lag_messages": 25, "readable_messages": 25, "catchup_eta_seconds": None,
+              "status": "stopped",
               "reason": f"{topic}[2] has 25 unread messages and no consumer",
-              **unknown_over_time},
+              **unknown_over_time, **read},
     }
     assert reported["topics"][topic]["lag_messages"] == 31
     assert reported["lag_messages"] == 31
@@ -195,8 +210,10 @@ def test_partitions_without_a_commit_get_no_invented_lag(
     assert partitions["0"]["lag_messages"] == 3
     for p, end in (("1", 6), ("2", 7)):
         assert partitions[p] == {
-            "committed": None, "log_end": end, "log_start": 0, "lag_messages": None,
-            "lag_seconds": None, "lag_seconds_extrapolated": False, "produce_rate": None,
+            "committed": None, "log_end": end, "log_start": 0, "last_stable": end,
+            "lag_messages": None, "lag_seconds": None, "lag_seconds_extrapolated": False,
+            "lag_seconds_exact": False, "readable_messages": None, "compacted_away": None,
+            "produce_rate": None,
             "consume_rate": None, "catchup_eta_seconds": None, "retention_eta_seconds": None,
             "status": "unknown", "reason": "no committed offset yet"}
     assert reported["lag_messages"] == 3

@@ -1,9 +1,11 @@
 // A real Java consumer (Apache Kafka's kafka-clients) for lagwatch's tests and demo, on
 // either group protocol: classic, or the KIP-848 consumer protocol.
 //
-//   java -cp 'JARS/*:CLASSES' Workload consume BOOTSTRAP TOPIC GROUP PROTOCOL RATE [CLIENT_ID]
+//   java -cp 'JARS/*:CLASSES' Workload consume BOOTSTRAP TOPIC GROUP PROTOCOL RATE [CLIENT_ID
+//                                              [ISOLATION]]
 //   java -cp 'JARS/*:CLASSES' Workload describe BOOTSTRAP GROUP
 //   java -cp 'JARS/*:CLASSES' Workload share BOOTSTRAP TOPIC GROUP
+//   java -cp 'JARS/*:CLASSES' Workload transact BOOTSTRAP TOPIC TXN_ID COMMITS OPEN TIMEOUT_MS
 //
 // consume reads TOPIC at most RATE messages a second (0: as fast as it can), committing what
 // it read after each poll. It prints one JSON line per event on stdout ("assigned" with the
@@ -12,7 +14,12 @@
 //           S seconds (2 by default)
 //   rate N  read at most N messages a second from now on
 //   stop    leave the group, close the client and exit
+// ISOLATION is read_uncommitted (the default) or read_committed.
 // describe prints Admin.describeConsumerGroups for GROUP as one JSON line.
+// transact commits COMMITS transactions of 10 records to TOPIC as transactional id TXN_ID
+// (transaction.timeout.ms TIMEOUT_MS), then begins one more, writes OPEN records in it and
+// neither commits nor aborts it: it prints "open" and waits for "stop" on stdin, then exits
+// without ending the transaction (the broker aborts it once it times out).
 // share enables share groups (the share.version feature, off by default in Kafka 4.1) and
 // reads TOPIC as a member of the share group GROUP (KIP-932), printing "joined" after its
 // first poll; it takes "stop" on stdin.
@@ -40,9 +47,13 @@ import org.apache.kafka.clients.consumer.ConsumerRecords;
 import org.apache.kafka.clients.consumer.KafkaConsumer;
 import org.apache.kafka.clients.consumer.KafkaShareConsumer;
 import org.apache.kafka.clients.consumer.OffsetAndMetadata;
+import org.apache.kafka.clients.producer.KafkaProducer;
+import org.apache.kafka.clients.producer.ProducerConfig;
+import org.apache.kafka.clients.producer.ProducerRecord;
 import org.apache.kafka.common.TopicPartition;
 import org.apache.kafka.common.errors.WakeupException;
 import org.apache.kafka.common.serialization.ByteArrayDeserializer;
+import org.apache.kafka.common.serialization.ByteArraySerializer;
 
 public final class Workload {
     private static volatile boolean stuck = false;
@@ -53,7 +64,11 @@ public final class Workload {
     public static void main(String[] args) throws Exception {
         if (args.length >= 6 && args[0].equals("consume")) {
             consume(args[1], args[2], args[3], args[4], Double.parseDouble(args[5]),
-                    args.length > 6 ? args[6] : "workload-" + args[4]);
+                    args.length > 6 ? args[6] : "workload-" + args[4],
+                    args.length > 7 ? args[7] : "read_uncommitted");
+        } else if (args.length == 7 && args[0].equals("transact")) {
+            transact(args[1], args[2], args[3], Integer.parseInt(args[4]),
+                    Integer.parseInt(args[5]), args[6]);
         } else if (args.length == 3 && args[0].equals("describe")) {
             describe(args[1], args[2]);
         } else if (args.length == 4 && args[0].equals("share")) {
@@ -66,9 +81,11 @@ public final class Workload {
     }
 
     private static void consume(String bootstrap, String topic, String group, String protocol,
-                                double initialRate, String clientId) throws Exception {
+                                double initialRate, String clientId, String isolation)
+            throws Exception {
         rate = initialRate;
         Properties props = new Properties();
+        props.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, isolation);
         props.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
         props.put(ConsumerConfig.GROUP_ID_CONFIG, group);
         props.put(ConsumerConfig.CLIENT_ID_CONFIG, clientId);
@@ -131,6 +148,40 @@ public final class Workload {
             consumer.close(Duration.ofSeconds(10));
             emit("closed", null);
         }
+    }
+
+    private static void transact(String bootstrap, String topic, String txnId, int commits,
+                                 int open, String timeoutMs) throws Exception {
+        Properties props = new Properties();
+        props.put(ProducerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
+        props.put(ProducerConfig.TRANSACTIONAL_ID_CONFIG, txnId);
+        props.put(ProducerConfig.TRANSACTION_TIMEOUT_CONFIG, timeoutMs);
+        props.put(ProducerConfig.KEY_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class);
+        props.put(ProducerConfig.VALUE_SERIALIZER_CLASS_CONFIG, ByteArraySerializer.class);
+        KafkaProducer<byte[], byte[]> producer = new KafkaProducer<>(props);
+        producer.initTransactions();
+        byte[] value = "payment".getBytes(StandardCharsets.UTF_8);
+        for (int t = 0; t < commits; t++) {
+            producer.beginTransaction();
+            for (int i = 0; i < 10; i++) {
+                producer.send(new ProducerRecord<>(topic, 0, null, value));
+            }
+            producer.commitTransaction();
+        }
+        producer.beginTransaction();
+        for (int i = 0; i < open; i++) {
+            producer.send(new ProducerRecord<>(topic, 0, null, value));
+        }
+        producer.flush();
+        emit("open", null);
+        Thread commands = new Thread(() -> readCommands(() -> { }), "commands");
+        commands.setDaemon(true);
+        commands.start();
+        while (!stopping) {
+            TimeUnit.MILLISECONDS.sleep(100);
+        }
+        // exit without ending the transaction: closing would wait to abort or fence it
+        System.exit(0);
     }
 
     private static void share(String bootstrap, String topic, String group) throws Exception {
