@@ -3,6 +3,9 @@ that hold the last stable offset, and compacted topics."""
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -200,3 +203,38 @@ def test_a_slow_reader_of_a_compacted_topic_is_warned_unless_the_compaction_lag_
         watched.stop()
         for worker in (*slow.values(), writer):
             worker.stop()
+
+
+def test_a_stopped_group_s_unread_count_leaves_out_markers_and_aborted_records(
+        kafka_bootstrap: str, admin: KafkaAdminClient, unique: Callable[[str], str]) -> None:
+    # Given two committed transactions of 10 and an aborted one of 40 (its records written
+    # before the abort), then a stopped group at the start
+    topic, group = unique("aborted"), unique("stopped-txn")
+    admin.create_topics([NewTopic(topic, 1, 1)])
+    admin.wait_for_topics([topic])
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=topic)
+    producer.init_transactions()
+    for count, commits in ((10, True), (10, True), (40, False)):
+        producer.begin_transaction()
+        for _ in range(count):
+            producer.send(topic, b"m", partition=0)
+        producer.flush()
+        if commits:
+            producer.commit_transaction()
+        else:
+            producer.abort_transaction()
+    producer.close()
+    commit(kafka_bootstrap, group, topic, {0: 0})
+    # When lagwatch checks it
+    result = subprocess.run([sys.executable, "-m", "lagwatch", "check", "--json",
+                             "--bootstrap-server", kafka_bootstrap], capture_output=True,
+                            text=True, check=False, timeout=120)
+    # Then the 63 offsets are 20 messages, 40 aborted records and 3 markers
+    doc = json.loads(result.stdout)["clusters"]["default"]["groups"][group]
+    part = doc["topics"][topic]["partitions"]["0"]
+    assert (part["lag_messages"], part["readable_messages"], part["compacted_away"]) == (
+        63, 20, 0)
+    assert part["reason"] == (f"{topic}[0] has 63 unread offsets (20 readable messages) and "
+                              f"no consumer")
+    assert doc["reasons"] == ["no active members while 63 offsets are unread on 1 partition "
+                              "(20 readable messages)"]
