@@ -80,6 +80,60 @@ def test_time_lag_is_the_age_of_the_record_at_the_committed_offset(
     assert estimated["lag_seconds"] < seen[-1][1] - 100
 
 
+def _timestamp(bootstrap: str, topic: str, offset: int) -> float:
+    """The timestamp (epoch seconds) of the record at ``offset`` of partition 0."""
+    reader = KafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                           consumer_timeout_ms=10000)
+    reader.assign([TopicPartition(topic, 0)])
+    reader.seek(TopicPartition(topic, 0), offset)
+    record = next(iter(reader))
+    reader.close()
+    return float(record.timestamp) / 1000
+
+
+def test_time_lag_stays_the_record_s_age_after_the_producers_stop(
+        kafka_bootstrap: str, admin: KafkaAdminClient, unique: Callable[[str], str],
+        daemon: Callable[..., Daemon], tmp_path: Path) -> None:
+    # Given two daemons with a 30 s window watching a group that stopped early on a topic
+    # written at 10 msg/s for 20 s, one reading records and one estimating
+    topic, group = unique("slowing"), unique("stopped-early")
+    admin.create_topics([NewTopic(topic, 1, 1)])
+    admin.wait_for_topics([topic])
+    short = {"detection": {"window": "30s", "min_duration": "10s", "stall_after": "10s"}}
+    exact = daemon(group, **short)
+    guessing = daemon(group, cluster={"record_fetches_per_poll": 0},
+                      state_dir=str(tmp_path / "guessing"), **short)
+    writer = Producer(kafka_bootstrap, [topic], 10.0)
+    writer.start()
+    try:
+        wait_for(lambda: admin.list_partition_offsets({TopicPartition(topic, 0): -1})[
+            TopicPartition(topic, 0)].offset >= 50, "50 messages written")
+        commit(kafka_bootstrap, group, topic, {0: 50})
+        wait_for(lambda: admin.list_partition_offsets({TopicPartition(topic, 0): -1})[
+            TopicPartition(topic, 0)].offset >= 200, "20 s of writing")
+    finally:
+        writer.stop()
+    written_at = _timestamp(kafka_bootstrap, topic, 50)
+    # When the producers have stopped for two windows
+    seen: list[tuple[float, float]] = []
+
+    def polls() -> bool:
+        polled, p = _partition(exact, group, topic)
+        if p.get("lag_seconds_exact") and (not seen or seen[-1][0] != polled):
+            seen.append((polled, p["lag_seconds"]))
+        return bool(seen) and seen[-1][0] - seen[0][0] >= 60
+
+    wait_for(polls, "a minute of polls after the producers stopped", timeout_s=120)
+    # Then every poll's time lag is the age of the record at offset 50, to the poll
+    for polled, lag_s in seen:
+        assert polled - written_at - 1.0 <= lag_s <= polled - written_at + 1.0, (
+            f"time lag {lag_s} at {polled}: the record is {polled - written_at:.1f}s old")
+    # And the estimate, its last write long out of its window, is not
+    polled, estimated = _partition(guessing, group, topic)
+    assert estimated["lag_seconds_exact"] is False
+    assert abs(estimated["lag_seconds"] - (polled - written_at)) > 5, estimated
+
+
 def _findings(watched: ScenarioDaemon, kind: str) -> list[dict[str, str]]:
     cluster = status_document(watched.daemon)["clusters"]["default"]
     return [f for f in cluster["findings"] if f["kind"] == kind]
