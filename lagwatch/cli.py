@@ -193,13 +193,15 @@ def cmd_check(args: argparse.Namespace) -> int:
     collectors = [collector for collector, _ in wired]
     pipelines = [pipeline for _, pipeline in wired]
     try:
-        reports = _sample(collectors, pipelines, args.samples, interval_s)
+        reports, unreachable = _sample(collectors, pipelines, args.samples, interval_s)
     finally:
         for collector in collectors:
             collector.close()
-    if args.json:
+    if args.json:  # a document even when a cluster is down: up false, with its errors
         print(json.dumps(to_document(reports, time.time()), indent=2))
-    else:
+    if unreachable is not None:
+        raise unreachable
+    if not args.json:
         print(format_table(reports))
     severities = [g.severity for r in reports for g in r.groups]
     severities += [f.severity for r in reports for f in r.findings]
@@ -207,24 +209,34 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 
 def _sample(collectors: list[Collector], pipelines: list[Pipeline], samples: int,
-            interval_s: float) -> list[ClusterReport]:
-    """Poll every cluster `samples` times; report on the last poll with the whole history."""
+            interval_s: float) -> tuple[list[ClusterReport], UsageError | None]:
+    """Poll every cluster `samples` times; report on the last poll with the whole history.
+
+    A cluster that cannot be reached ends the sampling: its report is down, with the error
+    that names it.
+    """
     reports: list[ClusterReport] = []
     for n in range(1, samples + 1):
         started = time.monotonic()
         reports = []
+        unreachable = None
         for collector, pipeline in zip(collectors, pipelines, strict=True):
             snapshot = collector.poll()
             if not snapshot.up:
                 servers = ",".join(collector.cluster.bootstrap_servers)
-                raise UsageError(f"cluster {collector.cluster.name!r} is unreachable at "
-                                 f"{servers}: {snapshot.errors[0].message}")
+                unreachable = unreachable or UsageError(
+                    f"cluster {collector.cluster.name!r} is unreachable at {servers}: "
+                    f"{snapshot.errors[0].message}")
+                reports.append(build_report(snapshot))
+                continue
             reports.append(build_report(snapshot, None, pipeline.ingest(snapshot)))
+        if unreachable is not None:
+            return reports, unreachable
         if n < samples:
             print(f"lagwatch: sample {n}/{samples} taken; next in {interval_s:g}s",
                   file=sys.stderr, flush=True)
             time.sleep(max(0.0, interval_s - (time.monotonic() - started)))
-    return reports
+    return reports, None
 
 
 def cmd_validate(args: argparse.Namespace) -> int:

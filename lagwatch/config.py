@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
@@ -24,11 +23,13 @@ from pydantic import (
 from lagwatch.configtypes import (
     Duration,
     HostPort,
+    NotUtf8Error,
     Regex,
     Strict,
     describe,
     join_key,
     read_secret_file,
+    read_utf8,
     require_ascii,
     secret_of,
     server_list,
@@ -386,11 +387,13 @@ def _override_bootstrap(raw: dict[str, Any], servers: object) -> None:
 
 def _read_yaml(path: str) -> dict[str, Any]:
     try:
-        text = Path(path).read_text()
+        text = read_utf8(path)
     except FileNotFoundError:
         raise ConfigError(f"config file {path!r} not found") from None
     except OSError as exc:
         raise ConfigError(f"config file {path!r} cannot be read: {exc.strerror}") from None
+    except NotUtf8Error as exc:
+        raise ConfigError(f"config file {path!r} {exc}") from None
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as exc:

@@ -79,13 +79,30 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
+class NotUtf8Error(ValueError):
+    """A file lagwatch reads is not UTF-8 text."""
+
+
+def read_utf8(path: str) -> str:
+    """Read a text file as UTF-8; one that is not raises NotUtf8Error with the offset of its
+    first bad byte (never the byte: the file may hold a secret)."""
+    data = Path(path).read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise NotUtf8Error(f"is not UTF-8 text (the first byte that is not is at offset "
+                           f"{exc.start:,})") from None
+
+
 def read_secret_file(path: str | None) -> str | None:
     if path is None:
         return None
     try:
-        return Path(path).read_text().strip()
+        return read_utf8(path).strip()
     except OSError as exc:
         raise ValueError(f"cannot read {path!r}: {exc.strerror}") from None
+    except NotUtf8Error as exc:
+        raise ValueError(f"{path!r} {exc}") from None
 
 
 def secret_of(section: BaseModel, name: str) -> str | None:

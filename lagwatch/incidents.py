@@ -24,7 +24,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from lagwatch.status import Severity
@@ -33,27 +33,21 @@ UNREACHABLE = "cluster_unreachable"
 _ORDER = list(Severity)
 
 
-class Phase(str, Enum):
+class Phase(StrEnum):
     """Where an incident is in its life."""
 
     PENDING = "pending"
     FIRING = "firing"
     RESOLVED = "resolved"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Action(str, Enum):
+class Action(StrEnum):
     """What a notification tells a receiver."""
 
     TRIGGER = "trigger"
     REPEAT = "repeat"
     ESCALATE = "escalate"
     RESOLVE = "resolve"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 @dataclass(frozen=True, slots=True, order=True)

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
-from enum import Enum
+from enum import StrEnum
 
 
-class Status(str, Enum):
+class Status(StrEnum):
     """How one partition, or one group as its worst partition, is doing."""
 
     OK = "ok"
@@ -19,19 +19,13 @@ class Status(str, Enum):
     STOPPED = "stopped"
     DATA_LOSS = "data_loss"
 
-    def __str__(self) -> str:
-        return self.value
 
-
-class Severity(str, Enum):
+class Severity(StrEnum):
     """What a status asks of people: nothing, a look, or action now."""
 
     NONE = "none"
     WARNING = "warning"
     CRITICAL = "critical"
-
-    def __str__(self) -> str:
-        return self.value
 
 
 SEVERITY: dict[Status, Severity] = {

@@ -30,7 +30,7 @@ import bcrypt
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from lagwatch.configtypes import Strict, describe, read_secret_file
+from lagwatch.configtypes import NotUtf8Error, Strict, describe, read_secret_file, read_utf8
 
 log = logging.getLogger(__name__)
 _VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1,
@@ -115,10 +115,12 @@ class WebConfig(Strict):
 def load_web_config(path: str) -> WebConfig:
     """Read and validate a web configuration file; raise WebConfigError naming the key."""
     try:
-        raw = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        raw = yaml.safe_load(read_utf8(path)) or {}
     except OSError as exc:
         raise WebConfigError(f"cannot read {path}: {exc.strerror}") from None
-    except (yaml.YAMLError, UnicodeDecodeError) as exc:
+    except NotUtf8Error as exc:
+        raise WebConfigError(f"{path} {exc}") from None
+    except yaml.YAMLError as exc:
         raise WebConfigError(f"{path} is not valid YAML: {exc}") from None
     try:
         return WebConfig.model_validate(raw)

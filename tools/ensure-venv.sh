@@ -2,8 +2,8 @@
 # Reinstalls only when pyproject.toml changes.
 _root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 _py="${PYTHON:-python3}"
-if ! "$_py" -c 'import sys; sys.exit(sys.version_info < (3, 10))' 2>/dev/null; then
-  echo "lagwatch: Python 3.10 or newer is required (tried '$_py'; set PYTHON=...)" >&2
+if ! "$_py" -c 'import sys; sys.exit(sys.version_info < (3, 11))' 2>/dev/null; then
+  echo "lagwatch: Python 3.11 or newer is required (tried '$_py'; set PYTHON=...)" >&2
   exit 3
 fi
 if [ ! -x "$_root/.venv/bin/python" ]; then

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import signal
 import subprocess
 import sys
@@ -31,6 +32,21 @@ def test_check_exits_3_with_one_line_when_the_cluster_is_unreachable(
     # Then
     assert result.returncode == 3
     assert result.stdout == ""
+    assert result.stderr == (f"lagwatch: cluster 'default' is unreachable at "
+                             f"127.0.0.1:{dead_port}: KafkaConnectionError: 111 ECONNREFUSED\n")
+
+
+def test_check_json_still_prints_a_document_with_the_cluster_down(
+        config_file: Callable[..., str], dead_port: int) -> None:
+    path = config_file("any", bootstrap=f"127.0.0.1:{dead_port}")
+    result = subprocess.run([sys.executable, "-m", "lagwatch", "check", "--json", "-c", path],
+                            capture_output=True, text=True, timeout=60, check=False)
+    # Then a script gets a document, and the one line on stderr, exit 3
+    assert result.returncode == 3
+    doc = json.loads(result.stdout)
+    assert doc["clusters"] == {"default": {
+        "up": False, "last_poll": None, "dlqs": {}, "findings": [], "groups": {},
+        "errors": ["connect default: KafkaConnectionError: 111 ECONNREFUSED"]}}
     assert result.stderr == (f"lagwatch: cluster 'default' is unreachable at "
                              f"127.0.0.1:{dead_port}: KafkaConnectionError: 111 ECONNREFUSED\n")
 

@@ -106,3 +106,31 @@ def test_launcher_names_a_missing_tool_in_one_line(tmp_path: Path, present: tupl
         f"lagwatch: '{missing}' was not found on PATH; the local Kafka broker needs it "
         f"({hint})")
     assert list(scratch.iterdir()) == []  # the broker's directory went with the failed start
+
+
+@pytest.mark.parametrize("command", ["validate", "check", "run", "test-notify"])
+def test_a_config_that_is_not_utf8_is_one_line_naming_the_file_and_offset(
+        tmp_path: Path, command: str) -> None:
+    path = tmp_path / "latin1.yaml"
+    path.write_bytes("clusters:\n  - name: caf\u00e9\n".encode("latin-1"))
+    result = lagwatch(command, "-c", str(path))
+    assert (result.returncode, result.stdout) == (3, "")
+    assert result.stderr == (f"lagwatch: config file {str(path)!r} is not UTF-8 text (the "
+                             f"first byte that is not is at offset 23)\n")
+
+
+def test_a_secret_file_that_is_not_utf8_is_named_without_its_bytes(tmp_path: Path) -> None:
+    secret = tmp_path / "password"
+    secret.write_bytes(b"s3cr\xe9t")
+    path = tmp_path / "lagwatch.yaml"
+    path.write_text(f"""clusters:
+  - name: prod
+    bootstrap_servers: ["127.0.0.1:9092"]
+    security: {{protocol: SASL_PLAINTEXT, sasl_mechanism: PLAIN, username: lw,
+                password_file: {secret}}}
+""")
+    result = lagwatch("validate", "-c", str(path))
+    assert result.returncode == 3
+    assert result.stderr == (
+        f"lagwatch: clusters[0].security.password_file: {str(secret)!r} is not UTF-8 text "
+        f"(the first byte that is not is at offset 4)\n")
