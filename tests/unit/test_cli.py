@@ -134,3 +134,22 @@ def test_a_secret_file_that_is_not_utf8_is_named_without_its_bytes(tmp_path: Pat
     assert result.stderr == (
         f"lagwatch: clusters[0].security.password_file: {str(secret)!r} is not UTF-8 text "
         f"(the first byte that is not is at offset 4)\n")
+
+
+def test_the_test_script_names_every_missing_tool_in_one_line_before_starting(
+        tmp_path: Path) -> None:
+    # Given a PATH with Java and Maven but neither Prometheus binary nor openssl
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    for tool in ("bash", "java", "javac", "mvn", "dirname"):
+        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
+    env = {"PATH": str(bin_dir), "HOME": str(tmp_path)}
+    # When the whole suite is asked for
+    result = subprocess.run([str(ROOT / "tools" / "test")], capture_output=True, text=True,
+                            timeout=30, check=False, env=env)
+    # Then it stops at once, naming what is missing and the package that gives it
+    assert (result.returncode, result.stdout) == (3, "")
+    assert result.stderr == (
+        "lagwatch: the tests need prometheus promtool openssl, not found on PATH; install "
+        "them (Debian: apt-get install prometheus openssl; .ci/run does) or run only the "
+        "unit tests (tools/test tests/unit)\n")
