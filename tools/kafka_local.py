@@ -16,6 +16,7 @@ import argparse
 import base64
 import contextlib
 import ctypes
+import fcntl
 import os
 import re
 import shutil
@@ -122,29 +123,77 @@ def _require(tool: str) -> str:
     return path
 
 
+MANIFEST = ".manifest"  # one "size name" line per jar, written last, before the rename
+
+
+def _cache_problem(target: Path) -> str | None:
+    """Why a jar cache cannot be used (None: it can): missing, or not what its manifest
+    lists (a copy interrupted or damaged)."""
+    manifest = target / MANIFEST
+    if not target.exists():
+        return "missing"
+    if not manifest.exists():
+        return "it has no manifest (an interrupted or older copy)"
+    for line in manifest.read_text().splitlines():
+        size, name = line.split(" ", 1)
+        jar = target / name
+        if not jar.is_file() or jar.stat().st_size != int(size):
+            return f"{name} is missing or not the size its manifest says"
+    return None
+
+
 def resolve_jars(progress: bool = True) -> Path:
-    """Download the broker's jars once (Maven Central) and return their directory."""
+    """Download the broker's jars once (Maven Central) and return their directory.
+
+    Safe when several processes start at once, and after an interrupted run: the jars are
+    resolved into a private directory, listed in a manifest and renamed into place under
+    a file lock; a cache that does not match its manifest is resolved again.
+    """
     target = cache_dir()
-    marker = target / ".complete"
-    if marker.exists():
+    if _cache_problem(target) is None:
         return target
-    mvn = _require("mvn")
-    if progress:
-        print(f"lagwatch: resolving Apache Kafka {KAFKA_VERSION} jars into {target} "
-              "(first run only)...", file=sys.stderr, flush=True)
-    tmp = target.with_name(target.name + ".partial")
-    shutil.rmtree(tmp, ignore_errors=True)
-    cmd = [mvn, "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
-           f"-Dkafka.version={KAFKA_VERSION}", "-DincludeScope=runtime",
-           f"-DoutputDirectory={tmp}"]
-    result = subprocess.run(cmd, capture_output=True, text=True, check=False)
-    if result.returncode != 0:
-        tail = (result.stdout + result.stderr).strip().splitlines()[-5:]
-        raise LauncherError("mvn could not resolve the Kafka jars: " + " | ".join(tail))
-    shutil.rmtree(target, ignore_errors=True)
-    tmp.rename(target)
-    marker.touch()
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with target.with_name(target.name + ".lock").open("w") as lock:
+        try:
+            fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            if progress:
+                print(f"lagwatch: another process is resolving the Kafka jars into {target}; "
+                      "waiting for it...", file=sys.stderr, flush=True)
+            fcntl.flock(lock, fcntl.LOCK_EX)
+        problem = _cache_problem(target)
+        if problem is None:  # the other process finished it
+            return target
+        if progress:
+            why = "first run only" if problem == "missing" else f"the cache is unusable: {problem}"
+            print(f"lagwatch: resolving Apache Kafka {KAFKA_VERSION} jars into {target} "
+                  f"({why})...", file=sys.stderr, flush=True)
+        _resolve_into(target)
     return target
+
+
+def _resolve_into(target: Path) -> None:
+    """Resolve the jars into a private directory, then rename it over ``target``."""
+    mvn = _require("mvn")
+    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    try:
+        cmd = [mvn, "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
+               f"-Dkafka.version={KAFKA_VERSION}", "-DincludeScope=runtime",
+               f"-DoutputDirectory={tmp}"]
+        result = subprocess.run(cmd, capture_output=True, text=True, check=False)
+        jars = sorted(tmp.glob("*.jar"))
+        if result.returncode != 0 or not jars:
+            tail = (result.stdout + result.stderr).strip().splitlines()[-5:]
+            raise LauncherError("mvn could not resolve the Kafka jars: "
+                                + (" | ".join(tail) or "it copied no jar"))
+        (tmp / MANIFEST).write_text("".join(f"{j.stat().st_size} {j.name}\n" for j in jars))
+        if target.exists():  # unusable: out of the way first, then gone
+            aside = Path(tempfile.mkdtemp(prefix=f".{target.name}-old-", dir=target.parent))
+            target.rename(aside / "jars")
+            shutil.rmtree(aside, ignore_errors=True)
+        tmp.rename(target)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _die_with_parent() -> None:

@@ -7,6 +7,7 @@ import shutil
 import socket
 import subprocess
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -153,3 +154,63 @@ def test_the_test_script_names_every_missing_tool_in_one_line_before_starting(
         "lagwatch: the tests need prometheus promtool openssl, not found on PATH; install "
         "them (Debian: apt-get install prometheus openssl; .ci/run does) or run only the "
         "unit tests (tools/test tests/unit)\n")
+
+
+FAKE_MVN = """#!/bin/sh
+# copies three "jars" into -DoutputDirectory once $MVN_GO exists, counting its runs
+echo run >> "$MVN_RUNS"
+for arg in "$@"; do case "$arg" in -DoutputDirectory=*) out="${arg#*=}" ;; esac; done
+mkdir -p "$out"
+while [ ! -e "$MVN_GO" ]; do sleep 0.05; done
+for jar in kafka_2.13 kafka-clients kafka-server; do
+  head -c 1000 /dev/zero > "$out/$jar-4.1.1.jar"
+done
+"""
+
+
+def test_two_first_runs_at_once_both_get_the_jars_resolved_once(tmp_path: Path) -> None:
+    # Given an empty jar cache and an mvn that takes a while
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "mvn").write_text(FAKE_MVN)
+    (bin_dir / "mvn").chmod(0o755)
+    go = tmp_path / "go"
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}",
+           "LAGWATCH_KAFKA_CACHE": str(tmp_path / "cache"), "MVN_RUNS": str(tmp_path / "runs"),
+           "MVN_GO": str(go)}
+
+    def fetch() -> subprocess.Popen[str]:
+        return subprocess.Popen([sys.executable, str(LAUNCHER), "fetch"], env=env, text=True,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    # When a second fetch starts while the first is resolving
+    watchdog = threading.Timer(30, go.touch)  # never hang, whatever happens
+    watchdog.start()
+    try:
+        first = fetch()
+        assert first.stderr is not None
+        assert first.stderr.readline().startswith("lagwatch: resolving Apache Kafka 4.1.1 ")
+        second = fetch()
+        assert second.stderr is not None
+        waited = second.stderr.readline()
+        go.touch()
+        results = [(f.wait(60), *f.communicate()) for f in (first, second)]
+    finally:
+        watchdog.cancel()
+    # Then the second waits for the first, both get the same directory, and mvn ran once
+    cache = tmp_path / "cache" / "kafka-4.1.1"
+    assert waited == (f"lagwatch: another process is resolving the Kafka jars into {cache}; "
+                      "waiting for it...\n")
+    assert [(code, out, err) for code, out, err in results] == [(0, f"{cache}\n", "")] * 2
+    assert (tmp_path / "runs").read_text() == "run\n"
+    assert sorted(p.name for p in cache.iterdir()) == [
+        ".manifest", "kafka-clients-4.1.1.jar", "kafka-server-4.1.1.jar",
+        "kafka_2.13-4.1.1.jar"]
+    assert [p.name for p in cache.parent.iterdir() if p.name.startswith(".")] == []
+    # And a jar damaged later is noticed and the cache resolved again
+    (cache / "kafka-clients-4.1.1.jar").write_bytes(b"cut")
+    again = subprocess.run([sys.executable, str(LAUNCHER), "fetch"], env=env, text=True,
+                           capture_output=True, timeout=60, check=False)
+    assert (again.returncode, again.stderr) == (0, (
+        f"lagwatch: resolving Apache Kafka 4.1.1 jars into {cache} (the cache is unusable: "
+        f"kafka-clients-4.1.1.jar is missing or not the size its manifest says)...\n"))
+    assert (cache / "kafka-clients-4.1.1.jar").stat().st_size == 1000
