@@ -37,6 +37,36 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+# The machine's own lagwatch state: no test may read or write it (every daemon a test starts
+# has a temporary state_dir). The jar cache in ~/.cache/lagwatch is the one exception.
+MACHINE_STATE = (Path("/var/lib/lagwatch"), Path.home() / ".cache" / "lagwatch")
+
+
+def machine_state() -> dict[str, tuple[int, int]]:
+    """Every file under MACHINE_STATE but the jar cache: path -> (size, mtime in ns)."""
+    found = {}
+    for root in MACHINE_STATE:
+        for path in root.rglob("*") if root.is_dir() else ():
+            relative = path.relative_to(root).parts
+            if relative and relative[0].startswith(("kafka-", ".kafka-")):
+                continue  # the broker's jars, resolved by the first run that needs them
+            if path.is_file():
+                stat = path.stat()
+                found[str(path)] = (stat.st_size, stat.st_mtime_ns)
+    return found
+
+
+@pytest.fixture(scope="session", autouse=True)
+def machine_state_untouched() -> Iterator[None]:
+    """Fail the session if any test changed the machine's lagwatch state."""
+    before = machine_state()
+    yield
+    after = machine_state()
+    changed = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
+    assert not changed, (f"the tests changed the machine's lagwatch state: "
+                         f"{', '.join(changed[:10])}")
+
+
 @pytest.fixture(scope="session")
 def kafka_bootstrap() -> Iterator[str]:
     """A running broker: $LAGWATCH_TEST_BOOTSTRAP if set, else a local one for the session."""

@@ -214,3 +214,27 @@ def test_two_first_runs_at_once_both_get_the_jars_resolved_once(tmp_path: Path) 
         f"lagwatch: resolving Apache Kafka 4.1.1 jars into {cache} (the cache is unusable: "
         f"kafka-clients-4.1.1.jar is missing or not the size its manifest says)...\n"))
     assert (cache / "kafka-clients-4.1.1.jar").stat().st_size == 1000
+
+
+def test_a_test_that_touches_the_machine_s_lagwatch_state_fails_the_session(
+        tmp_path: Path) -> None:
+    # Given a test that writes into ~/.cache/lagwatch beside the jar cache
+    (tmp_path / "conftest.py").write_text(
+        "from tests.conftest import machine_state_untouched  # noqa: F401\n")
+    (tmp_path / "test_leaky.py").write_text(
+        "from pathlib import Path\n\n\n"
+        "def test_leaky() -> None:\n"
+        "    state = Path.home() / '.cache' / 'lagwatch'\n"
+        "    (state / 'kafka-4.1.1').mkdir(parents=True)\n"
+        "    (state / 'kafka-4.1.1' / 'a.jar').write_text('jar')  # the jar cache: allowed\n"
+        "    (state / 'incidents.sqlite').write_text('state')\n")
+    # When it runs with that home
+    result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                             str(tmp_path / "test_leaky.py")], cwd=ROOT, capture_output=True,
+                            text=True, timeout=120, check=False,
+                            env={**os.environ, "HOME": str(tmp_path / "home")})
+    # Then the session fails, naming the file, and only that one
+    assert result.returncode == 1, result.stdout
+    assert ("AssertionError: the tests changed the machine's lagwatch state: "
+            f"{tmp_path}/home/.cache/lagwatch/incidents.sqlite\n") in result.stdout
+    assert result.stdout.splitlines()[-1].startswith("1 passed, 1 error")
