@@ -13,6 +13,7 @@ from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExe
 from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
+from lagwatch import __version__
 from lagwatch.api import HttpServer
 from lagwatch.collect import Collector
 from lagwatch.config import Config
@@ -60,6 +61,9 @@ class Poller:
             log.warning("cluster %s is unreachable: %s", name, snapshot.errors[0].message)
         elif snapshot.up and self._was_up is False:
             log.info("cluster %s is reachable again", name)
+        elif snapshot.up and self._was_up is None:
+            log.info("cluster %s: first poll took %.1fs: %d groups, %d partitions read",
+                     name, snapshot.duration_s, len(report.groups), len(snapshot.offsets))
         self._was_up = snapshot.up
         for error in snapshot.errors if snapshot.up else ():
             log.warning("cluster %s: %s", name, error)
@@ -111,6 +115,9 @@ class Daemon:
                 next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
                 misfire_grace_time=max(1, int(self.config.poll_interval)))
         self.scheduler.start()
+        log.info("lagwatch %s started: watching %s every %gs; HTTP at %s; state in %s",
+                 __version__, ", ".join(c.name for c in self.config.clusters),
+                 self.config.poll_interval, self.http.url, self.config.state_dir)
         return self.http
 
     def handle_signals(self) -> None:

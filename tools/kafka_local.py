@@ -484,7 +484,7 @@ def _run_command(broker: LocalKafka, command: list[str], demo: bool) -> int:
     stop_view = threading.Event()
     try:
         if demo:
-            _show_status(child, stop_view)
+            _show_status(child, stop_view, broker.workdir / "lagwatch.log")
         code = child.wait()
     finally:
         stop_view.set()
@@ -498,8 +498,9 @@ def _run_command(broker: LocalKafka, command: list[str], demo: bool) -> int:
     return 128 - code if code < 0 else code
 
 
-def _show_status(child: subprocess.Popen[str], stop: threading.Event) -> None:
-    """Print lagwatch's start line, then keep its status table on screen until it exits."""
+def _show_status(child: subprocess.Popen[str], stop: threading.Event, log: Path) -> None:
+    """Print lagwatch's start line, then keep its status table on screen (with where its
+    log is) until it exits."""
     from demo_view import watch
 
     assert child.stdout is not None
@@ -508,7 +509,8 @@ def _show_status(child: subprocess.Popen[str], stop: threading.Event) -> None:
     if found is None:  # lagwatch did not start; its log says why
         return
     print(first.strip(), file=sys.stderr, flush=True)
-    threading.Thread(target=watch, args=(found.group(1), stop), daemon=True).start()
+    threading.Thread(target=watch, args=(found.group(1), stop), kwargs={"log": str(log)},
+                     daemon=True).start()
 
 
 def _main(argv: list[str]) -> int:

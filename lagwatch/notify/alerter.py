@@ -16,7 +16,7 @@ from typing import Any
 from pydantic import ValidationError
 
 from lagwatch.configtypes import describe
-from lagwatch.incidents import Incident, IncidentBook, IncidentKey, Signal
+from lagwatch.incidents import Incident, IncidentBook, IncidentKey, Phase, Signal
 from lagwatch.notify.config import AlertingConfig, ReceiverConfig, SilenceConfig
 from lagwatch.notify.message import compose
 from lagwatch.notify.outbox import Outbox
@@ -91,9 +91,13 @@ class Alerter:
     def _evaluate(self, cluster: str, found: list[Signal], now: float, *,
                   reachable: bool) -> None:
         with self._lock:
+            before = {k: (i.phase, i.signal.severity) for k, i in self.book.open.items()
+                      if k.cluster == cluster}
             due = self.book.evaluate(cluster, found, now, reachable=reachable,
                                      route=self.config.route,
                                      silenced=lambda key: self.silenced(key, now))
+            _log_changes(before, {k: i for k, i in self.book.open.items()
+                                  if k.cluster == cluster})
             rows = [(n.receiver, n.incident.key.id, str(n.action),
                      compose(n, self.config.links, now).to_json()) for n in due]
             book = self.book.dump()
@@ -185,3 +189,17 @@ def _iso(t: float | None) -> str | None:
         return None
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
 
+
+
+def _log_changes(before: dict[IncidentKey, tuple[Phase, Severity]],
+                 after: dict[IncidentKey, Incident]) -> None:
+    """Log each incident that started firing, changed severity or resolved, whether or not
+    a receiver is told: the log alone says what lagwatch found."""
+    for key in sorted(before.keys() | after.keys()):
+        was, incident = before.get(key), after.get(key)
+        if incident is not None and incident.phase is Phase.FIRING and (
+                was is None or was != (Phase.FIRING, incident.signal.severity)):
+            log.info("incident %s firing (%s): %s", key.id, incident.signal.severity,
+                     "; ".join((incident.signal.title, *incident.signal.lines)))
+        elif incident is None and was is not None and was[0] is Phase.FIRING:
+            log.info("incident %s resolved", key.id)

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import logging
 from pathlib import Path
 
 import pytest
 
 from lagwatch.config import DetectionConfig
 from lagwatch.incidents import IncidentKey, Signal
+from lagwatch.notify.alerter import Alerter
 from lagwatch.notify.config import AlertingConfig, RetryConfig
 from lagwatch.notify.message import Message, render_links
 from lagwatch.notify.outbox import Outbox
@@ -213,3 +215,19 @@ def test_an_unusable_state_file_falls_back_to_memory(tmp_path: Path,
     outbox.record([], [("pd", "i", "trigger", json.dumps({}))], 1.0)
     assert outbox.pending() == {"pd": (1, 1.0)}
     assert "notifications are kept in memory" in caplog.text
+
+
+def test_incidents_are_logged_as_they_fire_change_and_resolve_without_any_receiver(
+        caplog: pytest.LogCaptureFixture) -> None:
+    alerter = Alerter(AlertingConfig.model_validate({"for": "1m", "resolve_after": "2m",
+                                                     "min_firing": "1s"}), Outbox(None))
+    caplog.set_level(logging.INFO, logger="lagwatch.notify.alerter")
+    stalled = signal()
+    warning = Signal(stalled.key, Severity.WARNING, "billing is lagging", ("orders[0] …",))
+    for now, found in ((0, [stalled]), (30, [stalled]), (60, [stalled]), (90, [warning]),
+                       (120, []), (250, [])):
+        alerter._evaluate("prod", found, float(now), reachable=True)
+    assert [r.getMessage() for r in caplog.records] == [
+        "incident prod/billing/lag firing (critical): billing is stalled",
+        "incident prod/billing/lag firing (warning): billing is lagging; orders[0] …",
+        "incident prod/billing/lag resolved"]
