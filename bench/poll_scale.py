@@ -3,6 +3,8 @@
     .venv/bin/python bench/poll_scale.py [--topics 200] [--partitions 10] [--groups 500]
                                          [--topics-per-group 10] [--polls 7]
                                          [--daemon-polls 60]
+    .venv/bin/python bench/poll_scale.py --time-lag 0,1000 --messages 100 --lagging 0.1
+                                         [--groups 2000] [--polls 7]
 
 Starts a local broker (or uses $LAGWATCH_BENCH_BOOTSTRAP), builds the fixture, then prints:
 - median poll time, Kafka requests per poll, history + detection + report time, and
@@ -12,6 +14,14 @@ Starts a local broker (or uses $LAGWATCH_BENCH_BOOTSTRAP), builds the fixture, t
 - the peak RSS of a `lagwatch run` daemon once its history window is full, and the
   median and p90 times of its /metrics scrapes over HTTP meanwhile, with gzip (as
   Prometheus asks) and without, alternately.
+
+With ``--time-lag B1,B2,...`` it measures only the collector and the processing after it,
+once per ``record_fetches_per_poll`` budget (0: no records read, the baseline), over the
+same polls: the cost of reading records at committed offsets for exact time lag. Each
+poll is measured as if every committed offset had moved since the last, the worst case
+(a cached record is never reused), so every poll spends its whole budget.
+``--lagging`` is the share of group-partitions behind (the rest are caught up), each
+group at its own offset among ``--messages`` per partition.
 """
 
 from __future__ import annotations
@@ -26,6 +36,7 @@ import sys
 import tempfile
 import time
 import urllib.request
+import zlib
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
@@ -77,21 +88,33 @@ def build_fixture(bootstrap: str, args: argparse.Namespace) -> None:
         say(f"  topics: {start + len(batch)}/{len(topics)}")
     admin.wait_for_topics(topics, timeout_ms=120000)
     with ThreadPoolExecutor(PRODUCERS) as pool:
-        list(pool.map(lambda k: produce(bootstrap, topics[k::PRODUCERS], args.partitions),
-                      range(PRODUCERS)))
-    say(f"  messages: {5 * len(topics) * args.partitions}")
+        list(pool.map(lambda k: produce(bootstrap, topics[k::PRODUCERS], args.partitions,
+                                        args.messages), range(PRODUCERS)))
+    say(f"  messages: {args.messages * len(topics) * args.partitions}")
+    behind = round(args.lagging * 100)
     for g in range(args.groups):
         chosen = [topics[(g * 7 + k) % len(topics)] for k in range(args.topics_per_group)]
         admin.alter_group_offsets(f"bench-group-{g:04d}", {
-            TopicPartition(t, p): OffsetAndMetadata(g % 5, "", -1)
+            TopicPartition(t, p): OffsetAndMetadata(committed(g, t, p, behind, args.messages),
+                                                    "", -1)
             for t in chosen for p in range(args.partitions)})
         if (g + 1) % 100 == 0:
             say(f"  groups: {g + 1}/{args.groups}")
     admin.close()
 
 
-def produce(bootstrap: str, topics: list[str], partitions: int) -> None:
-    """Write 5 messages to each partition of the topics.
+def committed(group: int, topic: str, partition: int, behind: int, messages: int) -> int:
+    """Where a group stands on a partition: behind (somewhere among the messages) for
+    ``behind`` percent of group-partitions, spread by a hash; caught up for the rest. The
+    original fixture (``--lagging 1 --messages 5``) is every group behind by 1 to 5."""
+    if behind >= 100 and messages == 5:
+        return group % 5
+    h = zlib.crc32(f"{group}/{topic}/{partition}".encode())
+    return (h >> 8) % messages if h % 100 < behind else messages
+
+
+def produce(bootstrap: str, topics: list[str], partitions: int, messages: int) -> None:
+    """Write ``messages`` messages to each partition of the topics.
 
     A producer fetches metadata for each new topic it writes to, and each fetch covers
     every topic it knows: one producer for 1,800 topics spent about 9 minutes on that.
@@ -100,7 +123,7 @@ def produce(bootstrap: str, topics: list[str], partitions: int) -> None:
     producer = KafkaProducer(bootstrap_servers=bootstrap, linger_ms=50, batch_size=65536)
     for t in topics:
         for p in range(partitions):
-            for _ in range(5):
+            for _ in range(messages):
                 producer.send(t, b"x", partition=p)
     producer.flush()
     producer.close()
@@ -141,9 +164,13 @@ def baseline_poll(admin: Any, groups: list[str]) -> int:
     return total
 
 
-def measure_lagwatch(bootstrap: str, polls: int) -> dict[str, float]:
+def measure_lagwatch(bootstrap: str, polls: int, fetches: int = 1000,
+                     moving: bool = False) -> dict[str, float]:
+    """Poll and process ``polls`` times; with ``moving``, as if every committed offset had
+    moved since the poll before (nothing read at one is reused)."""
     config = load_config(None, {"bootstrap_servers": [bootstrap], "poll_interval": "30s"})
-    collector = Collector(config.clusters[0])
+    cluster = config.clusters[0].model_copy(update={"record_fetches_per_poll": fetches})
+    collector = Collector(cluster)
     take = count_requests(collector._client())
     take()
     state = State(["default"], 30.0)
@@ -152,8 +179,11 @@ def measure_lagwatch(bootstrap: str, polls: int) -> dict[str, float]:
     pipeline = Pipeline("default", config.detection)
     heap = Heap()
     poll_s, report_s, render_s, lean_s, gzip_s, requests = [], [], [], [], [], []
+    exact, fetched = [], []
     snapshot = None
     for i in range(polls):
+        if moving:
+            collector.unread.known.clear()
         started = time.perf_counter()
         snapshot = collector.poll()
         poll_s.append(time.perf_counter() - started)
@@ -172,7 +202,11 @@ def measure_lagwatch(bootstrap: str, polls: int) -> dict[str, float]:
         started = time.perf_counter()
         b"".join(gzip_stream(exporter.pieces()))
         gzip_s.append(time.perf_counter() - started)
-        say(f"  lagwatch poll {i + 1}/{polls}: {poll_s[-1]:.3f}s, {requests[-1]} requests")
+        fetched.append(snapshot.records_fetched)
+        exact.append(sum(a.lag_seconds_exact for g in state.reports()[0].groups
+                         for t in g.topics for a in (p.assessment for p in t.partitions)))
+        say(f"  lagwatch poll {i + 1}/{polls}: {poll_s[-1]:.3f}s, {requests[-1]} requests, "
+            f"{fetched[-1]} records read, {exact[-1]} exact time lags")
     collector.close()
     assert snapshot is not None and snapshot.up, snapshot
     group_partitions = sum(len(g.committed) for g in snapshot.groups.values())
@@ -182,7 +216,11 @@ def measure_lagwatch(bootstrap: str, polls: int) -> dict[str, float]:
             "group_partitions": group_partitions, "groups": len(snapshot.groups),
             "series": body.count(b"\nlagwatch_"), "errors": len(snapshot.errors),
             "lean_render_s": statistics.median(lean_s), "gzip_s": statistics.median(gzip_s),
-            "lean_series": lean_body.count(b"\nlagwatch_")}
+            "lean_series": lean_body.count(b"\nlagwatch_"),
+            "fetched": statistics.median(fetched), "exact": exact[-1],
+            "lagging": sum(1 for g in snapshot.groups.values() for tp, c in g.committed.items()
+                           if c < snapshot.offsets[tp].log_end),
+            "poll_max_s": max(poll_s), "report_max_s": max(report_s)}
 
 
 def measure_baseline(bootstrap: str, polls: int) -> dict[str, float]:
@@ -290,7 +328,15 @@ def main() -> None:
     parser.add_argument("--scrape-interval", type=float, default=1.0,
                         help="seconds between the daemon's /metrics scrapes")
     parser.add_argument("--broker-heap", default="1g", help="the local broker's heap")
+    parser.add_argument("--messages", type=int, default=5, help="messages per partition")
+    parser.add_argument("--lagging", type=float, default=1.0,
+                        help="share of group-partitions behind (the rest caught up)")
+    parser.add_argument("--time-lag", default=None, metavar="B1,B2",
+                        help="measure the collector per record_fetches_per_poll budget")
     args = parser.parse_args()
+    if args.time_lag is not None:
+        time_lag(args, [int(b) for b in args.time_lag.split(",")])
+        return
     with broker(args.broker_heap) as bootstrap:
         say(f"building the fixture on {bootstrap}")
         build_fixture(bootstrap, args)
@@ -323,6 +369,34 @@ def main() -> None:
           f"p90 {daemon['scrape_p90_s'] * 1000:.0f} ms ({daemon['scrapes']:.0f} scrapes); "
           f"plain median {daemon['plain_s'] * 1000:.0f} ms, p90 "
           f"{daemon['plain_p90_s'] * 1000:.0f} ms; {daemon['series']:.0f} lagwatch series")
+
+
+def time_lag(args: argparse.Namespace, budgets: list[int]) -> None:
+    """Poll and processing time per record-fetch budget, on one fixture, in one run."""
+    with broker(args.broker_heap) as bootstrap:
+        say(f"building the fixture on {bootstrap}")
+        build_fixture(bootstrap, args)
+        runs = {}
+        for budget in budgets:
+            say(f"measuring the collector with record_fetches_per_poll {budget}")
+            runs[budget] = measure_lagwatch(bootstrap, args.polls, budget, moving=True)
+    first = runs[budgets[0]]
+    print(f"fixture: {args.topics} topics x {args.partitions} partitions x {args.messages} "
+          f"messages, {first['groups']:.0f} groups, {first['group_partitions']:.0f} "
+          f"group-partitions, {first['lagging']:.0f} of them behind; {os.cpu_count()} CPUs; "
+          f"{args.polls} polls each, one after the other, each as if every committed offset "
+          f"had moved since the last (the records read at one poll are not reused)")
+    print("record_fetches_per_poll  records read/poll  exact time lags  poll median (max)"
+          "   processing median (max)  requests/poll")
+    for budget, r in runs.items():
+        print(f"{budget:>23,}  {r['fetched']:>17,.0f}  {r['exact']:>15,.0f}  "
+              f"{r['poll_s']:>8.3f} s ({r['poll_max_s']:.3f})  {r['report_s']:>10.3f} s "
+              f"({r['report_max_s']:.3f})  {r['requests']:>13,.0f}")
+    for budget in budgets[1:]:
+        r = runs[budget]
+        print(f"ratio budget {budget:,} / budget {budgets[0]:,}: poll "
+              f"{r['poll_s'] / first['poll_s']:.2f}x, poll + processing "
+              f"{(r['poll_s'] + r['report_s']) / (first['poll_s'] + first['report_s']):.2f}x")
 
 
 if __name__ == "__main__":
