@@ -14,6 +14,7 @@ costs one fetch, and spends at most ``budget`` fetches a poll, the longest-waiti
 
 from __future__ import annotations
 
+import heapq
 import logging
 import struct
 import zlib
@@ -129,22 +130,27 @@ class UnreadCache:
         read ``REFRESH_S`` ago (compaction may have removed the record since), the longest
         ago first.
         """
-        keys = {(tp, c) for tp, c in committed
-                if (lo := offsets.get(tp)) is not None and lo.log_start <= c < lo.log_end}
-        self.known = {k: v for k, v in self.known.items() if k in keys}
+        behind = {(tp, c): lo.log_end - c for tp, c in committed
+                  if (lo := offsets.get(tp)) is not None and lo.log_start <= c < lo.log_end}
+        self.known = {k: v for k, v in self.known.items() if k in behind}
         self.read_at = {k: t for k, t in self.read_at.items() if k in self.known}
-        self.waiting_since = {k: self.waiting_since.get(k, now) for k in keys
-                              if k not in self.known}
-        fresh = sorted(self.waiting_since, key=lambda k: (
-            self.waiting_since[k], k[1] - offsets[k[0]].log_end, k))
+        waiting = self.waiting_since
+        self.waiting_since = waiting = {k: waiting.get(k, now) for k in behind
+                                        if k not in self.known}
+        # the budget's worth of the smallest, not a sort of every offset waiting
+        fresh = heapq.nsmallest(self.budget, waiting,
+                                key=lambda k: (waiting[k], -behind[k], k))
         if len(fresh) >= self.budget:
-            return fresh[:self.budget]
-        stale = sorted((k for k, u in self.known.items()
-                        if now - self.read_at[k] >= REFRESH_S or (
-                            u.complete and u.read_to < offsets[k[0]].log_end
-                            and offsets[k[0]].log_end - k[1] <= PARTITION_BYTES // 16)),
-                       key=lambda k: (self.read_at[k], k))
-        return (fresh + stale)[:self.budget]
+            return fresh
+        read_at = self.read_at
+        stale = heapq.nsmallest(
+            self.budget - len(fresh),
+            (k for k, u in self.known.items()
+             if now - read_at[k] >= REFRESH_S or (
+                 u.complete and u.read_to < offsets[k[0]].log_end
+                 and behind[k] <= PARTITION_BYTES // 16)),
+            key=lambda k: (read_at[k], k))
+        return fresh + stale
 
     def store(self, asked: int, results: Mapping[Key, Unread | None], now: float) -> None:
         """Keep what a fetch read; a key not read waits for another poll."""
