@@ -88,6 +88,25 @@ def scrape(daemon: Daemon) -> Samples:
     return parse(body.decode())
 
 
+def polls(base_url: str) -> float:
+    """How many polls of every cluster the daemon at ``base_url`` has read (its own
+    count); 0 while it does not answer yet."""
+    try:
+        code, body = http_get(base_url + "/metrics")
+    except urllib.error.URLError:
+        return 0.0
+    samples = parse(body.decode()) if code == 200 else {}
+    return sum(v for (name, _), v in samples.items()
+               if name == "lagwatch_poll_duration_seconds_count")
+
+
+def wait_polls(base_url: str, count: int, timeout_s: float = 60.0) -> None:
+    """Wait until the daemon has polled ``count`` more times: however slow the machine,
+    whatever those polls could still make happen has had its chance."""
+    start = polls(base_url)
+    wait_for(lambda: polls(base_url) >= start + count, f"{count} more polls", timeout_s)
+
+
 def wait_for(condition: Callable[[], Any], what: str | Callable[[], str],
              timeout_s: float = 30.0) -> Any:
     """Poll condition until it returns something truthy; fail naming what never happened

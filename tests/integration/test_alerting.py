@@ -24,7 +24,14 @@ from workload import Consumer, Producer
 from lagwatch.daemon import Daemon
 from tests.exposition import parse, value
 from tests.fake_apis import FakePagerDuty, FakeSlack, serving
-from tests.integration.helpers import commit, http_get, post_json, stopped_group, wait_for
+from tests.integration.helpers import (
+    commit,
+    http_get,
+    post_json,
+    stopped_group,
+    wait_for,
+    wait_polls,
+)
 from tests.tls import self_signed, server_context
 
 DEDUP = "lagwatch/default/{group}/lag"
@@ -96,9 +103,10 @@ def test_a_stall_pages_once_and_its_recovery_resolves_once(
     # Given a consumer that keeps up, watched by a daemon that alerts
     with consuming(make_topic([50]), unique("alert-stall"), kafka_bootstrap) as (
             topic, group, consumer):
-        daemon(group, detection=DETECTION, alerting=alerting(group))
-        # When it gets stuck on a message
-        time.sleep(5)
+        watching = daemon(group, detection=DETECTION, alerting=alerting(group))
+        assert watching.http is not None
+        # When, once lagwatch has seen it commit, it gets stuck on a message
+        wait_polls(watching.http.url, 5)
         consumer.committing = False
         # Then one Slack message and one PagerDuty trigger
         wait_for(lambda: slack.posts() and pagerduty.events("trigger"),
@@ -108,7 +116,7 @@ def test_a_stall_pages_once_and_its_recovery_resolves_once(
         # Then one resolve: chat.update plus a thread reply, and a PagerDuty resolve
         wait_for(lambda: slack.updates() and pagerduty.events("resolve"),
                  "the recovery to be notified", timeout_s=45)
-        time.sleep(3)  # room for anything extra to show up
+        wait_polls(watching.http.url, 3)  # room for anything extra to show up
     trigger, reply = slack.posts()
     update, = slack.updates()
     assert trigger.body["text"] == f"[CRITICAL] {group} is stalled (default)"
@@ -127,16 +135,18 @@ def test_a_consumer_flapping_between_stuck_and_fine_pages_once_and_resolves_once
     # Given a consumer that is stuck for 8 s, then fine for 3 s, six times over
     with consuming(make_topic([50]), unique("alert-flap"), kafka_bootstrap) as (
             _, group, consumer):
-        daemon(group, detection=DETECTION, alerting={**alerting(group), "resolve_after": "10s"})
-        time.sleep(5)
-        for _ in range(6):
+        watching = daemon(group, detection=DETECTION,
+                          alerting={**alerting(group), "resolve_after": "10s"})
+        assert watching.http is not None
+        wait_polls(watching.http.url, 5)
+        for _ in range(6):  # the consumer's own rhythm: wall time is the scenario here
             consumer.committing = False
             time.sleep(8)
             consumer.committing = True
             time.sleep(3)
         # When it stays fine
         wait_for(lambda: pagerduty.events("resolve"), "the resolve", timeout_s=45)
-        time.sleep(3)
+        wait_polls(watching.http.url, 3)
     # Then one trigger and one resolve, at each receiver
     assert [e["event_action"] for e in pagerduty.events()] == ["trigger", "resolve"]
     assert [c.body["text"].split("]")[0] for c in slack.posts()] == ["[CRITICAL", "[RESOLVED"]
@@ -175,7 +185,7 @@ def test_a_silenced_group_notifies_nobody_and_shows_as_silenced(
                                      None), "a firing incident", timeout_s=30)
     assert (incident["id"], incident["silenced"], incident["severity"]) == (
         f"default/{group}/lag", True, "critical")
-    time.sleep(2)
+    wait_polls(watching.http.url, 3)
     assert (slack.calls, pagerduty.calls) == ([], [])
 
 
@@ -229,7 +239,7 @@ def test_after_kill_9_between_trigger_and_resolve_the_resolve_arrives_and_nothin
     # Then the resolve arrives, and the trigger is not sent again
     wait_for(lambda: pagerduty.events("resolve") and slack.updates(),
              "the resolve after the restart", timeout_s=45)
-    time.sleep(2)
+    wait_polls(base, 3)
     assert [e["event_action"] for e in pagerduty.events()] == ["trigger", "resolve"]
     assert [c.body["text"] for c in slack.posts()] == [
         f"[CRITICAL] {group} is stopped (default)", f"[RESOLVED] {group} is stopped (default)"]
@@ -261,16 +271,16 @@ def test_an_unreachable_cluster_raises_one_incident_and_resolves_no_group(
         commit(broker.bootstrap, group, topic, {0: 20})
         path = config_file(group, bootstrap=broker.bootstrap, detection=DETECTION,
                            alerting=alerting(group))
-        run_daemon(path)
+        _, base = run_daemon(path)
         wait_for(lambda: pagerduty.events("trigger"), "the group's trigger", timeout_s=45)
         # When the broker is down for 2 minutes
         broker.stop(keep_data=True)
-        time.sleep(120)
+        time.sleep(120)  # the outage: longer than resolve_after, so a wrong resolve would show
         down_events = [(e["event_action"], e["dedup_key"]) for e in pagerduty.events()]
         # And comes back
         broker.start()
         wait_for(lambda: pagerduty.events("resolve"), "the outage's resolve", timeout_s=60)
-        time.sleep(3)
+        wait_polls(base, 3)
     # Then one cluster_unreachable incident, and the group was never resolved
     assert down_events == [("trigger", DEDUP.format(group=group)),
                            ("trigger", "lagwatch/default//cluster_unreachable")]

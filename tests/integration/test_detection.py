@@ -20,7 +20,7 @@ from kafka.admin import NewTopic
 from kafka.structs import OffsetAndMetadata
 from workload import Consumer, Producer
 
-from tests.integration.helpers import ScenarioDaemon, ScenarioStage, wait_for
+from tests.integration.helpers import ScenarioDaemon, ScenarioStage, wait_for, wait_polls
 
 RATE = 40.0
 SCENARIOS = ("healthy", "slow", "stuck", "retrying", "stopped", "rewound", "loss")
@@ -141,7 +141,8 @@ def test_records_deleted_past_the_committed_offset_become_data_loss_within_10s(
     # Given a member that stopped committing, When retention-like deletion passes it
     stage.consumers["loss"].committing = False
     tp = TopicPartition(stage.topic["loss"], 0)
-    time.sleep(2)
+    assert stage.watched.daemon.http is not None
+    wait_polls(stage.watched.daemon.http.url, 2)  # a commit in flight has landed
     end = stage.admin.list_partition_offsets({tp: -1})[tp].offset
     stage.admin.delete_records({tp: end})
     # Then

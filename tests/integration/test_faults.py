@@ -31,7 +31,16 @@ from lagwatch.daemon import Daemon
 from lagwatch.store import FILE_NAME
 from tests.exposition import value
 from tests.fake_apis import FakeSlack, serving
-from tests.integration.helpers import commit, http_get, produce, scrape, status_document, wait_for
+from tests.integration.helpers import (
+    commit,
+    http_get,
+    polls,
+    produce,
+    scrape,
+    status_document,
+    wait_for,
+    wait_polls,
+)
 
 FAST = {"window": "2m", "min_duration": "20s", "stall_after": "4s"}
 
@@ -92,7 +101,8 @@ def test_broker_killed_then_restarted_keeps_lagwatch_up_without_false_statuses(
         broker.stop(keep_data=True)
         wait_for(lambda: value(scrape(watching), "lagwatch_cluster_up", cluster="default") == 0,
                  "lagwatch_cluster_up 0")
-        time.sleep(5)
+        assert watching.http is not None
+        wait_polls(watching.http.url, 3)  # down for a few polls
         # And comes back on the same port and data
         broker.start()
         polls_then = value(scrape(watching), "lagwatch_poll_duration_seconds_count",
@@ -103,7 +113,7 @@ def test_broker_killed_then_restarted_keeps_lagwatch_up_without_false_statuses(
             "lagwatch_cluster_up 1", timeout_s=30)
         polls_to_recover = value(recovered, "lagwatch_poll_duration_seconds_count",
                                  cluster="default") - (polls_then or 0)
-        time.sleep(3)
+        wait_polls(watching.http.url, 3)
         sampling.set()
         watching.stop()  # before the broker goes for good, so no poll waits on it
     # Then it recovered within 2 polls, no status changed, and nothing resolved
@@ -149,9 +159,13 @@ def test_a_topic_deleted_and_recreated_raises_no_false_alarm(
     produce(producer, topic, {0: 20})
     commit(kafka_bootstrap, group, topic, {0: 20})
     wait_for(lambda: groups(watching).get(group, {}).get("lag_messages") == 0, "lag 0 again")
-    for _ in range(10):
+    assert watching.http is not None
+    since = polls(watching.http.url)
+
+    def five_polls_seen() -> bool:
         statuses.add(groups(watching)[group]["status"])
-        time.sleep(0.5)
+        return polls(watching.http.url) >= since + 5
+    wait_for(five_polls_seen, "5 polls of the recreated topic")
     # Then no data loss, rewind or stall was claimed from the old offsets
     assert statuses <= {"ok", "idle", "unknown"}, statuses
     partition = groups(watching)[group]["topics"][topic]["partitions"]["0"]

@@ -14,7 +14,6 @@ import signal
 import ssl
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -108,6 +107,13 @@ def check(path: Path, env: dict[str, str] | None = None, log_level: str = "error
                           text=True, timeout=60, check=False, env={**os.environ, **(env or {})})
 
 
+def down(result: subprocess.CompletedProcess[str]) -> list[str]:
+    """The errors of the cluster `check --json` found down (its document says so)."""
+    cluster = json.loads(result.stdout)["clusters"]["secure"]
+    assert (cluster["up"], cluster["groups"]) == (False, {})
+    return cluster["errors"]  # type: ignore[no-any-return]
+
+
 def sasl(ca: Path, password: str = "${KAFKA_PASSWORD}") -> dict[str, Any]:  # noqa: S107
     return {"protocol": "SASL_SSL", "sasl_mechanism": "SCRAM-SHA-512",
             "username": "lagwatch", "password": password, "ca_file": str(ca)}
@@ -131,11 +137,11 @@ def test_a_wrong_password_is_one_line_naming_the_cluster(
         sasl_broker: LocalKafka, tmp_path: Path, certs: tuple[Authority, Authority]) -> None:
     result = check(write_config(tmp_path, sasl_broker, sasl(certs[0].ca)),
                    {"KAFKA_PASSWORD": "not-the-password"})
-    assert (result.returncode, result.stdout) == (3, "")
+    why = ("SaslAuthenticationFailedError: Authentication failed during authentication due to "
+           "invalid credentials with SASL mechanism SCRAM-SHA-512")
+    assert (result.returncode, down(result)) == (3, [f"connect secure: {why}"])
     assert result.stderr == (
-        f"lagwatch: cluster 'secure' is unreachable at {sasl_broker.secure_bootstrap}: "
-        "SaslAuthenticationFailedError: Authentication failed during authentication due to "
-        "invalid credentials with SASL mechanism SCRAM-SHA-512\n")
+        f"lagwatch: cluster 'secure' is unreachable at {sasl_broker.secure_bootstrap}: {why}\n")
 
 
 def test_mtls_with_a_client_certificate_reads_exact_lag(
@@ -155,11 +161,11 @@ def test_an_untrusted_broker_certificate_is_one_line_naming_the_cluster(
     result = check(write_config(tmp_path, mtls_broker, {
         "protocol": "SSL", "ca_file": str(other.ca), "cert_file": str(ours.client_cert),
         "key_file": str(ours.client_key)}))
-    assert (result.returncode, result.stdout) == (3, "")
+    why = ("KafkaConnectionError: Handshake failed: [SSL: CERTIFICATE_VERIFY_FAILED] "
+           "certificate verify failed: unable to get local issuer certificate (_ssl.c:1006)")
+    assert (result.returncode, down(result)) == (3, [f"connect secure: {why}"])
     assert result.stderr == (
-        f"lagwatch: cluster 'secure' is unreachable at {mtls_broker.secure_bootstrap}: "
-        "KafkaConnectionError: Handshake failed: [SSL: CERTIFICATE_VERIFY_FAILED] certificate "
-        "verify failed: unable to get local issuer certificate (_ssl.c:1006)\n")
+        f"lagwatch: cluster 'secure' is unreachable at {mtls_broker.secure_bootstrap}: {why}\n")
 
 
 def get(url: str, context: ssl.SSLContext, token: str | None = None) -> tuple[int, str]:
@@ -248,9 +254,9 @@ def test_secrets_never_appear_in_logs_api_or_metrics_and_the_api_needs_its_token
             ) == (1, ["hook", "slack-bot", "slack-hook", "pd"]), notified
     assert "failed" in notified.stdout.splitlines()[2]
     outputs += [notified.stdout, notified.stderr]
-    time.sleep(2)
-    text = log.read_text()
-    assert "Starting KafkaAdminClient with configuration" in text  # debug logging was on
+    # debug logging was on: the Kafka client's config dump is in the log
+    text = wait_for(lambda: "Starting KafkaAdminClient with configuration" in (
+        t := log.read_text()) and t, "the Kafka client's debug config dump in the log")
     outputs.append(text)
     # and a refused SASL password of odd characters, with its client's debug config dump
     refused = check(write_config(config.parent, sasl_broker, sasl(certs[0].ca)),
