@@ -57,6 +57,14 @@ def scan(data: bytes | None, offset: int, high_watermark: int) -> Unread | None:
     count = markers = aborted = 0
     open_txn: dict[int, int] = defaultdict(int)  # producer id -> its records read so far
     while (batch := records.next_batch()) is not None:
+        if batch.magic < 2:  # message format v0/v1, from before Kafka 0.11: records only
+            for record in batch:
+                read_to = record.offset + 1
+                if record.offset >= offset:
+                    count += 1
+                    if oldest_offset is None:
+                        oldest_at, oldest_offset = _seconds(record.timestamp), record.offset
+            continue
         read_to = batch.next_offset
         if batch.next_offset <= offset:
             continue  # a batch before the offset (a compacted log can return one)
@@ -68,8 +76,8 @@ def scan(data: bytes | None, offset: int, high_watermark: int) -> Unread | None:
                     aborted += ended
             continue
         n, first = _records_from(batch, offset)
-        if oldest_at is None and first is not None:
-            oldest_at, oldest_offset = first.timestamp / 1000, first.offset
+        if oldest_offset is None and first is not None:
+            oldest_at, oldest_offset = _seconds(first.timestamp), first.offset
         count += n
         if batch.is_transactional:
             open_txn[batch.producer_id] += n
@@ -79,6 +87,11 @@ def scan(data: bytes | None, offset: int, high_watermark: int) -> Unread | None:
     return Unread(offset, oldest_at, oldest_offset, read_to,
                   complete=read_to >= high_watermark, records=count, aborted=aborted,
                   pending=sum(open_txn.values()), markers=markers)
+
+
+def _seconds(timestamp_ms: int | None) -> float | None:
+    """A record's timestamp in epoch seconds; None when it has none (-1, or format v0)."""
+    return None if timestamp_ms is None or timestamp_ms < 0 else timestamp_ms / 1000
 
 
 # what decoding other producers' batches raises: kafka-python's errors, and those of the

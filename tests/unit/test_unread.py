@@ -6,6 +6,7 @@ from __future__ import annotations
 import struct
 
 from kafka.record.default_records import DefaultRecordBatchBuilder
+from kafka.record.legacy_records import LegacyRecordBatchBuilder
 
 from lagwatch.config import DetectionConfig
 from lagwatch.detect.findings import Finding, compaction_overtakes, hanging_transactions
@@ -95,6 +96,19 @@ def test_a_compressed_batch_is_read_and_one_that_cannot_be_is_read_from_its_head
     # is never more than the true one
     assert scan(bytes(broken), 50, high_watermark=200) == Unread(
         50, T0 + 199.0, 50, 200, complete=True, records=150)
+
+
+def test_a_record_without_a_timestamp_gives_no_time_lag_but_still_counts() -> None:
+    unread = scan(batch(0, [0, 1, 2], ts_ms=[-1, -1, -1]), 1, high_watermark=3)
+    assert unread == Unread(1, None, 1, 3, complete=True, records=2)
+
+
+def test_records_of_the_old_message_format_are_read_one_by_one() -> None:
+    old = LegacyRecordBatchBuilder(magic=1, compression_type=0, batch_size=1 << 20)
+    for k in range(4):
+        old.append(k, timestamp=int(T0 * 1000) + 1000 * k, key=b"k", value=b"v")
+    assert scan(bytes(old.build()), 2, high_watermark=4) == Unread(
+        2, T0 + 2.0, 2, 4, complete=True, records=2)
 
 
 def test_nothing_complete_came_back() -> None:
