@@ -214,7 +214,7 @@ def topics() -> dict[str, Any]:
               "yet. Brief steps are transactions at work; a line that keeps rising is a "
               "hanging transaction (lagwatch names its producer).",
               [(f"lagwatch_partition_log_end_offset{{{CT}}} - "
-                f"lagwatch_partition_last_stable_offset{{{CT}}} > 0",
+                f"lagwatch_partition_last_stable_offset{{{CT}}}",
                 "{{topic}}[{{partition}}]")]),
         Panel("Skew findings", "Hot partitions (cluster findings) and lag or assignment skew "
               "(group findings) currently active.",

@@ -190,6 +190,7 @@ FIRES_FOR = {
     "LagwatchNotificationsFailing": "*",
     "LagwatchDown": None, "LagwatchClusterUnreachable": None, "LagwatchDataStale": None,
     "KafkaOfflinePartitions": None, "KafkaLogDirOffline": None, "KafkaBrokersMissing": None,
+    "KafkaHangingTransaction": None, "KafkaCompactionOvertakesConsumer": None,
 }
 
 
