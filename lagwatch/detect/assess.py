@@ -74,12 +74,17 @@ def assess_group(group: GroupSnapshot, inputs: list[Inputs], s: Settings, memory
         if rules.is_lagging(flow.trend, was, flow.lag, flow.near_zero, s):
             lagging[topic] = flow
     owner = {tp: m.member_id for m in group.members or () for tp in m.assignment}
+    by_owner: dict[str | None, list[Part]] = defaultdict(list)
+    for tp, part in parts.items():
+        by_owner[owner.get(tp)].append(part)
+    crews: dict[str | None, rules.Crew] = {}  # worked out when a partition may stall
     for tp, part in parts.items():
         starved_gap_s = None
         if not part.held and _may_stall(part, s):
-            siblings = [(q.lag, q.near_zero, q.rates) for other, q in parts.items()
-                        if other != tp and owner.get(other) == owner.get(tp)]
-            starved_gap_s = rules.starved_gap(part.rates, siblings, s)
+            who = owner.get(tp)
+            if who not in crews:
+                crews[who] = rules.crew(by_owner[who])
+            starved_gap_s = rules.starved_gap(part, crews[who], s)
         result[tp] = assess_partition(part, s, memory, span_s, flow=lagging.get(tp[0]),
                                       starved_gap_s=starved_gap_s)
     shown = {tp[0] for tp, a in result.items() if a.status is Status.LAGGING}

@@ -14,6 +14,7 @@ is starved, part of the slowness, rather than stalled.
 
 from __future__ import annotations
 
+import heapq
 from bisect import bisect_left
 from dataclasses import dataclass, field
 from itertools import pairwise
@@ -303,8 +304,36 @@ def is_retrying(x: Inputs, lag: int, lag_s: float | None, r: Rates, s: Settings)
             and end_then is not None and x.end_w.values[-1] > end_then)
 
 
-def starved_gap(r: Rates, siblings: list[tuple[int, float, Rates]],
-                s: Settings) -> float | None:
+@dataclass(frozen=True, slots=True)
+class Crew:
+    """What a member's partitions (or a group's, when assignments are unknown) show, worked
+    out once for ``starved_gap``: keeping two of each extreme lets every partition leave
+    its own out, so the rule costs one pass over the member's partitions, not one each."""
+
+    movers: tuple[tuple[float, TopicPartition], ...]  # the 2 least frozen that moved
+    behind: int  # partitions behind (above their near-zero level) that moved in the window
+    gaps: tuple[tuple[float, TopicPartition], ...]  # the 2 longest freezes (gap or now)
+
+
+def crew(parts: list[Part]) -> Crew:
+    """Sum up a member's partitions."""
+    # moving: moved at some point and, by the commit records, not committed again unchanged
+    # since (a member stuck on every partition re-commits them all); how recently is the
+    # rule's to judge, against each partition's own stall threshold
+    movers = heapq.nsmallest(2, ((p.rates.frozen_s, p.x.tp) for p in parts
+                                 if p.rates.last_change_t is not None and not (
+                                     p.rates.commits is not None and p.rates.commits.recommits)))
+    gaps = heapq.nlargest(2, ((max(p.rates.cadence_s, p.rates.frozen_s), p.x.tp)
+                              for p in parts))
+    behind = sum(1 for p in parts if _behind(p))
+    return Crew(tuple(movers), behind, tuple(gaps))
+
+
+def _behind(p: Part) -> bool:
+    return p.lag > p.near_zero and bool(p.rates.moves)
+
+
+def starved_gap(p: Part, member: Crew, s: Settings) -> float | None:
     """How long a partition may wait for its turn, when its member is busy elsewhere.
 
     Starved means the member is alive and slow, not stuck here: a sibling (another
@@ -313,25 +342,19 @@ def starved_gap(r: Rates, siblings: list[tuple[int, float, Rates]],
     has not been committed again unchanged since), and a sibling that moved within the
     window is behind (lag above its near-zero level). Then the answer is the longest freeze
     the member's partitions show (their longest gaps between moves, and how long each has
-    been frozen now); None when not starved. ``siblings`` holds each sibling's (lag,
-    near-zero lag, rates). A partition stuck while its siblings keep up is not starved, nor
+    been frozen now); None when not starved. ``member`` sums up the member's partitions,
+    this one among them. A partition stuck while its siblings keep up is not starved, nor
     is one of a member that re-commits every partition where it stands: those are poison
     pills.
     """
+    tp, r = p.x.tp, p.rates
     threshold = stall_threshold(r, s)
-    alive = any(_moving(q, threshold) for _, _, q in siblings)
-    behind = any(lag > near_zero and q.moves for lag, near_zero, q in siblings)
+    alive = any(frozen <= threshold for frozen, other in member.movers if other != tp)
+    behind = member.behind - _behind(p) > 0
     if not (alive and behind):
         return None
-    return max([r.cadence_s, *(max(q.cadence_s, q.frozen_s) for _, _, q in siblings)])
-
-
-def _moving(q: Rates, within_s: float) -> bool:
-    """Whether a partition's offset moved within ``within_s`` and, by the commit records,
-    has not been committed again unchanged since: a member stuck on every partition
-    re-commits them all."""
-    moved = q.last_change_t is not None and q.frozen_s <= within_s
-    return moved and not (q.commits is not None and q.commits.recommits)
+    # the longest freeze among the others (the two longest are kept: one may be this one)
+    return max(r.cadence_s, next(gap for gap, other in member.gaps if other != tp))
 
 
 def rewind_of(committed_w: Window) -> tuple[int, int] | None:
