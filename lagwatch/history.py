@@ -60,6 +60,9 @@ class History:
         self.window_s = window_s
         self.spacing_s = window_s / max_samples
         self.times = array("d")
+        # the last k poll times, shared by every window of a k-sample series until the next
+        # poll (detection reads 200,000 windows a poll, most of them the same length)
+        self._tails: dict[int, array[float]] = {}
         self.log_end: dict[TopicPartition, array[int]] = {}
         self.last_stable: dict[TopicPartition, array[int]] = {}
         self.committed: dict[str, dict[TopicPartition, array[int]]] = {}
@@ -69,6 +72,7 @@ class History:
         if not snapshot.up:
             return []  # no data is not a sample: rates and trends skip the gap
         t = snapshot.taken_at
+        self._tails = {}
         notes = self._resets(snapshot)
         overwrite = len(self.times) >= 2 and t - self.times[-2] < self.spacing_s
         if overwrite:
@@ -128,7 +132,9 @@ class History:
         """Return a series' known samples with their times."""
         if series is None:
             return Window((), ())
-        times = self.times[len(self.times) - len(series):]
+        times = self._tails.get(len(series))
+        if times is None:
+            times = self._tails[len(series)] = self.times[len(self.times) - len(series):]
         if MISSING not in series:
             return Window(times, series[:])
         known = [k for k, v in enumerate(series) if v != MISSING]
