@@ -360,10 +360,15 @@ class Collector:
         wanted = cache.wanted(committed, offsets, now) if cache.budget else []
         if wanted:
             try:
-                cache.store(len(wanted), fetch_unread(
+                refused = cache.store(len(wanted), fetch_unread(
                     admin, wanted, self.cluster.client_options()["request_timeout_ms"]), now)
             except _FAILURES as exc:
                 errors.append(PollError("records", self.cluster.name, brief(exc)))
+            else:
+                errors.extend(PollError("records", f"topic {t}", (
+                    "not authorized to read its records (TopicAuthorizationFailedError): its "
+                    "time lag is estimated; grant lagwatch Read on it for the exact one"))
+                    for t in refused)
         return cache.of(committed)
 
     def _transactions(self, admin: Any, offsets: dict[TopicPartition, LogOffsets],

@@ -37,10 +37,22 @@ REFRESH_S = 60.0  # with budget to spare, read a standing offset again after thi
 REQUEST_BYTES = 16 * 1024 * 1024  # read in one Fetch response at most
 _FETCH_VERSION = 12  # the last version that names topics (13 names them by id)
 _NO_ERROR = 0
+_TOPIC_AUTHORIZATION_FAILED = 29
+REFUSED_S = 600.0  # a topic lagwatch may not read is asked again after this long
 _ABORT = 0  # control record type of an abort marker
 
 Key = tuple[TopicPartition, int]
 """(partition, committed offset)."""
+
+
+class Refused(NamedTuple):
+    """The broker refused to let lagwatch read the topic (no Read permission)."""
+
+    topic: str
+
+
+Answer = Unread | Refused | None
+"""What a read at one committed offset gave: what it saw, a refusal, or nothing whole."""
 
 
 def scan(data: bytes | None, offset: int, high_watermark: int) -> Unread | None:
@@ -131,6 +143,7 @@ class UnreadCache:
     known: dict[Key, Unread] = field(default_factory=dict)
     read_at: dict[Key, float] = field(default_factory=dict)
     waiting_since: dict[Key, float] = field(default_factory=dict)
+    refused: dict[str, float] = field(default_factory=dict)  # topic -> asked again after
     fetched: int = 0  # offsets asked for since start
 
     def wanted(self, committed: Iterable[tuple[TopicPartition, int]],
@@ -143,8 +156,11 @@ class UnreadCache:
         read ``REFRESH_S`` ago (compaction may have removed the record since), the longest
         ago first.
         """
+        self.refused = {t: until for t, until in self.refused.items() if until > now}
+        refused = self.refused
         behind = {(tp, c): lo.log_end - c for tp, c in committed
-                  if (lo := offsets.get(tp)) is not None and lo.log_start <= c < lo.log_end}
+                  if (lo := offsets.get(tp)) is not None and lo.log_start <= c < lo.log_end
+                  and tp[0] not in refused}
         self.known = {k: v for k, v in self.known.items() if k in behind}
         self.read_at = {k: t for k, t in self.read_at.items() if k in self.known}
         waiting = self.waiting_since
@@ -165,21 +181,28 @@ class UnreadCache:
             key=lambda k: (read_at[k], k))
         return fresh + stale
 
-    def store(self, asked: int, results: Mapping[Key, Unread | None], now: float) -> None:
-        """Keep what a fetch read; a key not read waits for another poll."""
+    def store(self, asked: int, results: Mapping[Key, Answer], now: float) -> list[str]:
+        """Keep what a fetch read (a key not read waits for another poll); return the
+        topics newly refused, which are not asked again for ``REFUSED_S``."""
         self.fetched += asked
-        for key, unread in results.items():
-            if unread is not None:
-                self.known[key] = unread
+        refused = []
+        for key, answer in results.items():
+            if isinstance(answer, Refused):
+                if answer.topic not in self.refused:
+                    refused.append(answer.topic)
+                self.refused[answer.topic] = now + REFUSED_S
+            elif answer is not None:
+                self.known[key] = answer
                 self.read_at[key] = now
                 self.waiting_since.pop(key, None)
+        return sorted(set(refused))
 
     def of(self, keys: Iterable[Key]) -> dict[Key, Unread]:
         """Return what is known of these keys."""
         return {k: u for k in keys if (u := self.known.get(k)) is not None}
 
 
-def fetch_unread(admin: Any, keys: list[Key], timeout_ms: int) -> dict[Key, Unread | None]:
+def fetch_unread(admin: Any, keys: list[Key], timeout_ms: int) -> dict[Key, Answer]:
     """Fetch the first batches at each (partition, offset): one request per leader and
     round (a partition appears once in a request, so a second offset on it waits a round).
     """
@@ -188,8 +211,7 @@ def fetch_unread(admin: Any, keys: list[Key], timeout_ms: int) -> dict[Key, Unre
     return dict(admin._manager.run(_fetch_all, admin, keys, timeout_ms))
 
 
-async def _fetch_all(admin: Any, keys: list[Key], timeout_ms: int
-                     ) -> dict[Key, Unread | None]:
+async def _fetch_all(admin: Any, keys: list[Key], timeout_ms: int) -> dict[Key, Answer]:
     leaders = await admin._async_get_leader_for_partitions({KafkaTP(*tp) for tp, _ in keys})
     leader_of = {(tp.topic, tp.partition): leader for leader, tps in leaders.items()
                  for tp in tps}
@@ -204,7 +226,7 @@ async def _fetch_all(admin: Any, keys: list[Key], timeout_ms: int
                 break
         else:
             rounds.append({leader: {tp: offset}})
-    results: dict[Key, Unread | None] = {}
+    results: dict[Key, Answer] = {}
     for batch in rounds:
         results.update(await _send(admin, batch, timeout_ms))
     # A partition whose first batch is larger than PARTITION_BYTES comes back without a
@@ -216,12 +238,12 @@ async def _fetch_all(admin: Any, keys: list[Key], timeout_ms: int
 
 
 async def _send(admin: Any, batch: Mapping[int, Mapping[TopicPartition, int]],
-                timeout_ms: int) -> dict[Key, Unread | None]:
+                timeout_ms: int) -> dict[Key, Answer]:
     """Send one request to each leader at once, then read the answers."""
     sent = [(admin._manager.send(_request(wanted), node_id=leader,
                                  request_timeout_ms=timeout_ms), wanted)
             for leader, wanted in batch.items() if wanted]
-    results: dict[Key, Unread | None] = {}
+    results: dict[Key, Answer] = {}
     for future, wanted in sent:
         results.update(_read_response(await future, wanted))
     return results
@@ -241,14 +263,17 @@ def _request(wanted: Mapping[TopicPartition, int]) -> Any:
 
 
 def _read_response(response: Any, wanted: Mapping[TopicPartition, int]
-                   ) -> dict[Key, Unread | None]:
-    results: dict[Key, Unread | None] = {}
+                   ) -> dict[Key, Answer]:
+    results: dict[Key, Answer] = {}
     for topic in response.responses:
         for p in topic.partitions:
             tp = (topic.topic, p.partition_index)
             if tp not in wanted:
                 continue
             key = (tp, wanted[tp])
+            if p.error_code == _TOPIC_AUTHORIZATION_FAILED:
+                results[key] = Refused(tp[0])
+                continue
             if p.error_code != _NO_ERROR:  # left out: asked again next poll
                 log.debug("fetch %s[%d] at %d: error code %d", tp[0], tp[1], key[1],
                           p.error_code)

@@ -23,7 +23,7 @@ from lagwatch.model import (
 from lagwatch.pipeline import Pipeline
 from lagwatch.report import build_report
 from lagwatch.status import Severity, Status
-from lagwatch.unread import UnreadCache, scan
+from lagwatch.unread import Refused, UnreadCache, scan
 
 _CONTROL, _LOG_APPEND_TIME, _GZIP = 0x20, 0x08, 1
 _COMMIT, _ABORT = 1, 0
@@ -150,6 +150,18 @@ def test_a_standing_offset_is_read_again_after_a_minute_with_budget_to_spare() -
     assert cache.wanted([old], logs, now=60.0) == [old]
     # an offset never read comes first
     assert cache.wanted([old, (("t", 0), 30)], logs, now=60.0) == [(("t", 0), 30)]
+
+
+def test_a_topic_lagwatch_may_not_read_is_left_alone_for_ten_minutes() -> None:
+    cache = UnreadCache(budget=10)
+    logs = {("secret", 0): LogOffsets(0, 100), ("open", 0): LogOffsets(0, 100)}
+    committed = [(("secret", 0), 5), (("open", 0), 5)]
+    assert cache.wanted(committed, logs, now=0.0) == [(("open", 0), 5), (("secret", 0), 5)]
+    # When the broker refuses the read, Then the topic is named once and not asked again
+    assert cache.store(2, {(("secret", 0), 5): Refused("secret"), (("open", 0), 5): None},
+                       now=0.0) == ["secret"]
+    assert cache.wanted(committed, logs, now=599.0) == [(("open", 0), 5)]
+    assert cache.wanted(committed, logs, now=600.0) == [(("open", 0), 5), (("secret", 0), 5)]
 
 
 def snapshot(t: float, committed: int, log: LogOffsets, *, members: int = 1,
