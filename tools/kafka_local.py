@@ -176,6 +176,7 @@ def _resolve_into(target: Path) -> None:
     """Resolve the jars into a private directory, then rename it over ``target``."""
     mvn = _require("mvn")
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    tmp.chmod(0o755)  # mkdtemp's 0700 would keep a cache shared by several users private
     try:
         cmd = [mvn, "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
                f"-Dkafka.version={KAFKA_VERSION}", "-DincludeScope=runtime",
