@@ -473,7 +473,7 @@ def _run_command(broker: LocalKafka, command: list[str], demo: bool) -> int:
               f"{', '.join(GROUPS)}) and demo-orders.DLT", file=sys.stderr, flush=True)
         traffic = DemoTraffic(broker.bootstrap, broker.workdir).start()
     argv = [c.replace("{bootstrap}", broker.bootstrap).replace("{workdir}", str(broker.workdir))
-            for c in command if c != "--"]
+            .replace("{listen}", _demo_listen()) for c in command if c != "--"]
     env = dict(os.environ, LAGWATCH_BOOTSTRAP=broker.bootstrap)
     log = (broker.workdir / "lagwatch.log").open("ab") if demo else None
     child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE if demo else None,
@@ -497,6 +497,17 @@ def _run_command(broker: LocalKafka, command: list[str], demo: bool) -> int:
         tail = (broker.workdir / "lagwatch.log").read_text(errors="replace").splitlines()
         print("\n".join(tail[-5:]), file=sys.stderr)
     return 128 - code if code < 0 else code
+
+
+def _demo_listen(port: int = 9391) -> str:
+    """127.0.0.1:9391 when it is free at this moment, else any free port: two demos
+    started together each get one (decided as lagwatch starts, not minutes before)."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        try:
+            sock.bind(("127.0.0.1", port))
+        except OSError:
+            return "127.0.0.1:0"
+    return f"127.0.0.1:{port}"
 
 
 def _show_status(child: subprocess.Popen[str], stop: threading.Event, log: Path) -> None:
