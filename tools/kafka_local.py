@@ -472,12 +472,24 @@ def _run_command(broker: LocalKafka, command: list[str], demo: bool) -> int:
         print(f"lagwatch: starting demo traffic on topic demo-orders (groups "
               f"{', '.join(GROUPS)}) and demo-orders.DLT", file=sys.stderr, flush=True)
         traffic = DemoTraffic(broker.bootstrap, broker.workdir).start()
-    argv = [c.replace("{bootstrap}", broker.bootstrap).replace("{workdir}", str(broker.workdir))
-            .replace("{listen}", _demo_listen()) for c in command if c != "--"]
     env = dict(os.environ, LAGWATCH_BOOTSTRAP=broker.bootstrap)
-    log = (broker.workdir / "lagwatch.log").open("ab") if demo else None
-    child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE if demo else None,
-                             stderr=log, text=True)
+    log_path = broker.workdir / "lagwatch.log"
+    log = log_path.open("ab") if demo else None
+    listen = _demo_listen()
+    while True:
+        argv = [c.replace("{bootstrap}", broker.bootstrap)
+                .replace("{workdir}", str(broker.workdir)).replace("{listen}", listen)
+                for c in command if c != "--"]
+        child = subprocess.Popen(argv, env=env, stdout=subprocess.PIPE if demo else None,
+                                 stderr=log, text=True)
+        first = child.stdout.readline() if child.stdout is not None else ""
+        # another demo took 9391 between the look and lagwatch's bind: any free port then
+        taken = f"cannot listen on {listen}: Address already in use"
+        if (demo and not first and listen.endswith(":9391") and child.wait() == 3
+                and taken in log_path.read_text(errors="replace")):
+            listen = "127.0.0.1:0"
+            continue
+        break
     # Ctrl-C reaches the child through the terminal's process group; SIGTERM is passed on.
     # Either way the child decides when to exit, and the broker stops after it.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -485,7 +497,7 @@ def _run_command(broker: LocalKafka, command: list[str], demo: bool) -> int:
     stop_view = threading.Event()
     try:
         if demo:
-            _show_status(child, stop_view, broker.workdir / "lagwatch.log")
+            _show_status(first, stop_view, log_path)
         code = child.wait()
     finally:
         stop_view.set()
@@ -510,13 +522,11 @@ def _demo_listen(port: int = 9391) -> str:
     return f"127.0.0.1:{port}"
 
 
-def _show_status(child: subprocess.Popen[str], stop: threading.Event, log: Path) -> None:
+def _show_status(first: str, stop: threading.Event, log: Path) -> None:
     """Print lagwatch's start line, then keep its status table on screen (with where its
     log is) until it exits."""
     from demo_view import watch
 
-    assert child.stdout is not None
-    first = child.stdout.readline()
     found = re.search(r"status at (\S+)/api/v1/status", first)
     if found is None:  # lagwatch did not start; its log says why
         return
