@@ -515,6 +515,8 @@ def _demo_listen(port: int = 9391) -> str:
     """127.0.0.1:9391 when it is free at this moment, else any free port: two demos
     started together each get one (decided as lagwatch starts, not minutes before)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        # as lagwatch's server binds: a port an earlier demo just left is free
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             sock.bind(("127.0.0.1", port))
         except OSError:
