@@ -152,7 +152,10 @@ def stage(kafka_bootstrap: str, admin: KafkaAdminClient, producer: KafkaProducer
             staged = Stage(name, daemon, base)
             wait_for(lambda: staged.query('up{job="lagwatch"} == 1'), "Prometheus to scrape",
                      timeout_s=60)
-            time.sleep(10)  # a few scrapes, so rate() and increase() have data
+            # rate() and increase() need two samples in their window; ten scrapes of the
+            # lagwatch job give every panel's range query enough
+            wait_for(lambda: staged.query('count_over_time(up{job="lagwatch"}[5m]) >= 10'),
+                     "ten scrapes of lagwatch", timeout_s=120)
             yield staged
         finally:
             prometheus.terminate()
