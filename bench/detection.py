@@ -30,8 +30,8 @@ sys.path.insert(0, str(ROOT))
 from bench.burrow_rules import BurrowPartition  # noqa: E402
 from lagwatch.config import DetectionConfig  # noqa: E402
 from lagwatch.detect.assess import assess  # noqa: E402
+from lagwatch.detect.history import History  # noqa: E402
 from lagwatch.detect.rules import Memory  # noqa: E402
-from lagwatch.history import History  # noqa: E402
 from lagwatch.model import GroupSnapshot, LogOffsets, Member, Snapshot  # noqa: E402
 from lagwatch.pipeline import Pipeline  # noqa: E402
 from lagwatch.simulate import Scenario, bursts, constant, noisy, step  # noqa: E402

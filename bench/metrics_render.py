@@ -20,12 +20,12 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from lagwatch.config import load_config
-from lagwatch.deflate import gzip_stream
-from lagwatch.export import Exporter
 from lagwatch.heap import Heap
 from lagwatch.model import GroupSnapshot, LogOffsets, Snapshot
 from lagwatch.pipeline import Pipeline
-from lagwatch.state import State
+from lagwatch.report.latest import State
+from lagwatch.serve.deflate import gzip_stream
+from lagwatch.serve.metrics import Exporter
 
 POLLS = 3
 

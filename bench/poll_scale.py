@@ -53,13 +53,13 @@ sys.path.insert(0, str(ROOT / "tools"))
 
 from kafka_local import LocalKafka, free_port  # noqa: E402
 
-from lagwatch.collect import Collector  # noqa: E402
 from lagwatch.config import load_config  # noqa: E402
-from lagwatch.deflate import gzip_stream  # noqa: E402
-from lagwatch.export import Exporter  # noqa: E402
 from lagwatch.heap import Heap  # noqa: E402
+from lagwatch.kafka.reader import Collector  # noqa: E402
 from lagwatch.pipeline import Pipeline  # noqa: E402
-from lagwatch.state import State  # noqa: E402
+from lagwatch.report.latest import State  # noqa: E402
+from lagwatch.serve.deflate import gzip_stream  # noqa: E402
+from lagwatch.serve.metrics import Exporter  # noqa: E402
 
 PRODUCERS = 8
 

@@ -13,15 +13,16 @@ from collections.abc import Sequence
 from typing import Any
 from urllib.parse import quote, quote_plus
 
-from lagwatch import __version__, kafkalog
-from lagwatch.collect import Collector
+from lagwatch import __version__
 from lagwatch.config import Config, ConfigError, load_config
 from lagwatch.configtypes import parse_duration
+from lagwatch.kafka import causes as kafkalog
+from lagwatch.kafka.reader import Collector
 from lagwatch.lock import StateDirInUseError
 from lagwatch.pipeline import Pipeline, wire
-from lagwatch.report import ClusterReport, build_report, to_document
+from lagwatch.report.view import ClusterReport, build_report, to_document
+from lagwatch.serve.webconfig import WebConfigError
 from lagwatch.status import Severity
-from lagwatch.webconfig import WebConfigError
 
 EXIT_OK, EXIT_WARNING, EXIT_CRITICAL, EXIT_UNUSABLE = 0, 1, 2, 3
 _EXIT_FOR = {Severity.NONE: EXIT_OK, Severity.WARNING: EXIT_WARNING,
@@ -250,9 +251,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
 def cmd_test_notify(args: argparse.Namespace) -> int:
     """Send a test notification through each receiver; report each outcome."""
-    from lagwatch.notify.alerter import build_receiver
-    from lagwatch.notify.message import test_messages
-    from lagwatch.notify.retry import DeliveryError
+    from lagwatch.alerting.alerter import build_receiver
+    from lagwatch.alerting.message import test_messages
+    from lagwatch.alerting.retry import DeliveryError
 
     config = load_config(args.config)
     _setup_logging("error", config.secrets())

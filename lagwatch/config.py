@@ -20,6 +20,7 @@ from pydantic import (
     model_validator,
 )
 
+from lagwatch.alerting.config import AlertingConfig
 from lagwatch.configtypes import (
     Duration,
     HostPort,
@@ -37,9 +38,8 @@ from lagwatch.configtypes import (
 from lagwatch.detect.findings import HealthSettings
 from lagwatch.detect.rebalance import ChurnSettings
 from lagwatch.detect.rules import Settings
-from lagwatch.notify.config import AlertingConfig
 from lagwatch.patterns import ANY, Pattern, compile_pattern
-from lagwatch.webconfig import TlsServerConfig, WebConfig, WebConfigError, load_web_config
+from lagwatch.serve.webconfig import TlsServerConfig, WebConfig, WebConfigError, load_web_config
 
 DEFAULT_LISTEN = "0.0.0.0:9391"
 MIN_TOKEN = 16  # characters of lagwatch's own bearer token

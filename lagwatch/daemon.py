@@ -14,17 +14,17 @@ from apscheduler.executors.pool import ThreadPoolExecutor
 from apscheduler.schedulers.background import BackgroundScheduler
 
 from lagwatch import __version__
-from lagwatch.api import HttpServer
-from lagwatch.collect import Collector
+from lagwatch.alerting.alerter import Alerter
+from lagwatch.alerting.metrics import AlertingCollector
+from lagwatch.alerting.outbox import Outbox
 from lagwatch.config import Config
-from lagwatch.export import Exporter
 from lagwatch.heap import Heap
+from lagwatch.kafka.reader import Collector
 from lagwatch.lock import DirLock
-from lagwatch.notify.alerter import Alerter
-from lagwatch.notify.metrics import AlertingCollector
-from lagwatch.notify.outbox import Outbox
 from lagwatch.pipeline import Pipeline, wire
-from lagwatch.state import State
+from lagwatch.report.latest import State
+from lagwatch.serve.api import HttpServer
+from lagwatch.serve.metrics import Exporter
 from lagwatch.store import Store
 
 log = logging.getLogger(__name__)

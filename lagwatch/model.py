@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
-from lagwatch.offsets_topic import GroupRecord, OffsetCommit
+from lagwatch.records import GroupRecord, OffsetCommit
 
 TopicPartition = tuple[str, int]
 """(topic, partition)."""

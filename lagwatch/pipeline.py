@@ -5,14 +5,14 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from lagwatch.collect import Collector
 from lagwatch.config import ClusterConfig, Config, DetectionConfig, DlqConfig
 from lagwatch.detect.commits import CommitClocks
 from lagwatch.detect.findings import HealthMemory, HealthSettings
+from lagwatch.detect.history import History
 from lagwatch.detect.rebalance import ChurnSettings, RebalanceTracker, churn_finding
 from lagwatch.detect.rules import Memory
 from lagwatch.detect.verdict import Verdict, judge
-from lagwatch.history import History
+from lagwatch.kafka.reader import Collector
 from lagwatch.model import Snapshot
 from lagwatch.store import Store
 

@@ -15,7 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 
 from lagwatch.model import GroupSnapshot, LogOffsets, Member, Retention, Snapshot
-from lagwatch.offsets_topic import GroupMember, GroupMetadata, GroupRecord, OffsetCommit
+from lagwatch.records import GroupMember, GroupMetadata, GroupRecord, OffsetCommit
 
 Rate = Callable[[float], float]
 """Messages per second at a time (seconds since the start)."""

@@ -7,8 +7,8 @@ from collections.abc import Mapping
 
 from lagwatch.detect import rules
 from lagwatch.detect.commits import CommitClocks
+from lagwatch.detect.history import History, Window
 from lagwatch.detect.rules import Assessment, Inputs, Memory, Part, Rates, Settings
-from lagwatch.history import History, Window
 from lagwatch.model import GroupSnapshot, Snapshot, TopicPartition
 from lagwatch.status import Status
 from lagwatch.text import fmt_duration, fmt_time, plural

@@ -21,7 +21,7 @@ from collections import deque
 from dataclasses import dataclass
 
 from lagwatch.model import TopicPartition
-from lagwatch.offsets_topic import OffsetCommit
+from lagwatch.records import OffsetCommit
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,8 +10,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 
 from lagwatch.detect.findings import Finding
+from lagwatch.detect.history import History
 from lagwatch.detect.rules import Assessment, produce_rate, time_lag
-from lagwatch.history import History
 from lagwatch.model import Retention, Snapshot, TopicPartition
 from lagwatch.status import Severity, Status, worst
 from lagwatch.text import fmt_duration

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 
 from lagwatch.detect.findings import Finding
 from lagwatch.model import GroupSnapshot
-from lagwatch.offsets_topic import GroupMetadata, GroupRecord, MemberMetadata
+from lagwatch.records import GroupMetadata, GroupRecord, MemberMetadata
 from lagwatch.status import Severity
 from lagwatch.text import plural
 

@@ -21,8 +21,8 @@ from itertools import pairwise
 from operator import sub
 
 from lagwatch.detect.commits import CommitFacts
+from lagwatch.detect.history import Window
 from lagwatch.detect.trend import Trend, trend
-from lagwatch.history import Window
 from lagwatch.model import LogOffsets, Retention, TopicPartition, Unread
 from lagwatch.status import Status
 

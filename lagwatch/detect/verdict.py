@@ -19,6 +19,7 @@ from lagwatch.detect.findings import (
     hot_partitions,
     produce_skew,
 )
+from lagwatch.detect.history import History
 from lagwatch.detect.rebalance import Churn
 from lagwatch.detect.rules import (
     Memory,
@@ -27,7 +28,6 @@ from lagwatch.detect.rules import (
     is_held_by_transaction,
     produce_rate,
 )
-from lagwatch.history import History
 from lagwatch.model import Snapshot, TopicPartition
 
 

@@ -17,15 +17,15 @@ import pytest
 import yaml
 from kafka_local import free_port
 
+from lagwatch.alerting.config import PagerDutyConfig, RetryConfig, SlackConfig, WebhookConfig
+from lagwatch.alerting.incidents import Action
+from lagwatch.alerting.message import Message
+from lagwatch.alerting.outbox import Outbox
+from lagwatch.alerting.receivers.pagerduty import PagerDutyReceiver
+from lagwatch.alerting.receivers.slack import SlackReceiver
+from lagwatch.alerting.receivers.webhook import WebhookReceiver
+from lagwatch.alerting.worker import DeliveryStats, Receiver, Worker
 from lagwatch.cli import main
-from lagwatch.incidents import Action
-from lagwatch.notify.config import PagerDutyConfig, RetryConfig, SlackConfig, WebhookConfig
-from lagwatch.notify.message import Message
-from lagwatch.notify.outbox import Outbox
-from lagwatch.notify.pagerduty import PagerDutyReceiver
-from lagwatch.notify.slack import SlackReceiver
-from lagwatch.notify.webhook import WebhookReceiver
-from lagwatch.notify.worker import DeliveryStats, Receiver, Worker
 from tests.fake_apis import (
     Failure,
     FakePagerDuty,
@@ -162,7 +162,7 @@ def test_slack_channel_not_found_is_not_retried_and_is_logged_once_naming_the_ch
         slack: FakeSlack, caplog: pytest.LogCaptureFixture) -> None:
     slack.fail_next(slack_error("channel_not_found"), slack_error("channel_not_found"))
     line = slack_line(slack)
-    with caplog.at_level(logging.ERROR, logger="lagwatch.notify.worker"):
+    with caplog.at_level(logging.ERROR, logger="lagwatch.alerting.worker"):
         line.send(message(Action.TRIGGER, "prod/a/lag"), message(Action.TRIGGER, "prod/b/lag"))
         wait_for(line.settled, "both given up")
     assert len(slack.calls) == 2  # one attempt each

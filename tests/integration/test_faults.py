@@ -26,8 +26,8 @@ from kafka.structs import OffsetAndMetadata
 from kafka_local import LocalKafka, free_port
 from workload import Consumer
 
-from lagwatch.collect import Collector
 from lagwatch.daemon import Daemon
+from lagwatch.kafka.reader import Collector
 from lagwatch.store import FILE_NAME
 from tests.exposition import value
 from tests.fake_apis import FakeSlack, serving

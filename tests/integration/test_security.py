@@ -56,7 +56,7 @@ def certs(tmp_path_factory: pytest.TempPathFactory) -> tuple[Authority, Authorit
 def broker(protocol: str, certs: tuple[Authority, Authority]) -> Iterator[LocalKafka]:
     ours = certs[0]
     # the broker closes a refused connection at once, right behind its answer: the reason
-    # must still be read (lagwatch/kafkafix.py)
+    # must still be read (lagwatch/kafka/clientfix.py)
     with LocalKafka({"connection.failed.authentication.delay.ms": "0"},
                     secure=Secure(protocol, ours.ca, ours.server_pem,
                                   {"lagwatch": PASSWORD})) as running:

@@ -8,18 +8,18 @@ from pathlib import Path
 
 import pytest
 
+from lagwatch.alerting.alerter import Alerter
+from lagwatch.alerting.config import AlertingConfig, RetryConfig
+from lagwatch.alerting.incidents import IncidentKey, Signal
+from lagwatch.alerting.message import Message, render_links
+from lagwatch.alerting.outbox import Outbox
+from lagwatch.alerting.receivers.pagerduty import dedup_key, payload
+from lagwatch.alerting.receivers.slack import blocks_for
+from lagwatch.alerting.retry import DeliveryError, http_error, next_attempt
+from lagwatch.alerting.signals import signals
 from lagwatch.config import DetectionConfig
-from lagwatch.incidents import IncidentKey, Signal
-from lagwatch.notify.alerter import Alerter
-from lagwatch.notify.config import AlertingConfig, RetryConfig
-from lagwatch.notify.message import Message, render_links
-from lagwatch.notify.outbox import Outbox
-from lagwatch.notify.pagerduty import dedup_key, payload
-from lagwatch.notify.retry import DeliveryError, http_error, next_attempt
-from lagwatch.notify.slack import blocks_for
 from lagwatch.pipeline import Pipeline
-from lagwatch.report import build_report
-from lagwatch.signals import signals
+from lagwatch.report.view import build_report
 from lagwatch.simulate import Scenario
 from lagwatch.status import Severity
 from tests.unit.test_config import error_of
@@ -221,7 +221,7 @@ def test_incidents_are_logged_as_they_fire_change_and_resolve_without_any_receiv
         caplog: pytest.LogCaptureFixture) -> None:
     alerter = Alerter(AlertingConfig.model_validate({"for": "1m", "resolve_after": "2m",
                                                      "min_firing": "1s"}), Outbox(None))
-    caplog.set_level(logging.INFO, logger="lagwatch.notify.alerter")
+    caplog.set_level(logging.INFO, logger="lagwatch.alerting.alerter")
     stalled = signal()
     warning = Signal(stalled.key, Severity.WARNING, "billing is lagging", ("orders[0] …",))
     for now, found in ((0, [stalled]), (30, [stalled]), (60, [stalled]), (90, [warning]),

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 from lagwatch.config import DetectionConfig
 from lagwatch.detect.commits import CommitClocks, CommitFacts
+from lagwatch.detect.history import Window
 from lagwatch.detect.rules import rates
-from lagwatch.history import Window
-from lagwatch.offsets_topic import OffsetCommit
 from lagwatch.pipeline import Pipeline
-from lagwatch.report import ClusterReport, build_report
+from lagwatch.records import OffsetCommit
+from lagwatch.report.view import ClusterReport, build_report
 from lagwatch.simulate import Scenario
 from lagwatch.status import Status
 

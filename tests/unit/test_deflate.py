@@ -8,7 +8,7 @@ import zlib
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lagwatch.deflate import (
+from lagwatch.serve.deflate import (
     EMPTY,
     crc32_combine,
     deflate,

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 import pytest
 
 from lagwatch.config import DetectionConfig
+from lagwatch.detect.history import Window
 from lagwatch.detect.rules import time_lag
-from lagwatch.history import Window
 from lagwatch.pipeline import Pipeline
-from lagwatch.report import ClusterReport, GroupReport, build_report
+from lagwatch.report.view import ClusterReport, GroupReport, build_report
 from lagwatch.simulate import Scenario, bursts, constant, step
 from lagwatch.status import Status
 from lagwatch.text import fmt_duration

@@ -6,9 +6,9 @@ import pytest
 
 from lagwatch.config import ConfigError, DlqConfig, load_config
 from lagwatch.detect.findings import Finding, HealthMemory, HealthSettings
+from lagwatch.detect.history import History
 from lagwatch.detect.rules import Memory, Settings
 from lagwatch.detect.verdict import Verdict, judge
-from lagwatch.history import History
 from lagwatch.model import GroupSnapshot, LogOffsets, Member, Retention, Snapshot
 from lagwatch.status import Severity, Status
 

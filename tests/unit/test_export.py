@@ -9,18 +9,18 @@ from collections.abc import Iterator
 
 import pytest
 
-from lagwatch import export
-from lagwatch.api import HttpServer, accepts_gzip
+from lagwatch.alerting.alerter import Alerter
+from lagwatch.alerting.config import AlertingConfig
+from lagwatch.alerting.outbox import Outbox
 from lagwatch.config import DetectionConfig, HttpConfig
-from lagwatch.export import Exporter, Family
 from lagwatch.model import GroupSnapshot, LogOffsets, Member, PollError, Snapshot
-from lagwatch.notify.alerter import Alerter
-from lagwatch.notify.config import AlertingConfig
-from lagwatch.notify.outbox import Outbox
 from lagwatch.pipeline import Pipeline
-from lagwatch.report import ClusterReport
+from lagwatch.report.latest import State
+from lagwatch.report.view import ClusterReport
+from lagwatch.serve import metrics as export
+from lagwatch.serve.api import HttpServer, accepts_gzip
+from lagwatch.serve.metrics import Exporter, Family
 from lagwatch.simulate import Scenario
-from lagwatch.state import State
 from tests.exposition import Samples, parse
 
 NOW = 1_790_000_000.0

@@ -12,7 +12,7 @@ from lagwatch.detect.findings import (
     lag_skew,
 )
 from lagwatch.model import ClusterMeta, GroupSnapshot, LogDir, Member
-from lagwatch.report import GroupReport
+from lagwatch.report.view import GroupReport
 from lagwatch.status import Severity, Status
 
 S = HealthSettings()

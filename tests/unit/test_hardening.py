@@ -14,14 +14,14 @@ from urllib.parse import quote
 import pytest
 from pydantic import ValidationError
 
+from lagwatch.alerting.alerter import Alerter
+from lagwatch.alerting.config import AlertingConfig, SilenceConfig
+from lagwatch.alerting.incidents import IncidentKey
+from lagwatch.alerting.outbox import Outbox
 from lagwatch.cli import RedactingFormatter
 from lagwatch.config import ConfigError, load_config
 from lagwatch.configtypes import describe
-from lagwatch.incidents import IncidentKey
 from lagwatch.lock import DirLock, StateDirInUseError
-from lagwatch.notify.alerter import Alerter
-from lagwatch.notify.config import AlertingConfig, SilenceConfig
-from lagwatch.notify.outbox import Outbox
 from lagwatch.patterns import compile_pattern
 
 HEAD = 'clusters: [{name: prod, bootstrap_servers: ["kafka:9092"]}]\n'

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Iterable
 
-from lagwatch.incidents import (
+from lagwatch.alerting.incidents import (
     UNREACHABLE,
     Action,
     IncidentBook,

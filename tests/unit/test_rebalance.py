@@ -17,8 +17,8 @@ from lagwatch.detect.rebalance import (
     likely_cause,
 )
 from lagwatch.model import GroupSnapshot, Member
-from lagwatch.offsets_topic import GroupEpoch, GroupMember, GroupMetadata, MemberMetadata
 from lagwatch.pipeline import Pipeline
+from lagwatch.records import GroupEpoch, GroupMember, GroupMetadata, MemberMetadata
 from lagwatch.simulate import Scenario
 from lagwatch.status import Severity
 

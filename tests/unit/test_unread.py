@@ -11,6 +11,7 @@ from kafka.record.legacy_records import LegacyRecordBatchBuilder
 from lagwatch.config import DetectionConfig
 from lagwatch.detect.findings import Finding, compaction_overtakes, hanging_transactions
 from lagwatch.detect.rules import Assessment
+from lagwatch.kafka.unread import Refused, UnreadCache, scan
 from lagwatch.model import (
     GroupSnapshot,
     LogOffsets,
@@ -21,9 +22,8 @@ from lagwatch.model import (
     Unread,
 )
 from lagwatch.pipeline import Pipeline
-from lagwatch.report import build_report
+from lagwatch.report.view import build_report
 from lagwatch.status import Severity, Status
-from lagwatch.unread import Refused, UnreadCache, scan
 
 _CONTROL, _LOG_APPEND_TIME, _GZIP = 0x20, 0x08, 1
 _COMMIT, _ABORT = 1, 0

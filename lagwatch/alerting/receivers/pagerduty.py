@@ -16,9 +16,9 @@ from typing import Any
 from pagerduty import EventsApiV2Client
 from pagerduty.errors import Error as PagerDutyError
 
-from lagwatch.notify.config import PagerDutyConfig
-from lagwatch.notify.message import Message
-from lagwatch.notify.retry import DeliveryError, http_error
+from lagwatch.alerting.config import PagerDutyConfig
+from lagwatch.alerting.message import Message
+from lagwatch.alerting.retry import DeliveryError, http_error
 
 log = logging.getLogger(__name__)
 SUMMARY_LIMIT = 1024

@@ -6,7 +6,7 @@ import struct
 
 import pytest
 
-from lagwatch.offsets_topic import (
+from lagwatch.records import (
     DecodeError,
     GroupEpoch,
     GroupMember,

@@ -9,8 +9,8 @@ from collections.abc import Iterator
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from lagwatch.incidents import Action
-from lagwatch.notify.alerter import Alerter
+from lagwatch.alerting.alerter import Alerter
+from lagwatch.alerting.incidents import Action
 from lagwatch.store import Store
 
 

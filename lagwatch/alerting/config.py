@@ -7,6 +7,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
+from lagwatch.alerting.incidents import IncidentKey, Route, Settings, Signal
 from lagwatch.configtypes import (
     Duration,
     Regex,
@@ -15,7 +16,6 @@ from lagwatch.configtypes import (
     require_ascii,
     secret_of,
 )
-from lagwatch.incidents import IncidentKey, Route, Settings, Signal
 from lagwatch.patterns import ANY
 from lagwatch.status import Severity
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from lagwatch.notify.config import RetryConfig
+from lagwatch.alerting.config import RetryConfig
 
 RETRYABLE_STATUS = frozenset({408, 425, 429, 500, 502, 503, 504})
 """HTTP statuses that say "not now" rather than "never": everything else 4xx is final."""

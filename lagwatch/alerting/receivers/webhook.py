@@ -15,9 +15,9 @@ import urllib.request
 from dataclasses import asdict
 from typing import Any
 
-from lagwatch.notify.config import WebhookConfig
-from lagwatch.notify.message import Message
-from lagwatch.notify.retry import DeliveryError, http_error
+from lagwatch.alerting.config import WebhookConfig
+from lagwatch.alerting.message import Message
+from lagwatch.alerting.retry import DeliveryError, http_error
 
 VERSION = 1
 

@@ -10,10 +10,10 @@ from typing import Any, TypeVar
 
 from lagwatch.detect.dlq import DlqReport
 from lagwatch.detect.findings import Finding, HealthMemory, HealthSettings
+from lagwatch.detect.history import History
 from lagwatch.detect.rebalance import Churn
 from lagwatch.detect.rules import Assessment, Memory, Settings
 from lagwatch.detect.verdict import Verdict, judge
-from lagwatch.history import History
 from lagwatch.model import CLASSIC, GroupSnapshot, Member, PollError, Snapshot, TopicPartition
 from lagwatch.status import SEVERITY, Severity, Status, rank, worst, worst_severity
 from lagwatch.text import fmt_duration, plural

@@ -6,8 +6,8 @@ import json
 from dataclasses import asdict, dataclass, replace
 from urllib.parse import quote
 
-from lagwatch.incidents import Action, Notification
-from lagwatch.notify.config import LinksConfig
+from lagwatch.alerting.config import LinksConfig
+from lagwatch.alerting.incidents import Action, Notification
 
 
 @dataclass(frozen=True, slots=True)

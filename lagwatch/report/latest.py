@@ -6,7 +6,7 @@ import threading
 
 from lagwatch.detect.verdict import Verdict
 from lagwatch.model import Snapshot
-from lagwatch.report import ClusterReport, build_report
+from lagwatch.report.view import ClusterReport, build_report
 
 READY_INTERVALS = 3
 

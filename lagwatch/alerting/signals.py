@@ -13,8 +13,8 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from lagwatch.incidents import UNREACHABLE, IncidentKey, Signal
-from lagwatch.report import ClusterReport, GroupReport
+from lagwatch.alerting.incidents import UNREACHABLE, IncidentKey, Signal
+from lagwatch.report.view import ClusterReport, GroupReport
 from lagwatch.status import SEVERITY, Severity
 from lagwatch.text import fmt_duration
 

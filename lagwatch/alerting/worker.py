@@ -14,10 +14,10 @@ import time
 from collections import Counter
 from typing import Any, Protocol
 
-from lagwatch.notify.config import RetryConfig
-from lagwatch.notify.message import Message
-from lagwatch.notify.outbox import Outbox, Row
-from lagwatch.notify.retry import DeliveryError, next_attempt
+from lagwatch.alerting.config import RetryConfig
+from lagwatch.alerting.message import Message
+from lagwatch.alerting.outbox import Outbox, Row
+from lagwatch.alerting.retry import DeliveryError, next_attempt
 
 log = logging.getLogger(__name__)
 IDLE_WAIT_S = 1.0

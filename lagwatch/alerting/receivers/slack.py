@@ -23,9 +23,9 @@ from slack_sdk.http_retry.builtin_handlers import (
 )
 from slack_sdk.webhook import WebhookClient
 
-from lagwatch.notify.config import SlackConfig
-from lagwatch.notify.message import Message
-from lagwatch.notify.retry import DeliveryError, http_error
+from lagwatch.alerting.config import SlackConfig
+from lagwatch.alerting.message import Message
+from lagwatch.alerting.retry import DeliveryError, http_error
 
 log = logging.getLogger(__name__)
 _EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:",

@@ -15,17 +15,17 @@ from typing import Any
 
 from pydantic import ValidationError
 
+from lagwatch.alerting.config import AlertingConfig, ReceiverConfig, SilenceConfig
+from lagwatch.alerting.incidents import Incident, IncidentBook, IncidentKey, Phase, Signal
+from lagwatch.alerting.message import compose
+from lagwatch.alerting.outbox import Outbox
+from lagwatch.alerting.receivers.pagerduty import PagerDutyReceiver
+from lagwatch.alerting.receivers.slack import SlackReceiver
+from lagwatch.alerting.receivers.webhook import WebhookReceiver
+from lagwatch.alerting.signals import signals
+from lagwatch.alerting.worker import DeliveryStats, Receiver, Worker
 from lagwatch.configtypes import describe
-from lagwatch.incidents import Incident, IncidentBook, IncidentKey, Phase, Signal
-from lagwatch.notify.config import AlertingConfig, ReceiverConfig, SilenceConfig
-from lagwatch.notify.message import compose
-from lagwatch.notify.outbox import Outbox
-from lagwatch.notify.pagerduty import PagerDutyReceiver
-from lagwatch.notify.slack import SlackReceiver
-from lagwatch.notify.webhook import WebhookReceiver
-from lagwatch.notify.worker import DeliveryStats, Receiver, Worker
-from lagwatch.report import ClusterReport
-from lagwatch.signals import signals
+from lagwatch.report.view import ClusterReport
 from lagwatch.status import Severity
 
 log = logging.getLogger(__name__)

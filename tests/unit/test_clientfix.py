@@ -5,7 +5,7 @@ import pytest
 from kafka.errors import KafkaConnectionError
 from kafka.net.transport import KafkaSSLTransport, KafkaTCPTransport
 
-from lagwatch import kafkafix
+from lagwatch.kafka import clientfix as kafkafix
 
 
 @pytest.mark.parametrize("transport", [KafkaTCPTransport, KafkaSSLTransport])

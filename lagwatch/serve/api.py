@@ -34,14 +34,14 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
+from lagwatch.alerting.alerter import Alerter
 from lagwatch.config import HttpAuth, HttpConfig
 from lagwatch.configtypes import describe
-from lagwatch.deflate import gzip_length, gzip_stream, text_stream
-from lagwatch.export import CONTENT_TYPE, Exporter
-from lagwatch.notify.alerter import Alerter
-from lagwatch.report import ClusterReport, cluster_document, group_document, to_document
-from lagwatch.state import State
-from lagwatch.webconfig import BasicUsers, ReloadingTls
+from lagwatch.report.latest import State
+from lagwatch.report.view import ClusterReport, cluster_document, group_document, to_document
+from lagwatch.serve.deflate import gzip_length, gzip_stream, text_stream
+from lagwatch.serve.metrics import CONTENT_TYPE, Exporter
+from lagwatch.serve.webconfig import BasicUsers, ReloadingTls
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024

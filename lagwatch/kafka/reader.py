@@ -11,7 +11,7 @@ read under a race is overstated, never negative):
 5. ListOffsets (last stable, latest, then earliest) per leader, for every partition of
    every topic a watched group commits to or is assigned; per topic when a batch fails;
 6. Fetch of the records at committed offsets with unread messages, a budget a poll, for
-   exact time lag (see ``lagwatch.unread``);
+   exact time lag (see ``lagwatch.kafka.unread``);
 7. DescribeProducers and ListTransactions where the last stable offset stood still below
    the high watermark since the last poll: the transaction that holds it.
 
@@ -32,10 +32,12 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError
 from kafka.protocol.consumer import IsolationLevel, OffsetSpec
 
-from lagwatch import kafkafix
 from lagwatch.config import ClusterConfig
-from lagwatch.consumer_groups import describe_consumer_groups
-from lagwatch.kafkalog import CAUSES
+from lagwatch.kafka import clientfix as kafkafix
+from lagwatch.kafka.causes import CAUSES
+from lagwatch.kafka.consumer_groups import describe_consumer_groups
+from lagwatch.kafka.offsets_reader import OffsetsTopicReader, Records
+from lagwatch.kafka.unread import UnreadCache, fetch_unread
 from lagwatch.model import (
     CLASSIC,
     CONSUMER,
@@ -51,9 +53,7 @@ from lagwatch.model import (
     TopicPartition,
     Unread,
 )
-from lagwatch.offsets_reader import OffsetsTopicReader, Records
-from lagwatch.offsets_topic import OffsetCommit
-from lagwatch.unread import UnreadCache, fetch_unread
+from lagwatch.records import OffsetCommit
 
 log = logging.getLogger(__name__)
 

@@ -16,7 +16,7 @@ from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
 from lagwatch.config import ClusterConfig
-from lagwatch.offsets_topic import DecodeError, GroupRecord, OffsetCommit, Skipped, decode
+from lagwatch.records import DecodeError, GroupRecord, OffsetCommit, Skipped, decode
 
 log = logging.getLogger(__name__)
 TOPIC = "__consumer_offsets"

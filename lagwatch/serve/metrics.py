@@ -2,7 +2,7 @@
 
 A scrape never talks to Kafka; it only reads what the polls left. The lagwatch_* families
 are written as Prometheus text one family at a time, in chunks, straight into compressed
-pieces (lagwatch.deflate), once per poll of each cluster; a scrape lays the pieces out as
+pieces (lagwatch.serve.deflate), once per poll of each cluster; a scrape lays the pieces out as
 gzip, or decompresses them for a client that did not ask for gzip. Poll timings and errors
 are counted as polls happen (PollMetrics), in a prometheus-client registry rendered live at
 each scrape, first.
@@ -28,13 +28,13 @@ from prometheus_client import (
 )
 from prometheus_client.exposition import generate_latest
 
-from lagwatch.collect import STAGES
-from lagwatch.deflate import Piece, deflate, join, text_stream
 from lagwatch.detect.dlq import DlqReport
 from lagwatch.detect.findings import Finding
+from lagwatch.kafka.reader import STAGES
 from lagwatch.model import LogDir, Snapshot, TopicPartition
-from lagwatch.report import ClusterReport, GroupReport, PartitionReport, TopicReport
-from lagwatch.state import State
+from lagwatch.report.latest import State
+from lagwatch.report.view import ClusterReport, GroupReport, PartitionReport, TopicReport
+from lagwatch.serve.deflate import Piece, deflate, join, text_stream
 from lagwatch.status import Severity, Status
 
 POLL_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from kafka.errors import GroupAuthorizationFailedError, KafkaTimeoutError
 
-from lagwatch.collect import _batched, brief
+from lagwatch.kafka.reader import _batched, brief
 from lagwatch.model import PollError
 
 
