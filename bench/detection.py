@@ -28,8 +28,8 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from bench.burrow_rules import BurrowPartition  # noqa: E402
-from lagwatch.config import DetectionConfig  # noqa: E402
 from lagwatch.detect.assess import assess  # noqa: E402
+from lagwatch.detect.config import DetectionConfig  # noqa: E402
 from lagwatch.detect.history import History  # noqa: E402
 from lagwatch.detect.rules import Memory  # noqa: E402
 from lagwatch.model import GroupSnapshot, LogOffsets, Member, Snapshot  # noqa: E402

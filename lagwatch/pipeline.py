@@ -5,13 +5,15 @@ from __future__ import annotations
 import logging
 from dataclasses import replace
 
-from lagwatch.config import ClusterConfig, Config, DetectionConfig, DlqConfig
+from lagwatch.config import Config
 from lagwatch.detect.commits import CommitClocks
+from lagwatch.detect.config import DetectionConfig, DlqConfig
 from lagwatch.detect.findings import HealthMemory, HealthSettings
 from lagwatch.detect.history import History
 from lagwatch.detect.rebalance import ChurnSettings, RebalanceTracker, churn_finding
 from lagwatch.detect.rules import Memory
 from lagwatch.detect.verdict import Verdict, judge
+from lagwatch.kafka.config import ClusterConfig
 from lagwatch.kafka.reader import Collector
 from lagwatch.model import Snapshot
 from lagwatch.store import Store
@@ -97,6 +99,7 @@ def wire(config: Config, cluster: ClusterConfig,
     collector = Collector(cluster, config.detection.retention_refresh,
                           also_watch=lambda topic: config.dlq.source_of(topic)[0])
     pipeline = Pipeline(cluster.name, config.detection, store,
-                        health=config.health.settings(cluster, config.detection.window),
+                        health=config.health.settings(cluster.expected_brokers,
+                                                    config.detection.window),
                         dlq=config.dlq, churn=config.health.churn(config.detection.window))
     return collector, pipeline

@@ -15,7 +15,7 @@ from typing import Any
 from kafka import KafkaConsumer, TopicPartition
 from kafka.errors import KafkaError
 
-from lagwatch.config import ClusterConfig
+from lagwatch.kafka.config import ClusterConfig
 from lagwatch.records import DecodeError, GroupRecord, OffsetCommit, Skipped, decode
 
 log = logging.getLogger(__name__)

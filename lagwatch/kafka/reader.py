@@ -32,9 +32,9 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from kafka.errors import KafkaError
 from kafka.protocol.consumer import IsolationLevel, OffsetSpec
 
-from lagwatch.config import ClusterConfig
 from lagwatch.kafka import clientfix as kafkafix
 from lagwatch.kafka.causes import CAUSES
+from lagwatch.kafka.config import ClusterConfig
 from lagwatch.kafka.consumer_groups import describe_consumer_groups
 from lagwatch.kafka.offsets_reader import OffsetsTopicReader, Records
 from lagwatch.kafka.unread import UnreadCache, fetch_unread

@@ -35,10 +35,10 @@ from starlette.types import ASGIApp, Receive, Scope, Send
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from lagwatch.alerting.alerter import Alerter
-from lagwatch.config import HttpAuth, HttpConfig
 from lagwatch.configtypes import describe
 from lagwatch.report.latest import State
 from lagwatch.report.view import ClusterReport, cluster_document, group_document, to_document
+from lagwatch.serve.config import HttpAuth, HttpConfig
 from lagwatch.serve.deflate import gzip_length, gzip_stream, text_stream
 from lagwatch.serve.metrics import CONTENT_TYPE, Exporter
 from lagwatch.serve.webconfig import BasicUsers, ReloadingTls

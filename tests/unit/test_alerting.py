@@ -17,7 +17,7 @@ from lagwatch.alerting.receivers.pagerduty import dedup_key, payload
 from lagwatch.alerting.receivers.slack import blocks_for
 from lagwatch.alerting.retry import DeliveryError, http_error, next_attempt
 from lagwatch.alerting.signals import signals
-from lagwatch.config import DetectionConfig
+from lagwatch.detect.config import DetectionConfig
 from lagwatch.pipeline import Pipeline
 from lagwatch.report.view import build_report
 from lagwatch.simulate import Scenario

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from lagwatch.config import DetectionConfig
 from lagwatch.detect.commits import CommitClocks, CommitFacts
+from lagwatch.detect.config import DetectionConfig
 from lagwatch.detect.history import Window
 from lagwatch.detect.rules import rates
 from lagwatch.pipeline import Pipeline

@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from lagwatch.config import DetectionConfig
+from lagwatch.detect.config import DetectionConfig
 from lagwatch.detect.history import Window
 from lagwatch.detect.rules import time_lag
 from lagwatch.pipeline import Pipeline

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from lagwatch.config import DetectionConfig
+from lagwatch.detect.config import DetectionConfig
 from lagwatch.pipeline import Pipeline
 from lagwatch.simulate import Scenario, bursts, constant, step
 from lagwatch.status import Status

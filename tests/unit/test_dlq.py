@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from lagwatch.config import ConfigError, DlqConfig, load_config
+from lagwatch.config import ConfigError, load_config
+from lagwatch.detect.config import DlqConfig
 from lagwatch.detect.findings import Finding, HealthMemory, HealthSettings
 from lagwatch.detect.history import History
 from lagwatch.detect.rules import Memory, Settings

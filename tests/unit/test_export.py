@@ -12,13 +12,14 @@ import pytest
 from lagwatch.alerting.alerter import Alerter
 from lagwatch.alerting.config import AlertingConfig
 from lagwatch.alerting.outbox import Outbox
-from lagwatch.config import DetectionConfig, HttpConfig
+from lagwatch.detect.config import DetectionConfig
 from lagwatch.model import GroupSnapshot, LogOffsets, Member, PollError, Snapshot
 from lagwatch.pipeline import Pipeline
 from lagwatch.report.latest import State
 from lagwatch.report.view import ClusterReport
 from lagwatch.serve import metrics as export
 from lagwatch.serve.api import HttpServer, accepts_gzip
+from lagwatch.serve.config import HttpConfig
 from lagwatch.serve.metrics import Exporter, Family
 from lagwatch.simulate import Scenario
 from tests.exposition import Samples, parse

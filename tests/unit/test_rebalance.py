@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from lagwatch.config import DetectionConfig
+from lagwatch.detect.config import DetectionConfig
 from lagwatch.detect.findings import Finding
 from lagwatch.detect.rebalance import (
     Churn,

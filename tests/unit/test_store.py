@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from lagwatch.config import DetectionConfig
+from lagwatch.detect.config import DetectionConfig
 from lagwatch.model import Snapshot
 from lagwatch.pipeline import Pipeline
 from lagwatch.simulate import Scenario, step

@@ -8,7 +8,7 @@ import struct
 from kafka.record.default_records import DefaultRecordBatchBuilder
 from kafka.record.legacy_records import LegacyRecordBatchBuilder
 
-from lagwatch.config import DetectionConfig
+from lagwatch.detect.config import DetectionConfig
 from lagwatch.detect.findings import Finding, compaction_overtakes, hanging_transactions
 from lagwatch.detect.rules import Assessment
 from lagwatch.kafka.unread import Refused, UnreadCache, scan
