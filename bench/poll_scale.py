@@ -170,7 +170,7 @@ def measure_lagwatch(bootstrap: str, polls: int, fetches: int = 1000,
     moved since the poll before (nothing read at one is reused)."""
     config = load_config(None, {"bootstrap_servers": [bootstrap], "poll_interval": "30s"})
     cluster = config.clusters[0].model_copy(update={"record_fetches_per_poll": fetches})
-    collector = Collector(cluster)
+    collector = Collector(cluster, config.detection.retention_refresh)
     take = count_requests(collector._client())
     take()
     state = State(["default"], 30.0)

@@ -201,12 +201,15 @@ class LinksConfig(Strict):
         return template
 
 
+_TIMINGS = Settings()  # the incident book's defaults
+
+
 class AlertingConfig(Strict):
     """When incidents notify, whom, and how hard lagwatch tries."""
 
-    for_: Duration = Field(default=60.0, alias="for")
-    resolve_after: Duration = 120.0
-    min_firing: Duration = 300.0
+    for_: Duration = Field(default=_TIMINGS.for_s, alias="for")
+    resolve_after: Duration = _TIMINGS.resolve_after_s
+    min_firing: Duration = _TIMINGS.min_firing_s
     repeat_interval: Duration = 4 * 3600.0
     receivers: list[ReceiverConfig] = Field(default_factory=list)
     routes: list[RouteConfig] = Field(default_factory=list)

@@ -6,21 +6,25 @@ from pydantic import Field, field_validator, model_validator
 
 from lagwatch.configtypes import Duration, Regex, Strict
 from lagwatch.detect.findings import HealthSettings
+from lagwatch.detect.history import MAX_SAMPLES
 from lagwatch.detect.rebalance import ChurnSettings
 from lagwatch.detect.rules import Settings
 from lagwatch.patterns import Pattern, compile_pattern
+
+# The pure rules' dataclasses hold each knob's default; the sections below repeat none.
+_RULES, _HEALTH, _CHURN = Settings(), HealthSettings(), ChurnSettings()
 
 
 class DetectionConfig(Strict):
     """How statuses are judged from history (see the README's Statuses section)."""
 
-    window: Duration = 1800.0
-    min_duration: Duration = 120.0
-    stall_after: Duration = 60.0
-    retention_horizon: Duration = 6 * 3600.0
-    retention_refresh: Duration = 600.0
-    significance: float = Field(default=2.33, gt=0)
-    max_samples: int = Field(default=240, ge=10, le=10000)
+    window: Duration = _RULES.window_s
+    min_duration: Duration = _RULES.min_duration_s
+    stall_after: Duration = _RULES.stall_after_s
+    retention_horizon: Duration = _RULES.retention_horizon_s
+    retention_refresh: Duration = 600.0  # how often topic retention settings are re-read
+    significance: float = Field(default=_RULES.significance_z, gt=0)
+    max_samples: int = Field(default=MAX_SAMPLES, ge=10, le=10000)
 
     def settings(self) -> Settings:
         """Return the knobs the pure detection rules take."""
@@ -39,14 +43,14 @@ class DetectionConfig(Strict):
 class HealthConfig(Strict):
     """Thresholds of the skew findings (see the README's Findings section)."""
 
-    lag_skew_share: float = Field(default=0.8, gt=0.5, le=1.0)
-    lag_skew_min_messages: int = Field(default=100, ge=1)
-    hot_partition_ratio: float = Field(default=2.0, gt=1.0)
-    hot_partition_min_rate: float = Field(default=1.0, ge=0)
-    max_rebalances_per_hour: float = Field(default=6.0, gt=0)
-    max_rebalancing_share: float = Field(default=0.2, gt=0, le=1.0)
-    rebalance_episode: Duration = 15.0
-    disk_horizon: Duration = 6 * 3600.0
+    lag_skew_share: float = Field(default=_HEALTH.lag_skew_share, gt=0.5, le=1.0)
+    lag_skew_min_messages: int = Field(default=_HEALTH.lag_skew_min_messages, ge=1)
+    hot_partition_ratio: float = Field(default=_HEALTH.hot_partition_ratio, gt=1.0)
+    hot_partition_min_rate: float = Field(default=_HEALTH.hot_partition_min_rate, ge=0)
+    max_rebalances_per_hour: float = Field(default=_CHURN.max_per_hour, gt=0)
+    max_rebalancing_share: float = Field(default=_CHURN.max_rebalancing_share, gt=0, le=1.0)
+    rebalance_episode: Duration = _CHURN.episode_gap_s
+    disk_horizon: Duration = _HEALTH.disk_horizon_s
 
     def churn(self, window_s: float) -> ChurnSettings:
         """Return when rebalance churn becomes a finding."""

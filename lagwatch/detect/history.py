@@ -11,7 +11,6 @@ No clock is read here: time comes from each snapshot.
 
 from __future__ import annotations
 
-import logging
 from array import array
 from bisect import bisect_right
 from collections.abc import Sequence
@@ -19,7 +18,7 @@ from dataclasses import dataclass
 
 from lagwatch.model import Snapshot, TopicPartition
 
-log = logging.getLogger(__name__)
+MAX_SAMPLES = 240  # polls kept per series over the window, by default
 MISSING = -1
 
 
@@ -56,7 +55,7 @@ class Window:
 class History:
     """Offsets over the last ``window_s`` seconds for one cluster."""
 
-    def __init__(self, window_s: float, max_samples: int = 240) -> None:
+    def __init__(self, window_s: float, max_samples: int = MAX_SAMPLES) -> None:
         self.window_s = window_s
         self.spacing_s = window_s / max_samples
         self.times = array("d")

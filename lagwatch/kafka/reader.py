@@ -90,7 +90,7 @@ def brief(exc: BaseException) -> str:
 class Collector:
     """Polls one cluster with one long-lived admin client, rebuilt after a failed poll."""
 
-    def __init__(self, cluster: ClusterConfig, retention_refresh_s: float = 600.0,
+    def __init__(self, cluster: ClusterConfig, retention_refresh_s: float,
                  admin_factory: AdminFactory = KafkaAdminClient,
                  also_watch: Callable[[str], bool] = lambda _topic: False) -> None:
         self.cluster = cluster

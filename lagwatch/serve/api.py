@@ -16,7 +16,6 @@ import base64
 import binascii
 import hmac
 import json
-import logging
 import socket
 import threading
 import time
@@ -43,7 +42,6 @@ from lagwatch.serve.deflate import gzip_length, gzip_stream, text_stream
 from lagwatch.serve.metrics import CONTENT_TYPE, Exporter
 from lagwatch.serve.webconfig import BasicUsers, ReloadingTls
 
-log = logging.getLogger(__name__)
 MAX_BODY = 64 * 1024
 BACKLOG = 1024
 HEADER_TIMEOUT_S = 10.0

@@ -20,7 +20,6 @@ from lagwatch.alerting.config import PagerDutyConfig
 from lagwatch.alerting.message import Message
 from lagwatch.alerting.retry import DeliveryError, http_error
 
-log = logging.getLogger(__name__)
 SUMMARY_LIMIT = 1024
 DEDUP_LIMIT = 255
 _SEVERITY = {"critical": "critical", "warning": "warning"}

@@ -12,7 +12,6 @@ attempt; what still fails is handed back to the outbox. ``ok: false`` errors suc
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from slack_sdk import WebClient
@@ -27,7 +26,6 @@ from lagwatch.alerting.config import SlackConfig
 from lagwatch.alerting.message import Message
 from lagwatch.alerting.retry import DeliveryError, http_error
 
-log = logging.getLogger(__name__)
 _EMOJI = {"critical": ":red_circle:", "warning": ":large_orange_circle:",
           "resolved": ":large_green_circle:"}
 _TEXT_LIMIT = 2900  # a section's text may hold 3,000 characters
