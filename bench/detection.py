@@ -33,7 +33,7 @@ from lagwatch.detect.config import DetectionConfig  # noqa: E402
 from lagwatch.detect.history import History  # noqa: E402
 from lagwatch.detect.rules import Memory  # noqa: E402
 from lagwatch.model import GroupSnapshot, LogOffsets, Member, Snapshot  # noqa: E402
-from lagwatch.pipeline import Pipeline  # noqa: E402
+from lagwatch.pipeline import ClusterJudge  # noqa: E402
 from lagwatch.simulate import Scenario, bursts, constant, noisy, step  # noqa: E402
 from lagwatch.status import SEVERITY, Severity  # noqa: E402
 
@@ -140,7 +140,7 @@ class _Judge:
         return f"{self.held / self.after:.0%}/{self.changes}" if self.after else "-"
 
 
-def _lagwatch(pipeline: Pipeline, snapshot: Snapshot, case: Case, t: float,
+def _lagwatch(pipeline: ClusterJudge, snapshot: Snapshot, case: Case, t: float,
               judge: _Judge) -> None:
     verdict = pipeline.ingest(snapshot)
     found = {a.status.value: SEVERITY[a.status]
@@ -157,7 +157,7 @@ def run_case(case: Case, detection: DetectionConfig) -> tuple[_Judge, _Judge, _J
     """Score lagwatch with commit records, lagwatch from polls, and Burrow on one case."""
     scenario = case.make()
     scenario.exact_commits = True
-    exact, polls = Pipeline("sim", detection), Pipeline("sim", detection)
+    exact, polls = ClusterJudge("sim", detection), ClusterJudge("sim", detection)
     judges = (_Judge(), _Judge(), _Judge())
     burrow: dict[int, BurrowPartition] = {}
     seen = 0

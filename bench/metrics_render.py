@@ -22,8 +22,8 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from lagwatch.config import load_config
 from lagwatch.heap import Heap
 from lagwatch.model import GroupSnapshot, LogOffsets, Snapshot
-from lagwatch.pipeline import Pipeline
-from lagwatch.report.latest import State
+from lagwatch.pipeline import ClusterJudge
+from lagwatch.report.latest import LatestReports
 from lagwatch.serve.deflate import gzip_stream
 from lagwatch.serve.metrics import Exporter
 
@@ -32,9 +32,9 @@ POLLS = 3
 
 def main() -> None:
     topics = [f"bench-{i:04d}" for i in range(1800)]
-    state = State(["default"], 30.0)
+    state = LatestReports(["default"], 30.0)
     detection = load_config(None, {"bootstrap_servers": ["bench:9092"]}).detection
-    pipeline = Pipeline("default", detection)
+    pipeline = ClusterJudge("default", detection)
     heap = Heap()
     for poll in range(POLLS):  # offsets that move, so rates and ETAs are exported too
         offsets = {(t, p): LogOffsets(0, 5 + 10 * poll) for t in topics for p in range(10)}

@@ -55,9 +55,9 @@ from kafka_local import LocalKafka, free_port  # noqa: E402
 
 from lagwatch.config import load_config  # noqa: E402
 from lagwatch.heap import Heap  # noqa: E402
-from lagwatch.kafka.reader import Collector  # noqa: E402
-from lagwatch.pipeline import Pipeline  # noqa: E402
-from lagwatch.report.latest import State  # noqa: E402
+from lagwatch.kafka.reader import ClusterReader  # noqa: E402
+from lagwatch.pipeline import ClusterJudge  # noqa: E402
+from lagwatch.report.latest import LatestReports  # noqa: E402
 from lagwatch.serve.deflate import gzip_stream  # noqa: E402
 from lagwatch.serve.metrics import Exporter  # noqa: E402
 
@@ -170,13 +170,13 @@ def measure_lagwatch(bootstrap: str, polls: int, fetches: int = 1000,
     moved since the poll before (nothing read at one is reused)."""
     config = load_config(None, {"bootstrap_servers": [bootstrap], "poll_interval": "30s"})
     cluster = config.clusters[0].model_copy(update={"record_fetches_per_poll": fetches})
-    collector = Collector(cluster, config.detection.retention_refresh)
+    collector = ClusterReader(cluster, config.detection.retention_refresh)
     take = count_requests(collector._client())
     take()
-    state = State(["default"], 30.0)
+    state = LatestReports(["default"], 30.0)
     exporter = Exporter(state)
     lean = Exporter(state, per_partition=False)
-    pipeline = Pipeline("default", config.detection)
+    pipeline = ClusterJudge("default", config.detection)
     heap = Heap()
     poll_s, report_s, render_s, lean_s, gzip_s, requests = [], [], [], [], [], []
     exact, fetched = [], []

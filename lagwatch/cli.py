@@ -17,9 +17,9 @@ from lagwatch import __version__
 from lagwatch.config import Config, ConfigError, load_config
 from lagwatch.configtypes import parse_duration
 from lagwatch.kafka import causes as kafkalog
-from lagwatch.kafka.reader import Collector
+from lagwatch.kafka.reader import ClusterReader
 from lagwatch.lock import StateDirInUseError
-from lagwatch.pipeline import Pipeline, wire
+from lagwatch.pipeline import ClusterJudge, wire
 from lagwatch.report.view import ClusterReport, build_report, to_document
 from lagwatch.serve.webconfig import WebConfigError
 from lagwatch.status import Severity
@@ -209,7 +209,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     return max((_EXIT_FOR[s] for s in severities), default=EXIT_OK)
 
 
-def _sample(collectors: list[Collector], pipelines: list[Pipeline], samples: int,
+def _sample(collectors: list[ClusterReader], pipelines: list[ClusterJudge], samples: int,
             interval_s: float) -> tuple[list[ClusterReport], UsageError | None]:
     """Poll every cluster `samples` times; report on the last poll with the whole history.
 

@@ -1,4 +1,4 @@
-"""The daemon: one APScheduler job per cluster feeding State, and the HTTP endpoint."""
+"""The daemon: one APScheduler job per cluster feeding LatestReports, and the HTTP endpoint."""
 
 from __future__ import annotations
 
@@ -19,13 +19,13 @@ from lagwatch.alerting.metrics import AlertingCollector
 from lagwatch.alerting.outbox import Outbox
 from lagwatch.config import Config
 from lagwatch.heap import Heap
-from lagwatch.kafka.reader import Collector
+from lagwatch.kafka.reader import ClusterReader
 from lagwatch.lock import DirLock
-from lagwatch.pipeline import Pipeline, wire
-from lagwatch.report.latest import State
+from lagwatch.pipeline import ClusterJudge, wire
+from lagwatch.report.latest import LatestReports
 from lagwatch.serve.api import HttpServer
 from lagwatch.serve.metrics import Exporter
-from lagwatch.store import Store
+from lagwatch.store import StateFile
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +33,7 @@ log = logging.getLogger(__name__)
 class Poller:
     """Polls one cluster and publishes what it saw; one instance per cluster."""
 
-    def __init__(self, collector: Collector, pipeline: Pipeline, state: State,
+    def __init__(self, collector: ClusterReader, pipeline: ClusterJudge, state: LatestReports,
                  exporter: Exporter, alerter: Alerter, *, heap: Heap) -> None:
         self.collector = collector
         self.pipeline = pipeline
@@ -84,11 +84,11 @@ class Daemon:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.state = State([c.name for c in config.clusters], config.poll_interval)
+        self.state = LatestReports([c.name for c in config.clusters], config.poll_interval)
         self.exporter = Exporter(self.state, config.metrics.per_partition)
         self.metrics = self.exporter.metrics
         self.lock = _lock(config.state_dir) if config.persist else None
-        self.store = Store(config.state_dir) if config.persist else None
+        self.store = StateFile(config.state_dir) if config.persist else None
         self.alerter = Alerter(config.alerting, Outbox(self.store.path if self.store else None))
         self.exporter.registry.register(AlertingCollector(self.alerter, self.store))
         heap = Heap()

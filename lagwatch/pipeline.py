@@ -14,17 +14,17 @@ from lagwatch.detect.rebalance import ChurnSettings, RebalanceTracker, churn_fin
 from lagwatch.detect.rules import Memory
 from lagwatch.detect.verdict import Verdict, judge
 from lagwatch.kafka.config import ClusterConfig
-from lagwatch.kafka.reader import Collector
+from lagwatch.kafka.reader import ClusterReader
 from lagwatch.model import Snapshot
-from lagwatch.store import Store
+from lagwatch.store import StateFile
 
 log = logging.getLogger(__name__)
 
 
-class Pipeline:
+class ClusterJudge:
     """Keeps a cluster's history and detection memory; judges each new snapshot."""
 
-    def __init__(self, cluster: str, detection: DetectionConfig, store: Store | None = None,
+    def __init__(self, cluster: str, detection: DetectionConfig, store: StateFile | None = None,
                  *, health: HealthSettings | None = None, dlq: DlqConfig | None = None,
                  churn: ChurnSettings | None = None) -> None:
         self.cluster = cluster
@@ -94,11 +94,11 @@ class Pipeline:
 
 
 def wire(config: Config, cluster: ClusterConfig,
-         store: Store | None = None) -> tuple[Collector, Pipeline]:
+         store: StateFile | None = None) -> tuple[ClusterReader, ClusterJudge]:
     """Build one cluster's collector and pipeline from the configuration."""
-    collector = Collector(cluster, config.detection.retention_refresh,
+    collector = ClusterReader(cluster, config.detection.retention_refresh,
                           also_watch=lambda topic: config.dlq.source_of(topic)[0])
-    pipeline = Pipeline(cluster.name, config.detection, store,
+    pipeline = ClusterJudge(cluster.name, config.detection, store,
                         health=config.health.settings(cluster.expected_brokers,
                                                     config.detection.window),
                         dlq=config.dlq, churn=config.health.churn(config.detection.window))

@@ -28,7 +28,7 @@ CREATE TABLE IF NOT EXISTS memory (cluster TEXT PRIMARY KEY, data BLOB NOT NULL)
 """
 
 
-class Store:
+class StateFile:
     """One SQLite file shared by every cluster's poller (calls are serialised)."""
 
     def __init__(self, state_dir: str) -> None:

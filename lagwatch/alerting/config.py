@@ -7,7 +7,7 @@ from typing import Literal
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from lagwatch.alerting.incidents import IncidentKey, Route, Settings, Signal
+from lagwatch.alerting.incidents import IncidentKey, Route, Signal, Timings
 from lagwatch.configtypes import (
     Duration,
     Regex,
@@ -201,7 +201,7 @@ class LinksConfig(Strict):
         return template
 
 
-_TIMINGS = Settings()  # the incident book's defaults
+_TIMINGS = Timings()  # the incident book's defaults
 
 
 class AlertingConfig(Strict):
@@ -233,9 +233,9 @@ class AlertingConfig(Strict):
                     raise ValueError(f"{where}: no receiver is named {name!r}")
         return self
 
-    def settings(self) -> Settings:
+    def settings(self) -> Timings:
         """Return the lifecycle timings the incident book takes."""
-        return Settings(for_s=self.for_, resolve_after_s=self.resolve_after,
+        return Timings(for_s=self.for_, resolve_after_s=self.resolve_after,
                         min_firing_s=self.min_firing)
 
     def route(self, signal: Signal) -> Route:

@@ -77,7 +77,7 @@ class Signal:
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
+class Timings:
     """Lifecycle timings (the ``alerting`` config section), in seconds."""
 
     for_s: float = 60.0
@@ -129,7 +129,7 @@ Silencer = Callable[[IncidentKey], bool]
 class IncidentBook:
     """Every open incident, evaluated against each new set of signals."""
 
-    def __init__(self, settings: Settings) -> None:
+    def __init__(self, settings: Timings) -> None:
         self.settings = settings
         self.open: dict[IncidentKey, Incident] = {}
 

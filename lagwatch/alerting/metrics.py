@@ -11,13 +11,13 @@ from prometheus_client.registry import Collector
 
 from lagwatch.alerting.alerter import Alerter
 from lagwatch.alerting.incidents import Action
-from lagwatch.store import Store
+from lagwatch.store import StateFile
 
 
 class AlertingCollector(Collector):
     """Notifications sent and failed, outbox depth and age, open incidents."""
 
-    def __init__(self, alerter: Alerter, store: Store | None = None) -> None:
+    def __init__(self, alerter: Alerter, store: StateFile | None = None) -> None:
         self.alerter = alerter
         self.store = store
 

@@ -8,7 +8,7 @@ from collections.abc import Mapping
 from lagwatch.detect import rules
 from lagwatch.detect.commits import CommitClocks
 from lagwatch.detect.history import History, Window
-from lagwatch.detect.rules import Assessment, Inputs, Memory, Part, Rates, Settings
+from lagwatch.detect.rules import Assessment, DetectionSettings, Inputs, Memory, Part, Rates
 from lagwatch.model import GroupSnapshot, Snapshot, TopicPartition
 from lagwatch.status import Status
 from lagwatch.text import fmt_duration, fmt_time, plural
@@ -17,7 +17,7 @@ Assessments = dict[str, dict[TopicPartition, Assessment]]
 _WORTH_SAYING_S = 7 * 86400.0  # a retention ETA further off than this is noise in a sentence
 
 
-def assess(snapshot: Snapshot, history: History, settings: Settings, memory: Memory,
+def assess(snapshot: Snapshot, history: History, settings: DetectionSettings, memory: Memory,
            no_trend: frozenset[str] = frozenset(), *,
            commits: CommitClocks | None = None) -> Assessments:
     """Judge every partition of every group in a successful snapshot.
@@ -47,7 +47,7 @@ def assess(snapshot: Snapshot, history: History, settings: Settings, memory: Mem
     return result
 
 
-def assess_group(group: GroupSnapshot, inputs: list[Inputs], s: Settings, memory: Memory,
+def assess_group(group: GroupSnapshot, inputs: list[Inputs], s: DetectionSettings, memory: Memory,
                  span_s: float) -> dict[TopicPartition, Assessment]:
     """Judge one group's partitions: numbers first, then each topic's flow, then verdicts."""
     result: dict[TopicPartition, Assessment] = {}
@@ -93,14 +93,14 @@ def assess_group(group: GroupSnapshot, inputs: list[Inputs], s: Settings, memory
     return result
 
 
-def _may_stall(p: Part, s: Settings) -> bool:
+def _may_stall(p: Part, s: DetectionSettings) -> bool:
     """Whether a stall rule could hold, so starvation is worth working out."""
     r = p.rates
     return p.lag > 0 and (r.frozen_s > rules.stall_threshold(r, s)
                           or (r.commits is not None and bool(r.commits.recommits)))
 
 
-def assess_partition(p: Part, s: Settings, memory: Memory, span_s: float, *,
+def assess_partition(p: Part, s: DetectionSettings, memory: Memory, span_s: float, *,
                      flow: rules.Flow | None = None,
                      starved_gap_s: float | None = None) -> Assessment:
     """Apply the rules to one group-partition, most concerning first.
@@ -122,7 +122,7 @@ def assess_partition(p: Part, s: Settings, memory: Memory, span_s: float, *,
                       retention_eta_s=retention_eta, lost_messages=lost)
 
 
-def _time_lag(x: Inputs, r: Rates, s: Settings) -> tuple[float | None, bool, bool]:
+def _time_lag(x: Inputs, r: Rates, s: DetectionSettings) -> tuple[float | None, bool, bool]:
     """(time lag, extrapolated, exact): the oldest unread record's own age when it was
     read, else estimated from when the log end passed the committed offset."""
     exact = rules.exact_time_lag(x.unread, x.now)
@@ -153,7 +153,7 @@ def _unread(x: Inputs, lag: int, adjective: str = "") -> str:
     return f"{lag:,} {adjective}messages"
 
 
-def _held_reason(x: Inputs, s: Settings) -> str | None:
+def _held_reason(x: Inputs, s: DetectionSettings) -> str | None:
     """Why a group waiting at the last stable offset is ok: an open transaction holds it
     (said once that has lasted ``stall_after``)."""
     assert x.log is not None and x.log.last_stable is not None
@@ -165,7 +165,7 @@ def _held_reason(x: Inputs, s: Settings) -> str | None:
             f"({fmt_duration(x.now - since)}); the producer, not this consumer, is stuck")
 
 
-def _judge(p: Part, lag_s: float | None, retention_eta: float | None, *, s: Settings,
+def _judge(p: Part, lag_s: float | None, retention_eta: float | None, *, s: DetectionSettings,
            span_s: float, flow: rules.Flow | None,
            starved_gap_s: float | None) -> tuple[Status, str | None]:
     x, lag, r = p.x, p.lag, p.rates
@@ -243,7 +243,7 @@ def _arrived_since(end_w: Window, r: Rates) -> bool:
     return before is not None and end_w.values[-1] > before
 
 
-def _liveness(x: Inputs, r: Rates, s: Settings) -> str:
+def _liveness(x: Inputs, r: Rates, s: DetectionSettings) -> str:
     """What the commit records say about a stalled consumer: retrying or silent."""
     if not x.commits_read:
         return ""

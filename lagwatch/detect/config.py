@@ -8,11 +8,11 @@ from lagwatch.configtypes import Duration, Regex, Strict
 from lagwatch.detect.findings import HealthSettings
 from lagwatch.detect.history import MAX_SAMPLES
 from lagwatch.detect.rebalance import ChurnSettings
-from lagwatch.detect.rules import Settings
+from lagwatch.detect.rules import DetectionSettings
 from lagwatch.patterns import Pattern, compile_pattern
 
 # The pure rules' dataclasses hold each knob's default; the sections below repeat none.
-_RULES, _HEALTH, _CHURN = Settings(), HealthSettings(), ChurnSettings()
+_RULES, _HEALTH, _CHURN = DetectionSettings(), HealthSettings(), ChurnSettings()
 
 
 class DetectionConfig(Strict):
@@ -26,9 +26,9 @@ class DetectionConfig(Strict):
     significance: float = Field(default=_RULES.significance_z, gt=0)
     max_samples: int = Field(default=MAX_SAMPLES, ge=10, le=10000)
 
-    def settings(self) -> Settings:
+    def settings(self) -> DetectionSettings:
         """Return the knobs the pure detection rules take."""
-        return Settings(window_s=self.window, min_duration_s=self.min_duration,
+        return DetectionSettings(window_s=self.window, min_duration_s=self.min_duration,
                         stall_after_s=self.stall_after,
                         retention_horizon_s=self.retention_horizon,
                         significance_z=self.significance)

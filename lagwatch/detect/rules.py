@@ -33,7 +33,7 @@ RECOMMIT_SPAN_S = 30.0  # ... made over at least this long
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
+class DetectionSettings:
     """Detection knobs (the ``detection`` config section), in seconds."""
 
     window_s: float = 1800.0
@@ -256,7 +256,7 @@ def is_stopped(lag: int, members: int | None) -> bool:
     return members == 0 and lag > 0
 
 
-def stall_threshold(r: Rates, s: Settings) -> float:
+def stall_threshold(r: Rates, s: DetectionSettings) -> float:
     """How long an offset may stay frozen before it counts as stalled.
 
     At least the stall window, and 1.5 commit intervals (room for poll jitter) so a batch
@@ -269,7 +269,7 @@ def stall_threshold(r: Rates, s: Settings) -> float:
     return max(s.stall_after_s, 1.5 * r.cadence_s)
 
 
-def is_stalled(x: Inputs, lag: int, r: Rates, s: Settings,
+def is_stalled(x: Inputs, lag: int, r: Rates, s: DetectionSettings,
                starved_gap_s: float | None = None) -> bool:
     """Members present, offset frozen, lag waiting: a poison pill or a deadlock.
 
@@ -284,7 +284,7 @@ def is_stalled(x: Inputs, lag: int, r: Rates, s: Settings,
     return bool(x.members) and lag > 0 and covered and r.frozen_s > threshold
 
 
-def is_retrying(x: Inputs, lag: int, lag_s: float | None, r: Rates, s: Settings) -> bool:
+def is_retrying(x: Inputs, lag: int, lag_s: float | None, r: Rates, s: DetectionSettings) -> bool:
     """A consumer committing the same offset again and again while messages wait.
 
     From the commit records: at least ``RECOMMITS_STALLED`` re-commits over at least
@@ -333,7 +333,7 @@ def _behind(p: Part) -> bool:
     return p.lag > p.near_zero and bool(p.rates.moves)
 
 
-def starved_gap(p: Part, member: Crew, s: Settings) -> float | None:
+def starved_gap(p: Part, member: Crew, s: DetectionSettings) -> float | None:
     """How long a partition may wait for its turn, when its member is busy elsewhere.
 
     Starved means the member is alive and slow, not stuck here: a sibling (another
@@ -371,7 +371,7 @@ def rewind_of(committed_w: Window) -> tuple[int, int] | None:
     return None
 
 
-def trend_span(s: Settings, cadence_s: float) -> float:
+def trend_span(s: DetectionSettings, cadence_s: float) -> float:
     """The trend window: the minimum duration, stretched to hold enough commits."""
     return min(s.window_s, max(s.min_duration_s, s.min_trend_points * cadence_s))
 
@@ -387,7 +387,7 @@ class LagTrend:
 
 
 def lag_trend(times: list[float], lags: list[float], near_zero: float,
-              s: Settings) -> LagTrend | None:
+              s: DetectionSettings) -> LagTrend | None:
     """The trend of lags sampled at commits, when they span the minimum duration."""
     # the points must span the minimum duration (5% slack absorbs poll jitter)
     if len(times) < s.min_trend_points or times[-1] - times[0] < 0.95 * s.min_duration_s:
@@ -398,7 +398,7 @@ def lag_trend(times: list[float], lags: list[float], near_zero: float,
 
 
 def is_lagging(t: LagTrend | None, was_lagging: bool, lag: int, near_zero: float,
-               s: Settings) -> bool:
+               s: DetectionSettings) -> bool:
     """Slow but alive: committing, yet the lag at each commit keeps rising.
 
     Entering needs a significant rising trend over the whole minimum duration, from a lag
@@ -440,7 +440,7 @@ class Flow:
     produce: float
 
 
-def topic_flow(topic: str, parts: list[Part], s: Settings, now: float,
+def topic_flow(topic: str, parts: list[Part], s: DetectionSettings, now: float,
                was_lagging: bool = False) -> Flow:
     """Sum a topic's partitions at every poll where the group committed any of them.
 
@@ -466,12 +466,12 @@ Points = tuple[list[float], list[int], list[int], list[float]]
 end, committed offset and lag at each."""
 
 
-def _since(s: Settings, now: float, moved: list[float]) -> float:
+def _since(s: DetectionSettings, now: float, moved: list[float]) -> float:
     cadence = max(map(sub, moved[1:], moved), default=0.0)
     return now - 1.05 * trend_span(s, cadence)
 
 
-def _aligned_points(parts: list[Part], s: Settings, now: float) -> Points | None:
+def _aligned_points(parts: list[Part], s: DetectionSettings, now: float) -> Points | None:
     """The points by index, when every window holds a sample at every poll (the usual
     case: then all share their times, and a commit shows in the summed offset); None
     otherwise."""
@@ -490,7 +490,7 @@ def _aligned_points(parts: list[Part], s: Settings, now: float) -> Points | None
     return [times[k] for k in chosen], ends, [done_all[k] for k in chosen], lags
 
 
-def _points(parts: list[Part], s: Settings, now: float) -> Points:
+def _points(parts: list[Part], s: DetectionSettings, now: float) -> Points:
     moved = sorted({t for p in parts for t, _ in p.rates.moves})
     since = _since(s, now, moved)
     points: Points = ([], [], [], [])

@@ -22,8 +22,8 @@ from lagwatch.detect.findings import (
 from lagwatch.detect.history import History
 from lagwatch.detect.rebalance import Churn
 from lagwatch.detect.rules import (
+    DetectionSettings,
     Memory,
-    Settings,
     held_since,
     is_held_by_transaction,
     produce_rate,
@@ -48,7 +48,7 @@ class Verdict:
     log_dir_growth: Mapping[tuple[int, str], float] = field(default_factory=dict)
 
 
-def judge(snapshot: Snapshot, history: History, settings: Settings, memory: Memory, *,
+def judge(snapshot: Snapshot, history: History, settings: DetectionSettings, memory: Memory, *,
           health: HealthSettings, health_memory: HealthMemory,
           dlqs: Mapping[str, str | None] | None = None,
           commits: CommitClocks | None = None) -> Verdict:
@@ -93,7 +93,7 @@ def judge(snapshot: Snapshot, history: History, settings: Settings, memory: Memo
         log_dir_growth=health_memory.log_dir_growth())
 
 
-def _hanging(snapshot: Snapshot, history: History, settings: Settings) -> list[Finding]:
+def _hanging(snapshot: Snapshot, history: History, settings: DetectionSettings) -> list[Finding]:
     """Transactions that hold a partition's last stable offset still."""
     held = {tp for tp, lo in snapshot.offsets.items() if lo.held_back}
     since: dict[TopicPartition, float] = {}

@@ -87,7 +87,7 @@ def brief(exc: BaseException) -> str:
     return text if len(text) <= 200 else text[:197] + "..."
 
 
-class Collector:
+class ClusterReader:
     """Polls one cluster with one long-lived admin client, rebuilt after a failed poll."""
 
     def __init__(self, cluster: ClusterConfig, retention_refresh_s: float,

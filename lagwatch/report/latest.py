@@ -11,7 +11,7 @@ from lagwatch.report.view import ClusterReport, build_report
 READY_INTERVALS = 3
 
 
-class State:
+class LatestReports:
     """Holds each cluster's latest ClusterReport; swapping a report is atomic."""
 
     def __init__(self, clusters: list[str], poll_interval_s: float) -> None:

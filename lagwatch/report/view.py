@@ -12,7 +12,7 @@ from lagwatch.detect.dlq import DlqReport
 from lagwatch.detect.findings import Finding, HealthMemory, HealthSettings
 from lagwatch.detect.history import History
 from lagwatch.detect.rebalance import Churn
-from lagwatch.detect.rules import Assessment, Memory, Settings
+from lagwatch.detect.rules import Assessment, DetectionSettings, Memory
 from lagwatch.detect.verdict import Verdict, judge
 from lagwatch.model import CLASSIC, GroupSnapshot, Member, PollError, Snapshot, TopicPartition
 from lagwatch.status import SEVERITY, Severity, Status, rank, worst, worst_severity
@@ -168,9 +168,9 @@ def build_report(snapshot: Snapshot, previous: ClusterReport | None = None,
         return replace(previous, up=False, polled_at=snapshot.taken_at,
                        errors=snapshot.errors)
     if verdict is None:
-        history = History(window_s=Settings().window_s)
+        history = History(window_s=DetectionSettings().window_s)
         history.observe(snapshot)
-        verdict = judge(snapshot, history, Settings(), Memory(), health=HealthSettings(),
+        verdict = judge(snapshot, history, DetectionSettings(), Memory(), health=HealthSettings(),
                         health_memory=HealthMemory())
     groups = tuple(replace(_group_report(snapshot, g, verdict.assessments.get(gid, {}),
                                          verdict.span_s, verdict.group_findings.get(gid, ())),

@@ -35,7 +35,7 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from lagwatch.alerting.alerter import Alerter
 from lagwatch.configtypes import describe
-from lagwatch.report.latest import State
+from lagwatch.report.latest import LatestReports
 from lagwatch.report.view import ClusterReport, cluster_document, group_document, to_document
 from lagwatch.serve.config import HttpAuth, HttpConfig
 from lagwatch.serve.deflate import gzip_length, gzip_stream, text_stream
@@ -149,7 +149,7 @@ class _PerPoll:
         self._reports: list[ClusterReport] = []  # held, so their ids stay theirs
         self._body = b""
 
-    def body(self, state: State) -> bytes:
+    def body(self, state: LatestReports) -> bytes:
         reports = state.reports()
         with self._lock:
             if [id(r) for r in reports] != [id(r) for r in self._reports] or not self._body:
@@ -162,7 +162,7 @@ class _PerPoll:
 class Endpoints:
     """The routes, over lagwatch's state, exporter and alerter."""
 
-    def __init__(self, state: State, exporter: Exporter, alerter: Alerter) -> None:
+    def __init__(self, state: LatestReports, exporter: Exporter, alerter: Alerter) -> None:
         self.state, self.exporter, self.alerter = state, exporter, alerter
         self._status = _PerPoll()
 
@@ -366,7 +366,7 @@ def _listening_socket(listen: str) -> socket.socket:
 class HttpServer:
     """Serves lagwatch's endpoints from a background thread."""
 
-    def __init__(self, config: HttpConfig, state: State, exporter: Exporter,
+    def __init__(self, config: HttpConfig, state: LatestReports, exporter: Exporter,
                  alerter: Alerter) -> None:
         web = config.web()
         credentials = Credentials(config.auth, BasicUsers(web.basic_auth_users))

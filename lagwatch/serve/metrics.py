@@ -32,7 +32,7 @@ from lagwatch.detect.dlq import DlqReport
 from lagwatch.detect.findings import Finding
 from lagwatch.kafka.reader import STAGES
 from lagwatch.model import LogDir, Snapshot, TopicPartition
-from lagwatch.report.latest import State
+from lagwatch.report.latest import LatestReports
 from lagwatch.report.view import ClusterReport, GroupReport, PartitionReport, TopicReport
 from lagwatch.serve.deflate import Piece, deflate, join, text_stream
 from lagwatch.status import Severity, Status
@@ -403,7 +403,7 @@ class Exporter:
     (the poller asks right after publishing), and a scrape only lays the pieces out.
     """
 
-    def __init__(self, state: State, per_partition: bool = True) -> None:
+    def __init__(self, state: LatestReports, per_partition: bool = True) -> None:
         self.per_partition = per_partition
         disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created: noise
         self.state = state

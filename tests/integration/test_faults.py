@@ -27,7 +27,7 @@ from kafka_local import LocalKafka, free_port
 from workload import Consumer
 
 from lagwatch.daemon import Daemon
-from lagwatch.kafka.reader import Collector
+from lagwatch.kafka.reader import ClusterReader
 from lagwatch.store import FILE_NAME
 from tests.exposition import value
 from tests.fake_apis import FakeSlack, serving
@@ -235,9 +235,9 @@ def test_a_poll_slower_than_the_interval_is_skipped_counted_and_logged(
     topic, group = make_topic([5]), unique("slow-poll")
     commit(kafka_bootstrap, group, topic, {0: 5})
     running, most = [0], [0]
-    real_poll = Collector.poll
+    real_poll = ClusterReader.poll
 
-    def slow_poll(self: Collector) -> Any:
+    def slow_poll(self: ClusterReader) -> Any:
         running[0] += 1
         most[0] = max(most[0], running[0])
         try:
@@ -245,7 +245,7 @@ def test_a_poll_slower_than_the_interval_is_skipped_counted_and_logged(
             return real_poll(self)
         finally:
             running[0] -= 1
-    monkeypatch.setattr(Collector, "poll", slow_poll)
+    monkeypatch.setattr(ClusterReader, "poll", slow_poll)
     with caplog.at_level(logging.WARNING, logger="lagwatch.daemon"):
         watching = daemon(group)
         wait_for(lambda: (value(scrape(watching), "lagwatch_poll_overruns_total",

@@ -18,7 +18,7 @@ from lagwatch.alerting.receivers.slack import blocks_for
 from lagwatch.alerting.retry import DeliveryError, http_error, next_attempt
 from lagwatch.alerting.signals import signals
 from lagwatch.detect.config import DetectionConfig
-from lagwatch.pipeline import Pipeline
+from lagwatch.pipeline import ClusterJudge
 from lagwatch.report.view import build_report
 from lagwatch.simulate import Scenario
 from lagwatch.status import Severity
@@ -91,7 +91,7 @@ def test_routes_take_the_first_match_unless_told_to_continue() -> None:
 def test_a_stalled_group_gives_one_lag_signal_with_its_numbers() -> None:
     # Given a group whose partition 1 of 3 got stuck at minute 20, judged at minute 30
     scenario = Scenario(partitions=3, events={1200.0: lambda s: s.stick(1)})
-    pipeline = Pipeline("sim", DetectionConfig())
+    pipeline = ClusterJudge("sim", DetectionConfig())
     report = None
     for snapshot in scenario.run(1800):
         report = build_report(snapshot, report, pipeline.ingest(snapshot))

@@ -6,7 +6,7 @@ from lagwatch.detect.commits import CommitClocks, CommitFacts
 from lagwatch.detect.config import DetectionConfig
 from lagwatch.detect.history import Window
 from lagwatch.detect.rules import rates
-from lagwatch.pipeline import Pipeline
+from lagwatch.pipeline import ClusterJudge
 from lagwatch.records import OffsetCommit
 from lagwatch.report.view import ClusterReport, build_report
 from lagwatch.simulate import Scenario
@@ -88,7 +88,7 @@ def test_records_that_disagree_with_the_poll_are_not_used() -> None:
 def run_from(scenario: Scenario, watch_from_s: float, duration_s: float
              ) -> list[tuple[float, ClusterReport]]:
     """Run a scenario; lagwatch sees only the polls from ``watch_from_s`` on."""
-    pipeline = Pipeline("sim", DetectionConfig())
+    pipeline = ClusterJudge("sim", DetectionConfig())
     reports = []
     for snapshot in scenario.run(duration_s):
         t = snapshot.taken_at - scenario.start

@@ -14,7 +14,7 @@ import pytest
 from lagwatch.detect.config import DetectionConfig
 from lagwatch.detect.history import Window
 from lagwatch.detect.rules import time_lag
-from lagwatch.pipeline import Pipeline
+from lagwatch.pipeline import ClusterJudge
 from lagwatch.report.view import ClusterReport, GroupReport, build_report
 from lagwatch.simulate import Scenario, bursts, constant, step
 from lagwatch.status import Status
@@ -27,7 +27,7 @@ ALARMS = {Status.LAGGING, Status.STALLED, Status.STOPPED, Status.REWOUND, Status
 def run(scenario: Scenario, duration_s: float, poll_s: float = 15.0,
         detection: DetectionConfig | None = None) -> list[tuple[float, ClusterReport]]:
     """Feed a scenario's polls through a pipeline; return (seconds, report) per poll."""
-    pipeline = Pipeline("sim", detection or DetectionConfig())
+    pipeline = ClusterJudge("sim", detection or DetectionConfig())
     reports = []
     for snapshot in scenario.run(duration_s, poll_s):
         reports.append((snapshot.taken_at - scenario.start,

@@ -6,7 +6,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from lagwatch.detect.config import DetectionConfig
-from lagwatch.pipeline import Pipeline
+from lagwatch.pipeline import ClusterJudge
 from lagwatch.simulate import Scenario, bursts, constant, step
 from lagwatch.status import Status
 
@@ -14,7 +14,7 @@ MIN_DURATION_S = DetectionConfig().min_duration
 
 
 def statuses(scenario: Scenario, duration_s: float) -> list[tuple[float, set[Status]]]:
-    pipeline = Pipeline("sim", DetectionConfig())
+    pipeline = ClusterJudge("sim", DetectionConfig())
     seen = []
     for snapshot in scenario.run(duration_s, poll_s=15.0):
         verdict = pipeline.ingest(snapshot)

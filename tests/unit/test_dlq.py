@@ -8,7 +8,7 @@ from lagwatch.config import ConfigError, load_config
 from lagwatch.detect.config import DlqConfig
 from lagwatch.detect.findings import Finding, HealthMemory, HealthSettings
 from lagwatch.detect.history import History
-from lagwatch.detect.rules import Memory, Settings
+from lagwatch.detect.rules import DetectionSettings, Memory
 from lagwatch.detect.verdict import Verdict, judge
 from lagwatch.model import GroupSnapshot, LogOffsets, Member, Retention, Snapshot
 from lagwatch.status import Severity, Status
@@ -27,7 +27,7 @@ def polls(ends: list[int], start: int = 0, groups: dict[str, GroupSnapshot] | No
                             offsets={(DLQ, 0): LogOffsets(start, end)},
                             retention={DLQ: Retention(retention_s)})
         history.observe(snapshot)
-        verdict = judge(snapshot, history, Settings(), memory, health=HealthSettings(),
+        verdict = judge(snapshot, history, DetectionSettings(), memory, health=HealthSettings(),
                         health_memory=health, dlqs={DLQ: "orders"})
     assert verdict is not None
     return verdict
@@ -85,7 +85,7 @@ def test_no_lagging_by_trend_on_a_dlq() -> None:
         snapshot = Snapshot("c", T0 + 15 * k, 0.0, up=True, groups={"r": reader},
                             offsets={(DLQ, 0): LogOffsets(0, 10 * k + 50)})
         history.observe(snapshot)
-        verdict = judge(snapshot, history, Settings(), memory, health=HealthSettings(),
+        verdict = judge(snapshot, history, DetectionSettings(), memory, health=HealthSettings(),
                         health_memory=health, dlqs={DLQ: "orders"})
         statuses.add(verdict.assessments["r"][(DLQ, 0)].status)
     assert Status.LAGGING not in statuses

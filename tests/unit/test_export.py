@@ -1,4 +1,4 @@
-"""The Prometheus exposition rendered from State, parsed back as Prometheus would."""
+"""The Prometheus exposition rendered from LatestReports, parsed back as Prometheus would."""
 
 from __future__ import annotations
 
@@ -14,8 +14,8 @@ from lagwatch.alerting.config import AlertingConfig
 from lagwatch.alerting.outbox import Outbox
 from lagwatch.detect.config import DetectionConfig
 from lagwatch.model import GroupSnapshot, LogOffsets, Member, PollError, Snapshot
-from lagwatch.pipeline import Pipeline
-from lagwatch.report.latest import State
+from lagwatch.pipeline import ClusterJudge
+from lagwatch.report.latest import LatestReports
 from lagwatch.report.view import ClusterReport
 from lagwatch.serve import metrics as export
 from lagwatch.serve.api import HttpServer, accepts_gzip
@@ -38,7 +38,7 @@ def at(samples: Samples, name: str, cluster: str = "prod", **labels: str) -> flo
 
 def test_metrics_carry_the_contract_names_labels_and_values() -> None:
     # Given
-    state = State(["prod"], 30.0)
+    state = LatestReports(["prod"], 30.0)
     exporter = Exporter(state)
     # When
     exporter.metrics.observe(state.publish(GOOD).snapshot)
@@ -67,7 +67,7 @@ def test_metrics_carry_the_contract_names_labels_and_values() -> None:
 def test_a_consumer_protocol_group_exports_its_type_and_epoch() -> None:
     group = GroupSnapshot("kip848", "Stable", members=GROUP.members, committed=GROUP.committed,
                           group_type="consumer", epoch=94)
-    state = State(["prod"], 30.0)
+    state = LatestReports(["prod"], 30.0)
     state.publish(Snapshot("prod", NOW, 0.2, up=True, groups={"kip848": group},
                            offsets=GOOD.offsets))
     samples = parse(Exporter(state).text())
@@ -77,7 +77,7 @@ def test_a_consumer_protocol_group_exports_its_type_and_epoch() -> None:
 
 
 def test_per_partition_series_can_be_switched_off() -> None:
-    state = State(["prod"], 30.0)
+    state = LatestReports(["prod"], 30.0)
     state.publish(GOOD)
     names = {name for name, _ in parse(Exporter(state, per_partition=False).text())}
     assert not {n for n in names if n.startswith("lagwatch_partition_")}
@@ -87,7 +87,7 @@ def test_per_partition_series_can_be_switched_off() -> None:
 
 
 def test_a_failed_poll_sets_cluster_up_to_0_and_counts_the_error_by_stage() -> None:
-    state = State(["prod"], 30.0)
+    state = LatestReports(["prod"], 30.0)
     exporter = Exporter(state)
     state.publish(GOOD)
     failed = Snapshot("prod", NOW + 30, 10.0, up=False,
@@ -106,7 +106,7 @@ def test_a_failed_poll_sets_cluster_up_to_0_and_counts_the_error_by_stage() -> N
 
 def test_label_values_are_escaped() -> None:
     odd = 'team "a"\\b\nc'
-    state = State(["prod"], 30.0)
+    state = LatestReports(["prod"], 30.0)
     state.publish(Snapshot("prod", NOW, 0.1, up=True,
                            groups={odd: GroupSnapshot(odd, "Empty")}))
     samples = parse(Exporter(state).text())
@@ -114,7 +114,7 @@ def test_label_values_are_escaped() -> None:
 
 
 def test_ready_only_after_a_recent_successful_poll_of_every_cluster() -> None:
-    state = State(["prod", "dr"], 30.0)
+    state = LatestReports(["prod", "dr"], 30.0)
     assert not state.ready(NOW)
     state.publish(GOOD)
     assert not state.ready(NOW)
@@ -125,7 +125,7 @@ def test_ready_only_after_a_recent_successful_poll_of_every_cluster() -> None:
 
 def test_a_long_poll_that_brings_a_cluster_back_makes_it_ready() -> None:
     # Given a poll that started 100 s ago and waited 95 s on a broker coming back
-    state = State(["prod"], 30.0)
+    state = LatestReports(["prod"], 30.0)
     state.publish(Snapshot("prod", NOW - 100, 95.0, up=True))
     # Then it is judged by when it finished, 5 s ago
     assert state.ready(NOW)
@@ -136,8 +136,8 @@ def test_detection_metrics_are_exported_and_always_finite() -> None:
     # Given a stopped group whose unread messages retention then cuts
     scenario = Scenario(members=lambda t: 1 if t < 600 else 0,
                         events={1800.0: lambda s: s.cut_retention(1000)})
-    pipeline = Pipeline("sim", DetectionConfig())
-    state = State(["sim"], 15.0)
+    pipeline = ClusterJudge("sim", DetectionConfig())
+    state = LatestReports(["sim"], 15.0)
     exporter = Exporter(state)
     for snapshot in scenario.run(1815):
         state.publish(snapshot, pipeline.ingest(snapshot))
@@ -157,7 +157,7 @@ def test_detection_metrics_are_exported_and_always_finite() -> None:
 
 
 def test_skipped_offsets_topic_records_are_counted_by_kind() -> None:
-    state = State(["prod"], 30.0)
+    state = LatestReports(["prod"], 30.0)
     state.publish(Snapshot("prod", NOW, 0.1, up=True, records_skipped=(3, 1)))
     samples = parse(Exporter(state).text())
     assert at(samples, "lagwatch_offsets_topic_records_skipped_total", kind="unknown_type") == 3
@@ -167,7 +167,7 @@ def test_skipped_offsets_topic_records_are_counted_by_kind() -> None:
 def test_a_caught_up_group_has_a_catch_up_eta_of_zero() -> None:
     caught_up = GroupSnapshot("billing", "Stable", members=GROUP.members,
                               committed={("orders", 0): 100, ("orders", 1): 7})
-    state = State(["prod"], 30.0)
+    state = LatestReports(["prod"], 30.0)
     state.publish(Snapshot("prod", NOW, 0.2, up=True, groups={"billing": caught_up},
                            offsets=GOOD.offsets))
     samples = parse(Exporter(state).text())
@@ -186,7 +186,7 @@ def test_a_cluster_is_rendered_again_only_when_its_report_changes(
         return real(reports, per_partition)
 
     monkeypatch.setattr(export, "families", counting)
-    state = State(["prod", "dr"], 30.0)
+    state = LatestReports(["prod", "dr"], 30.0)
     exporter = Exporter(state)
     state.publish(GOOD)
     state.publish(Snapshot("dr", NOW, 0.1, up=True))
@@ -218,7 +218,7 @@ def test_accept_encoding_decides_whether_metrics_are_gzipped(header: str, gzippe
 
 def test_metrics_are_served_gzipped_to_clients_that_ask_and_plain_to_others() -> None:
     # Given a daemon's HTTP endpoint over one polled cluster
-    state = State(["prod"], 30.0)
+    state = LatestReports(["prod"], 30.0)
     exporter = Exporter(state)
     state.publish(GOOD)
     server = HttpServer(HttpConfig(listen="127.0.0.1:0"), state, exporter,

@@ -12,8 +12,8 @@ from lagwatch.alerting.incidents import (
     IncidentKey,
     Phase,
     Route,
-    Settings,
     Signal,
+    Timings,
 )
 from lagwatch.status import Severity
 
@@ -35,7 +35,7 @@ class Clock:
 
     def __init__(self, book: IncidentBook | None = None,
                  route: Callable[[Signal], Route] = to_slack) -> None:
-        self.book = book or IncidentBook(Settings(for_s=60, resolve_after_s=120,
+        self.book = book or IncidentBook(Timings(for_s=60, resolve_after_s=120,
                                                   min_firing_s=300))
         self.route = route
         self.now = 0.0

@@ -17,7 +17,7 @@ from lagwatch.detect.rebalance import (
     likely_cause,
 )
 from lagwatch.model import GroupSnapshot, Member
-from lagwatch.pipeline import Pipeline
+from lagwatch.pipeline import ClusterJudge
 from lagwatch.records import GroupEpoch, GroupMember, GroupMetadata, MemberMetadata
 from lagwatch.simulate import Scenario
 from lagwatch.status import Severity
@@ -271,7 +271,7 @@ def test_a_member_joining_and_leaving_every_30s_is_flapping_membership() -> None
 def _churn_over(scenario: Scenario, duration_s: float) -> tuple[list[Churn], list[str]]:
     """Run a simulated group through a pipeline; return its churn per poll and the
     reasons of every rebalancing finding raised."""
-    pipeline = Pipeline("sim", DetectionConfig())
+    pipeline = ClusterJudge("sim", DetectionConfig())
     scenario.exact_commits = True
     churns, reasons = [], []
     for snapshot in scenario.run(duration_s):

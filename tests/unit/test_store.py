@@ -9,13 +9,13 @@ import pytest
 
 from lagwatch.detect.config import DetectionConfig
 from lagwatch.model import Snapshot
-from lagwatch.pipeline import Pipeline
+from lagwatch.pipeline import ClusterJudge
 from lagwatch.simulate import Scenario, step
 from lagwatch.status import Status
-from lagwatch.store import FILE_NAME, Store
+from lagwatch.store import FILE_NAME, StateFile
 
 
-def feed(pipeline: Pipeline, scenario: Scenario | list[Snapshot],
+def feed(pipeline: ClusterJudge, scenario: Scenario | list[Snapshot],
          duration_s: float = 0.0) -> Status:
     status = Status.UNKNOWN
     snapshots = scenario.run(duration_s) if isinstance(scenario, Scenario) else scenario
@@ -30,13 +30,13 @@ def test_a_restarted_pipeline_keeps_its_window_and_its_lagging_status(tmp_path: 
     # Given a slow consumer judged lagging, with every poll stored
     scenario = Scenario(capacity=step(1000, 80, 600))
     *first, last = scenario.run(1215)
-    store = Store(str(tmp_path))
-    before = Pipeline("sim", DetectionConfig(), store)
+    store = StateFile(str(tmp_path))
+    before = ClusterJudge("sim", DetectionConfig(), store)
     assert feed(before, first) is Status.LAGGING
     store.close()
 
     # When a new process restores from the same directory
-    after = Pipeline("sim", DetectionConfig(), Store(str(tmp_path)))
+    after = ClusterJudge("sim", DetectionConfig(), StateFile(str(tmp_path)))
     replayed = after.restore(now=scenario.start + 1200)
 
     # Then it has the same window and memory, and the next poll is still lagging
@@ -48,11 +48,11 @@ def test_a_restarted_pipeline_keeps_its_window_and_its_lagging_status(tmp_path: 
 
 def test_polls_older_than_the_window_are_not_kept(tmp_path: Path) -> None:
     scenario = Scenario()
-    pipeline = Pipeline("sim", DetectionConfig(window=300, min_duration=60, stall_after=60),
-                        Store(str(tmp_path)))
+    pipeline = ClusterJudge("sim", DetectionConfig(window=300, min_duration=60, stall_after=60),
+                        StateFile(str(tmp_path)))
     feed(pipeline, scenario, 1200)
-    restored = Pipeline("sim", DetectionConfig(window=300, min_duration=60, stall_after=60),
-                        Store(str(tmp_path)))
+    restored = ClusterJudge("sim", DetectionConfig(window=300, min_duration=60, stall_after=60),
+                        StateFile(str(tmp_path)))
     assert restored.restore(now=scenario.start + 1200) == 21  # 300 s of 15 s polls, inclusive
 
 
@@ -60,13 +60,13 @@ def test_a_corrupt_state_file_is_moved_aside_and_rebuilt(
         tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     (tmp_path / FILE_NAME).write_bytes(b"this is not a database" * 100)
     with caplog.at_level(logging.WARNING):
-        store = Store(str(tmp_path))
+        store = StateFile(str(tmp_path))
     assert any("is corrupt" in r.getMessage() for r in caplog.records)
     assert [p.name.startswith(f"{FILE_NAME}.corrupt-") for p in tmp_path.iterdir()
             if p.name != FILE_NAME and "-wal" not in p.name and "-shm" not in p.name] == [True]
-    pipeline = Pipeline("sim", DetectionConfig(), store)
+    pipeline = ClusterJudge("sim", DetectionConfig(), store)
     feed(pipeline, Scenario(), 60)
-    assert Pipeline("sim", DetectionConfig(), Store(str(tmp_path))).restore(
+    assert ClusterJudge("sim", DetectionConfig(), StateFile(str(tmp_path))).restore(
         now=Scenario().start + 60) == 5
 
 
@@ -75,8 +75,8 @@ def test_an_unusable_state_directory_only_costs_persistence(
     blocker = tmp_path / "file"
     blocker.write_text("not a directory")
     with caplog.at_level(logging.WARNING):
-        store = Store(str(blocker / "state"))
+        store = StateFile(str(blocker / "state"))
     assert any("history will not survive a restart" in r.getMessage() for r in caplog.records)
-    pipeline = Pipeline("sim", DetectionConfig(), store)
+    pipeline = ClusterJudge("sim", DetectionConfig(), store)
     assert pipeline.restore(now=0.0) == 0
     assert feed(pipeline, Scenario(), 300) is Status.OK

@@ -21,7 +21,7 @@ from lagwatch.model import (
     Snapshot,
     Unread,
 )
-from lagwatch.pipeline import Pipeline
+from lagwatch.pipeline import ClusterJudge
 from lagwatch.report.view import build_report
 from lagwatch.status import Severity, Status
 
@@ -179,7 +179,7 @@ def snapshot(t: float, committed: int, log: LogOffsets, *, members: int = 1,
 
 def test_time_lag_is_the_oldest_unread_record_s_age_once_read() -> None:
     # Given producers that stopped an hour before the log end was first seen
-    pipeline = Pipeline("sim", DetectionConfig())
+    pipeline = ClusterJudge("sim", DetectionConfig())
     log = LogOffsets(0, 1000)
     for k in range(4):
         pipeline.ingest(snapshot(T0 + 15 * k, 400, log, members=0))
@@ -195,7 +195,7 @@ def test_time_lag_is_the_oldest_unread_record_s_age_once_read() -> None:
 def test_a_group_waiting_at_the_lso_behind_an_open_transaction_is_ok_and_says_why() -> None:
     # Given a read_committed group at offset 500, where an open transaction holds the LSO
     # while producers go on writing behind it
-    pipeline = Pipeline("sim", DetectionConfig())
+    pipeline = ClusterJudge("sim", DetectionConfig())
     reports = []
     for k in range(30):  # 7m 15s: past the stall threshold of a cadence never seen (5m)
         log = LogOffsets(0, 600 + 100 * k, last_stable=500)
