@@ -49,10 +49,17 @@ def rank(status: Status) -> int:
     return _RANK[status]
 
 
+_SEVERITY_RANK = {severity: rank for rank, severity in enumerate(Severity)}
+
+
+def severity_rank(severity: Severity) -> int:
+    """Return how pressing a severity is: 0 none, 1 warning, 2 critical."""
+    return _SEVERITY_RANK[severity]
+
+
 def worst_severity(severities: Iterable[Severity]) -> Severity:
     """Return the most pressing severity, or none for none at all."""
-    order = list(Severity)
-    return max(severities, key=order.index, default=Severity.NONE)
+    return max(severities, key=severity_rank, default=Severity.NONE)
 
 
 def worst(statuses: Iterable[Status]) -> Status:

@@ -27,10 +27,9 @@ from dataclasses import dataclass, field, replace
 from enum import StrEnum
 from typing import Any
 
-from lagwatch.status import Severity
+from lagwatch.status import Severity, severity_rank
 
 UNREACHABLE = "cluster_unreachable"
-_ORDER = list(Severity)
 
 
 class Phase(StrEnum):
@@ -204,7 +203,7 @@ def _due(incident: Incident, route: Router, now: float
         last = notified.get(receiver)
         if last is None:
             actions.append((receiver, Action.TRIGGER))
-        elif _ORDER.index(severity) > _ORDER.index(last[1]):
+        elif severity_rank(severity) > severity_rank(last[1]):
             actions.append((receiver, Action.ESCALATE))
         elif now - last[0] >= target.repeat_interval_s:
             actions.append((receiver, Action.REPEAT))
@@ -223,7 +222,7 @@ def merge(signals: Iterable[Signal]) -> list[Signal]:
         if before is None:
             merged[s.key] = s
             continue
-        worse = _ORDER.index(s.severity) > _ORDER.index(before.severity)
+        worse = severity_rank(s.severity) > severity_rank(before.severity)
         merged[s.key] = replace(before, severity=s.severity if worse else before.severity,
                                 lines=before.lines + tuple(x for x in s.lines
                                                            if x not in before.lines))
