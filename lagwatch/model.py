@@ -18,6 +18,11 @@ TopicPartition = tuple[str, int]
 _EMPTY: Mapping[TopicPartition, int] = MappingProxyType({})
 
 
+STAGES = ("connect", "offsets", "describe", "metadata", "cluster", "log_offsets", "retention",
+          "offsets_topic", "log_dirs", "records", "transactions")
+"""The reader's stages a poll error can come from (the ``stage`` label of poll errors)."""
+
+
 @dataclass(frozen=True, slots=True)
 class LogOffsets:
     """The available range of one partition's log: [log_start, log_end).

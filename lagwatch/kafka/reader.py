@@ -24,7 +24,7 @@ import logging
 import time
 from collections import defaultdict
 from collections.abc import Callable, Iterable
-from typing import Any
+from typing import Any, TypeVar
 
 from kafka import KafkaAdminClient
 from kafka import TopicPartition as KafkaTP
@@ -58,12 +58,10 @@ from lagwatch.records import OffsetCommit
 log = logging.getLogger(__name__)
 
 AdminFactory = Callable[..., Any]
+T = TypeVar("T")
 # Classic groups of other protocols (Kafka Connect workers) commit no consumer offsets.
 _CONSUMER_PROTOCOLS = frozenset({"consumer", ""})
 _UNKNOWN_TOPIC = 3
-STAGES = ("connect", "offsets", "describe", "metadata", "cluster", "log_offsets", "retention",
-          "offsets_topic", "log_dirs", "records", "transactions")
-"""Pipeline stages a poll error can come from (the ``stage`` label of poll errors)."""
 _RETENTION_KEYS = {"retention.ms": None, "retention.bytes": None, "cleanup.policy": None,
                    "min.compaction.lag.ms": None}
 _TXN_TIMEOUT = "transaction.max.timeout.ms"
@@ -131,6 +129,16 @@ class ClusterReader:
                 admin.close()
             except _FAILURES as exc:  # closing a broken client must not fail a poll
                 log.debug("closing admin client for %s: %s", self.cluster.name, brief(exc))
+
+    def _attempt(self, errors: list[PollError], stage: str, call: Callable[[], T],
+                 what: str = "") -> T | None:
+        """Return what a request answers; on failure record a poll error and return None."""
+        try:
+            return call()
+        except _FAILURES as exc:
+            problem = f"{what}: {brief(exc)}" if what else brief(exc)
+            errors.append(PollError(stage, self.cluster.name, problem))
+            return None
 
     def poll(self) -> Snapshot:
         """Read the cluster once; never raises for Kafka errors."""
@@ -231,10 +239,8 @@ class ClusterReader:
     def _metadata(self, admin: Any, errors: list[PollError]
                   ) -> tuple[dict[str, list[int]], ClusterMeta | None]:
         """Partitions per existing topic, and cluster-wide health facts."""
-        try:
-            described = admin.describe_topics()
-        except _FAILURES as exc:
-            errors.append(PollError("metadata", self.cluster.name, brief(exc)))
+        described = self._attempt(errors, "metadata", admin.describe_topics)
+        if described is None:
             return {}, None
         topics: dict[str, list[int]] = {}
         offline: list[TopicPartition] = []
@@ -250,11 +256,7 @@ class ClusterReader:
                     offline.append(tp)
                 if len(p.get("isr_nodes", ())) < len(p.get("replica_nodes", ())):
                     under[tp] = len(p.get("isr_nodes", ()))
-        try:
-            cluster = admin.describe_cluster()
-        except _FAILURES as exc:
-            errors.append(PollError("cluster", self.cluster.name, brief(exc)))
-            cluster = {}
+        cluster = self._attempt(errors, "cluster", admin.describe_cluster) or {}
         meta = ClusterMeta(
             cluster_id=cluster.get("cluster_id"),
             controller_id=cluster.get("controller_id"),
@@ -276,13 +278,10 @@ class ClusterReader:
         if not isr:
             return ()
         topics = sorted({t for t, _ in isr})
-        try:
-            described = admin.describe_configs(
-                [ConfigResource(ConfigResourceType.TOPIC, t, {"min.insync.replicas": None})
-                 for t in topics], config_filter="all").get("topic", {})
-        except _FAILURES as exc:
-            errors.append(PollError("metadata", self.cluster.name,
-                                    f"min.insync.replicas: {brief(exc)}"))
+        described = self._attempt(errors, "metadata", lambda: admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t, {"min.insync.replicas": None})
+             for t in topics], config_filter="all").get("topic", {}), "min.insync.replicas")
+        if described is None:
             return ()
         minimum = {t: int(c.get("min.insync.replicas", {}).get("value") or 1)
                    for t, c in described.items()}
@@ -290,10 +289,8 @@ class ClusterReader:
 
     def _log_dirs(self, admin: Any, errors: list[PollError]) -> tuple[LogDir, ...]:
         """Each broker's log directories: partition bytes, free and total disk."""
-        try:
-            described = admin.describe_log_dirs()
-        except _FAILURES as exc:
-            errors.append(PollError("log_dirs", self.cluster.name, brief(exc)))
+        described = self._attempt(errors, "log_dirs", admin.describe_log_dirs)
+        if described is None:
             return ()
         dirs = []
         for broker in described:
@@ -314,17 +311,13 @@ class ClusterReader:
         now = time.monotonic()
         stale = now - self._retention_at >= self.retention_refresh_s
         wanted = topics if stale else topics - self._retention.keys()
-        if wanted:
-            try:
-                described = admin.describe_configs(
-                    [ConfigResource(ConfigResourceType.TOPIC, t, dict(_RETENTION_KEYS))
-                     for t in sorted(wanted)], config_filter="all").get("topic", {})
-            except _FAILURES as exc:
-                errors.append(PollError("retention", self.cluster.name, brief(exc)))
-            else:
-                self._retention.update({t: _retention(c) for t, c in described.items() if c})
-                if stale:
-                    self._retention_at = now
+        described = self._attempt(errors, "retention", lambda: admin.describe_configs(
+            [ConfigResource(ConfigResourceType.TOPIC, t, dict(_RETENTION_KEYS))
+             for t in sorted(wanted)], config_filter="all").get("topic", {})) if wanted else None
+        if described is not None:
+            self._retention.update({t: _retention(c) for t, c in described.items() if c})
+            if stale:
+                self._retention_at = now
         return {t: self._retention[t] for t in topics if t in self._retention}
 
     def _transaction_timeout(self, admin: Any, meta: ClusterMeta | None,
@@ -337,16 +330,11 @@ class ClusterReader:
                 and now - self._txn_timeout_at < self.retention_refresh_s):
             return self._txn_timeout_s
         self._txn_timeout_at = now
-        try:
-            node = meta.brokers[0]
-            described = admin.describe_configs(
-                [ConfigResource(ConfigResourceType.BROKER, str(node), {_TXN_TIMEOUT: None})],
-                config_filter="all").get("broker", {})
-        except _FAILURES as exc:
-            errors.append(PollError("retention", self.cluster.name,
-                                    f"{_TXN_TIMEOUT}: {brief(exc)}"))
-            return self._txn_timeout_s
-        for configs in described.values():
+        node = meta.brokers[0]
+        described = self._attempt(errors, "retention", lambda: admin.describe_configs(
+            [ConfigResource(ConfigResourceType.BROKER, str(node), {_TXN_TIMEOUT: None})],
+            config_filter="all").get("broker", {}), _TXN_TIMEOUT)
+        for configs in (described or {}).values():
             value = str(configs.get(_TXN_TIMEOUT, {}).get("value") or "")
             if value.isdigit():
                 return int(value) / 1000
@@ -358,17 +346,14 @@ class ClusterReader:
         """The records at committed offsets: a budget of fetches, the rest from the cache."""
         cache = self.unread
         wanted = cache.wanted(committed, offsets, now) if cache.budget else []
-        if wanted:
-            try:
-                refused = cache.store(len(wanted), fetch_unread(
-                    admin, wanted, self.cluster.client_options()["request_timeout_ms"]), now)
-            except _FAILURES as exc:
-                errors.append(PollError("records", self.cluster.name, brief(exc)))
-            else:
-                errors.extend(PollError("records", f"topic {t}", (
-                    "not authorized to read its records (TopicAuthorizationFailedError): its "
-                    "time lag is estimated; grant lagwatch Read on it for the exact one"))
-                    for t in refused)
+        timeout_ms = self.cluster.client_options()["request_timeout_ms"]
+        fetched = self._attempt(errors, "records", lambda: fetch_unread(
+            admin, wanted, timeout_ms)) if wanted else None
+        if fetched is not None:
+            errors.extend(PollError("records", f"topic {t}", (
+                "not authorized to read its records (TopicAuthorizationFailedError): its "
+                "time lag is estimated; grant lagwatch Read on it for the exact one"))
+                for t in cache.store(len(wanted), fetched, now))
         return cache.of(committed)
 
     def _transactions(self, admin: Any, offsets: dict[TopicPartition, LogOffsets],
@@ -381,20 +366,8 @@ class ClusterReader:
                              if lo.last_stable is not None}
         if not held:
             return {}
-        try:
-            producers = admin.describe_producers([KafkaTP(*tp) for tp in sorted(held)])
-            found = {(tp.topic, tp.partition): p.producer_id
-                     for tp, state in producers.items() for p in state.active_producers
-                     if p.current_transaction_start_offset == held[(tp.topic, tp.partition)]}
-            names = {}
-            if found:
-                listed = admin.list_transactions(producer_id_filters=sorted(set(found.values())))
-                names = {t.producer_id: t.transactional_id
-                         for per_broker in listed.values() for t in per_broker}
-        except _FAILURES as exc:
-            errors.append(PollError("transactions", self.cluster.name, brief(exc)))
-            return {}
-        return {tp: OpenTransaction(pid, held[tp], names.get(pid)) for tp, pid in found.items()}
+        return self._attempt(errors, "transactions",
+                             lambda: _open_transactions(admin, held)) or {}
 
     def _log_offsets(self, admin: Any, partitions: list[TopicPartition],
                      errors: list[PollError]) -> dict[TopicPartition, LogOffsets]:
@@ -417,6 +390,21 @@ class ClusterReader:
 
         fetched = _batched(sorted(by_topic), fetch, "log_offsets", errors, subject="topic")
         return {tp: lo for per_topic in fetched.values() for tp, lo in per_topic.items()}
+
+
+def _open_transactions(admin: Any, held: dict[TopicPartition, int]
+                       ) -> dict[TopicPartition, OpenTransaction]:
+    """The transaction (producer and transactional id) that starts at each held LSO."""
+    producers = admin.describe_producers([KafkaTP(*tp) for tp in sorted(held)])
+    found = {(tp.topic, tp.partition): p.producer_id
+             for tp, state in producers.items() for p in state.active_producers
+             if p.current_transaction_start_offset == held[(tp.topic, tp.partition)]}
+    names = {}
+    if found:
+        listed = admin.list_transactions(producer_id_filters=sorted(set(found.values())))
+        names = {t.producer_id: t.transactional_id
+                 for per_broker in listed.values() for t in per_broker}
+    return {tp: OpenTransaction(pid, held[tp], names.get(pid)) for tp, pid in found.items()}
 
 
 def _retention(configs: dict[str, dict[str, Any]]) -> Retention:

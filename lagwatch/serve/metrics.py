@@ -30,12 +30,11 @@ from prometheus_client.exposition import generate_latest
 
 from lagwatch.detect.dlq import DlqReport
 from lagwatch.detect.findings import Finding
-from lagwatch.kafka.reader import STAGES
-from lagwatch.model import LogDir, Snapshot, TopicPartition
+from lagwatch.model import STAGES, LogDir, Snapshot, TopicPartition
 from lagwatch.report.latest import LatestReports
 from lagwatch.report.view import ClusterReport, GroupReport, PartitionReport, TopicReport
 from lagwatch.serve.deflate import Piece, deflate, join, text_stream
-from lagwatch.status import Severity, Status
+from lagwatch.status import Status, severity_rank
 
 POLL_BUCKETS_S = (0.05, 0.1, 0.25, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
@@ -315,7 +314,7 @@ def families(reports: list[ClusterReport], per_partition: bool = True) -> Iterat
     yield _family("group_severity",
                   "Worst of the group's status and findings: 0 none, 1 warning, "
                   "2 critical.",
-                  _values(i.groups, lambda g: float(list(Severity).index(g.severity))))
+                  _values(i.groups, lambda g: float(severity_rank(g.severity))))
     yield _family("group_rebalances_total",
                   "Rebalances counted since lagwatch started (exact when "
                   "__consumer_offsets is read, else a lower bound).",
