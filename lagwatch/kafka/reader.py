@@ -23,7 +23,7 @@ from __future__ import annotations
 import logging
 import time
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 from kafka import KafkaAdminClient
@@ -33,6 +33,14 @@ from kafka.errors import KafkaError
 from kafka.protocol.consumer import IsolationLevel, OffsetSpec
 
 from lagwatch.kafka import clientfix as kafkafix
+from lagwatch.kafka.answers import (
+    group_snapshot,
+    group_type,
+    log_dirs,
+    record_missing_topics,
+    retention,
+    topic_partitions,
+)
 from lagwatch.kafka.causes import CAUSES
 from lagwatch.kafka.config import ClusterConfig
 from lagwatch.kafka.consumer_groups import describe_consumer_groups
@@ -42,10 +50,8 @@ from lagwatch.model import (
     CLASSIC,
     CONSUMER,
     ClusterMeta,
-    GroupSnapshot,
     LogDir,
     LogOffsets,
-    Member,
     OpenTransaction,
     PollError,
     Retention,
@@ -61,7 +67,6 @@ AdminFactory = Callable[..., Any]
 T = TypeVar("T")
 # Classic groups of other protocols (Kafka Connect workers) commit no consumer offsets.
 _CONSUMER_PROTOCOLS = frozenset({"consumer", ""})
-_UNKNOWN_TOPIC = 3
 _RETENTION_KEYS = {"retention.ms": None, "retention.bytes": None, "cleanup.policy": None,
                    "min.compaction.lag.ms": None}
 _TXN_TIMEOUT = "transaction.max.timeout.ms"
@@ -153,16 +158,16 @@ class ClusterReader:
             errors.append(PollError("connect", self.cluster.name, cause or brief(exc)))
             return Snapshot(self.cluster.name, taken_at, time.monotonic() - started,
                             up=False, errors=tuple(errors))
-        judged = [gid for gid, g in listed.items() if _type(g) in (CLASSIC, CONSUMER)]
+        judged = [gid for gid, g in listed.items() if group_type(g) in (CLASSIC, CONSUMER)]
         committed = self._committed(admin, judged, errors)
         described = self._describe(admin, listed, errors)
-        groups = {gid: _group(gid, g, described.get(gid), committed.get(gid, {}))
+        groups = {gid: group_snapshot(gid, g, described.get(gid), committed.get(gid, {}))
                   for gid, g in listed.items()}
         records = self._group_records(errors)
         watched = self._watched(records or [])
         topics, meta = self._metadata(admin, errors)
         used = {tp[0] for g in groups.values() for tp in g.partitions()}
-        _record_missing_topics(groups, used - topics.keys(), errors)
+        record_missing_topics(groups, used - topics.keys(), errors)
         wanted = used | {t for t in topics if self.also_watch(t)}
         partitions = [(topic, p) for topic in sorted(wanted & topics.keys())
                       for p in topics[topic]]
@@ -209,7 +214,7 @@ class ClusterReader:
         groups of other protocols, such as Kafka Connect's)."""
         return {
             g["group_id"]: g for g in sorted(admin.list_groups(), key=lambda g: g["group_id"])
-            if (_type(g) != CLASSIC or g.get("protocol_type", "") in _CONSUMER_PROTOCOLS)
+            if (group_type(g) != CLASSIC or g.get("protocol_type", "") in _CONSUMER_PROTOCOLS)
             and self.cluster.groups.matches(g["group_id"])
         }
 
@@ -225,10 +230,10 @@ class ClusterReader:
     def _describe(self, admin: Any, listed: dict[str, dict[str, Any]],
                   errors: list[PollError]) -> dict[str, dict[str, Any]]:
         """Describe classic and consumer-protocol groups, each with its own request."""
-        described = _batched([g for g, info in listed.items() if _type(info) == CLASSIC],
+        described = _batched([g for g, info in listed.items() if group_type(info) == CLASSIC],
                              admin.describe_groups, "describe", errors)
         described.update(_batched(
-            [g for g, info in listed.items() if _type(info) == CONSUMER],
+            [g for g, info in listed.items() if group_type(info) == CONSUMER],
             lambda ids: describe_consumer_groups(admin, ids), "describe", errors))
         for gid, info in list(described.items()):
             if info.get("error") and info.get("group_state") != "Dead":
@@ -242,20 +247,7 @@ class ClusterReader:
         described = self._attempt(errors, "metadata", admin.describe_topics)
         if described is None:
             return {}, None
-        topics: dict[str, list[int]] = {}
-        offline: list[TopicPartition] = []
-        under: dict[TopicPartition, int] = {}  # under-replicated -> in-sync replicas
-        for topic in described:
-            if topic.get("error_code", 0) == _UNKNOWN_TOPIC:
-                continue
-            name = topic["name"]
-            topics[name] = sorted(p["partition_index"] for p in topic["partitions"])
-            for p in topic["partitions"]:
-                tp = (name, p["partition_index"])
-                if p.get("leader_id", -1) < 0:
-                    offline.append(tp)
-                if len(p.get("isr_nodes", ())) < len(p.get("replica_nodes", ())):
-                    under[tp] = len(p.get("isr_nodes", ()))
+        topics, offline, under = topic_partitions(described)
         cluster = self._attempt(errors, "cluster", admin.describe_cluster) or {}
         meta = ClusterMeta(
             cluster_id=cluster.get("cluster_id"),
@@ -292,18 +284,7 @@ class ClusterReader:
         described = self._attempt(errors, "log_dirs", admin.describe_log_dirs)
         if described is None:
             return ()
-        dirs = []
-        for broker in described:
-            for d in broker.get("log_dirs", ()):
-                size = sum(p.get("partition_size", 0) for t in d.get("topics", ())
-                           for p in t.get("partitions", ()))
-                usable, total = d.get("usable_bytes", -1), d.get("total_bytes", -1)
-                code = d.get("error_code", 0)
-                dirs.append(LogDir(broker["broker"], d.get("log_dir", "?"), size,
-                                   usable if usable >= 0 else None,
-                                   total if total >= 0 else None,
-                                   f"error code {code}" if code else None))
-        return tuple(sorted(dirs, key=lambda d: (d.broker, d.path)))
+        return log_dirs(described)
 
     def _retention_of(self, admin: Any, topics: set[str],
                       errors: list[PollError]) -> dict[str, Retention]:
@@ -315,7 +296,7 @@ class ClusterReader:
             [ConfigResource(ConfigResourceType.TOPIC, t, dict(_RETENTION_KEYS))
              for t in sorted(wanted)], config_filter="all").get("topic", {})) if wanted else None
         if described is not None:
-            self._retention.update({t: _retention(c) for t, c in described.items() if c})
+            self._retention.update({t: retention(c) for t, c in described.items() if c})
             if stale:
                 self._retention_at = now
         return {t: self._retention[t] for t in topics if t in self._retention}
@@ -407,20 +388,6 @@ def _open_transactions(admin: Any, held: dict[TopicPartition, int]
     return {tp: OpenTransaction(pid, held[tp], names.get(pid)) for tp, pid in found.items()}
 
 
-def _retention(configs: dict[str, dict[str, Any]]) -> Retention:
-    def value(key: str) -> str:
-        return str(configs.get(key, {}).get("value") or "")
-
-    policy = value("cleanup.policy") or "delete"
-    ms = int(value("retention.ms") or -1)
-    size = int(value("retention.bytes") or -1)
-    deletes = "delete" in policy
-    return Retention(retention_s=ms / 1000 if ms >= 0 and deletes else None,
-                     retention_bytes=size if size >= 0 and deletes else None,
-                     cleanup_policy=policy,
-                     min_compaction_lag_s=max(0, int(value("min.compaction.lag.ms") or 0)) / 1000)
-
-
 def _batched(keys: list[str], fetch: Callable[[list[str]], dict[str, Any]], stage: str,
              errors: list[PollError], subject: str = "group") -> dict[str, Any]:
     """Fetch all keys in one call; if that fails, fetch them one by one and record failures.
@@ -444,54 +411,3 @@ def _batched(keys: list[str], fetch: Callable[[list[str]], dict[str, Any]], stag
     return result
 
 
-def _type(listed: dict[str, Any]) -> str:
-    """A group's type; brokers before ListGroups v5 (Kafka 3.8) know classic groups only."""
-    return str(listed.get("group_type") or CLASSIC).lower()
-
-
-def _group(group_id: str, listed: dict[str, Any], info: dict[str, Any] | None,
-           committed: dict[TopicPartition, int]) -> GroupSnapshot:
-    kind = _type(listed)
-    protocol = str(listed.get("protocol_type") or "")
-    if kind == CONSUMER and info is not None:
-        return GroupSnapshot(group_id, state=info["group_state"] or "Unknown",
-                             protocol_type=protocol, members=info["members"],
-                             committed=committed, group_type=kind, epoch=info["epoch"],
-                             assignment_epoch=info["assignment_epoch"],
-                             assignor=info["assignor"])
-    if kind != CLASSIC or info is None:
-        # not described (a type lagwatch does not judge, or describing failed): ListGroups
-        # still knows the state
-        return GroupSnapshot(group_id, state=listed.get("group_state") or "Unknown",
-                             protocol_type=protocol, members=None, committed=committed,
-                             group_type=kind)
-    return GroupSnapshot(
-        group_id=group_id,
-        state=info.get("group_state") or "Unknown",
-        protocol_type=info.get("protocol_type") or "",
-        members=tuple(_member(m) for m in info.get("members", ())),
-        committed=committed,
-    )
-
-
-def _member(raw: dict[str, Any]) -> Member:
-    assignment = raw.get("member_assignment")
-    assigned: Iterable[dict[str, Any]] = (
-        assignment.get("assigned_partitions", ()) if isinstance(assignment, dict) else ())
-    return Member(
-        member_id=raw.get("member_id", ""),
-        client_id=raw.get("client_id", ""),
-        client_host=raw.get("client_host", "").lstrip("/"),
-        group_instance_id=raw.get("group_instance_id"),
-        assignment=tuple(sorted((a["topic"], p) for a in assigned for p in a["partitions"])),
-    )
-
-
-def _record_missing_topics(groups: dict[str, GroupSnapshot], missing: set[str],
-                           errors: list[PollError]) -> None:
-    for topic in sorted(missing):
-        holders = sorted(g.group_id for g in groups.values()
-                         if any(tp[0] == topic for tp in g.partitions()))
-        errors.append(PollError("metadata", f"topic {topic}",
-                                "topic does not exist; offsets are still held by group(s) "
-                                + ", ".join(holders)))
