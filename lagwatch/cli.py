@@ -20,7 +20,8 @@ from lagwatch.kafka import causes as kafkalog
 from lagwatch.kafka.reader import ClusterReader
 from lagwatch.lock import StateDirInUseError
 from lagwatch.pipeline import ClusterJudge, wire
-from lagwatch.report.view import ClusterReport, build_report, to_document
+from lagwatch.report.view import ClusterReport, build_report
+from lagwatch.serve.documents import to_document
 from lagwatch.serve.webconfig import WebConfigError
 from lagwatch.status import Severity
 

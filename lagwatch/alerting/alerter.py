@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import uuid
 from typing import Any
 
@@ -137,18 +136,17 @@ class Alerter:
             self._silences.pop(silence_id, None)
         return self.outbox.drop_silence(silence_id)
 
-    def silence_documents(self, now: float) -> list[dict[str, Any]]:
-        """Return every silence, from config and from the API, for the JSON API."""
+    def silences(self) -> list[tuple[str, SilenceConfig]]:
+        """Return every silence with its id, from config first, then from the API."""
         with self._lock:
             api = list(self._silences.items())
-        config = [(f"config-{i}", s) for i, s in enumerate(self.config.silences)]
-        return [_silence_document(sid, s, now) for sid, s in (*config, *api)]
+        return [*((f"config-{i}", s) for i, s in enumerate(self.config.silences)), *api]
 
-    def incident_documents(self, now: float) -> list[dict[str, Any]]:
-        """Return the open incidents for the JSON API."""
+    def incidents(self, now: float) -> list[tuple[Incident, bool]]:
+        """Return the open incidents in key order, each with whether it is silenced."""
         with self._lock:
             incidents = sorted(self.book.open.values(), key=lambda i: i.key)
-        return [_incident_document(i, self.silenced(i.key, now)) for i in incidents]
+        return [(i, self.silenced(i.key, now)) for i in incidents]
 
 
 def _restored(outbox: Outbox) -> dict[str, SilenceConfig]:
@@ -163,32 +161,6 @@ def _restored(outbox: Outbox) -> dict[str, SilenceConfig]:
                         outbox.path or "memory", describe(exc))
             outbox.drop_silence(silence_id)
     return silences
-
-
-def _incident_document(i: Incident, silenced: bool) -> dict[str, Any]:
-    s = i.signal
-    return {"id": s.key.id, "cluster": s.key.cluster, "subject": s.key.subject,
-            "kind": s.key.kind, "severity": str(s.severity), "phase": str(i.phase),
-            "title": s.title, "reasons": list(s.lines), "silenced": silenced,
-            "first_seen": _iso(i.first_seen), "fired_at": _iso(i.fired_at),
-            "notified": sorted(i.notified)}
-
-
-def _silence_document(silence_id: str, s: SilenceConfig, now: float) -> dict[str, Any]:
-    return {"id": silence_id, "match": {"cluster": s.match.cluster.pattern,
-                                        "group": s.match.group.pattern,
-                                        "kind": s.match.kind.pattern},
-            "starts": s.starts.isoformat() if s.starts else None,
-            "ends": s.ends.isoformat(), "comment": s.comment,
-            "active": (s.starts is None or s.starts.timestamp() <= now)
-            and now < s.ends.timestamp()}
-
-
-def _iso(t: float | None) -> str | None:
-    if t is None:
-        return None
-    return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(t))
-
 
 
 def _log_changes(before: dict[IncidentKey, tuple[Phase, Severity]],

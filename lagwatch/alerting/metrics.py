@@ -56,8 +56,8 @@ class AlertingCollector(Collector):
         incidents = GaugeMetricFamily("lagwatch_incidents",
                                       "Open incidents by cluster, phase and severity.",
                                       labels=["cluster", "phase", "severity"])
-        tally = Counter((d["cluster"], d["phase"], d["severity"])
-                        for d in self.alerter.incident_documents(now))
+        tally = Counter((i.key.cluster, str(i.phase), str(i.signal.severity))
+                        for i, _silenced in self.alerter.incidents(now))
         for labels, count in sorted(tally.items()):
             incidents.add_metric(list(labels), count)
         yield incidents

@@ -36,9 +36,16 @@ from uvicorn.protocols.http.h11_impl import H11Protocol
 from lagwatch.alerting.alerter import Alerter
 from lagwatch.configtypes import describe
 from lagwatch.report.latest import LatestReports
-from lagwatch.report.view import ClusterReport, cluster_document, group_document, to_document
+from lagwatch.report.view import ClusterReport
 from lagwatch.serve.config import HttpAuth, HttpConfig
 from lagwatch.serve.deflate import gzip_length, gzip_stream, text_stream
+from lagwatch.serve.documents import (
+    cluster_document,
+    group_document,
+    incident_document,
+    silence_document,
+    to_document,
+)
 from lagwatch.serve.metrics import CONTENT_TYPE, Exporter
 from lagwatch.serve.webconfig import BasicUsers, ReloadingTls
 
@@ -218,12 +225,15 @@ class Endpoints:
         return _json(200, group_document(found))
 
     def incidents(self, _request: Request) -> Response:
-        return _json(200, {"incidents": self.alerter.incident_documents(time.time())})
+        return _json(200, {"incidents": [incident_document(i, silenced) for i, silenced
+                                          in self.alerter.incidents(time.time())]})
 
     async def silences(self, request: Request) -> Response:
         if request.method == "POST":
             return await self._add_silence(request)
-        documents = await asyncio.to_thread(self.alerter.silence_documents, time.time())
+        now = time.time()
+        silences = await asyncio.to_thread(self.alerter.silences)
+        documents = [silence_document(sid, s, now) for sid, s in silences]
         return _json(200, {"silences": documents})
 
     async def _add_silence(self, request: Request) -> Response:

@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 
 from lagwatch.model import GroupSnapshot, LogOffsets, Member, PollError, Snapshot
-from lagwatch.report.view import build_report, group_document, to_document
+from lagwatch.report.view import build_report
+from lagwatch.serve.documents import group_document, to_document
 from lagwatch.status import Severity, Status
 
 NOW = 1_790_000_000.0
