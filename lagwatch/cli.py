@@ -229,7 +229,7 @@ def _sample(collectors: list[ClusterReader], pipelines: list[ClusterJudge], samp
                 unreachable = unreachable or UsageError(
                     f"cluster {collector.cluster.name!r} is unreachable at {servers}: "
                     f"{snapshot.errors[0].message}")
-                reports.append(build_report(snapshot))
+                reports.append(build_report(snapshot, None, None))
                 continue
             reports.append(build_report(snapshot, None, pipeline.ingest(snapshot)))
         if unreachable is not None:

@@ -5,17 +5,23 @@ rate, the consumer reads at most its capacity and commits on its own cadence, an
 (stall, rewind, retention cut, topic recreation, added partitions, members leaving) fire at
 set times. Every change in the number of members is a rebalance: a new generation, with
 the coordinator's record of it when the commit records are handed over. Every ``poll_s``
-it yields what a poll of a real broker would have seen.
+it yields what a poll of a real broker would have seen; ``replay`` runs such polls through
+lagwatch as the daemon does.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 
+from lagwatch.detect.config import DetectionConfig
+from lagwatch.detect.verdict import Verdict
 from lagwatch.model import GroupSnapshot, LogOffsets, Member, Retention, Snapshot
+from lagwatch.pipeline import ClusterJudge
 from lagwatch.records import GroupMember, GroupMetadata, GroupRecord, OffsetCommit
+from lagwatch.report.latest import LatestReports
+from lagwatch.report.view import ClusterReport
 
 Rate = Callable[[float], float]
 """Messages per second at a time (seconds since the start)."""
@@ -248,3 +254,29 @@ class Scenario:
                         retention={self.topic: Retention(self.retention_s)},
                         group_records=group_records, commit_records=records,
                         records_exact=self.exact_commits)
+
+
+def replay(snapshots: Iterable[Snapshot], judge: ClusterJudge | None = None,
+           latest: LatestReports | None = None) -> Iterator[ClusterReport]:
+    """Judge and publish each poll in turn, as the daemon does, and yield each report.
+
+    This is how tests and benchmarks run polls through lagwatch: with no ``judge``, one
+    with the default detection settings judges them; with no ``latest``, the reports are
+    kept in one of their own.
+    """
+    for snapshot in snapshots:
+        if judge is None:
+            judge = ClusterJudge(snapshot.cluster, DetectionConfig())
+        if latest is None:
+            latest = LatestReports([snapshot.cluster], 30.0)
+        yield latest.publish(snapshot, judge.ingest(snapshot))
+
+
+def report_alone(snapshot: Snapshot) -> ClusterReport:
+    """Report on one poll judged on its own, as lagwatch's first poll is."""
+    return next(replay([snapshot]))
+
+
+def judged_alone(snapshot: Snapshot) -> Verdict | None:
+    """Judge one poll on its own, as lagwatch's first poll is; None for a failed poll."""
+    return ClusterJudge(snapshot.cluster, DetectionConfig()).ingest(snapshot)

@@ -20,7 +20,7 @@ class LatestReports:
         self._reports: dict[str, ClusterReport] = {}
         self._lock = threading.Lock()
 
-    def publish(self, snapshot: Snapshot, verdict: Verdict | None = None) -> ClusterReport:
+    def publish(self, snapshot: Snapshot, verdict: Verdict | None) -> ClusterReport:
         """Report on a new snapshot and make it the cluster's latest."""
         with self._lock:
             report = build_report(snapshot, self._reports.get(snapshot.cluster), verdict)

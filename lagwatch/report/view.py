@@ -8,11 +8,10 @@ from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
 from lagwatch.detect.dlq import DlqReport
-from lagwatch.detect.findings import Finding, HealthMemory, HealthSettings
-from lagwatch.detect.history import History
+from lagwatch.detect.findings import Finding
 from lagwatch.detect.rebalance import Churn
-from lagwatch.detect.rules import Assessment, DetectionSettings, Memory
-from lagwatch.detect.verdict import Verdict, judge
+from lagwatch.detect.rules import Assessment
+from lagwatch.detect.verdict import Verdict
 from lagwatch.model import CLASSIC, GroupSnapshot, Member, PollError, Snapshot, TopicPartition
 from lagwatch.status import SEVERITY, Severity, Status, rank, worst, worst_severity
 from lagwatch.text import fmt_duration, plural
@@ -153,12 +152,10 @@ class ClusterReport:
         return next((g for g in self.groups if g.group_id == group_id), None)
 
 
-def build_report(snapshot: Snapshot, previous: ClusterReport | None = None,
-                 verdict: Verdict | None = None) -> ClusterReport:
-    """Report on a snapshot and its verdict; a failed poll keeps the previous numbers.
-
-    Without a verdict the snapshot is judged on its own, as one poll of history.
-    """
+def build_report(snapshot: Snapshot, previous: ClusterReport | None,
+                 verdict: Verdict | None) -> ClusterReport:
+    """Report on a snapshot and its verdict; a failed poll (no verdict) keeps the previous
+    numbers."""
     if not snapshot.up:
         if previous is None:
             return ClusterReport(snapshot.cluster, up=False, polled_at=snapshot.taken_at,
@@ -167,10 +164,8 @@ def build_report(snapshot: Snapshot, previous: ClusterReport | None = None,
         return replace(previous, up=False, polled_at=snapshot.taken_at,
                        errors=snapshot.errors)
     if verdict is None:
-        history = History(window_s=DetectionSettings().window_s)
-        history.observe(snapshot)
-        verdict = judge(snapshot, history, DetectionSettings(), Memory(), health=HealthSettings(),
-                        health_memory=HealthMemory())
+        raise ValueError(f"cluster {snapshot.cluster}: a successful poll is reported with "
+                         "its verdict")
     groups = tuple(replace(_group_report(snapshot, g, verdict.assessments.get(gid, {}),
                                          verdict.span_s, verdict.group_findings.get(gid, ())),
                            churn=verdict.churn.get(gid))

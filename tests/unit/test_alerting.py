@@ -17,10 +17,8 @@ from lagwatch.alerting.receivers.pagerduty import dedup_key, payload
 from lagwatch.alerting.receivers.slack import blocks_for
 from lagwatch.alerting.retry import DeliveryError, http_error, next_attempt
 from lagwatch.alerting.signals import signals
-from lagwatch.detect.config import DetectionConfig
-from lagwatch.pipeline import ClusterJudge
 from lagwatch.report.view import build_report
-from lagwatch.simulate import Scenario
+from lagwatch.simulate import Scenario, replay, report_alone
 from lagwatch.status import Severity
 from tests.unit.test_config import error_of
 
@@ -91,11 +89,7 @@ def test_routes_take_the_first_match_unless_told_to_continue() -> None:
 def test_a_stalled_group_gives_one_lag_signal_with_its_numbers() -> None:
     # Given a group whose partition 1 of 3 got stuck at minute 20, judged at minute 30
     scenario = Scenario(partitions=3, events={1200.0: lambda s: s.stick(1)})
-    pipeline = ClusterJudge("sim", DetectionConfig())
-    report = None
-    for snapshot in scenario.run(1800):
-        report = build_report(snapshot, report, pipeline.ingest(snapshot))
-    assert report is not None
+    *_, report = replay(scenario.run(1800))
     # When
     found = signals(report)
     # Then one signal per kind, each carrying every line of the group, its own first
@@ -114,8 +108,8 @@ def test_a_stalled_group_gives_one_lag_signal_with_its_numbers() -> None:
 
 def test_an_unreachable_cluster_gives_only_its_own_signal() -> None:
     scenario = Scenario()
-    report = build_report(next(iter(scenario.run(0))))
-    down = build_report(type(report.snapshot)("sim", 1.0, 0.1, up=False), report)
+    report = report_alone(next(iter(scenario.run(0))))
+    down = build_report(type(report.snapshot)("sim", 1.0, 0.1, up=False), report, None)
     assert [s.key for s in signals(down)] == [IncidentKey("sim", "", "cluster_unreachable")]
     assert signals(down)[0].lines == ("no successful poll",)
 

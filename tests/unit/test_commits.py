@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 from lagwatch.detect.commits import CommitClocks, CommitFacts
-from lagwatch.detect.config import DetectionConfig
 from lagwatch.detect.history import Window
 from lagwatch.detect.rules import rates
-from lagwatch.pipeline import ClusterJudge
 from lagwatch.records import OffsetCommit
-from lagwatch.report.view import ClusterReport, build_report
-from lagwatch.simulate import Scenario
+from lagwatch.report.view import ClusterReport
+from lagwatch.simulate import Scenario, replay
 from lagwatch.status import Status
 
 TP = ("orders", 0)
@@ -88,13 +86,8 @@ def test_records_that_disagree_with_the_poll_are_not_used() -> None:
 def run_from(scenario: Scenario, watch_from_s: float, duration_s: float
              ) -> list[tuple[float, ClusterReport]]:
     """Run a scenario; lagwatch sees only the polls from ``watch_from_s`` on."""
-    pipeline = ClusterJudge("sim", DetectionConfig())
-    reports = []
-    for snapshot in scenario.run(duration_s):
-        t = snapshot.taken_at - scenario.start
-        if t >= watch_from_s:
-            reports.append((t, build_report(snapshot, None, pipeline.ingest(snapshot))))
-    return reports
+    seen = (s for s in scenario.run(duration_s) if s.taken_at - scenario.start >= watch_from_s)
+    return [(r.polled_at - scenario.start, r) for r in replay(seen)]
 
 
 def first_stalled(reports: list[tuple[float, ClusterReport]]) -> tuple[float, tuple[str, ...]]:

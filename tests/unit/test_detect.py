@@ -15,8 +15,8 @@ from lagwatch.detect.config import DetectionConfig
 from lagwatch.detect.history import Window
 from lagwatch.detect.rules import time_lag
 from lagwatch.pipeline import ClusterJudge
-from lagwatch.report.view import ClusterReport, GroupReport, build_report
-from lagwatch.simulate import Scenario, bursts, constant, step
+from lagwatch.report.view import ClusterReport, GroupReport
+from lagwatch.simulate import Scenario, bursts, constant, replay, step
 from lagwatch.status import Status
 from lagwatch.text import fmt_duration
 
@@ -27,12 +27,9 @@ ALARMS = {Status.LAGGING, Status.STALLED, Status.STOPPED, Status.REWOUND, Status
 def run(scenario: Scenario, duration_s: float, poll_s: float = 15.0,
         detection: DetectionConfig | None = None) -> list[tuple[float, ClusterReport]]:
     """Feed a scenario's polls through a pipeline; return (seconds, report) per poll."""
-    pipeline = ClusterJudge("sim", detection or DetectionConfig())
-    reports = []
-    for snapshot in scenario.run(duration_s, poll_s):
-        reports.append((snapshot.taken_at - scenario.start,
-                        build_report(snapshot, None, pipeline.ingest(snapshot))))
-    return reports
+    judge = ClusterJudge("sim", detection or DetectionConfig())
+    return [(r.polled_at - scenario.start, r)
+            for r in replay(scenario.run(duration_s, poll_s), judge)]
 
 
 def group(report: ClusterReport) -> GroupReport:

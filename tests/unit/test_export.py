@@ -12,16 +12,14 @@ import pytest
 from lagwatch.alerting.alerter import Alerter
 from lagwatch.alerting.config import AlertingConfig
 from lagwatch.alerting.outbox import Outbox
-from lagwatch.detect.config import DetectionConfig
 from lagwatch.model import GroupSnapshot, LogOffsets, Member, PollError, Snapshot
-from lagwatch.pipeline import ClusterJudge
 from lagwatch.report.latest import LatestReports
 from lagwatch.report.view import ClusterReport
 from lagwatch.serve import metrics as export
 from lagwatch.serve.api import HttpServer, accepts_gzip
 from lagwatch.serve.config import HttpConfig
 from lagwatch.serve.metrics import Exporter, Family
-from lagwatch.simulate import Scenario
+from lagwatch.simulate import Scenario, judged_alone, replay
 from tests.exposition import Samples, parse
 
 NOW = 1_790_000_000.0
@@ -36,12 +34,17 @@ def at(samples: Samples, name: str, cluster: str = "prod", **labels: str) -> flo
     return samples.get((name, frozenset({"cluster": cluster, **labels}.items())))
 
 
+
+def publish(state: LatestReports, snapshot: Snapshot) -> ClusterReport:
+    """Publish one poll judged on its own, as lagwatch's first poll is."""
+    return state.publish(snapshot, judged_alone(snapshot))
+
 def test_metrics_carry_the_contract_names_labels_and_values() -> None:
     # Given
     state = LatestReports(["prod"], 30.0)
     exporter = Exporter(state)
     # When
-    exporter.metrics.observe(state.publish(GOOD).snapshot)
+    exporter.metrics.observe(publish(state, GOOD).snapshot)
     samples = parse(exporter.text())
     # Then
     where = {"group": "billing", "topic": "orders"}
@@ -68,7 +71,7 @@ def test_a_consumer_protocol_group_exports_its_type_and_epoch() -> None:
     group = GroupSnapshot("kip848", "Stable", members=GROUP.members, committed=GROUP.committed,
                           group_type="consumer", epoch=94)
     state = LatestReports(["prod"], 30.0)
-    state.publish(Snapshot("prod", NOW, 0.2, up=True, groups={"kip848": group},
+    publish(state, Snapshot("prod", NOW, 0.2, up=True, groups={"kip848": group},
                            offsets=GOOD.offsets))
     samples = parse(Exporter(state).text())
     assert at(samples, "lagwatch_group_info", group="kip848", type="consumer") == 1
@@ -78,7 +81,7 @@ def test_a_consumer_protocol_group_exports_its_type_and_epoch() -> None:
 
 def test_per_partition_series_can_be_switched_off() -> None:
     state = LatestReports(["prod"], 30.0)
-    state.publish(GOOD)
+    publish(state, GOOD)
     names = {name for name, _ in parse(Exporter(state, per_partition=False).text())}
     assert not {n for n in names if n.startswith("lagwatch_partition_")}
     assert {"lagwatch_group_lag_messages", "lagwatch_cluster_up"} <= names
@@ -89,11 +92,11 @@ def test_per_partition_series_can_be_switched_off() -> None:
 def test_a_failed_poll_sets_cluster_up_to_0_and_counts_the_error_by_stage() -> None:
     state = LatestReports(["prod"], 30.0)
     exporter = Exporter(state)
-    state.publish(GOOD)
+    publish(state, GOOD)
     failed = Snapshot("prod", NOW + 30, 10.0, up=False,
                       errors=(PollError("connect", "prod", "KafkaTimeoutError"),))
     exporter.metrics.observe(failed)
-    state.publish(failed)
+    publish(state, failed)
     samples = parse(exporter.text())
 
     assert at(samples, "lagwatch_cluster_up") == 0
@@ -107,7 +110,7 @@ def test_a_failed_poll_sets_cluster_up_to_0_and_counts_the_error_by_stage() -> N
 def test_label_values_are_escaped() -> None:
     odd = 'team "a"\\b\nc'
     state = LatestReports(["prod"], 30.0)
-    state.publish(Snapshot("prod", NOW, 0.1, up=True,
+    publish(state, Snapshot("prod", NOW, 0.1, up=True,
                            groups={odd: GroupSnapshot(odd, "Empty")}))
     samples = parse(Exporter(state).text())
     assert at(samples, "lagwatch_group_state", group=odd, state="Empty") == 1
@@ -116,9 +119,9 @@ def test_label_values_are_escaped() -> None:
 def test_ready_only_after_a_recent_successful_poll_of_every_cluster() -> None:
     state = LatestReports(["prod", "dr"], 30.0)
     assert not state.ready(NOW)
-    state.publish(GOOD)
+    publish(state, GOOD)
     assert not state.ready(NOW)
-    state.publish(Snapshot("dr", NOW, 0.1, up=True))
+    publish(state, Snapshot("dr", NOW, 0.1, up=True))
     assert state.ready(NOW + 89)
     assert not state.ready(NOW + 91)
 
@@ -126,7 +129,7 @@ def test_ready_only_after_a_recent_successful_poll_of_every_cluster() -> None:
 def test_a_long_poll_that_brings_a_cluster_back_makes_it_ready() -> None:
     # Given a poll that started 100 s ago and waited 95 s on a broker coming back
     state = LatestReports(["prod"], 30.0)
-    state.publish(Snapshot("prod", NOW - 100, 95.0, up=True))
+    publish(state, Snapshot("prod", NOW - 100, 95.0, up=True))
     # Then it is judged by when it finished, 5 s ago
     assert state.ready(NOW)
     assert not state.ready(NOW + 86)
@@ -136,11 +139,9 @@ def test_detection_metrics_are_exported_and_always_finite() -> None:
     # Given a stopped group whose unread messages retention then cuts
     scenario = Scenario(members=lambda t: 1 if t < 600 else 0,
                         events={1800.0: lambda s: s.cut_retention(1000)})
-    pipeline = ClusterJudge("sim", DetectionConfig())
     state = LatestReports(["sim"], 15.0)
     exporter = Exporter(state)
-    for snapshot in scenario.run(1815):
-        state.publish(snapshot, pipeline.ingest(snapshot))
+    list(replay(scenario.run(1815), latest=state))
     samples = parse(exporter.text())
 
     # Then
@@ -158,7 +159,7 @@ def test_detection_metrics_are_exported_and_always_finite() -> None:
 
 def test_skipped_offsets_topic_records_are_counted_by_kind() -> None:
     state = LatestReports(["prod"], 30.0)
-    state.publish(Snapshot("prod", NOW, 0.1, up=True, records_skipped=(3, 1)))
+    publish(state, Snapshot("prod", NOW, 0.1, up=True, records_skipped=(3, 1)))
     samples = parse(Exporter(state).text())
     assert at(samples, "lagwatch_offsets_topic_records_skipped_total", kind="unknown_type") == 3
     assert at(samples, "lagwatch_offsets_topic_records_skipped_total", kind="undecodable") == 1
@@ -168,7 +169,7 @@ def test_a_caught_up_group_has_a_catch_up_eta_of_zero() -> None:
     caught_up = GroupSnapshot("billing", "Stable", members=GROUP.members,
                               committed={("orders", 0): 100, ("orders", 1): 7})
     state = LatestReports(["prod"], 30.0)
-    state.publish(Snapshot("prod", NOW, 0.2, up=True, groups={"billing": caught_up},
+    publish(state, Snapshot("prod", NOW, 0.2, up=True, groups={"billing": caught_up},
                            offsets=GOOD.offsets))
     samples = parse(Exporter(state).text())
     assert at(samples, "lagwatch_group_catchup_eta_seconds", group="billing",
@@ -188,14 +189,14 @@ def test_a_cluster_is_rendered_again_only_when_its_report_changes(
     monkeypatch.setattr(export, "families", counting)
     state = LatestReports(["prod", "dr"], 30.0)
     exporter = Exporter(state)
-    state.publish(GOOD)
-    state.publish(Snapshot("dr", NOW, 0.1, up=True))
+    publish(state, GOOD)
+    publish(state, Snapshot("dr", NOW, 0.1, up=True))
     exporter.refresh()
     assert rendered == ["prod", "dr"]
     # When only prod polls again, with the group further behind
     behind = GroupSnapshot("billing", "Stable", members=GROUP.members,
                            committed={("orders", 0): 60})
-    state.publish(Snapshot("prod", NOW + 30, 0.2, up=True, groups={"billing": behind},
+    publish(state, Snapshot("prod", NOW + 30, 0.2, up=True, groups={"billing": behind},
                            offsets=GOOD.offsets))
     samples = parse(exporter.text())
     exporter.refresh()
@@ -220,7 +221,7 @@ def test_metrics_are_served_gzipped_to_clients_that_ask_and_plain_to_others() ->
     # Given a daemon's HTTP endpoint over one polled cluster
     state = LatestReports(["prod"], 30.0)
     exporter = Exporter(state)
-    state.publish(GOOD)
+    publish(state, GOOD)
     server = HttpServer(HttpConfig(listen="127.0.0.1:0"), state, exporter,
                         Alerter(AlertingConfig(), Outbox(None))).start()
     try:

@@ -7,6 +7,7 @@ import pytest
 from lagwatch.model import GroupSnapshot, LogOffsets, Member, PollError, Snapshot
 from lagwatch.report.view import build_report
 from lagwatch.serve.documents import group_document, to_document
+from lagwatch.simulate import report_alone
 from lagwatch.status import Severity, Status
 
 NOW = 1_790_000_000.0
@@ -30,7 +31,7 @@ def test_lag_is_log_end_minus_committed_summed_per_topic_and_group() -> None:
     group = GroupSnapshot("billing", "Stable", members=(member(("orders", 0), ("orders", 1)),),
                           committed={("orders", 0): 90, ("orders", 1): 80})
     # When
-    report = build_report(snapshot(group, offsets=ORDERS)).groups[0]
+    report = report_alone(snapshot(group, offsets=ORDERS)).groups[0]
     # Then
     assert [p.lag_messages for p in report.topics[0].partitions] == [10, 0]
     assert report.lag_messages == 10
@@ -41,7 +42,7 @@ def test_a_commit_ahead_of_the_log_end_is_clamped_to_zero_lag() -> None:
     # committed offsets are read before log ends, but a log end can lag a replica's view
     group = GroupSnapshot("g", "Stable", members=(member(("orders", 0)),),
                           committed={("orders", 0): 105})
-    partition = build_report(snapshot(group, offsets=ORDERS)).groups[0].topics[0].partitions[0]
+    partition = report_alone(snapshot(group, offsets=ORDERS)).groups[0].topics[0].partitions[0]
     assert partition.lag_messages == 0
     assert partition.status is Status.OK
 
@@ -49,7 +50,7 @@ def test_a_commit_ahead_of_the_log_end_is_clamped_to_zero_lag() -> None:
 def test_when_the_committed_offset_is_below_the_log_start_then_data_loss() -> None:
     group = GroupSnapshot("g", "Stable", members=(member(("orders", 1)),),
                           committed={("orders", 1): 20})
-    report = build_report(snapshot(group, offsets=ORDERS)).groups[0]
+    report = report_alone(snapshot(group, offsets=ORDERS)).groups[0]
     assert report.status is Status.DATA_LOSS
     assert report.severity is Severity.CRITICAL
     assert report.reasons == (
@@ -59,7 +60,7 @@ def test_when_the_committed_offset_is_below_the_log_start_then_data_loss() -> No
 
 def test_when_no_member_is_left_and_lag_remains_then_stopped() -> None:
     group = GroupSnapshot("g", "Empty", committed={("orders", 0): 40, ("orders", 1): 80})
-    report = build_report(snapshot(group, offsets=ORDERS)).groups[0]
+    report = report_alone(snapshot(group, offsets=ORDERS)).groups[0]
     assert report.status is Status.STOPPED
     assert [p.status for p in report.topics[0].partitions] == [Status.STOPPED, Status.OK]
     assert report.reasons == ("no active members while 60 messages are unread on 1 partition",)
@@ -67,13 +68,13 @@ def test_when_no_member_is_left_and_lag_remains_then_stopped() -> None:
 
 def test_when_an_empty_group_has_read_everything_then_ok() -> None:
     group = GroupSnapshot("g", "Empty", committed={("orders", 0): 100})
-    assert build_report(snapshot(group, offsets=ORDERS)).groups[0].status is Status.OK
+    assert report_alone(snapshot(group, offsets=ORDERS)).groups[0].status is Status.OK
 
 
 def test_when_members_are_behind_one_poll_cannot_judge_so_unknown() -> None:
     group = GroupSnapshot("g", "Stable", members=(member(("orders", 0)),),
                           committed={("orders", 0): 40})
-    report = build_report(snapshot(group, offsets=ORDERS)).groups[0]
+    report = report_alone(snapshot(group, offsets=ORDERS)).groups[0]
     assert report.status is Status.UNKNOWN
     assert report.severity is Severity.NONE
     assert report.reasons == ("60 messages behind on 1 partition; one poll is not enough "
@@ -83,7 +84,7 @@ def test_when_members_are_behind_one_poll_cannot_judge_so_unknown() -> None:
 def test_an_assigned_partition_without_a_commit_gets_no_lag() -> None:
     group = GroupSnapshot("g", "Stable", members=(member(("orders", 0), ("orders", 1)),),
                           committed={("orders", 0): 100})
-    report = build_report(snapshot(group, offsets=ORDERS)).groups[0]
+    report = report_alone(snapshot(group, offsets=ORDERS)).groups[0]
     uncommitted = report.topics[0].partitions[1]
     assert (uncommitted.committed, uncommitted.lag_messages, uncommitted.lag_seconds) == (
         None, None, None)
@@ -94,16 +95,16 @@ def test_an_assigned_partition_without_a_commit_gets_no_lag() -> None:
 
 def test_a_topic_without_log_offsets_is_left_out_rather_than_guessed() -> None:
     group = GroupSnapshot("g", "Empty", committed={("gone", 0): 7, ("orders", 0): 100})
-    report = build_report(snapshot(group, offsets=ORDERS)).groups[0]
+    report = report_alone(snapshot(group, offsets=ORDERS)).groups[0]
     assert [t.topic for t in report.topics] == ["orders"]
 
 
 def test_a_failed_poll_keeps_the_previous_numbers_and_marks_the_cluster_down() -> None:
     group = GroupSnapshot("g", "Empty", committed={("orders", 0): 100})
-    first = build_report(snapshot(group, offsets=ORDERS))
+    first = report_alone(snapshot(group, offsets=ORDERS))
     failed = Snapshot("prod", NOW + 30, 10.0, up=False,
                       errors=(PollError("connect", "prod", "KafkaTimeoutError"),))
-    second = build_report(failed, first)
+    second = build_report(failed, first, None)
     assert (second.up, second.last_success, second.polled_at) == (False, NOW, NOW + 30)
     assert second.groups == first.groups
     assert second.snapshot is first.snapshot
@@ -120,7 +121,7 @@ def test_document_lists_configured_clusters_not_polled_yet() -> None:
 def test_a_group_whose_members_cannot_be_described_is_never_called_stopped() -> None:
     # describing the group failed this poll, so its members are not known
     group = GroupSnapshot("g", "Stable", members=None, committed={("orders", 0): 40})
-    report = build_report(snapshot(group, offsets=ORDERS)).groups[0]
+    report = report_alone(snapshot(group, offsets=ORDERS)).groups[0]
     assert (report.status, report.members) == (Status.UNKNOWN, None)
     assert report.reasons == (
         "the coordinator did not describe this group's members this poll, so a stop cannot "
@@ -133,7 +134,7 @@ def test_a_consumer_protocol_group_is_judged_and_documented_with_its_epoch() -> 
     group = GroupSnapshot("g", "Empty", members=(), committed={("orders", 0): 40},
                           group_type="consumer", epoch=94, assignment_epoch=94,
                           assignor="uniform")
-    doc = group_document(build_report(snapshot(group, offsets=ORDERS)).groups[0])
+    doc = group_document(report_alone(snapshot(group, offsets=ORDERS)).groups[0])
     assert (doc["type"], doc["epoch"], doc["assignor"]) == ("consumer", 94, "uniform")
     assert (doc["status"], doc["members"], doc["lag_messages"]) == ("stopped", 0, 60)
     assert doc["member_list"] == []
@@ -144,7 +145,7 @@ def test_each_member_is_documented_with_its_assignment_and_target() -> None:
                     member_epoch=12, target=(("orders", 0), ("orders", 1)))
     group = GroupSnapshot("g", "Reconciling", members=(member,),
                           committed={("orders", 0): 40}, group_type="consumer", epoch=13)
-    doc = group_document(build_report(snapshot(group, offsets=ORDERS)).groups[0])
+    doc = group_document(report_alone(snapshot(group, offsets=ORDERS)).groups[0])
     assert doc["member_list"] == [{
         "member_id": "m-1", "client_id": "billing-1", "client_host": "10.0.0.7",
         "instance_id": "pod-1", "member_epoch": 12, "assigned": [["orders", 0]],
@@ -162,7 +163,7 @@ def test_group_types_lagwatch_does_not_judge_are_named_never_ok(group_type: str,
                                                                 why: str) -> None:
     group = GroupSnapshot("q", "Stable", protocol_type=group_type, members=None,
                           group_type=group_type)
-    doc = group_document(build_report(snapshot(group, offsets=ORDERS)).groups[0])
+    doc = group_document(report_alone(snapshot(group, offsets=ORDERS)).groups[0])
     assert (doc["status"], doc["severity"], doc["type"], doc["topics"]) == (
         "unknown", "none", group_type, {})
     assert doc["reasons"] == [f"lagwatch does not judge {group_type} groups: {why}; this "

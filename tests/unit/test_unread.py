@@ -23,6 +23,7 @@ from lagwatch.model import (
 )
 from lagwatch.pipeline import ClusterJudge
 from lagwatch.report.view import build_report
+from lagwatch.simulate import report_alone
 from lagwatch.status import Severity, Status
 
 _CONTROL, _LOG_APPEND_TIME, _GZIP = 0x20, 0x08, 1
@@ -217,10 +218,10 @@ def test_a_group_waiting_at_the_lso_behind_an_open_transaction_is_ok_and_says_wh
 
 def test_a_group_with_no_members_waiting_at_the_lso_is_not_stopped() -> None:
     log = LogOffsets(0, 900, last_stable=700)
-    report = build_report(snapshot(T0, 700, log, members=0))
+    report = report_alone(snapshot(T0, 700, log, members=0))
     assert (report.groups[0].status, report.groups[0].lag_messages) == (Status.OK, 200)
     # but one below the LSO, with messages it could read, is
-    assert build_report(snapshot(T0, 600, log, members=0)).groups[0].status is Status.STOPPED
+    assert report_alone(snapshot(T0, 600, log, members=0)).groups[0].status is Status.STOPPED
 
 
 def test_a_transaction_open_past_the_brokers_limit_is_critical_and_named() -> None:
@@ -245,7 +246,7 @@ def test_a_transaction_open_past_the_brokers_limit_is_critical_and_named() -> No
 def test_a_stopped_group_s_unread_count_says_how_many_are_readable() -> None:
     log = LogOffsets(0, 145)
     unread = Unread(0, T0, 0, 145, complete=True, records=140, aborted=40, markers=5)
-    report = build_report(snapshot(T0, 0, log, members=0, unread=unread))
+    report = report_alone(snapshot(T0, 0, log, members=0, unread=unread))
     a = report.groups[0].topics[0].partitions[0].assessment
     assert (a.status, a.reason, a.readable_messages) == (
         Status.STOPPED, "orders[0] has 145 unread offsets (100 readable messages) and no "
