@@ -14,29 +14,25 @@ from __future__ import annotations
 import statistics
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from lagwatch.config import load_config
 from lagwatch.heap import Heap
 from lagwatch.model import GroupSnapshot, LogOffsets, Snapshot
-from lagwatch.pipeline import ClusterJudge
 from lagwatch.report.latest import LatestReports
 from lagwatch.serve.deflate import gzip_stream
 from lagwatch.serve.metrics import Exporter
+from lagwatch.simulate import replay
 
 POLLS = 3
 
 
-def main() -> None:
-    topics = [f"bench-{i:04d}" for i in range(1800)]
-    state = LatestReports(["default"], 30.0)
-    detection = load_config(None, {"bootstrap_servers": ["bench:9092"]}).detection
-    pipeline = ClusterJudge("default", detection)
-    heap = Heap()
-    for poll in range(POLLS):  # offsets that move, so rates and ETAs are exported too
+def polls(topics: list[str]) -> Iterator[Snapshot]:
+    """2,000 groups of 10 topics of 10 partitions; offsets that move, so rates and ETAs
+    are exported too."""
+    for poll in range(POLLS):
         offsets = {(t, p): LogOffsets(0, 5 + 10 * poll) for t in topics for p in range(10)}
         groups = {}
         for g in range(2000):
@@ -44,10 +40,16 @@ def main() -> None:
             name = f"bench-group-{g:04d}"
             groups[name] = GroupSnapshot(name, "Empty", members=(), committed={
                 (t, p): g % 5 + 8 * poll for t in chosen for p in range(10)})
-        snapshot = Snapshot("default", 1.79e9 + 30 * poll, 1.0, up=True, groups=groups,
-                            offsets=offsets)
-        state.publish(snapshot, pipeline.ingest(snapshot))
-        heap.settle(snapshot.taken_at)  # as the daemon does after each poll
+        yield Snapshot("default", 1.79e9 + 30 * poll, 1.0, up=True, groups=groups,
+                       offsets=offsets)
+
+
+def main() -> None:
+    topics = [f"bench-{i:04d}" for i in range(1800)]
+    state = LatestReports(["default"], 30.0)
+    heap = Heap()
+    for report in replay(polls(topics), latest=state):
+        heap.settle(report.polled_at)  # as the daemon does after each poll
     renders, gzipped, plain = [], [], []
     for _ in range(3):
         exporter = Exporter(state)  # a fresh one each time, so that each renders

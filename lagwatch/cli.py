@@ -206,7 +206,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not args.json:
         print(format_table(reports))
     severities = [g.severity for r in reports for g in r.groups]
-    severities += [f.severity for r in reports for f in r.findings]
+    severities += [f.severity for r in reports for f in r.verdict.cluster_findings]
     return max((_EXIT_FOR[s] for s in severities), default=EXIT_OK)
 
 
@@ -302,7 +302,8 @@ def format_table(reports: Sequence[ClusterReport]) -> str:
         lines.extend("  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True))
                      .rstrip() for row in rows)
         lines.extend(notes)
-        lines.extend(f"  cluster: [{f.kind}, {f.severity}] {f.reason}" for f in r.findings)
+        lines.extend(f"  cluster: [{f.kind}, {f.severity}] {f.reason}"
+                     for f in r.verdict.cluster_findings)
         lines.extend(f"  poll error: {e}" for e in r.errors)
     return "\n".join(lines)
 

@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import logging
-from dataclasses import replace
 
 from lagwatch.config import Config
-from lagwatch.detect.commits import CommitClocks
 from lagwatch.detect.config import DetectionConfig, DlqConfig
-from lagwatch.detect.findings import HealthMemory, HealthSettings
+from lagwatch.detect.findings import HealthSettings
 from lagwatch.detect.history import History
-from lagwatch.detect.rebalance import ChurnSettings, RebalanceTracker, churn_finding
-from lagwatch.detect.rules import Memory
-from lagwatch.detect.verdict import Verdict, judge
+from lagwatch.detect.rebalance import ChurnSettings
+from lagwatch.detect.verdict import DetectionMemory, Verdict, judge
 from lagwatch.kafka.config import ClusterConfig
 from lagwatch.kafka.reader import ClusterReader
 from lagwatch.model import Snapshot
@@ -29,14 +26,11 @@ class ClusterJudge:
                  churn: ChurnSettings | None = None) -> None:
         self.cluster = cluster
         self.dlq = dlq or DlqConfig()
-        self.churn = churn or ChurnSettings(window_s=detection.window)
-        self.rebalances = RebalanceTracker(self.churn)
-        self.commits = CommitClocks(detection.window)
         self.settings = detection.settings()
         self.health = health or HealthSettings(memory_s=detection.window)
         self.history = History(detection.window, detection.max_samples)
-        self.memory = Memory()
-        self.health_memory = HealthMemory()
+        self.memory = DetectionMemory(detection.window,
+                                      churn or ChurnSettings(window_s=detection.window))
         self.store = store
 
     def restore(self, now: float) -> int:
@@ -46,35 +40,11 @@ class ClusterJudge:
         snapshots, memory = self.store.load(self.cluster, now - self.settings.window_s)
         for snapshot in snapshots:
             self.history.observe(snapshot)
-        self.memory = memory
+        self.memory.rules = memory
         if snapshots:
             log.info("cluster %s: restored %d polls (%s of history) from %s", self.cluster,
                      len(snapshots), f"{self.history.span_s():.0f}s", self.store.path)
         return len(snapshots)
-
-    def _commit_clocks(self, snapshot: Snapshot) -> CommitClocks | None:
-        """Fold in this poll's OffsetCommit records; None when the records are not read."""
-        for at, record in snapshot.commit_records:
-            self.commits.observe(record, at)
-        self.commits.forget(set(snapshot.groups))
-        return self.commits if snapshot.records_exact else None
-
-    def _with_churn(self, snapshot: Snapshot, verdict: Verdict) -> Verdict:
-        """Count rebalances (exactly from records when read) and add churn findings."""
-        tracker, now = self.rebalances, snapshot.taken_at
-        tracker.exact = snapshot.records_exact
-        for at, record in snapshot.group_records:
-            tracker.observe_record(record, at)
-        for group in snapshot.groups.values():
-            tracker.observe_poll(group, now)
-        # a group created after this poll listed the groups is already in the records
-        tracker.forget(set(snapshot.groups) | {r.group for _, r in snapshot.group_records})
-        churn = {gid: c for gid in snapshot.groups if (c := tracker.churn(gid, now))}
-        findings = dict(verdict.group_findings)
-        for gid, c in churn.items():
-            if (finding := churn_finding(c, self.churn)) is not None:
-                findings[gid] = (*findings.get(gid, ()), finding)
-        return replace(verdict, churn=churn, group_findings=findings)
 
     def ingest(self, snapshot: Snapshot) -> Verdict | None:
         """Add a poll to the history and judge it; a failed poll is not judged."""
@@ -85,11 +55,10 @@ class ClusterJudge:
         dlqs = {t: source for t in {tp[0] for tp in snapshot.offsets}
                 for is_dlq, source in [self.dlq.source_of(t)] if is_dlq}
         verdict = judge(snapshot, self.history, self.settings, self.memory,
-                        health=self.health, health_memory=self.health_memory, dlqs=dlqs,
-                        commits=self._commit_clocks(snapshot))
-        verdict = self._with_churn(snapshot, verdict)
+                        health=self.health, dlqs=dlqs)
         if self.store is not None:
-            self.store.save(snapshot, self.memory, snapshot.taken_at - self.settings.window_s)
+            self.store.save(snapshot, self.memory.rules,
+                            snapshot.taken_at - self.settings.window_s)
         return verdict
 
 

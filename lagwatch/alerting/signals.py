@@ -34,7 +34,7 @@ def signals(report: ClusterReport) -> list[Signal]:
     out += [Signal(IncidentKey(cluster, f.subject, f.kind), f.severity,
                    f"{cluster}: {f.kind.replace('_', ' ')}"
                    + (f" on {f.subject}" if f.subject else ""), (f.reason,))
-            for f in report.findings if f.severity is not Severity.NONE]
+            for f in report.verdict.cluster_findings if f.severity is not Severity.NONE]
     return out
 
 

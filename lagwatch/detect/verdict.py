@@ -20,7 +20,7 @@ from lagwatch.detect.findings import (
     produce_skew,
 )
 from lagwatch.detect.history import History
-from lagwatch.detect.rebalance import Churn
+from lagwatch.detect.rebalance import Churn, ChurnSettings, RebalanceTracker, churn_finding
 from lagwatch.detect.rules import (
     DetectionSettings,
     Memory,
@@ -48,17 +48,49 @@ class Verdict:
     log_dir_growth: Mapping[tuple[int, str], float] = field(default_factory=dict)
 
 
-def judge(snapshot: Snapshot, history: History, settings: DetectionSettings, memory: Memory, *,
-          health: HealthSettings, health_memory: HealthMemory,
-          dlqs: Mapping[str, str | None] | None = None,
-          commits: CommitClocks | None = None) -> Verdict:
-    """Assess every partition, then look for skew, DLQ and cluster trouble.
+class DetectionMemory:
+    """Everything detection remembers about one cluster between polls, besides the history:
+    the partition rules' memory (persisted), the cluster rules', each partition's commit
+    clock and each group's rebalances."""
 
-    ``dlqs`` maps each dead-letter topic in the snapshot to its source topic (or None);
-    ``commits`` holds exact commit times when OffsetCommit records are read.
+    def __init__(self, window_s: float, churn: ChurnSettings) -> None:
+        self.rules = Memory()
+        self.health = HealthMemory()
+        self.commits = CommitClocks(window_s)
+        self.rebalances = RebalanceTracker(churn)
+
+    def fold_commits(self, snapshot: Snapshot) -> CommitClocks | None:
+        """Fold in this poll's OffsetCommit records; None when the records are not read."""
+        for at, record in snapshot.commit_records:
+            self.commits.observe(record, at)
+        self.commits.forget(set(snapshot.groups))
+        return self.commits if snapshot.records_exact else None
+
+    def fold_rebalances(self, snapshot: Snapshot) -> dict[str, Churn]:
+        """Count rebalances (exactly from records when read); each group's churn."""
+        tracker, now = self.rebalances, snapshot.taken_at
+        tracker.exact = snapshot.records_exact
+        for at, record in snapshot.group_records:
+            tracker.observe_record(record, at)
+        for group in snapshot.groups.values():
+            tracker.observe_poll(group, now)
+        # a group created after this poll listed the groups is already in the records
+        tracker.forget(set(snapshot.groups) | {r.group for _, r in snapshot.group_records})
+        return {gid: c for gid in snapshot.groups if (c := tracker.churn(gid, now))}
+
+
+def judge(snapshot: Snapshot, history: History, settings: DetectionSettings,
+          memory: DetectionMemory, *, health: HealthSettings,
+          dlqs: Mapping[str, str | None] | None = None) -> Verdict:
+    """Fold in the poll's records, assess every partition, then look for skew, rebalance
+    churn, DLQ and cluster trouble.
+
+    ``dlqs`` maps each dead-letter topic in the snapshot to its source topic (or None).
     """
     dlqs = dlqs or {}
-    assessments = assess(snapshot, history, settings, memory, frozenset(dlqs),
+    commits = memory.fold_commits(snapshot)
+    churn = memory.fold_rebalances(snapshot)
+    assessments = assess(snapshot, history, settings, memory.rules, frozenset(dlqs),
                          commits=commits)
     dlq_reports = tuple(
         dlq_report(topic, source, snapshot, history, assessments,
@@ -76,21 +108,25 @@ def judge(snapshot: Snapshot, history: History, settings: DetectionSettings, mem
     cluster += [f for d in dlq_reports for f in d.findings]
     cluster += _hanging(snapshot, history, settings)
     if snapshot.meta is not None:
-        cluster = cluster_health(snapshot.meta, health_memory, health,
+        cluster = cluster_health(snapshot.meta, memory.health, health,
                                  snapshot.taken_at) + cluster
+    churning = {gid: f for gid, c in churn.items()
+                if (f := churn_finding(c, memory.rebalances.settings)) is not None}
     return Verdict(
-        assessments=assessments, span_s=history.span_s(), lost_total=dict(memory.lost_total),
+        assessments=assessments, span_s=history.span_s(),
+        lost_total=dict(memory.rules.lost_total),
         group_findings={gid: found for gid, g in snapshot.groups.items()
                         if (found := (*group_findings(g, assessments.get(gid, {}), health),
                                       *compaction_overtakes(assessments.get(gid, {}),
                                                             snapshot.retention,
-                                                            settings.stall_after_s)))},
+                                                            settings.stall_after_s),
+                                      *((churning[gid],) if gid in churning else ())))},
         cluster_findings=tuple(cluster),
         produce_skew={t: produce_skew(per)[0] for t, per in per_topic.items()
                       if len(per) >= 2},
         produce_rates=rates,
-        controller_changes=health_memory.controller_changes, dlqs=dlq_reports,
-        log_dir_growth=health_memory.log_dir_growth())
+        controller_changes=memory.health.controller_changes, dlqs=dlq_reports, churn=churn,
+        log_dir_growth=memory.health.log_dir_growth())
 
 
 def _hanging(snapshot: Snapshot, history: History, settings: DetectionSettings) -> list[Finding]:

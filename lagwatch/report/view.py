@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable
 from dataclasses import dataclass, field, replace
 from typing import TypeVar
 
-from lagwatch.detect.dlq import DlqReport
 from lagwatch.detect.findings import Finding
 from lagwatch.detect.rebalance import Churn
 from lagwatch.detect.rules import Assessment
@@ -126,10 +125,11 @@ class ClusterReport:
     """Everything known about one cluster after its latest poll.
 
     ``snapshot`` is the latest successful poll's cluster-wide part: offsets, metadata,
-    retention, record counts. Its groups and ``__consumer_offsets`` records are dropped
+    retention, record counts; ``verdict`` is detection's judgement of it. The snapshot's
+    groups and ``__consumer_offsets`` records, and the verdict's assessments, are dropped
     once reported (the group reports carry what they mean): kept, they would hold a
-    second copy of every committed offset, and of every commit since the last poll, until
-    the next report. ``errors`` are the latest poll's own.
+    second copy of every committed offset and assessment, and of every commit since the
+    last poll, until the next report. ``errors`` are the latest poll's own.
     """
 
     cluster: str
@@ -139,13 +139,7 @@ class ClusterReport:
     groups: tuple[GroupReport, ...]
     snapshot: Snapshot
     errors: tuple[PollError, ...]
-    lost_total: Mapping[tuple[str, str], int] = field(default_factory=dict)
-    findings: tuple[Finding, ...] = ()
-    produce_skew: Mapping[str, float] = field(default_factory=dict)
-    produce_rates: Mapping[TopicPartition, float] = field(default_factory=dict)
-    controller_changes: int = 0
-    dlqs: tuple[DlqReport, ...] = ()
-    log_dir_growth: Mapping[tuple[int, str], float] = field(default_factory=dict)
+    verdict: Verdict = field(default_factory=lambda: Verdict(assessments={}))
 
     def group(self, group_id: str) -> GroupReport | None:
         """Return one group's report, if the group is watched."""
@@ -174,11 +168,7 @@ def build_report(snapshot: Snapshot, previous: ClusterReport | None,
                          last_success=snapshot.taken_at, groups=groups,
                          snapshot=replace(snapshot, groups={}, group_records=(),
                                           commit_records=(), unread={}),
-                         errors=snapshot.errors, lost_total=dict(verdict.lost_total),
-                         findings=verdict.cluster_findings, produce_skew=verdict.produce_skew,
-                         produce_rates=verdict.produce_rates,
-                         controller_changes=verdict.controller_changes, dlqs=verdict.dlqs,
-                         log_dir_growth=verdict.log_dir_growth)
+                         errors=snapshot.errors, verdict=replace(verdict, assessments={}))
 
 
 def _group_report(snapshot: Snapshot, group: GroupSnapshot,

@@ -40,12 +40,12 @@ def cluster_document(report: ClusterReport) -> dict[str, Any]:
         "up": report.up,
         "last_poll": iso(report.last_success),
         "errors": [str(e) for e in report.errors],
-        "findings": findings_document(report.findings),
+        "findings": findings_document(report.verdict.cluster_findings),
         "dlqs": {d.topic: {"source": d.source, "arrived": d.arrived,
                            "inflow_rate": _rounded(d.inflow_rate), "unread_messages": d.unread,
                            "oldest_unread_seconds": _rounded(d.oldest_unread_s),
                            "consumers": {g: str(s) for g, s in sorted(d.readers.items())}}
-                 for d in report.dlqs},
+                 for d in report.verdict.dlqs},
         "groups": {g.group_id: group_document(g) for g in report.groups},
     }
 

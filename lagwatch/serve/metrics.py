@@ -180,12 +180,12 @@ def _group_findings(index: _Index) -> Iterator[Row]:
 
 def _cluster_findings(index: _Index) -> Iterator[Row]:
     for labels, r in index.clusters:
-        yield from _kinds(labels, r.findings)
+        yield from _kinds(labels, r.verdict.cluster_findings)
 
 
 def _dlqs(index: _Index, value: Callable[[DlqReport], float | None]) -> Iterator[Row]:
     for labels, r in index.clusters:
-        for d in r.dlqs:
+        for d in r.verdict.dlqs:
             v = value(d)
             if v is not None:
                 yield f"{labels},{_pair('topic', d.topic)}", float(v)
@@ -210,13 +210,13 @@ def _skipped_records(index: _Index) -> Iterator[Row]:
 
 def _produce_skew(index: _Index) -> Iterator[Row]:
     for labels, r in index.clusters:
-        for topic, ratio in sorted(r.produce_skew.items()):
+        for topic, ratio in sorted(r.verdict.produce_skew.items()):
             yield f"{labels},{_pair('topic', topic)}", ratio
 
 
 def _lost(index: _Index) -> Iterator[Row]:
     for labels, r in index.clusters:
-        for (group_id, topic), total in sorted(r.lost_total.items()):
+        for (group_id, topic), total in sorted(r.verdict.lost_total.items()):
             yield f"{labels},{_labels(('group', group_id), ('topic', topic))}", float(total)
 
 
@@ -257,7 +257,7 @@ def _partition_families(i: _Index) -> Iterator[Family]:
                   _topic_partitions(i, _last_stable, float))
     yield _family("partition_produce_rate_per_second",
                   "Messages per second written to the partition.",
-                  _topic_partitions(i, attrgetter("produce_rates"), float))
+                  _topic_partitions(i, attrgetter("verdict.produce_rates"), float))
 
 
 def families(reports: list[ClusterReport], per_partition: bool = True) -> Iterator[Family]:
@@ -350,14 +350,15 @@ def families(reports: list[ClusterReport], per_partition: bool = True) -> Iterat
                   _log_dirs(i, lambda _c, d: d.usable_bytes))
     yield _family("broker_log_dir_growth_bytes_per_second",
                   "How fast the log dir grew over the window.",
-                  _log_dirs(i, lambda c, d: c.log_dir_growth.get((d.broker, d.path))))
+                  _log_dirs(i, lambda c, d: c.verdict.log_dir_growth.get((d.broker, d.path))))
     yield _family("offsets_topic_records_skipped_total",
                   "__consumer_offsets records skipped: record types not decoded, "
                   "or undecodable (truncated, unknown version).",
                   _skipped_records(i), kind="counter")
     yield _family("cluster_controller_changes_total",
                   "Controller moves seen since lagwatch started.",
-                  _values(i.clusters, lambda c: float(c.controller_changes)), kind="counter")
+                  _values(i.clusters, lambda c: float(c.verdict.controller_changes)),
+                  kind="counter")
 
 
 class PollMetrics:

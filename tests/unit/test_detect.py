@@ -171,8 +171,8 @@ def test_lost_messages_are_counted_once_per_loss_event() -> None:
     # When
     reports = run(scenario, 3000)
     # Then: 119,000 lost at 1800 s and 60,000 more at 2400 s, each counted once
-    assert dict(reports)[2385.0].lost_total == {("billing", "orders"): 119_000}
-    assert reports[-1][1].lost_total == {("billing", "orders"): 179_000}
+    assert dict(reports)[2385.0].verdict.lost_total == {("billing", "orders"): 119_000}
+    assert reports[-1][1].verdict.lost_total == {("billing", "orders"): 179_000}
 
 
 def test_time_lag_is_interpolated_inside_the_window() -> None:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import pytest
 
 from lagwatch.config import ConfigError, load_config
-from lagwatch.detect.config import DlqConfig
-from lagwatch.detect.findings import Finding, HealthMemory, HealthSettings
-from lagwatch.detect.history import History
-from lagwatch.detect.rules import DetectionSettings, Memory
-from lagwatch.detect.verdict import Verdict, judge
+from lagwatch.detect.config import DetectionConfig, DlqConfig
+from lagwatch.detect.findings import Finding
+from lagwatch.detect.verdict import Verdict
 from lagwatch.model import GroupSnapshot, LogOffsets, Member, Retention, Snapshot
+from lagwatch.pipeline import ClusterJudge
 from lagwatch.status import Severity, Status
 
 T0 = 1_790_000_000.0
@@ -20,15 +19,12 @@ DLQ = "orders.DLT"
 def polls(ends: list[int], start: int = 0, groups: dict[str, GroupSnapshot] | None = None,
           retention_s: float = 7 * 86400.0) -> Verdict:
     """Judge a DLQ whose log end takes the given values, one poll every 15 s."""
-    history, memory, health = History(1800.0), Memory(), HealthMemory()
+    judge = ClusterJudge("c", DetectionConfig())  # orders.DLT: a DLQ of orders by its name
     verdict = None
     for k, end in enumerate(ends):
-        snapshot = Snapshot("c", T0 + 15 * k, 0.0, up=True, groups=groups or {},
-                            offsets={(DLQ, 0): LogOffsets(start, end)},
-                            retention={DLQ: Retention(retention_s)})
-        history.observe(snapshot)
-        verdict = judge(snapshot, history, DetectionSettings(), memory, health=HealthSettings(),
-                        health_memory=health, dlqs={DLQ: "orders"})
+        verdict = judge.ingest(Snapshot("c", T0 + 15 * k, 0.0, up=True, groups=groups or {},
+                                        offsets={(DLQ, 0): LogOffsets(start, end)},
+                                        retention={DLQ: Retention(retention_s)}))
     assert verdict is not None
     return verdict
 
@@ -77,16 +73,14 @@ def test_unread_dlq_messages_near_retention_are_expiring() -> None:
 
 def test_no_lagging_by_trend_on_a_dlq() -> None:
     # a reader falling behind steadily on a DLQ would be lagging on an ordinary topic
-    history, memory, health = History(1800.0), Memory(), HealthMemory()
+    judge = ClusterJudge("c", DetectionConfig())
     statuses = set()
     for k in range(40):
         reader = GroupSnapshot("r", "Stable", members=(Member("m", "c", "h"),),
                                committed={(DLQ, 0): 8 * k})
-        snapshot = Snapshot("c", T0 + 15 * k, 0.0, up=True, groups={"r": reader},
-                            offsets={(DLQ, 0): LogOffsets(0, 10 * k + 50)})
-        history.observe(snapshot)
-        verdict = judge(snapshot, history, DetectionSettings(), memory, health=HealthSettings(),
-                        health_memory=health, dlqs={DLQ: "orders"})
+        verdict = judge.ingest(Snapshot("c", T0 + 15 * k, 0.0, up=True, groups={"r": reader},
+                                        offsets={(DLQ, 0): LogOffsets(0, 10 * k + 50)}))
+        assert verdict is not None
         statuses.add(verdict.assessments["r"][(DLQ, 0)].status)
     assert Status.LAGGING not in statuses
 

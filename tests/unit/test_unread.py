@@ -22,8 +22,7 @@ from lagwatch.model import (
     Unread,
 )
 from lagwatch.pipeline import ClusterJudge
-from lagwatch.report.view import build_report
-from lagwatch.simulate import report_alone
+from lagwatch.simulate import replay, report_alone
 from lagwatch.status import Severity, Status
 
 _CONTROL, _LOG_APPEND_TIME, _GZIP = 0x20, 0x08, 1
@@ -196,12 +195,10 @@ def test_time_lag_is_the_oldest_unread_record_s_age_once_read() -> None:
 def test_a_group_waiting_at_the_lso_behind_an_open_transaction_is_ok_and_says_why() -> None:
     # Given a read_committed group at offset 500, where an open transaction holds the LSO
     # while producers go on writing behind it
-    pipeline = ClusterJudge("sim", DetectionConfig())
-    reports = []
-    for k in range(30):  # 7m 15s: past the stall threshold of a cadence never seen (5m)
-        log = LogOffsets(0, 600 + 100 * k, last_stable=500)
-        verdict = pipeline.ingest(snapshot(T0 + 15 * k, 500, log))
-        reports.append(build_report(snapshot(T0 + 15 * k, 500, log), None, verdict))
+    # for 7m 15s: past the stall threshold of a cadence never seen (5m)
+    reports = list(replay(
+        snapshot(T0 + 15 * k, 500, LogOffsets(0, 600 + 100 * k, last_stable=500))
+        for k in range(30)))
     group = reports[-1].groups[0]
     # Then it is never stalled or lagging: ok, with the transaction named as the reason
     assert {r.groups[0].status for r in reports} == {Status.OK}
@@ -209,7 +206,7 @@ def test_a_group_waiting_at_the_lso_behind_an_open_transaction_is_ok_and_says_wh
         "orders[0]: an open transaction holds back read_committed consumers at offset 500 "
         "since 2023-11-14T22:13:20Z (7m 15s); the producer, not this consumer, is stuck",)
     # And the cluster finding names the partition and the waiting group
-    assert reports[-1].findings == (Finding(
+    assert reports[-1].verdict.cluster_findings == (Finding(
         "hanging_transaction", Severity.WARNING,
         "orders[0]: an open transaction has held the last stable offset at 500 for 7m 15s, "
         "3,000 offsets below the high watermark; read_committed consumers (billing) wait "
