@@ -7,8 +7,9 @@ from collections.abc import Mapping
 
 from lagwatch.detect import rules
 from lagwatch.detect.commits import CommitClocks
+from lagwatch.detect.flow import Crew, Flow, Part, crew, is_lagging, starved_gap, topic_flow
 from lagwatch.detect.history import History, Window
-from lagwatch.detect.rules import Assessment, DetectionSettings, Inputs, Memory, Part, Rates
+from lagwatch.detect.rules import Assessment, DetectionSettings, Inputs, Memory, Rates
 from lagwatch.model import GroupSnapshot, Snapshot, TopicPartition
 from lagwatch.status import Status
 from lagwatch.text import fmt_duration, fmt_time, plural
@@ -65,26 +66,26 @@ def assess_group(group: GroupSnapshot, inputs: list[Inputs], s: DetectionSetting
     for tp, part in parts.items():
         if not part.held:  # it has read all it can: no part of the topic's flow
             by_topic[tp[0]].append(part)
-    lagging: dict[str, rules.Flow] = {}
+    lagging: dict[str, Flow] = {}
     for topic, members_parts in by_topic.items():
         if not members_parts[0].x.judge_trend or group.members == ():
             continue
         was = (group.group_id, topic) in memory.lagging
-        flow = rules.topic_flow(topic, members_parts, s, members_parts[0].x.now, was)
-        if rules.is_lagging(flow.trend, was, flow.lag, flow.near_zero, s):
+        flow = topic_flow(topic, members_parts, s, members_parts[0].x.now, was)
+        if is_lagging(flow.trend, was, flow.lag, flow.near_zero, s):
             lagging[topic] = flow
     owner = {tp: m.member_id for m in group.members or () for tp in m.assignment}
     by_owner: dict[str | None, list[Part]] = defaultdict(list)
     for tp, part in parts.items():
         by_owner[owner.get(tp)].append(part)
-    crews: dict[str | None, rules.Crew] = {}  # worked out when a partition may stall
+    crews: dict[str | None, Crew] = {}  # worked out when a partition may stall
     for tp, part in parts.items():
         starved_gap_s = None
         if not part.held and _may_stall(part, s):
             who = owner.get(tp)
             if who not in crews:
-                crews[who] = rules.crew(by_owner[who])
-            starved_gap_s = rules.starved_gap(part, crews[who], s)
+                crews[who] = crew(by_owner[who])
+            starved_gap_s = starved_gap(part, crews[who], s)
         result[tp] = assess_partition(part, s, memory, span_s, flow=lagging.get(tp[0]),
                                       starved_gap_s=starved_gap_s)
     shown = {tp[0] for tp, a in result.items() if a.status is Status.LAGGING}
@@ -101,7 +102,7 @@ def _may_stall(p: Part, s: DetectionSettings) -> bool:
 
 
 def assess_partition(p: Part, s: DetectionSettings, memory: Memory, span_s: float, *,
-                     flow: rules.Flow | None = None,
+                     flow: Flow | None = None,
                      starved_gap_s: float | None = None) -> Assessment:
     """Apply the rules to one group-partition, most concerning first.
 
@@ -166,7 +167,7 @@ def _held_reason(x: Inputs, s: DetectionSettings) -> str | None:
 
 
 def _judge(p: Part, lag_s: float | None, retention_eta: float | None, *, s: DetectionSettings,
-           span_s: float, flow: rules.Flow | None,
+           span_s: float, flow: Flow | None,
            starved_gap_s: float | None) -> tuple[Status, str | None]:
     x, lag, r = p.x, p.lag, p.rates
     where = f"{x.tp[0]}[{x.tp[1]}]"
@@ -279,7 +280,7 @@ def _risk_reason(where: str, x: Inputs, eta: float, lag_s: float | None) -> str:
             f"deleted {when}")
 
 
-def _lagging_reason(where: str, lag: int, flow: rules.Flow, eta: float | None,
+def _lagging_reason(where: str, lag: int, flow: Flow, eta: float | None,
                     compacted: bool = False) -> str:
     slope = flow.trend.trend.slope if flow.trend is not None else 0.0
     if compacted:  # offsets the cleaner removed are skipped, not read
