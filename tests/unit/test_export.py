@@ -18,7 +18,8 @@ from lagwatch.report.view import ClusterReport
 from lagwatch.serve import metrics as export
 from lagwatch.serve.api import HttpServer, accepts_gzip
 from lagwatch.serve.config import HttpConfig
-from lagwatch.serve.metrics import Exporter, Family
+from lagwatch.serve.families import Family
+from lagwatch.serve.metrics import Exporter
 from lagwatch.simulate import Scenario, judged_alone, replay
 from tests.exposition import Samples, parse
 
