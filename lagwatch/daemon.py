@@ -23,8 +23,8 @@ from lagwatch.kafka.reader import ClusterReader
 from lagwatch.lock import DirLock
 from lagwatch.pipeline import ClusterJudge, wire
 from lagwatch.report.latest import LatestReports
-from lagwatch.serve.api import HttpServer
 from lagwatch.serve.metrics import Exporter
+from lagwatch.serve.server import HttpServer
 from lagwatch.store import StateFile
 
 log = logging.getLogger(__name__)

@@ -1,29 +1,20 @@
-"""The HTTP endpoint: /metrics, /healthz, /readyz and the JSON status API, on one port.
+"""The HTTP application: /metrics, /healthz, /readyz and the JSON status API.
 
-Served by uvicorn (h11: strict request parsing, so no request smuggling or desync) from
-a thread of its own, with Starlette routing (HEAD for every GET, 405 with ``Allow``).
-Endpoints that read lagwatch's state are plain functions Starlette runs in its thread
-pool; the event loop only moves bytes. Limits: a listen backlog of 1,024, a request's
-headers within 10 s of connecting (or of the previous response) and its body within 10 s
-of them, an idle keep-alive connection closed after 5 s, request bodies up to 64 KiB (413
-beyond), at most 1,024 connections at once (503 beyond).
+Starlette routing (HEAD for every GET, 405 with ``Allow``); endpoints that read lagwatch's
+state are plain functions Starlette runs in its thread pool, so the event loop only moves
+bytes. A request's body must arrive within 10 s of its headers and hold at most 64 KiB
+(413 beyond). lagwatch.serve.server runs it.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
-import hmac
 import json
-import socket
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
 from typing import Any
 
-import h11
-import uvicorn
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -31,13 +22,12 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
-from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from lagwatch.alerting.alerter import Alerter
 from lagwatch.configtypes import describe
 from lagwatch.report.latest import LatestReports
 from lagwatch.report.view import ClusterReport
-from lagwatch.serve.config import HttpAuth, HttpConfig
+from lagwatch.serve.auth import Credentials
 from lagwatch.serve.deflate import gzip_length, gzip_stream, text_stream
 from lagwatch.serve.documents import (
     cluster_document,
@@ -47,15 +37,9 @@ from lagwatch.serve.documents import (
     to_document,
 )
 from lagwatch.serve.metrics import CONTENT_TYPE, Exporter
-from lagwatch.serve.webconfig import BasicUsers, ReloadingTls
 
 MAX_BODY = 64 * 1024
-BACKLOG = 1024
-HEADER_TIMEOUT_S = 10.0
 BODY_TIMEOUT_S = 10.0
-KEEP_ALIVE_S = 5
-MAX_CONNECTIONS = 1024
-_OPEN = ("/healthz", "/readyz")  # probes answer without credentials
 _NO_WRITES = ("changing silences needs credentials: set http.auth (basic or bearer) or "
               "basic_auth_users in the web configuration file (http.web_config_file)")
 
@@ -71,48 +55,6 @@ def accepts_gzip(accept_encoding: str) -> bool:
         except ValueError:
             weights[coding.lower()] = 0.0
     return weights.get("gzip", weights.get("*", 0.0)) > 0
-
-
-class Credentials:
-    """Who may read the API (and, if asked, /metrics) and change silences."""
-
-    def __init__(self, auth: HttpAuth | None, users: BasicUsers) -> None:
-        self.auth, self.users = auth, users
-
-    @property
-    def configured(self) -> bool:
-        """Whether any credential is configured (writes need one)."""
-        return self.auth is not None or bool(self.users)
-
-    def needed(self, path: str) -> bool:
-        """Whether a request for ``path`` must carry credentials."""
-        if self.users:  # as exporter-toolkit: everything, but lagwatch's probes
-            return path not in _OPEN
-        return self.auth is not None and (
-            path.startswith("/api/") or (path == "/metrics" and self.auth.protect_metrics))
-
-    def accept(self, authorization: str) -> bool:
-        """Say whether an Authorization header carries valid credentials."""
-        scheme, _, value = authorization.partition(" ")
-        if self.auth is not None and self.auth.username is None:
-            token = self.auth.secret("bearer_token") or ""
-            return scheme.lower() == "bearer" and hmac.compare_digest(
-                value.encode(), token.encode())
-        if scheme.lower() != "basic":
-            return False
-        try:
-            user, _, password = base64.b64decode(value, validate=True).decode().partition(":")
-        except (binascii.Error, UnicodeDecodeError):
-            return False
-        if self.users:
-            return self.users.check(user, password)
-        assert self.auth is not None
-        return hmac.compare_digest(f"{user}:{password}".encode(),
-                                   f"{self.auth.username}:{self.auth.secret('password')}".encode())
-
-    def challenge(self) -> str:
-        bearer = self.auth is not None and self.auth.username is None and not self.users
-        return 'Bearer realm="lagwatch"' if bearer else 'Basic realm="lagwatch"'
 
 
 def _error(code: int, message: str, headers: dict[str, str] | None = None) -> Response:
@@ -326,102 +268,3 @@ class _Slashless:
         if scope["type"] == "http" and len(scope["path"]) > 1 and scope["path"].endswith("/"):
             scope = {**scope, "path": scope["path"].rstrip("/") or "/"}
         await self.app(scope, receive, send)
-
-
-class _Protocol(H11Protocol):
-    """uvicorn's h11 protocol with a deadline for each request's headers.
-
-    uvicorn times out idle keep-alive connections only after a response; a client that
-    connects and sends nothing, or a header a byte at a time, would hold its connection
-    for good.
-    """
-
-    tls: ReloadingTls | None = None  # set on the subclass each server makes
-
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
-        if self.tls is not None:
-            self.tls.completed(transport.get_extra_info("ssl_object"))
-        self._deadline()
-
-    def on_response_complete(self) -> None:
-        super().on_response_complete()
-        self._deadline()
-
-    def _deadline(self) -> None:
-        self.loop.call_later(HEADER_TIMEOUT_S, self._headers_late, self.cycle)
-
-    def _headers_late(self, cycle: object) -> None:
-        if self.cycle is cycle and self.conn.their_state is h11.IDLE:
-            self.transport.close()
-
-
-def _listening_socket(listen: str) -> socket.socket:
-    """Bind and listen now, so a busy port fails at start and early clients queue."""
-    host, _, port = listen.rpartition(":")
-    host = host.strip("[]")
-    family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM)
-    try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((host, int(port)))
-        sock.listen(BACKLOG)
-    except OSError:
-        sock.close()
-        raise
-    sock.setblocking(False)
-    return sock
-
-
-class HttpServer:
-    """Serves lagwatch's endpoints from a background thread."""
-
-    def __init__(self, config: HttpConfig, state: LatestReports, exporter: Exporter,
-                 alerter: Alerter) -> None:
-        web = config.web()
-        credentials = Credentials(config.auth, BasicUsers(web.basic_auth_users))
-        self.tls = ReloadingTls(web.tls_server_config) if web.tls_server_config else None
-        if self.tls is None and config.tls is not None:
-            self.tls = ReloadingTls(config.tls.server_config())
-        self._socket = _listening_socket(config.listen)
-        protocol = type("Protocol", (_Protocol,), {"tls": self.tls})
-        self.config = uvicorn.Config(
-            build_app(Endpoints(state, exporter, alerter), credentials), http=protocol,
-            ws="none", lifespan="off", loop="asyncio", log_config=None, access_log=False,
-            server_header=False, proxy_headers=False, backlog=BACKLOG,
-            timeout_keep_alive=KEEP_ALIVE_S, limit_concurrency=MAX_CONNECTIONS,
-            timeout_graceful_shutdown=5, h11_max_incomplete_event_size=16 * 1024)
-        self.config.load()
-        self.config.ssl = self.tls.context if self.tls else None
-        self._server = uvicorn.Server(self.config)  # signals: the daemon's (not main thread)
-        self._thread = threading.Thread(target=self._serve, name="http", daemon=True)
-
-    def _serve(self) -> None:
-        asyncio.run(self._server.serve(sockets=[self._socket]))
-
-    @property
-    def address(self) -> tuple[str, int]:
-        """The host and port it listens on."""
-        host, port = self._socket.getsockname()[:2]
-        return str(host), int(port)
-
-    @property
-    def url(self) -> str:
-        """Return the base URL a person on this machine can open."""
-        host, port = self.address
-        if host in ("0.0.0.0", "::", ""):  # noqa: S104 - a wildcard bind is reachable locally
-            host = "127.0.0.1"
-        scheme = "https" if self.tls else "http"
-        return f"{scheme}://[{host}]:{port}" if ":" in host else f"{scheme}://{host}:{port}"
-
-    def start(self) -> HttpServer:
-        """Start serving in the background."""
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        """Stop accepting, let requests in flight finish (5 s at most), close."""
-        self._server.should_exit = True
-        if self._thread.is_alive():
-            self._thread.join(15)
-        self._socket.close()

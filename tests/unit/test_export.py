@@ -16,10 +16,11 @@ from lagwatch.model import GroupSnapshot, LogOffsets, Member, PollError, Snapsho
 from lagwatch.report.latest import LatestReports
 from lagwatch.report.view import ClusterReport
 from lagwatch.serve import metrics as export
-from lagwatch.serve.api import HttpServer, accepts_gzip
+from lagwatch.serve.api import accepts_gzip
 from lagwatch.serve.config import HttpConfig
 from lagwatch.serve.families import Family
 from lagwatch.serve.metrics import Exporter
+from lagwatch.serve.server import HttpServer
 from lagwatch.simulate import Scenario, judged_alone, replay
 from tests.exposition import Samples, parse
 
