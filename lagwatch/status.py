@@ -1,4 +1,4 @@
-"""The status model (DESIGN.md section 3): names, severities and which is worse."""
+"""The status model (the README's *Statuses*): names, severities and which is worse."""
 
 from __future__ import annotations
 

@@ -5,11 +5,9 @@ predicate whose docstring names the case it exists for. A partition gets the mos
 concerning status whose rule holds (data_loss > stopped > stalled > rewound > at_risk >
 lagging > unknown > idle > ok).
 
-Two rules look beyond the partition, because real consumers do not advance their
-partitions evenly (a Java consumer drains one partition's fetched records before the
-next): slowness is judged on the group's lag summed over a topic's partitions (a
-``Flow``), and a partition frozen while its member is busy behind on its other partitions
-is starved, part of the slowness, rather than stalled.
+Two rules look beyond the partition (lagwatch.detect.flow): slowness, judged on the
+group's lag summed over a topic's partitions, and starvation, a partition frozen while
+its member is busy behind on its other partitions.
 """
 
 from __future__ import annotations

@@ -1,5 +1,5 @@
 """Every JSON document lagwatch answers with: the status API and ``check --json``
-(DESIGN.md section 5), rendered from the reports."""
+(the README's *HTTP endpoints*), rendered from the reports."""
 
 from __future__ import annotations
 
@@ -23,7 +23,7 @@ def iso(ts: float | None) -> str | None:
 
 def to_document(reports: list[ClusterReport], now: float,
                 clusters: list[str] | None = None) -> dict[str, Any]:
-    """Render reports as the /api/v1/status document (DESIGN.md section 5).
+    """Render reports as the /api/v1/status document (the README's *HTTP endpoints*).
 
     A configured cluster not polled yet is listed as down with no groups.
     """
