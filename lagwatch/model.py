@@ -157,16 +157,20 @@ class ClusterMeta:
     under_replicated: tuple[TopicPartition, ...] = ()
     under_min_isr: tuple[TopicPartition, ...] = ()
     log_dirs: tuple[LogDir, ...] = ()
+    replication: Mapping[str, int] = field(default_factory=dict)  # topic -> fewest replicas
 
 
 @dataclass(frozen=True, slots=True)
 class Retention:
-    """How long a topic keeps messages: ``retention_s`` None means forever (or compaction)."""
+    """How long a topic keeps messages (``retention_s`` None means forever, or compaction),
+    and the settings that decide whether an acknowledged message survives a broker."""
 
     retention_s: float | None
     retention_bytes: int | None = None
     cleanup_policy: str = "delete"
     min_compaction_lag_s: float = 0.0  # compacted topics: how long a record is kept whole
+    min_insync_replicas: int | None = None
+    unclean_leader_election: bool | None = None
 
     @property
     def compacted(self) -> bool:

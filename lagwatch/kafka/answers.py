@@ -20,24 +20,28 @@ _UNKNOWN_TOPIC = 3
 
 
 def topic_partitions(described: list[dict[str, Any]]) -> tuple[
-    dict[str, list[int]], list[TopicPartition], dict[TopicPartition, int]]:
-    """From a Metadata answer: partitions per existing topic, the offline partitions, and
-    the under-replicated ones with their count of in-sync replicas."""
+        dict[str, list[int]], list[TopicPartition], dict[TopicPartition, int], dict[str, int]]:
+    """From a Metadata answer: partitions per existing topic, the offline partitions, the
+    under-replicated ones with their count of in-sync replicas, and each topic's
+    replication factor (its partition with the fewest replicas)."""
     topics: dict[str, list[int]] = {}
     offline: list[TopicPartition] = []
     under: dict[TopicPartition, int] = {}  # under-replicated -> in-sync replicas
+    replication: dict[str, int] = {}
     for topic in described:
         if topic.get("error_code", 0) == _UNKNOWN_TOPIC:
             continue
         name = topic["name"]
         topics[name] = sorted(p["partition_index"] for p in topic["partitions"])
+        replication[name] = min((len(p.get("replica_nodes", ())) for p in topic["partitions"]),
+                                default=0)
         for p in topic["partitions"]:
             tp = (name, p["partition_index"])
             if p.get("leader_id", -1) < 0:
                 offline.append(tp)
             if len(p.get("isr_nodes", ())) < len(p.get("replica_nodes", ())):
                 under[tp] = len(p.get("isr_nodes", ()))
-    return topics, offline, under
+    return topics, offline, under, replication
 
 
 def log_dirs(described: list[dict[str, Any]]) -> tuple[LogDir, ...]:
@@ -62,13 +66,17 @@ def retention(configs: dict[str, dict[str, Any]]) -> Retention:
         return str(configs.get(key, {}).get("value") or "")
 
     policy = value("cleanup.policy") or "delete"
+    isr = value("min.insync.replicas")
+    unclean = value("unclean.leader.election.enable")
     ms = int(value("retention.ms") or -1)
     size = int(value("retention.bytes") or -1)
     deletes = "delete" in policy
     return Retention(retention_s=ms / 1000 if ms >= 0 and deletes else None,
                      retention_bytes=size if size >= 0 and deletes else None,
                      cleanup_policy=policy,
-                     min_compaction_lag_s=max(0, int(value("min.compaction.lag.ms") or 0)) / 1000)
+                     min_compaction_lag_s=max(0, int(value("min.compaction.lag.ms") or 0)) / 1000,
+                     min_insync_replicas=int(isr) if isr.isdigit() else None,
+                     unclean_leader_election={"true": True, "false": False}.get(unclean.lower()))
 
 
 def group_type(listed: dict[str, Any]) -> str:
@@ -98,6 +106,7 @@ def group_snapshot(group_id: str, listed: dict[str, Any], info: dict[str, Any] |
         protocol_type=info.get("protocol_type") or "",
         members=tuple(_member(m) for m in info.get("members", ())),
         committed=committed,
+        assignor=info.get("protocol_data") or None,  # the assignor the group agreed on
     )
 
 

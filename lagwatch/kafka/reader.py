@@ -68,7 +68,8 @@ T = TypeVar("T")
 # Classic groups of other protocols (Kafka Connect workers) commit no consumer offsets.
 _CONSUMER_PROTOCOLS = frozenset({"consumer", ""})
 _RETENTION_KEYS = {"retention.ms": None, "retention.bytes": None, "cleanup.policy": None,
-                   "min.compaction.lag.ms": None}
+                   "min.compaction.lag.ms": None, "min.insync.replicas": None,
+                   "unclean.leader.election.enable": None}
 _TXN_TIMEOUT = "transaction.max.timeout.ms"
 _FAILURES = (KafkaError, OSError, ValueError)
 # The admin client caches group coordinators and never invalidates them: after one of
@@ -247,7 +248,7 @@ class ClusterReader:
         described = self._attempt(errors, "metadata", admin.describe_topics)
         if described is None:
             return {}, None
-        topics, offline, under = topic_partitions(described)
+        topics, offline, under, replication = topic_partitions(described)
         cluster = self._attempt(errors, "cluster", admin.describe_cluster) or {}
         meta = ClusterMeta(
             cluster_id=cluster.get("cluster_id"),
@@ -260,6 +261,7 @@ class ClusterReader:
             under_replicated=tuple(sorted(under)),
             under_min_isr=self._under_min_isr(admin, under, errors),
             log_dirs=self._log_dirs(admin, errors),
+            replication=replication,
         )
         return topics, meta
 
