@@ -1,4 +1,4 @@
-"""The lagwatch command: run, check, validate, test-notify."""
+"""The lagwatch command: run, check, audit, validate, test-notify."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import logging
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 from urllib.parse import quote, quote_plus
 
@@ -19,9 +19,10 @@ from lagwatch.configtypes import parse_duration
 from lagwatch.kafka import causes as kafkalog
 from lagwatch.kafka.reader import ClusterReader
 from lagwatch.lock import StateDirInUseError
+from lagwatch.patterns import Pattern, compile_pattern
 from lagwatch.pipeline import ClusterJudge, wire
 from lagwatch.report.view import ClusterReport, build_report
-from lagwatch.serve.documents import to_document
+from lagwatch.serve.documents import audit_document, to_document
 from lagwatch.serve.webconfig import WebConfigError
 from lagwatch.status import Severity
 
@@ -46,7 +47,12 @@ def _parser() -> argparse.ArgumentParser:
         prog="lagwatch", description="Kafka consumer-lag and health monitor.")
     parser.add_argument("--version", action="version", version=f"lagwatch {__version__}")
     sub = parser.add_subparsers(dest="verb", required=True,
-                                metavar="{run,check,validate,test-notify}")
+                                metavar="{run,check,audit,validate,test-notify}")
+
+    def sampling(p: argparse.ArgumentParser, samples: int, what: str) -> None:
+        p.add_argument("--samples", type=int, default=samples, metavar="N", help=what)
+        p.add_argument("--interval", default="15s", metavar="DURATION",
+                       help="time between samples (default 15s)")
 
     def common(p: argparse.ArgumentParser) -> None:
         p.add_argument("-c", "--config", help="YAML config file")
@@ -67,10 +73,16 @@ def _parser() -> argparse.ArgumentParser:
                                          "2 critical, 3 unreachable or invalid config")
     common(check)
     check.add_argument("--json", action="store_true", help="print the JSON status document")
-    check.add_argument("--samples", type=int, default=1, metavar="N",
-                       help="polls to take before judging (trend statuses need several)")
-    check.add_argument("--interval", default="15s", metavar="DURATION",
-                       help="time between samples (default 15s)")
+    sampling(check, 1, "polls to take before judging (trend statuses need several)")
+
+    audit = sub.add_parser("audit", help="the production checklist, checked against the "
+                                         "cluster; exit 0 all pass, 1 warnings, 2 failures, "
+                                         "3 unreachable or invalid input")
+    common(audit)
+    audit.add_argument("--group", metavar="REGEX", help="audit only the groups it matches")
+    audit.add_argument("--format", choices=["text", "json", "markdown"], default="text")
+    sampling(audit, 4, "polls to take before auditing (commit patterns need several; "
+                       "default 4)")
 
     validate = sub.add_parser("validate", help="check a config file")
     validate.add_argument("-c", "--config", required=True, help="YAML config file")
@@ -185,12 +197,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     """Poll every cluster once and report; the exit status is the worst severity."""
     config = _config(args)
     _setup_logging(config.log_level if args.log_level else "error", config.secrets())
-    if args.samples < 1:
-        raise UsageError(f"--samples: must be 1 or more (got {args.samples})")
-    try:
-        interval_s = parse_duration(args.interval)
-    except ValueError as exc:
-        raise UsageError(f"--interval: {exc}") from None
+    interval_s = _interval(args)
     wired = [wire(config, c) for c in config.clusters]
     collectors = [collector for collector, _ in wired]
     pipelines = [pipeline for _, pipeline in wired]
@@ -210,8 +217,71 @@ def cmd_check(args: argparse.Namespace) -> int:
     return max((_EXIT_FOR[s] for s in severities), default=EXIT_OK)
 
 
+def _interval(args: argparse.Namespace) -> float:
+    """The sampling flags, checked; return the interval in seconds."""
+    if args.samples < 1:
+        raise UsageError(f"--samples: must be 1 or more (got {args.samples})")
+    try:
+        return parse_duration(args.interval)
+    except ValueError as exc:
+        raise UsageError(f"--interval: {exc}") from None
+
+
+def cmd_audit(args: argparse.Namespace) -> int:
+    """Sample every cluster, then judge the production checklist for each watched group."""
+    from lagwatch.audit.items import Outcome
+    from lagwatch.audit.render import to_markdown, to_text
+    from lagwatch.auditor import Auditor
+
+    config = _config(args)
+    _setup_logging(config.log_level if args.log_level else "error", config.secrets())
+    interval_s = _interval(args)
+    try:
+        groups = compile_pattern(args.group) if args.group is not None else None
+    except ValueError as exc:
+        raise UsageError(f"--group: {exc}") from None
+    wired = [wire(config, c) for c in config.clusters]
+    judges = [judge for _, judge in wired]
+    try:
+        reports, unreachable = _sample([r for r, _ in wired], judges, args.samples,
+                                       interval_s, _matching(groups, args.group))
+    finally:
+        for reader, _ in wired:
+            reader.close()
+    if unreachable is not None:
+        raise unreachable
+    auditor = Auditor(config)
+    audits = [auditor.audit(cluster, judge, report, silences=tuple(config.alerting.silences),
+                            groups=groups, progress=_progress)
+              for cluster, judge, report in zip(config.clusters, judges, reports, strict=True)]
+    now = time.time()
+    if args.format == "json":
+        print(json.dumps(audit_document(audits, now), indent=2))
+    else:
+        print(to_markdown(audits, now) if args.format == "markdown" else to_text(audits))
+    worst = max((a.worst() for a in audits), key=list(Outcome).index, default=Outcome.PASS)
+    return {Outcome.FAIL: EXIT_CRITICAL, Outcome.WARN: EXIT_WARNING}.get(worst, EXIT_OK)
+
+
+def _matching(groups: Pattern | None, text: str | None
+              ) -> Callable[[list[ClusterReport]], None]:
+    """After the first poll: refuse a --group that matches none of the watched groups."""
+    def check(reports: list[ClusterReport]) -> None:
+        names = sorted(g.group_id for r in reports for g in r.groups)
+        if groups is not None and not any(groups.search(n) for n in names):
+            raise UsageError(f"--group {text!r} matches none of the watched groups "
+                             f"({', '.join(names) or 'none'})")
+    return check
+
+
+def _progress(line: str) -> None:
+    print(f"lagwatch: {line}", file=sys.stderr, flush=True)
+
+
 def _sample(collectors: list[ClusterReader], pipelines: list[ClusterJudge], samples: int,
-            interval_s: float) -> tuple[list[ClusterReport], UsageError | None]:
+            interval_s: float,
+            after_first: Callable[[list[ClusterReport]], None] = lambda _reports: None,
+            ) -> tuple[list[ClusterReport], UsageError | None]:
     """Poll every cluster `samples` times; report on the last poll with the whole history.
 
     A cluster that cannot be reached ends the sampling: its report is down, with the error
@@ -234,6 +304,8 @@ def _sample(collectors: list[ClusterReader], pipelines: list[ClusterJudge], samp
             reports.append(build_report(snapshot, None, pipeline.ingest(snapshot)))
         if unreachable is not None:
             return reports, unreachable
+        if n == 1:
+            after_first(reports)
         if n < samples:
             print(f"lagwatch: sample {n}/{samples} taken; next in {interval_s:g}s",
                   file=sys.stderr, flush=True)
@@ -316,8 +388,8 @@ def _secs(value: float | None) -> str:
     return "-" if value is None else f"{value:,.1f}s"
 
 
-_COMMANDS = {"run": cmd_run, "check": cmd_check, "validate": cmd_validate,
-             "test-notify": cmd_test_notify}
+_COMMANDS = {"run": cmd_run, "check": cmd_check, "audit": cmd_audit,
+             "validate": cmd_validate, "test-notify": cmd_test_notify}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

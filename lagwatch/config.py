@@ -14,6 +14,7 @@ import yaml
 from pydantic import Field, ValidationError, field_validator
 
 from lagwatch.alerting.config import AlertingConfig
+from lagwatch.audit.config import AuditConfig
 from lagwatch.configtypes import Duration, NotUtf8Error, Strict, describe, join_key, read_utf8
 from lagwatch.detect.config import DetectionConfig, DlqConfig, HealthConfig
 from lagwatch.kafka.config import ClusterConfig
@@ -37,6 +38,7 @@ class Config(Strict):
     health: HealthConfig = Field(default_factory=HealthConfig)
     dlq: DlqConfig = Field(default_factory=DlqConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
+    audit: AuditConfig = Field(default_factory=AuditConfig)
     state_dir: str = "/var/lib/lagwatch"
     persist: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"

@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import logging
+import threading
 
+from lagwatch.audit.evidence import AuditEvidence
 from lagwatch.config import Config
 from lagwatch.detect.config import DetectionConfig, DlqConfig
 from lagwatch.detect.findings import HealthSettings
 from lagwatch.detect.history import History
 from lagwatch.detect.rebalance import ChurnSettings
+from lagwatch.detect.rules import rewind_of
 from lagwatch.detect.verdict import DetectionMemory, Verdict, judge
 from lagwatch.kafka.config import ClusterConfig
 from lagwatch.kafka.reader import ClusterReader
-from lagwatch.model import Snapshot
+from lagwatch.model import Snapshot, TopicPartition
+from lagwatch.status import Status
 from lagwatch.store import StateFile
 
 log = logging.getLogger(__name__)
@@ -31,6 +35,8 @@ class ClusterJudge:
         self.history = History(detection.window, detection.max_samples)
         self.memory = DetectionMemory(detection.window,
                                       churn or ChurnSettings(window_s=detection.window))
+        self.evidence = AuditEvidence(detection.window)
+        self.lock = threading.Lock()  # held while the evidence changes or is read
         self.store = store
 
     def restore(self, now: float) -> int:
@@ -56,10 +62,23 @@ class ClusterJudge:
                 for is_dlq, source in [self.dlq.source_of(t)] if is_dlq}
         verdict = judge(snapshot, self.history, self.settings, self.memory,
                         health=self.health, dlqs=dlqs)
+        with self.lock:
+            self.evidence.observe(snapshot, verdict, self._rewound(verdict))
         if self.store is not None:
             self.store.save(snapshot, self.memory.rules,
                             snapshot.taken_at - self.settings.window_s)
         return verdict
+
+
+    def _rewound(self, verdict: Verdict) -> dict[tuple[str, TopicPartition], int]:
+        """Each rewound group-partition with how many messages it will read again."""
+        found = {}
+        for gid, per in verdict.assessments.items():
+            for tp, a in per.items():
+                if a.status is Status.REWOUND and (
+                        moved := rewind_of(self.history.committed_window(gid, tp))):
+                    found[(gid, tp)] = moved[0] - moved[1]
+        return found
 
 
 def wire(config: Config, cluster: ClusterConfig,

@@ -17,12 +17,13 @@ RANK = {
     "store": 2,
     "report": 3,
     "alerting": 4,
+    "audit": 4.5,
     "serve": 5,
     "config": 6,
     "pipeline": 7,
-    "simulate": 8, "daemon": 8,
-    "cli": 9,
-    "__main__": 10,
+    "simulate": 8, "auditor": 8, "daemon": 9,
+    "cli": 10,
+    "__main__": 11,
 }
 VOCABULARY = 0
 

@@ -8,6 +8,7 @@ from typing import Any
 
 from lagwatch.alerting.config import SilenceConfig
 from lagwatch.alerting.incidents import Incident
+from lagwatch.audit.items import ClusterAudit, Item, Outcome
 from lagwatch.detect.findings import Finding
 from lagwatch.detect.rebalance import Churn
 from lagwatch.model import Member
@@ -132,3 +133,24 @@ def silence_document(silence_id: str, s: SilenceConfig, now: float) -> dict[str,
             "ends": s.ends.isoformat(), "comment": s.comment,
             "active": (s.starts is None or s.starts.timestamp() <= now)
             and now < s.ends.timestamp()}
+
+
+def audit_document(audits: list[ClusterAudit], now: float) -> dict[str, Any]:
+    """Render audits as the /api/v1/audit and ``audit --format json`` document."""
+    return {"generated_at": iso(now), "clusters": {a.cluster: {
+        "observed_seconds": _rounded(a.observed_s),
+        "errors": list(a.errors),
+        "summary": _outcomes(a.items),
+        "items": [_item_document(i) for i in a.items],
+        "groups": {g.group: {"summary": _outcomes(g.items),
+                             "items": [_item_document(i) for i in g.items]}
+                   for g in a.groups}} for a in audits}}
+
+
+def _outcomes(items: tuple[Item, ...]) -> dict[str, int]:
+    return {str(o): sum(1 for i in items if i.outcome is o) for o in Outcome}
+
+
+def _item_document(i: Item) -> dict[str, Any]:
+    return {"id": i.id, "title": i.title, "outcome": str(i.outcome),
+            "evidence": list(i.evidence), "advice": i.advice}
