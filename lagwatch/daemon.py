@@ -17,10 +17,13 @@ from lagwatch import __version__
 from lagwatch.alerting.alerter import Alerter
 from lagwatch.alerting.metrics import AlertingCollector
 from lagwatch.alerting.outbox import Outbox
+from lagwatch.audit.items import ClusterAudit
+from lagwatch.auditor import Auditor
 from lagwatch.config import Config
 from lagwatch.heap import Heap
 from lagwatch.kafka.reader import ClusterReader
 from lagwatch.lock import DirLock
+from lagwatch.patterns import Pattern
 from lagwatch.pipeline import ClusterJudge, wire
 from lagwatch.report.latest import LatestReports
 from lagwatch.serve.metrics import Exporter
@@ -98,6 +101,8 @@ class Daemon:
             executors={"default": ThreadPoolExecutor(max_workers=max(1, len(self.pollers)))},
             timezone="UTC")
         self.scheduler.add_listener(self._on_skipped, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
+        self.auditor = Auditor(config)
+        self._audit_lock = threading.Lock()  # one audit at a time: each opens clients
         self.http: HttpServer | None = None
         self._stop = threading.Event()
         self._stopped = False
@@ -105,7 +110,7 @@ class Daemon:
     def start(self) -> HttpServer:
         """Bind the HTTP port, then schedule every cluster's poll to run now and each interval."""
         self.http = HttpServer(self.config.http, self.state, self.exporter,
-                               self.alerter).start()
+                               self.alerter, self.audits).start()
         self.alerter.start()
         for poller in self.pollers:
             poller.pipeline.restore(time.time())
@@ -119,6 +124,16 @@ class Daemon:
                  __version__, ", ".join(c.name for c in self.config.clusters),
                  self.config.poll_interval, self.http.url, self.config.state_dir)
         return self.http
+
+    def audits(self, groups: Pattern | None) -> list[ClusterAudit]:
+        """Audit every cluster polled successfully, from the daemon's own history."""
+        silences = tuple(s for _, s in self.alerter.silences())
+        with self._audit_lock:
+            return [self.auditor.audit(p.collector.cluster, p.pipeline, report,
+                                       silences=silences, groups=groups)
+                    for p in self.pollers
+                    if (report := self.state.report(p.collector.cluster.name)) is not None
+                    and report.last_success is not None]
 
     def handle_signals(self) -> None:
         """Make SIGTERM and SIGINT stop the daemon cleanly (from the main thread, before

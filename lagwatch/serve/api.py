@@ -24,12 +24,15 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lagwatch.alerting.alerter import Alerter
+from lagwatch.audit.items import ClusterAudit
 from lagwatch.configtypes import describe
+from lagwatch.patterns import Pattern, compile_pattern
 from lagwatch.report.latest import LatestReports
 from lagwatch.report.view import ClusterReport
 from lagwatch.serve.auth import Credentials
 from lagwatch.serve.deflate import gzip_length, gzip_stream, text_stream
 from lagwatch.serve.documents import (
+    audit_document,
     cluster_document,
     group_document,
     incident_document,
@@ -108,11 +111,17 @@ class _PerPoll:
             return self._body
 
 
-class Endpoints:
-    """The routes, over lagwatch's state, exporter and alerter."""
+Audits = Callable[[Pattern | None], list[ClusterAudit]]
+"""Audit every cluster's watched groups (those a pattern matches, when given)."""
 
-    def __init__(self, state: LatestReports, exporter: Exporter, alerter: Alerter) -> None:
+
+class Endpoints:
+    """The routes, over lagwatch's state, exporter and alerter (and its auditor)."""
+
+    def __init__(self, state: LatestReports, exporter: Exporter, alerter: Alerter,
+                 audits: Audits | None = None) -> None:
         self.state, self.exporter, self.alerter = state, exporter, alerter
+        self.audits = audits
         self._status = _PerPoll()
 
     def routes(self) -> list[Route]:
@@ -123,13 +132,14 @@ class Endpoints:
             Route("/api/v1/status/{cluster}", self.status_of),
             Route("/api/v1/status/{cluster}/{group:path}", self.status_of),
             Route("/api/v1/incidents", self.incidents),
+            Route("/api/v1/audit", self.audit),
             Route("/api/v1/silences", self.silences, methods=["GET", "POST"]),
             Route("/api/v1/silences/{silence_id}", self.drop_silence, methods=["DELETE"]),
         ]
 
     def index(self, _request: Request) -> Response:
         return PlainTextResponse("lagwatch: see /metrics, /healthz, /readyz, /api/v1/status, "
-                                 "/api/v1/incidents, /api/v1/silences\n")
+                                 "/api/v1/incidents, /api/v1/silences, /api/v1/audit\n")
 
     def healthz(self, _request: Request) -> Response:
         return PlainTextResponse("ok\n")
@@ -165,6 +175,21 @@ class Endpoints:
         if found is None:
             return _error(404, f"group {group!r} is not watched in cluster {cluster!r}")
         return _json(200, group_document(found))
+
+    def audit(self, request: Request) -> Response:
+        if self.audits is None:
+            return _error(404, "no such endpoint: /api/v1/audit")
+        text = request.query_params.get("group")
+        try:
+            groups = compile_pattern(text) if text is not None else None
+        except ValueError as exc:
+            return _error(400, f"group: {exc}")
+        if not any(r.last_success is not None for r in self.state.reports()):
+            return _error(503, "no poll has finished yet: nothing to audit")
+        audits = self.audits(groups)
+        if groups is not None and not any(a.groups for a in audits):
+            return _error(404, f"group {text!r} matches none of the watched groups")
+        return _json(200, audit_document(audits, time.time()))
 
     def incidents(self, _request: Request) -> Response:
         return _json(200, {"incidents": [incident_document(i, silenced) for i, silenced
