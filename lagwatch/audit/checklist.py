@@ -213,9 +213,6 @@ def _static_membership(g: GroupReport) -> Item:
                 Outcome.PASS if len(static) == len(members) else Outcome.WARN, evidence, advice)
 
 
-_EAGER = ("range", "roundrobin")
-
-
 def _rebalance_settings(g: GroupReport, ev: GroupEvidence, s: Standards) -> Item:
     title = "Rebalance settings and frequency"
     advice = ("Use the cooperative-sticky assignor (or group.protocol=consumer) and a "
@@ -233,11 +230,11 @@ def _rebalance_settings(g: GroupReport, ev: GroupEvidence, s: Standards) -> Item
             "no assignor known: the group has no members now and no rebalance was "
             "recorded", *evidence), advice)
     assignor = g.assignor or (ev.metadata.protocol if ev.metadata else None) or "unknown"
+    eager = assignor != "unknown" and "cooperative" not in assignor
     evidence.insert(0, f"assignor {assignor}"
-                    + (" (eager: every rebalance stops the whole group)"
-                       if assignor in _EAGER else ""))
+                    + (" (eager: every rebalance stops the whole group)" if eager else ""))
     short = _timeouts(ev, s, evidence)
-    concerns = (assignor in _EAGER) + short
+    concerns = eager + short
     if outcome is Outcome.PASS and concerns:
         outcome = Outcome.FAIL if concerns == 2 else Outcome.WARN
     return Item("rebalance_settings", title, outcome, tuple(evidence), advice)

@@ -138,7 +138,7 @@ def durability_item(report: ClusterReport, topics: list[str], audit: AuditConfig
         unclean = r.unclean_leader_election if r else None
         evidence.append(f"{topic}: replication factor {_known(factor)}, min.insync.replicas "
                         f"{_known(isr)}, unclean.leader.election.enable {_known(unclean)}")
-        if factor == 1 or unclean:
+        if unclean or (factor == 1 < audit.min_replication_factor):
             outcome = Outcome.FAIL
         elif ((factor is not None and factor < audit.min_replication_factor)
               or (isr is not None and isr < audit.min_insync_replicas)):
