@@ -197,8 +197,10 @@ def _resolve_into(target: Path) -> None:
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def _die_with_parent() -> None:
-    # Linux: the JVM gets SIGKILL if the launching process dies, so no broker outlives it.
+def die_with_parent() -> None:
+    """Linux: the child (a preexec_fn) gets SIGKILL when the thread that started it ends,
+    so no broker or CPU hog outlives a test run that was killed. Start it from a thread
+    that lives as long as the child should."""
     with contextlib.suppress(Exception):
         libc = ctypes.CDLL("libc.so.6", use_errno=True)
         pr_set_pdeathsig = 1
@@ -316,7 +318,7 @@ class LocalKafka:
             self._java(jars, "kafka.Kafka", str(config)),
             stdout=stdout, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             start_new_session=True,  # Ctrl-C in a terminal is for lagwatch; we stop Kafka last
-            preexec_fn=_die_with_parent)  # noqa: PLW1509 - only a prctl call, no locks
+            preexec_fn=die_with_parent)  # noqa: PLW1509 - only a prctl call, no locks
         stdout.close()
 
     def wait_started(self, deadline: float) -> None:

@@ -29,6 +29,7 @@ from typing import Any
 import pytest
 from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
+from kafka_local import die_with_parent
 from workload import Consumer, JavaConsumer, Producer
 
 from tests.integration.helpers import ScenarioDaemon, wait_for
@@ -149,7 +150,8 @@ class Stage:
 def stage(request: pytest.FixtureRequest, java: str, kafka_bootstrap: str,
           admin: KafkaAdminClient, tmp_path_factory: pytest.TempPathFactory
           ) -> Iterator[Stage]:
-    hog = (subprocess.Popen([sys.executable, "-c", "while True: pass"])
+    hog = (subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                            preexec_fn=die_with_parent)  # noqa: PLW1509 - gone with the run
            if request.param == "hog" else None)
     running = Stage(java, kafka_bootstrap, admin, tmp_path_factory.mktemp("real"),
                     f"{int(time.time())}-{request.param}")
