@@ -260,17 +260,20 @@ class JavaWorkload:
 
 class JavaConsumer(JavaWorkload):
     """A kafka-clients 4.x consumer in its own JVM, reading at most ``rate`` msg/s (0: as
-    fast as it can) on ``protocol`` ("classic" or "consumer") at ``isolation``; with
-    "share", a member of a share group (KIP-932), which it first enables on the broker."""
+    fast as it can) on ``protocol`` ("classic" or "consumer") at ``isolation``, with any
+    other consumer ``settings`` an application would set (``enable.auto.commit=true``: it
+    then commits on the client's timer, never itself); with "share", a member of a share
+    group (KIP-932), which it first enables on the broker."""
 
     def __init__(self, classpath: str, bootstrap: str, topic: str, group: str,
                  protocol: str, *, rate: float = 0.0, client_id: str | None = None,
-                 isolation: str = "read_uncommitted") -> None:
+                 isolation: str = "read_uncommitted",
+                 settings: dict[str, str] | None = None) -> None:
         self.topic, self.protocol = topic, protocol
         self.client_id = client_id or f"java-{protocol}"
         mode = (["share", bootstrap, topic, group] if protocol == "share" else
                 ["consume", bootstrap, topic, group, protocol, str(rate), self.client_id,
-                 isolation])
+                 isolation, *(f"{k}={v}" for k, v in (settings or {}).items())])
         super().__init__(classpath, group, *mode)
 
 

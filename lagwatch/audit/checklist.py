@@ -127,8 +127,11 @@ def _commit_strategy(ev: GroupEvidence, records_read: bool, span_s: float) -> It
     if rhythm.looks_automatic:
         return Item("commit_strategy", title, Outcome.WARN,
                     (f"looks like auto-commit: {beat}", unchanged), advice)
-    return Item("commit_strategy", title, Outcome.PASS,
-                (f"does not look like auto-commit: {beat}", unchanged), advice)
+    if rhythm.looks_manual:
+        return Item("commit_strategy", title, Outcome.PASS,
+                    (f"does not look like auto-commit: {beat}", unchanged), advice)
+    return Item("commit_strategy", title, Outcome.NOT_OBSERVABLE,
+                (f"cannot tell: {beat}", unchanged), advice)
 
 
 def _dlq(report: ClusterReport, topics: list[str]) -> Item:

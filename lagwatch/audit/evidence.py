@@ -20,6 +20,7 @@ from lagwatch.records import GroupMetadata, OffsetCommit
 from lagwatch.status import Status
 
 BATCHES_KEPT = 50  # commit requests kept per group: enough to tell a rhythm
+AUTO_INTERVAL_S = 0.9  # auto.commit.interval.ms is a second or more in practice (5 s default)
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,13 +55,24 @@ class CommitRhythm:
 
     @property
     def regular(self) -> bool:
-        """Whether requests come at a steady beat (within a tenth of the interval)."""
-        return self.batches >= 4 and self.spread_s <= 0.1 * self.interval_s
+        """Whether requests come at a steady beat: auto-commit fires at the first poll
+        after each interval, so its gaps stray by up to a poll's length."""
+        return self.batches >= 4 and self.spread_s <= 0.25 * self.interval_s
 
     @property
     def looks_automatic(self) -> bool:
-        """The signature of auto-commit: a steady beat, every partition in every request."""
-        return self.regular and self.whole == self.batches
+        """The signature of auto-commit: a steady beat of a second or more (its interval),
+        every partition in every request, and, where there is one partition only, an
+        offset committed again unchanged (a timer commits whether or not work was done)."""
+        every = self.whole == self.batches and (self.partitions >= 2 or self.unchanged > 0)
+        return self.regular and self.interval_s >= AUTO_INTERVAL_S and every
+
+    @property
+    def looks_manual(self) -> bool:
+        """Commits that follow the work: more than once a second, at no steady beat, or of
+        some partitions only."""
+        return (not self.regular or self.interval_s < AUTO_INTERVAL_S
+                or self.whole < self.batches)
 
 
 @dataclass(slots=True)

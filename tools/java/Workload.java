@@ -28,6 +28,7 @@ import java.io.InputStreamReader;
 import java.nio.charset.StandardCharsets;
 import java.time.Duration;
 import java.util.ArrayList;
+import java.util.Arrays;
 import java.util.Collection;
 import java.util.HashMap;
 import java.util.List;
@@ -65,7 +66,8 @@ public final class Workload {
         if (args.length >= 6 && args[0].equals("consume")) {
             consume(args[1], args[2], args[3], args[4], Double.parseDouble(args[5]),
                     args.length > 6 ? args[6] : "workload-" + args[4],
-                    args.length > 7 ? args[7] : "read_uncommitted");
+                    args.length > 7 ? args[7] : "read_uncommitted",
+                    args.length > 8 ? Arrays.copyOfRange(args, 8, args.length) : new String[0]);
         } else if (args.length == 7 && args[0].equals("transact")) {
             transact(args[1], args[2], args[3], Integer.parseInt(args[4]),
                     Integer.parseInt(args[5]), args[6]);
@@ -75,14 +77,14 @@ public final class Workload {
             share(args[1], args[2], args[3]);
         } else {
             System.err.println("usage: Workload consume BOOTSTRAP TOPIC GROUP PROTOCOL RATE"
-                    + " [CLIENT_ID] | describe BOOTSTRAP GROUP");
+                    + " [CLIENT_ID [ISOLATION [KEY=VALUE...]]] | describe BOOTSTRAP GROUP");
             System.exit(2);
         }
     }
 
     private static void consume(String bootstrap, String topic, String group, String protocol,
-                                double initialRate, String clientId, String isolation)
-            throws Exception {
+                                double initialRate, String clientId, String isolation,
+                                String[] settings) throws Exception {
         rate = initialRate;
         Properties props = new Properties();
         props.put(ConsumerConfig.ISOLATION_LEVEL_CONFIG, isolation);
@@ -101,6 +103,12 @@ public final class Workload {
             props.put(ConsumerConfig.SESSION_TIMEOUT_MS_CONFIG, "10000");
             props.put(ConsumerConfig.HEARTBEAT_INTERVAL_MS_CONFIG, "1000");
         }
+        for (String setting : settings) {  // consumer settings as an application sets them
+            String[] kv = setting.split("=", 2);
+            props.put(kv[0], kv[1]);
+        }
+        // with enable.auto.commit=true the consumer commits on its own timer, never here
+        boolean autoCommit = "true".equals(props.get(ConsumerConfig.ENABLE_AUTO_COMMIT_CONFIG));
         KafkaConsumer<byte[], byte[]> consumer = new KafkaConsumer<>(props);
         Thread commands = new Thread(() -> readCommands(consumer::wakeup), "commands");
         commands.setDaemon(true);
@@ -130,7 +138,7 @@ public final class Workload {
                     }
                     continue;
                 }
-                if (!records.isEmpty()) {
+                if (!records.isEmpty() && !autoCommit) {
                     consumer.commitSync();
                 }
                 double r = rate;
