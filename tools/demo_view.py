@@ -20,12 +20,15 @@ RESET = "\033[0m"
 
 
 def render(document: dict[str, Any], base_url: str, color: bool = False,
-           log: str | None = None) -> str:
+           log: str | None = None, broker: str | None = None) -> str:
     """Return the status table: one line per group, its reasons and findings beneath."""
     lines = [f"lagwatch demo — metrics {base_url}/metrics · status {base_url}/api/v1/status"
              f" · incidents {base_url}/api/v1/incidents · Ctrl-C stops everything"]
     if log is not None:
         lines.append(f"lagwatch's log: {log}")
+    if broker is not None:
+        lines.append(f"Kafka at {broker}: audit it with .venv/bin/lagwatch audit "
+                     f"--bootstrap-server {broker} (or {base_url}/api/v1/audit)")
     lines.append("")
     for name, cluster in document["clusters"].items():
         up = "up" if cluster["up"] else "UNREACHABLE"
@@ -56,8 +59,8 @@ def _num(value: int | None) -> str:
 
 
 def watch(base_url: str, stop: threading.Event, out: TextIO = sys.stdout,
-          every_s: float = 2.0, quiet_every_s: float = 15.0, *, log: str | None = None
-          ) -> None:
+          every_s: float = 2.0, quiet_every_s: float = 15.0, *, log: str | None = None,
+          broker: str | None = None) -> None:
     """Redraw the table until ``stop`` is set."""
     tty = out.isatty()
     last_print = 0.0
@@ -65,7 +68,7 @@ def watch(base_url: str, stop: threading.Event, out: TextIO = sys.stdout,
         try:
             with urllib.request.urlopen(f"{base_url}/api/v1/status", timeout=5) as answer:  # noqa: S310 - the local daemon
                 document = json.loads(answer.read())
-            text = render(document, base_url, color=tty, log=log)
+            text = render(document, base_url, color=tty, log=log, broker=broker)
         except (urllib.error.URLError, OSError, ValueError) as exc:
             text = f"lagwatch demo: waiting for {base_url} ({exc})"
         if tty:

@@ -499,7 +499,7 @@ def _run_command(broker: LocalKafka, command: list[str], demo: bool) -> int:
     stop_view = threading.Event()
     try:
         if demo:
-            _show_status(first, stop_view, log_path)
+            _show_status(first, stop_view, log_path, broker.bootstrap)
         code = child.wait()
     finally:
         stop_view.set()
@@ -526,7 +526,7 @@ def _demo_listen(port: int = 9391) -> str:
     return f"127.0.0.1:{port}"
 
 
-def _show_status(first: str, stop: threading.Event, log: Path) -> None:
+def _show_status(first: str, stop: threading.Event, log: Path, broker: str) -> None:
     """Print lagwatch's start line, then keep its status table on screen (with where its
     log is) until it exits."""
     from demo_view import watch
@@ -535,8 +535,8 @@ def _show_status(first: str, stop: threading.Event, log: Path) -> None:
     if found is None:  # lagwatch did not start; its log says why
         return
     print(first.strip(), file=sys.stderr, flush=True)
-    threading.Thread(target=watch, args=(found.group(1), stop), kwargs={"log": str(log)},
-                     daemon=True).start()
+    threading.Thread(target=watch, args=(found.group(1), stop),
+                     kwargs={"log": str(log), "broker": broker}, daemon=True).start()
 
 
 def _main(argv: list[str]) -> int:

@@ -28,12 +28,15 @@ DOCUMENT = {"clusters": {"default": {
 
 
 def test_the_table_lists_groups_then_why_worst_colored_only_on_a_terminal() -> None:
-    text = render(DOCUMENT, "http://127.0.0.1:9391", log="/tmp/lagwatch-kafka-x/lagwatch.log")
+    text = render(DOCUMENT, "http://127.0.0.1:9391", log="/tmp/lagwatch-kafka-x/lagwatch.log",
+                  broker="127.0.0.1:40123")
     assert text.splitlines() == [
         "lagwatch demo — metrics http://127.0.0.1:9391/metrics · status "
         "http://127.0.0.1:9391/api/v1/status · incidents http://127.0.0.1:9391/api/v1/incidents"
         " · Ctrl-C stops everything",
         "lagwatch's log: /tmp/lagwatch-kafka-x/lagwatch.log",
+        "Kafka at 127.0.0.1:40123: audit it with .venv/bin/lagwatch audit --bootstrap-server "
+        "127.0.0.1:40123 (or http://127.0.0.1:9391/api/v1/audit)",
         "",
         "cluster default (up), last poll 2026-11-27T07:16:05Z",
         "  GROUP          STATUS   MEMBERS  LAG    TIME LAG",
