@@ -25,7 +25,7 @@ from lagwatch.audit.topics import (
 )
 from lagwatch.detect.findings import HealthSettings
 from lagwatch.detect.rebalance import ChurnSettings
-from lagwatch.model import CONSUMER, TopicPartition
+from lagwatch.model import CLASSIC, CONSUMER, TopicPartition
 from lagwatch.report.view import ClusterReport, GroupReport
 from lagwatch.status import Severity
 from lagwatch.text import fmt_duration, fmt_time, plural
@@ -63,7 +63,7 @@ def audit(report: ClusterReport, evidence: AuditEvidence, standards: Standards,
     """
     groups = tuple(_group_audit(report, g, evidence, standards, log_start_at=log_start_at,
                                 now=now)
-                   for g in report.groups if g.group_type in ("classic", CONSUMER))
+                   for g in report.groups if g.group_type in (CLASSIC, CONSUMER))
     return ClusterAudit(report.cluster, _cluster_items(report), groups,
                         report.verdict.span_s)
 
