@@ -101,18 +101,21 @@ def stage(java: str, kafka_bootstrap: str, admin: KafkaAdminClient, producer: An
         wait_for(lambda: sum(w.joined.is_set() for w in pythons[:3]) == 2,
                  "the crowd to settle", timeout_s=60)
         # and every group with work commits (the DLQ's reader has read its three)
-        wait_for(lambda: _committing(admin, [*(n[c] for c in CASES), f"audit-gooddlq-{run}"]),
-                 "every group to commit", timeout_s=60)
+        # (a busy host can hold a kafka-python member in a rebalance until it is restarted)
+        groups = [*(n[c] for c in CASES), f"audit-gooddlq-{run}"]
+        wait_for(lambda: not _uncommitted(admin, groups),
+                 lambda: f"every group to commit (not yet: {_uncommitted(admin, groups)})",
+                 timeout_s=120)
         yield Stage(names, str(config), workers)
     finally:
         for w in workers:
             w.stop()
 
 
-def _committing(admin: KafkaAdminClient, groups: list[str]) -> bool:
-    """Whether every group has committed an offset."""
+def _uncommitted(admin: KafkaAdminClient, groups: list[str]) -> list[str]:
+    """The groups that have not committed an offset yet."""
     committed = admin.list_group_offsets(dict.fromkeys(groups))
-    return all(any(om.offset > 0 for om in committed.get(g, {}).values()) for g in groups)
+    return [g for g in groups if not any(om.offset > 0 for om in committed.get(g, {}).values())]
 
 
 def _items(doc: dict[str, Any], group: str) -> dict[str, tuple[str, list[str]]]:
