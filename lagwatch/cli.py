@@ -229,7 +229,7 @@ def _interval(args: argparse.Namespace) -> float:
 
 def cmd_audit(args: argparse.Namespace) -> int:
     """Sample every cluster, then judge the production checklist for each watched group."""
-    from lagwatch.audit.items import Outcome
+    from lagwatch.audit.items import Outcome, worst_outcome
     from lagwatch.audit.render import to_markdown, to_text
     from lagwatch.auditor import Auditor
 
@@ -259,7 +259,7 @@ def cmd_audit(args: argparse.Namespace) -> int:
         print(json.dumps(audit_document(audits, now), indent=2))
     else:
         print(to_markdown(audits, now) if args.format == "markdown" else to_text(audits))
-    worst = max((a.worst() for a in audits), key=list(Outcome).index, default=Outcome.PASS)
+    worst = worst_outcome(a.worst() for a in audits)
     return {Outcome.FAIL: EXIT_CRITICAL, Outcome.WARN: EXIT_WARNING}.get(worst, EXIT_OK)
 
 

@@ -27,7 +27,7 @@ from lagwatch.detect.findings import HealthSettings
 from lagwatch.detect.rebalance import ChurnSettings
 from lagwatch.model import CLASSIC, CONSUMER, TopicPartition
 from lagwatch.report.view import ClusterReport, GroupReport
-from lagwatch.status import Severity
+from lagwatch.status import Severity, worst_severity
 from lagwatch.text import fmt_duration, fmt_time, plural
 
 
@@ -270,8 +270,7 @@ def _cluster_items(report: ClusterReport) -> tuple[Item, ...]:
     def from_findings(key: str, title: str, kinds: tuple[str, ...], healthy: str,
                       advice: str) -> Item:
         found = [f for f in findings if f.kind in kinds]
-        worst = max((f.severity for f in found), key=list(Severity).index,
-                    default=Severity.NONE)
+        worst = worst_severity(f.severity for f in found)
         outcome = {Severity.NONE: Outcome.PASS, Severity.WARNING: Outcome.WARN,
                    Severity.CRITICAL: Outcome.FAIL}[worst]
         return Item(key, title, outcome, tuple(f.reason for f in found) or (healthy,), advice)

@@ -139,13 +139,17 @@ class AuditEvidence:
             if (gid, tp) not in self._rewound and gid in self.groups:
                 self.groups[gid].rewinds.append(Rewind(now, tp, messages))
         self._rewound = set(rewound)
+        arrived: dict[str, int] = {}  # source topic -> most arrived in one of its DLQs
         for d in verdict.dlqs:
-            if d.source is None or not d.arrived:
-                continue
+            if d.source and d.arrived:
+                arrived[d.source] = max(arrived.get(d.source, 0), d.arrived)
+        if arrived:  # the groups consuming a source topic whose DLQ took messages
             for gid, per in verdict.assessments.items():
-                if any(tp[0] == d.source and (a.consume_rate or 0) > 0 for tp, a in per.items()):
-                    g = self.groups[gid]
-                    g.dlq_arrivals_while_moving = max(g.dlq_arrivals_while_moving, d.arrived)
+                sources = {tp[0] for tp, a in per.items()
+                           if tp[0] in arrived and (a.consume_rate or 0) > 0}
+                g = self.groups[gid]
+                g.dlq_arrivals_while_moving = max(
+                    [g.dlq_arrivals_while_moving, *(arrived[t] for t in sources)])
         self._forget(now - self.window_s)
 
     def bootstrap(self, metadata: dict[str, GroupMetadata]) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -13,6 +14,11 @@ class Outcome(StrEnum):
     NOT_OBSERVABLE = "not observable"
     WARN = "warn"
     FAIL = "fail"
+
+
+def worst_outcome(outcomes: Iterable[Outcome]) -> Outcome:
+    """The most concerning outcome (pass for none at all)."""
+    return max(outcomes, key=list(Outcome).index, default=Outcome.PASS)
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,4 +58,4 @@ class ClusterAudit:
         """The most concerning outcome anywhere in the audit."""
         outcomes = [i.outcome for i in self.items] + [
             i.outcome for g in self.groups for i in g.items]
-        return max(outcomes, key=list(Outcome).index, default=Outcome.PASS)
+        return worst_outcome(outcomes)

@@ -4,7 +4,7 @@ durability (pure)."""
 from __future__ import annotations
 
 from lagwatch.audit.config import AuditConfig
-from lagwatch.audit.items import Item, Outcome
+from lagwatch.audit.items import Item, Outcome, worst_outcome
 from lagwatch.model import TopicPartition
 from lagwatch.report.view import ClusterReport, GroupReport
 from lagwatch.text import fmt_duration, plural
@@ -80,7 +80,7 @@ def retention_item(report: ClusterReport, topics: list[str], requirement_s: floa
                  if starts else "")
         if r is None:
             evidence.append(f"{topic}: retention not read")
-            outcome = max(outcome, Outcome.NOT_OBSERVABLE, key=list(Outcome).index)
+            outcome = worst_outcome((outcome, Outcome.NOT_OBSERVABLE))
         elif r.retention_s is not None and r.retention_s < requirement_s:
             evidence.append(f"{topic}: keeps {fmt_duration(r.retention_s)} (retention.ms "
                             f"{r.retention_s * 1000:.0f}), less than the replay requirement "
@@ -89,14 +89,14 @@ def retention_item(report: ClusterReport, topics: list[str], requirement_s: floa
         elif r.retention_s is None and r.compacted:
             evidence.append(f"{topic}: compacted: only the latest record of each key is "
                             f"kept{reach}")
-            outcome = max(outcome, Outcome.WARN, key=list(Outcome).index)
+            outcome = worst_outcome((outcome, Outcome.WARN))
         else:
             kept = "for ever" if r.retention_s is None else fmt_duration(r.retention_s)
             evidence.append(f"{topic}: keeps {kept}{reach}")
             if r.retention_bytes is not None and starts and now - min(starts) < requirement_s:
                 evidence.append(f"{topic}: retention.bytes {r.retention_bytes:,} may delete "
                                 "sooner than retention.ms")
-                outcome = max(outcome, Outcome.WARN, key=list(Outcome).index)
+                outcome = worst_outcome((outcome, Outcome.WARN))
     return Item("retention_replay", title, outcome, tuple(evidence), advice)
 
 
@@ -142,9 +142,9 @@ def durability_item(report: ClusterReport, topics: list[str], audit: AuditConfig
             outcome = Outcome.FAIL
         elif ((factor is not None and factor < audit.min_replication_factor)
               or (isr is not None and isr < audit.min_insync_replicas)):
-            outcome = max(outcome, Outcome.WARN, key=list(Outcome).index)
+            outcome = worst_outcome((outcome, Outcome.WARN))
         elif factor is None or isr is None:
-            outcome = max(outcome, Outcome.NOT_OBSERVABLE, key=list(Outcome).index)
+            outcome = worst_outcome((outcome, Outcome.NOT_OBSERVABLE))
     return Item("durability", title, outcome, tuple(evidence), advice)
 
 

@@ -329,9 +329,9 @@ class ClusterReader:
         """The records at committed offsets: a budget of fetches, the rest from the cache."""
         cache = self.unread
         wanted = cache.wanted(committed, offsets, now) if cache.budget else []
-        timeout_ms = self.cluster.client_options()["request_timeout_ms"]
         fetched = self._attempt(errors, "records", lambda: fetch_unread(
-            admin, wanted, timeout_ms)) if wanted else None
+            admin, wanted, self.cluster.client_options()["request_timeout_ms"])
+        ) if wanted else None
         if fetched is not None:
             errors.extend(PollError("records", f"topic {t}", (
                 "not authorized to read its records (TopicAuthorizationFailedError): its "
