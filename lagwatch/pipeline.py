@@ -16,7 +16,6 @@ from lagwatch.detect.verdict import DetectionMemory, Verdict, judge
 from lagwatch.kafka.config import ClusterConfig
 from lagwatch.kafka.reader import ClusterReader
 from lagwatch.model import Snapshot, TopicPartition
-from lagwatch.status import Status
 from lagwatch.store import StateFile
 
 log = logging.getLogger(__name__)
@@ -63,31 +62,25 @@ class ClusterJudge:
         verdict = judge(snapshot, self.history, self.settings, self.memory,
                         health=self.health, dlqs=dlqs)
         with self.lock:
-            self.evidence.observe(snapshot, verdict, self._rewound(verdict))
+            self.evidence.observe(snapshot, verdict, self._replayed)
         if self.store is not None:
             self.store.save(snapshot, self.memory.rules,
                             snapshot.taken_at - self.settings.window_s)
         return verdict
 
-
-    def _rewound(self, verdict: Verdict) -> dict[tuple[str, TopicPartition], int]:
-        """Each rewound group-partition with how many messages it will read again."""
-        found = {}
-        for gid, per in verdict.assessments.items():
-            for tp, a in per.items():
-                if a.status is Status.REWOUND and (
-                        moved := rewind_of(self.history.committed_window(gid, tp))):
-                    found[(gid, tp)] = moved[0] - moved[1]
-        return found
+    def _replayed(self, group: str, tp: TopicPartition) -> int | None:
+        """How many messages a rewound group-partition will read again."""
+        moved = rewind_of(self.history.committed_window(group, tp))
+        return None if moved is None else moved[0] - moved[1]
 
 
 def wire(config: Config, cluster: ClusterConfig,
          store: StateFile | None = None) -> tuple[ClusterReader, ClusterJudge]:
-    """Build one cluster's collector and pipeline from the configuration."""
-    collector = ClusterReader(cluster, config.detection.retention_refresh,
-                          also_watch=lambda topic: config.dlq.source_of(topic)[0])
-    pipeline = ClusterJudge(cluster.name, config.detection, store,
-                        health=config.health.settings(cluster.expected_brokers,
-                                                    config.detection.window),
-                        dlq=config.dlq, churn=config.health.churn(config.detection.window))
-    return collector, pipeline
+    """Build one cluster's reader and judge from the configuration."""
+    reader = ClusterReader(cluster, config.detection.retention_refresh,
+                           also_watch=lambda topic: config.dlq.source_of(topic)[0])
+    judge = ClusterJudge(cluster.name, config.detection, store,
+                         health=config.health.settings(cluster.expected_brokers,
+                                                       config.detection.window),
+                         dlq=config.dlq, churn=config.health.churn(config.detection.window))
+    return reader, judge

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import statistics
 from collections import deque
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from itertools import pairwise
 
@@ -115,9 +115,10 @@ class AuditEvidence:
         return self.groups.get(group_id) or GroupEvidence()
 
     def observe(self, snapshot: Snapshot, verdict: Verdict,
-                rewound: dict[tuple[str, TopicPartition], int] | None = None) -> None:
-        """Fold in one judged poll; ``rewound`` holds each group-partition that is rewound
-        now, with how many messages it will read again (a new one is a replay)."""
+                replayed: Callable[[str, TopicPartition], int | None] = lambda _g, _tp: None,
+                ) -> None:
+        """Fold in one judged poll; ``replayed`` says how many messages a rewound
+        group-partition will read again (a newly rewound one is a replay)."""
         now = snapshot.taken_at
         self.records_read = snapshot.records_exact
         for gid in snapshot.groups:
@@ -128,17 +129,29 @@ class AuditEvidence:
         for _at, record in snapshot.group_records:
             if isinstance(record, GroupMetadata) and record.group in self.groups:
                 self.groups[record.group].metadata = record
+        self._statuses(verdict, now, replayed)
+        self._dlq_arrivals(verdict)
+        self._forget(now - self.window_s)
+
+    def _statuses(self, verdict: Verdict, now: float,
+                  replayed: Callable[[str, TopicPartition], int | None]) -> None:
+        """Stalled episodes and replays, in one pass over the assessments."""
+        rewound = set()
         for gid, per in verdict.assessments.items():
-            g = self.groups[gid]
-            stalled = any(a.status is Status.STALLED for a in per.values())
+            g, stalled = self.groups[gid], False
+            for tp, a in per.items():
+                stalled |= a.status is Status.STALLED
+                if a.status is Status.REWOUND and (messages := replayed(gid, tp)) is not None:
+                    rewound.add((gid, tp))
+                    if (gid, tp) not in self._rewound:
+                        g.rewinds.append(Rewind(now, tp, messages))
             if stalled and not g.stalled:
                 g.stalls.append(now)
             g.stalled = stalled
-        rewound = rewound or {}
-        for (gid, tp), messages in sorted(rewound.items()):
-            if (gid, tp) not in self._rewound and gid in self.groups:
-                self.groups[gid].rewinds.append(Rewind(now, tp, messages))
-        self._rewound = set(rewound)
+        self._rewound = rewound
+
+    def _dlq_arrivals(self, verdict: Verdict) -> None:
+        """Messages a source topic's DLQ took while the group consumed the topic."""
         arrived: dict[str, int] = {}  # source topic -> most arrived in one of its DLQs
         for d in verdict.dlqs:
             if d.source and d.arrived:
@@ -150,7 +163,6 @@ class AuditEvidence:
                 g = self.groups[gid]
                 g.dlq_arrivals_while_moving = max(
                     [g.dlq_arrivals_while_moving, *(arrived[t] for t in sources)])
-        self._forget(now - self.window_s)
 
     def bootstrap(self, metadata: dict[str, GroupMetadata]) -> None:
         """Take the group metadata read from the start of ``__consumer_offsets`` where the

@@ -176,3 +176,13 @@ def test_text_markdown_and_json_say_the_same() -> None:
     assert doc["groups"]["billing"]["items"][0] == {
         "id": "dlq", "title": "Dead letter queue configured", "outcome": "fail",
         "evidence": ["orders: no dead-letter topic"], "advice": "Route failures aside."}
+
+
+def test_a_replay_asks_whether_the_handlers_are_idempotent() -> None:
+    # Given a group that commits its way to offset 50, then resets partition 0 to 5
+    beats = [(5.0 * k - 1, [(p, 10 * k) for p in range(3)]) for k in range(1, 6)]
+    beats.append((29.0, [(0, 5)]))
+    item = audited(polls(beats, polls=7))["idempotency"]
+    assert (item.outcome, item.evidence) == (Outcome.WARN, (
+        "replayed 45 messages of orders[0] at 2026-09-21T14:13:50Z: check the handlers are "
+        "idempotent",))
