@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 import pytest
-from kafka import KafkaConsumer, KafkaProducer, TopicPartition
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.structs import OffsetAndMetadata
 
 from lagwatch.config import load_config
@@ -28,6 +28,16 @@ def produce(producer: KafkaProducer, topic: str, counts: dict[int, int]) -> None
     producer.flush()
     for future in futures:
         future.get(timeout=10)
+
+
+def settled(admin: KafkaAdminClient, group: str) -> tuple[int, int] | None:
+    """Members, and members with partitions, of a group in the Stable state; else None."""
+    described = admin.describe_groups([group])[group]
+    if described["group_state"] != "Stable":
+        return None
+    owners = [m for m in described["members"]
+              if any(a["partitions"] for a in m["member_assignment"]["assigned_partitions"])]
+    return len(described["members"]), len(owners)
 
 
 def commit(bootstrap: str, group: str, topic: str, offsets: dict[int, int]) -> None:

@@ -23,7 +23,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import NewTopic
 from workload import Consumer, JavaConsumer, Producer
 
-from tests.integration.helpers import ScenarioDaemon, http_get, produce, wait_for
+from tests.integration.helpers import ScenarioDaemon, http_get, produce, settled, wait_for
 
 CASES = ("good", "auto", "eager", "crowd", "hot", "short", "compact", "unclean")
 AGE = r"\d+[smhd](?: \d+[smh])?"  # a duration as lagwatch writes one: 45s, 6m 10s
@@ -98,8 +98,9 @@ def stage(java: str, kafka_bootstrap: str, admin: KafkaAdminClient, producer: An
         for w in [*javas, *pythons[3:]]:
             assert w.joined.wait(60), w.group
         # two of the crowd's three members own its two partitions: the group has settled
-        wait_for(lambda: sum(w.joined.is_set() for w in pythons[:3]) == 2,
-                 "the crowd to settle", timeout_s=60)
+        wait_for(lambda: settled(admin, n["crowd"]) == (3, 2),
+                 lambda: f"the crowd to settle (members, owners: {settled(admin, n['crowd'])})",
+                 timeout_s=120)
         # and every group with work commits (the DLQ's reader has read its three)
         # (a busy host can hold a kafka-python member in a rebalance until it is restarted)
         groups = [*(n[c] for c in CASES), f"audit-gooddlq-{run}"]

@@ -12,7 +12,7 @@ from kafka.admin import NewTopic
 from workload import Consumer, Producer
 
 from lagwatch.daemon import Daemon
-from tests.integration.helpers import status_document, wait_for
+from tests.integration.helpers import settled, status_document, wait_for
 
 
 @pytest.fixture
@@ -34,16 +34,6 @@ def topic_with(admin: KafkaAdminClient, name: str, partitions: int) -> str:
     admin.create_topics([NewTopic(name, partitions, 1)])
     admin.wait_for_topics([name])
     return name
-
-
-def settled(admin: KafkaAdminClient, group: str) -> tuple[int, int] | None:
-    """Members, and members with partitions, of a group in the Stable state; else None."""
-    described = admin.describe_groups([group])[group]
-    if described["group_state"] != "Stable":
-        return None
-    owners = [m for m in described["members"]
-              if any(a["partitions"] for a in m["member_assignment"]["assigned_partitions"])]
-    return len(described["members"]), len(owners)
 
 
 def test_a_key_taking_90_percent_of_the_traffic_makes_its_partition_hot(
