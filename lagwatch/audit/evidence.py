@@ -84,8 +84,14 @@ class GroupEvidence:
     stalled: bool = False  # stalled at the latest poll
     rewinds: list[Rewind] = field(default_factory=list)
     metadata: GroupMetadata | None = None
-    dlq_arrivals_while_moving: int = 0  # DLQ messages that arrived while the group advanced
+    # at polls where the group advanced: (when, messages its topics' DLQs took in the window)
+    dlq_arrivals: list[tuple[float, int]] = field(default_factory=list)
     offsets: dict[TopicPartition, int] = field(default_factory=dict)  # as last committed
+
+    @property
+    def dlq_arrivals_while_moving(self) -> int:
+        """The most DLQ messages seen arrived (in the window) while the group advanced."""
+        return max((n for _at, n in self.dlq_arrivals), default=0)
 
     def rhythm(self) -> CommitRhythm | None:
         """The group's commit rhythm; None before three requests were seen."""
@@ -130,7 +136,7 @@ class AuditEvidence:
             if isinstance(record, GroupMetadata) and record.group in self.groups:
                 self.groups[record.group].metadata = record
         self._statuses(verdict, now, replayed)
-        self._dlq_arrivals(verdict)
+        self._dlq_arrivals(verdict, now)
         self._forget(now - self.window_s)
 
     def _statuses(self, verdict: Verdict, now: float,
@@ -150,7 +156,7 @@ class AuditEvidence:
             g.stalled = stalled
         self._rewound = rewound
 
-    def _dlq_arrivals(self, verdict: Verdict) -> None:
+    def _dlq_arrivals(self, verdict: Verdict, now: float) -> None:
         """Messages a source topic's DLQ took while the group consumed the topic."""
         arrived: dict[str, int] = {}  # source topic -> most arrived in one of its DLQs
         for d in verdict.dlqs:
@@ -160,9 +166,8 @@ class AuditEvidence:
             for gid, per in verdict.assessments.items():
                 sources = {tp[0] for tp, a in per.items()
                            if tp[0] in arrived and (a.consume_rate or 0) > 0}
-                g = self.groups[gid]
-                g.dlq_arrivals_while_moving = max(
-                    [g.dlq_arrivals_while_moving, *(arrived[t] for t in sources)])
+                if sources:
+                    self.groups[gid].dlq_arrivals.append((now, max(arrived[t] for t in sources)))
 
     def bootstrap(self, metadata: dict[str, GroupMetadata]) -> None:
         """Take the group metadata read from the start of ``__consumer_offsets`` where the
@@ -189,5 +194,6 @@ class AuditEvidence:
         for g in self.groups.values():
             g.stalls = [t for t in g.stalls if t >= before]
             g.rewinds = [r for r in g.rewinds if r.at >= before]
+            g.dlq_arrivals = [a for a in g.dlq_arrivals if a[0] >= before]
             while g.batches and g.batches[0].at < before:
                 g.batches.popleft()

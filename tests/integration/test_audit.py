@@ -19,13 +19,23 @@ from typing import Any
 
 import pytest
 import yaml
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, TopicPartition
 from kafka.admin import NewTopic
+from kafka.structs import OffsetAndMetadata
 from workload import Consumer, JavaConsumer, Producer
 
-from tests.integration.helpers import ScenarioDaemon, http_get, produce, settled, wait_for
+from lagwatch.daemon import Daemon
+from tests.integration.helpers import (
+    ScenarioDaemon,
+    commit,
+    http_get,
+    produce,
+    settled,
+    status_document,
+    wait_for,
+)
 
-CASES = ("good", "auto", "eager", "crowd", "hot", "short", "compact", "unclean")
+CASES = ("good", "auto", "eager", "crowd", "hot", "short", "compact", "unclean", "kip848")
 AGE = r"\d+[smhd](?: \d+[smh])?"  # a duration as lagwatch writes one: 45s, 6m 10s
 DAY_MS = 86_400_000
 
@@ -45,7 +55,7 @@ def _topics(names: dict[str, str]) -> list[NewTopic]:
     configs = {"good": {"retention.ms": str(8 * DAY_MS)}, "short": {"retention.ms": str(DAY_MS)},
                "compact": {"cleanup.policy": "compact"},
                "unclean": {"unclean.leader.election.enable": "true"}}
-    counts = {"good": 4, "auto": 2, "eager": 2, "crowd": 2, "hot": 4}
+    counts = {"good": 4, "auto": 2, "eager": 2, "crowd": 2, "hot": 4, "kip848": 2}
     return [NewTopic(names[c], counts.get(c, 1), 1, topic_configs=configs.get(c, {}))
             for c in CASES] + [NewTopic(f"{names['good']}.DLT", 1, 1)]
 
@@ -70,7 +80,7 @@ def stage(java: str, kafka_bootstrap: str, admin: KafkaAdminClient, producer: An
                      "routes": [{"match": {"group": f"^audit-good-{run}$"},
                                  "receivers": ["sre"]}]}}))
     n = names
-    every = [n[c] for c in ("good", "auto", "eager", "crowd", "short", "unclean")]
+    every = [n[c] for c in ("good", "auto", "eager", "crowd", "short", "unclean", "kip848")]
     producers = [Producer(kafka_bootstrap, every, 10, key=lambda i: b"%d" % i),
                  Producer(kafka_bootstrap, [n["hot"]], 20, key=lambda _i: b"the-one-key"),
                  Producer(kafka_bootstrap, [n["compact"]], 20, key=lambda i: b"%d" % (i % 10))]
@@ -86,6 +96,10 @@ def stage(java: str, kafka_bootstrap: str, admin: KafkaAdminClient, producer: An
                   "heartbeat.interval.ms": "2000"}}
     javas = [JavaConsumer(java, kafka_bootstrap, n[c], n[c], "classic", client_id=f"java-{c}",
                           settings=s) for c, s in settings.items()]
+    # and one on the consumer protocol (KIP-848), static
+    javas.append(JavaConsumer(java, kafka_bootstrap, n["kip848"], n["kip848"], "consumer",
+                              client_id="java-kip848",
+                              settings={"group.instance.id": "kip848-0"}))
     # kafka-python members that commit after each poll that read
     pythons = [*(Consumer(kafka_bootstrap, n["crowd"], n["crowd"]) for _ in range(3)),
                *(Consumer(kafka_bootstrap, n[c], n[c]) for c in ("hot", "short", "unclean")),
@@ -157,6 +171,29 @@ def test_the_group_set_up_well_passes_every_item_lagwatch_can_observe(
                                                  "max.poll.interval.ms 300000")
     assert re.fullmatch(rf"{topic}: keeps 8d; the oldest record is {AGE} old",
                         items["retention_replay"][1][0])
+
+
+def test_a_group_on_the_consumer_protocol_is_judged_by_what_it_sets(
+        stage: Stage, audited: dict[str, Any]) -> None:
+    items = _items(audited, stage.names["kip848"])
+    assert items["static_membership"] == ("pass", [
+        "1 of 1 member set group.instance.id: kip848-0"])
+    assert items["rebalance_settings"] == ("pass", [
+        "consumer protocol (KIP-848): server-side assignor uniform, incremental rebalances",
+        "0.0 rebalances an hour (the limit is 6)"])
+
+
+def test_the_cluster_items_carry_the_brokers_numbers(audited: dict[str, Any]) -> None:
+    items = {i["id"]: (i["outcome"], i["evidence"])
+             for i in audited["clusters"]["default"]["items"]}
+    assert items.keys() == {"broker_disk", "under_replicated", "controller_moves"}
+    outcome, disk = items["broker_disk"]
+    assert outcome == "pass"
+    assert re.fullmatch(r"1 log dir, the fullest \d+% used", disk[0]), disk
+    outcome, replicas = items["under_replicated"]
+    assert outcome == "pass"
+    assert re.fullmatch(r"none of \d+ partitions under-replicated", replicas[0]), replicas
+    assert items["controller_moves"] == ("pass", ["0 controller moves seen"])
 
 
 @pytest.mark.parametrize(("case", "item", "outcome"), [
@@ -279,3 +316,71 @@ def test_the_daemon_audits_a_stalled_group_from_its_own_history(
         lagwatch.stop()
         stuck.stop()
         traffic.stop()
+
+
+def _daemon_items(daemon: Daemon, group: str) -> dict[str, tuple[str, list[str]]]:
+    assert daemon.http is not None
+    code, body = http_get(f"{daemon.http.url}/api/v1/audit?group=%5E{group}%24")
+    assert code == 200, body
+    return _items(json.loads(body), group)
+
+
+def test_a_replay_in_the_window_asks_for_idempotent_handlers(
+        daemon: Callable[..., Daemon], make_topic: Callable[..., str], kafka_bootstrap: str,
+        admin: KafkaAdminClient, unique: Callable[[str], str]) -> None:
+    # Given a group at offset 60 of 100, reset to the earliest offset and replaying
+    topic, group = make_topic([100]), unique("audit-replay")
+    commit(kafka_bootstrap, group, topic, {0: 60})
+    watching = daemon(group, detection={"window": "2m", "min_duration": "20s",
+                                        "stall_after": "4s"})
+    wait_for(lambda: status_document(watching)["clusters"]["default"]["groups"]
+             .get(group, {}).get("status") == "stopped", "stopped")
+    assert _daemon_items(watching, group)["idempotency"] == ("not observable", [
+        "lagwatch cannot see whether handlers are idempotent; no replay seen"])
+    admin.alter_group_offsets(group, {TopicPartition(topic, 0): OffsetAndMetadata(0, "", -1)})
+    replay = Consumer(kafka_bootstrap, topic, group, rate=5.0)
+    replay.start()
+    try:
+        rewound = wait_for(lambda: (g := status_document(watching)["clusters"]["default"]
+                                    ["groups"][group])["status"] == "rewound" and g, "rewound")
+        outcome, evidence = _daemon_items(watching, group)["idempotency"]
+    finally:
+        replay.stop()
+    # Then the audit names the replay: from 60 back to where lagwatch first saw it
+    moved = re.match(rf"{topic}\[0\] moved back from offset 60 to \d+: (\d+) messages will be "
+                     "processed again", rewound["reasons"][0])
+    assert moved, rewound["reasons"]
+    assert outcome == "warn"
+    assert len(evidence) == 1
+    assert re.fullmatch(rf"replayed {moved[1]} messages of {topic}\[0\] at \d{{4}}-\d\d-\d\dT"
+                        r"\d\d:\d\d:\d\dZ: check the handlers are idempotent", evidence[0])
+
+
+def test_dead_letters_while_the_group_consumes_are_poison_pills_handled(
+        daemon: Callable[..., Daemon], make_topic: Callable[..., str], kafka_bootstrap: str,
+        producer: Any, unique: Callable[[str], str]) -> None:
+    # Given a group keeping up with its topic, and 7 messages sent to the topic's DLQ
+    topic = make_topic([0])
+    dlq = make_topic([0], name=f"{topic}.DLT")
+    group = unique("audit-pills")
+    traffic = Producer(kafka_bootstrap, [topic], 10)
+    reader = Consumer(kafka_bootstrap, topic, group)
+    watching = daemon(group)
+    try:
+        traffic.start()
+        reader.start()
+        assert reader.joined.wait(60)
+        wait_for(lambda: (status_document(watching)["clusters"]["default"]["groups"]
+                          .get(group, {}).get("topics", {}).get(topic, {})
+                          .get("consume_rate") or 0) > 0, "the group to consume")
+        produce(producer, dlq, {0: 7})
+        # Then the poison-pill item passes, naming the dead letters
+        wait_for(lambda: len(_daemon_items(watching, group)["poison_pill"][1]) == 2,
+                 lambda: f"the dead letters counted ({_daemon_items(watching, group)})")
+        outcome, evidence = _daemon_items(watching, group)["poison_pill"]
+    finally:
+        reader.stop()
+        traffic.stop()
+    assert outcome == "pass"
+    assert evidence[1] == "7 messages went to a dead-letter topic while the group kept consuming"
+    assert re.fullmatch(r"no stalled partition in \d+[smh](?: \d+s)?", evidence[0])
