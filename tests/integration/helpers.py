@@ -155,6 +155,8 @@ detection: {{window: 2m, min_duration: 20s, stall_after: 15s}}
         self.seen_at: dict[str, list[float]] = defaultdict(list)  # when (monotonic)
         # the findings with a severity seen: kind -> its first reason
         self.alarms: dict[str, dict[str, str]] = defaultdict(dict)
+        # each change of status: (when, the new status, the group's reasons then)
+        self.changes: dict[str, list[tuple[float, str, list[str]]]] = defaultdict(list)
         self._watching = threading.Event()
 
     def start(self, *groups: str) -> None:
@@ -167,6 +169,8 @@ detection: {{window: 2m, min_duration: 20s, stall_after: 15s}}
         while not self._watching.wait(1.0):
             now = time.monotonic()
             for group, doc in self.groups().items():
+                if not self.statuses[group] or self.statuses[group][-1] != doc["status"]:
+                    self.changes[group].append((now, doc["status"], doc["reasons"]))
                 self.statuses[group].append(doc["status"])
                 self.seen_at[group].append(now)
                 for finding in doc["findings"]:

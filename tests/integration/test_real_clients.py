@@ -138,6 +138,17 @@ class Stage:
                                   self.statuses(name), strict=False)
                 if t >= self.lagging_at[name]]
 
+    def explain(self, name: str) -> str:
+        """What lagwatch said at each change of the group's status since it was first
+        lagging, and what its members went through (restarts, the last error)."""
+        since = self.lagging_at.get(name, 0.0)
+        said = [f"+{t - since:.0f}s {status}: {reasons}"
+                for t, status, reasons in self.watched.changes[self.group[name]] if t >= since]
+        members = [f"member: restarts {getattr(m, 'restarts', '-')}, generation "
+                   f"{getattr(m, 'generation', getattr(m, 'epoch', '-'))}, last error "
+                   f"{getattr(m, 'last_error', '-')!r}" for m in self.members[name]]
+        return "\n".join([*said, *members])
+
     def stop(self) -> None:
         self.watched.stop()
         for consumers in self.members.values():
@@ -176,7 +187,7 @@ def test_a_slow_consumer_draining_unevenly_is_lagging_from_detection_on(
     # and every poll after that said lagging: never ok, never stalled
     after = stage.after(name)
     assert len(after) >= HELD_POLLS
-    assert set(after) == {"lagging"}, after
+    assert set(after) == {"lagging"}, stage.explain(name)
     assert stage.watched.alarms[stage.group[name]].keys() <= {"skewed"}  # uneven lag
 
 
