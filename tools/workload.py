@@ -106,6 +106,8 @@ class Consumer(threading.Thread):
         self.generation = -1  # the group generation of this member's latest assignment
         self.last_error: KafkaError | None = None  # what the latest failed step raised
         self.restarts = 0  # times the client was found wedged and made anew
+        self.longest_gap_s = 0.0  # the longest time between two commits after the first
+        self._committed_at: float | None = None
         self._stop_event = threading.Event()
 
     def run(self) -> None:
@@ -159,7 +161,10 @@ class Consumer(threading.Thread):
             return
         if records and time.monotonic() >= self._commit_at:
             consumer.commit()
-            self._commit_at = time.monotonic() + self.commit_every_s
+            now = time.monotonic()
+            if self._committed_at is not None:
+                self.longest_gap_s = max(self.longest_gap_s, now - self._committed_at)
+            self._committed_at, self._commit_at = now, now + self.commit_every_s
         if self.rate:
             count = sum(len(batch) for batch in records.values())
             self._stop_event.wait(max(0.0, count / self.rate - (time.monotonic() - started)))

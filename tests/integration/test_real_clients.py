@@ -144,7 +144,8 @@ class Stage:
         since = self.lagging_at.get(name, 0.0)
         said = [f"+{t - since:.0f}s {status}: {reasons}"
                 for t, status, reasons in self.watched.changes[self.group[name]] if t >= since]
-        members = [f"member: restarts {getattr(m, 'restarts', '-')}, generation "
+        members = [f"member: restarts {getattr(m, 'restarts', '-')}, longest gap between "
+                   f"commits {getattr(m, 'longest_gap_s', '-')}, generation "
                    f"{getattr(m, 'generation', getattr(m, 'epoch', '-'))}, last error "
                    f"{getattr(m, 'last_error', '-')!r}" for m in self.members[name]]
         return "\n".join([*said, *members])
