@@ -7,7 +7,7 @@ from collections.abc import Mapping
 
 from lagwatch.detect import rules
 from lagwatch.detect.commits import CommitClocks
-from lagwatch.detect.flow import Crew, Flow, Part, crew, is_lagging, starved_gap, topic_flow
+from lagwatch.detect.flow import Crew, Flow, Part, crew, is_lagging, starved_wait, topic_flow
 from lagwatch.detect.history import History, Window
 from lagwatch.detect.rules import Assessment, DetectionSettings, Inputs, Memory, Rates
 from lagwatch.model import GroupSnapshot, Snapshot, TopicPartition
@@ -80,14 +80,14 @@ def assess_group(group: GroupSnapshot, inputs: list[Inputs], s: DetectionSetting
         by_owner[owner.get(tp)].append(part)
     crews: dict[str | None, Crew] = {}  # worked out when a partition may stall
     for tp, part in parts.items():
-        starved_gap_s = None
+        starved_wait_s = None
         if not part.held and _may_stall(part, s):
             who = owner.get(tp)
             if who not in crews:
                 crews[who] = crew(by_owner[who])
-            starved_gap_s = starved_gap(part, crews[who], s)
+            starved_wait_s = starved_wait(part, crews[who], s)
         result[tp] = assess_partition(part, s, memory, span_s, flow=lagging.get(tp[0]),
-                                      starved_gap_s=starved_gap_s)
+                                      starved_wait_s=starved_wait_s)
     shown = {tp[0] for tp, a in result.items() if a.status is Status.LAGGING}
     memory.lagging -= {(group.group_id, tp[0]) for tp in parts}
     memory.lagging |= {(group.group_id, t) for t in shown}
@@ -103,10 +103,10 @@ def _may_stall(p: Part, s: DetectionSettings) -> bool:
 
 def assess_partition(p: Part, s: DetectionSettings, memory: Memory, span_s: float, *,
                      flow: Flow | None = None,
-                     starved_gap_s: float | None = None) -> Assessment:
+                     starved_wait_s: float | None = None) -> Assessment:
     """Apply the rules to one group-partition, most concerning first.
 
-    ``flow`` is the partition's topic when the group is lagging on it; ``starved_gap_s``
+    ``flow`` is the partition's topic when the group is lagging on it; ``starved_wait_s``
     is set when the partition's member is busy behind on its other partitions.
     """
     x, lag, r = p.x, p.lag, p.rates
@@ -114,7 +114,7 @@ def assess_partition(p: Part, s: DetectionSettings, memory: Memory, span_s: floa
     retention_eta = rules.retention_eta(lag_s, r, lag, x.members, x.retention)
     lost = _count_loss(x, memory)
     status, reason = _judge(p, lag_s, retention_eta, s=s, span_s=span_s, flow=flow,
-                            starved_gap_s=starved_gap_s)
+                            starved_wait_s=starved_wait_s)
     return Assessment(status, reason, lag_messages=lag, lag_seconds=lag_s,
                       lag_seconds_extrapolated=extrapolated, lag_seconds_exact=exact,
                       readable_messages=_readable(x, lag),
@@ -168,7 +168,7 @@ def _held_reason(x: Inputs, s: DetectionSettings) -> str | None:
 
 def _judge(p: Part, lag_s: float | None, retention_eta: float | None, *, s: DetectionSettings,
            span_s: float, flow: Flow | None,
-           starved_gap_s: float | None) -> tuple[Status, str | None]:
+           starved_wait_s: float | None) -> tuple[Status, str | None]:
     x, lag, r = p.x, p.lag, p.rates
     where = f"{x.tp[0]}[{x.tp[1]}]"
     assert x.committed is not None and x.log is not None
@@ -179,8 +179,8 @@ def _judge(p: Part, lag_s: float | None, retention_eta: float | None, *, s: Dete
         return Status.OK, _held_reason(x, s)
     if rules.is_stopped(lag, x.members):
         return Status.STOPPED, f"{where} has {_unread(x, lag, 'unread ')} and no consumer"
-    if rules.is_stalled(x, lag, r, s, starved_gap_s) or (
-            starved_gap_s is None and rules.is_retrying(x, lag, lag_s, r, s)):
+    if rules.is_stalled(x, lag, r, s, starved_wait_s) or (
+            starved_wait_s is None and rules.is_retrying(x, lag, lag_s, r, s)):
         waiting = "" if _arrived_since(x.end_w, r) else "; no new messages arrived either"
         return Status.STALLED, (f"{where} stuck at offset {x.committed:,} for "
                                 f"{fmt_duration(r.frozen_s)} with {_unread(x, lag)} "

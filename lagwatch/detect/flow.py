@@ -16,16 +16,21 @@ from lagwatch.detect.rules import DetectionSettings, Inputs, Rates, stall_thresh
 from lagwatch.detect.trend import Trend, trend
 from lagwatch.model import TopicPartition
 
+STARVED_FACTOR = 3  # a starved partition may stay frozen this many of its member's gaps
+DRAIN_SLACK = 1.5  # ... and this many times what its member needs to read its other lag
+
 
 @dataclass(frozen=True, slots=True)
 class Crew:
     """What a member's partitions (or a group's, when assignments are unknown) show, worked
-    out once for ``starved_gap``: keeping two of each extreme lets every partition leave
+    out once for ``starved_wait``: keeping two of each extreme lets every partition leave
     its own out, so the rule costs one pass over the member's partitions, not one each."""
 
     movers: tuple[tuple[float, TopicPartition], ...]  # the 2 least frozen that moved
     behind: int  # partitions behind (above their near-zero level) that moved in the window
     gaps: tuple[tuple[float, TopicPartition], ...]  # the 2 longest freezes (gap or now)
+    lag: int  # messages waiting on all the member's partitions
+    consume: float  # msg/s the member reads over all its partitions
 
 
 def crew(parts: list[Part]) -> Crew:
@@ -39,24 +44,30 @@ def crew(parts: list[Part]) -> Crew:
     gaps = heapq.nlargest(2, ((max(p.rates.cadence_s, p.rates.frozen_s), p.x.tp)
                               for p in parts))
     behind = sum(1 for p in parts if _behind(p))
-    return Crew(tuple(movers), behind, tuple(gaps))
+    return Crew(tuple(movers), behind, tuple(gaps), sum(p.lag for p in parts),
+                sum(p.rates.consume or 0.0 for p in parts))
 
 
 def _behind(p: Part) -> bool:
     return p.lag > p.near_zero and bool(p.rates.moves)
 
 
-def starved_gap(p: Part, member: Crew, s: DetectionSettings) -> float | None:
-    """How long a partition may wait for its turn, when its member is busy elsewhere.
+def starved_wait(p: Part, member: Crew, s: DetectionSettings) -> float | None:
+    """How long a partition may stay frozen waiting for its turn, when its member is busy
+    elsewhere; None when it is not starved.
 
     Starved means the member is alive and slow, not stuck here: a sibling (another
     partition of the same member, or of the group when assignments are unknown) is moving
     (it moved within this partition's stall threshold and, where the commit records tell,
     has not been committed again unchanged since), and a sibling that moved within the
-    window is behind (lag above its near-zero level). Then the answer is the longest freeze
-    the member's partitions show (their longest gaps between moves, and how long each has
-    been frozen now); None when not starved. ``member`` sums up the member's partitions,
-    this one among them. A partition stuck while its siblings keep up is not starved, nor
+    window is behind (lag above its near-zero level). Then it may wait ``STARVED_FACTOR``
+    times the longest freeze the member's partitions show (their longest gaps between
+    moves, and how long each has been frozen now), and at least ``DRAIN_SLACK`` times what
+    the member needs, at its consume rate, to read the lag of its other partitions: a
+    client hands out one partition's fetched records before the next, so this one's turn
+    comes once those are read. That bound holds from the first polls, before a whole
+    rotation has been seen. ``member`` sums up the member's partitions, this one among
+    them. A partition stuck while its siblings keep up is not starved, nor
     is one of a member that re-commits every partition where it stands: those are poison
     pills.
     """
@@ -67,7 +78,9 @@ def starved_gap(p: Part, member: Crew, s: DetectionSettings) -> float | None:
     if not (alive and behind):
         return None
     # the longest freeze among the others (the two longest are kept: one may be this one)
-    return max(r.cadence_s, next(gap for gap, other in member.gaps if other != tp))
+    gap = max(r.cadence_s, next(gap for gap, other in member.gaps if other != tp))
+    drain = (member.lag - p.lag) / member.consume if member.consume > 0 else 0.0
+    return max(STARVED_FACTOR * gap, DRAIN_SLACK * drain)
 
 
 def trend_span(s: DetectionSettings, cadence_s: float) -> float:

@@ -23,7 +23,6 @@ from lagwatch.model import LogOffsets, Retention, TopicPartition, Unread
 from lagwatch.status import Status
 
 UNKNOWN_CADENCE_FACTOR = 5
-STARVED_FACTOR = 3  # a starved partition is stalled once frozen this many thresholds
 RECOMMITS_STALLED = 10  # re-commits of one offset, with messages waiting, that mean stuck
 RECOMMIT_SPAN_S = 30.0  # ... made over at least this long
 
@@ -266,16 +265,15 @@ def stall_threshold(r: Rates, s: DetectionSettings) -> float:
 
 
 def is_stalled(x: Inputs, lag: int, r: Rates, s: DetectionSettings,
-               starved_gap_s: float | None = None) -> bool:
+               starved_wait_s: float | None = None) -> bool:
     """Members present, offset frozen, lag waiting: a poison pill or a deadlock.
 
-    A starved partition (``starved_gap_s`` is the longest freeze its member's partitions
-    show) waits for a slow consumer's turn: it is stalled only once frozen
-    ``STARVED_FACTOR`` times longer than that.
+    A starved partition waits for a slow consumer's turn: it is stalled only once frozen
+    longer than ``starved_wait_s`` as well (see ``flow.starved_wait``).
     """
     threshold = stall_threshold(r, s)
-    if starved_gap_s is not None:
-        threshold = max(threshold, STARVED_FACTOR * starved_gap_s)
+    if starved_wait_s is not None:
+        threshold = max(threshold, starved_wait_s)
     covered = len(x.committed_w) >= 2 and x.now - x.committed_w.times[0] >= threshold
     return bool(x.members) and lag > 0 and covered and r.frozen_s > threshold
 
