@@ -17,6 +17,7 @@ from lagwatch import __version__
 from lagwatch.config import Config, ConfigError, load_config
 from lagwatch.configtypes import parse_duration
 from lagwatch.kafka import causes as kafkalog
+from lagwatch.kafka.membership import StateTopicError
 from lagwatch.kafka.reader import ClusterReader
 from lagwatch.lock import StateDirInUseError
 from lagwatch.patterns import Pattern, compile_pattern
@@ -179,6 +180,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     daemon.handle_signals()
     try:
         http = daemon.start()
+    except StateTopicError as exc:
+        raise UsageError(str(exc)) from None
     except WebConfigError as exc:
         where = ("http.tls" if config.http.tls
                  else f"http.web_config_file {config.http.web_config_file}")

@@ -11,12 +11,13 @@ import re
 from typing import Any, Literal
 
 import yaml
-from pydantic import Field, ValidationError, field_validator
+from pydantic import Field, ValidationError, field_validator, model_validator
 
 from lagwatch.alerting.config import AlertingConfig
 from lagwatch.audit.config import AuditConfig
 from lagwatch.configtypes import Duration, NotUtf8Error, Strict, describe, join_key, read_utf8
 from lagwatch.detect.config import DetectionConfig, DlqConfig, HealthConfig
+from lagwatch.ha.config import HaConfig
 from lagwatch.kafka.config import ClusterConfig
 from lagwatch.serve.config import HttpConfig, MetricsConfig
 
@@ -39,6 +40,7 @@ class Config(Strict):
     dlq: DlqConfig = Field(default_factory=DlqConfig)
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
+    ha: HaConfig | None = None  # None: one process watches everything
     state_dir: str = "/var/lib/lagwatch"
     persist: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
@@ -58,6 +60,14 @@ class Config(Strict):
             if r.webhook is not None:
                 found.append(r.webhook.secret())
         return [s for s in found if s]
+
+    @model_validator(mode="after")
+    def _ha_cluster(self) -> Config:
+        names = [c.name for c in self.clusters]
+        if self.ha is not None and self.ha.cluster not in names:
+            raise ValueError(f"ha.cluster: {self.ha.cluster!r} is not a configured cluster "
+                             f"(clusters: {', '.join(names)})")
+        return self
 
     @field_validator("clusters")
     @classmethod

@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import os
 import signal
+import socket
 import threading
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
 
@@ -20,7 +23,9 @@ from lagwatch.alerting.outbox import Outbox
 from lagwatch.audit.items import ClusterAudit
 from lagwatch.auditor import Auditor
 from lagwatch.config import Config
+from lagwatch.ha.ownership import Shards
 from lagwatch.heap import Heap
+from lagwatch.kafka.membership import Membership
 from lagwatch.kafka.reader import ClusterReader
 from lagwatch.lock import DirLock
 from lagwatch.patterns import Pattern
@@ -82,6 +87,27 @@ def _lock(state_dir: str) -> DirLock | None:
         return None
 
 
+def _seat(config: Config) -> tuple[Shards | None, Membership | None]:
+    """With ha: this replica's shards and its seat in the coordination group."""
+    ha = config.ha
+    if ha is None:
+        return None, None
+    shards = Shards(ha.shards, ha.session_timeout)
+    cluster = next(c for c in config.clusters if c.name == ha.cluster)
+    membership = Membership(cluster, group=ha.group, topic=ha.topic, shards=ha.shards,
+                            replica=ha.replica or f"{socket.gethostname()}-{os.getpid()}",
+                            session_timeout_s=ha.session_timeout, renewed=shards.renewed,
+                            dropped=shards.dropped)
+    return shards, membership
+
+
+def _owns(shards: Shards | None, cluster: str) -> Callable[[str], bool]:
+    """Which groups of ``cluster`` this replica watches: all, or with ha its shards'."""
+    if shards is None:
+        return lambda _group: True
+    return lambda group: shards.owns(cluster, group, time.monotonic())
+
+
 class Daemon:
     """Runs the pollers on a schedule and serves HTTP until asked to stop."""
 
@@ -92,11 +118,17 @@ class Daemon:
         self.metrics = self.exporter.metrics
         self.lock = _lock(config.state_dir) if config.persist else None
         self.store = StateFile(config.state_dir) if config.persist else None
-        self.alerter = Alerter(config.alerting, Outbox(self.store.path if self.store else None))
+        self.shards, self.membership = _seat(config)
+        shards = self.shards
+        self.alerter = Alerter(
+            config.alerting, Outbox(self.store.path if self.store else None),
+            owned=(lambda s: shards.owns(s.key.cluster, s.group, time.monotonic()))
+            if shards else (lambda _s: True))
         self.exporter.registry.register(AlertingCollector(self.alerter, self.store))
         heap = Heap()
-        self.pollers = [Poller(*wire(config, c, self.store), self.state, self.exporter,
-                               self.alerter, heap=heap) for c in config.clusters]
+        self.pollers = [Poller(*wire(config, c, self.store, owns=_owns(shards, c.name)),
+                               self.state, self.exporter, self.alerter, heap=heap)
+                        for c in config.clusters]
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=max(1, len(self.pollers)))},
             timezone="UTC")
@@ -108,10 +140,15 @@ class Daemon:
         self._stopped = False
 
     def start(self) -> HttpServer:
-        """Bind the HTTP port, then schedule every cluster's poll to run now and each interval."""
+        """With ha, check the state topic (raises StateTopicError); bind the HTTP port, then
+        schedule every cluster's poll to run now and each interval."""
+        if self.membership is not None:
+            self.membership.prepare()
         self.http = HttpServer(self.config.http, self.state, self.exporter,
                                self.alerter, self.audits).start()
         self.alerter.start()
+        if self.membership is not None:
+            self.membership.start()
         for poller in self.pollers:
             poller.pipeline.restore(time.time())
             self.scheduler.add_job(
@@ -160,6 +197,8 @@ class Daemon:
         if self.scheduler.running:
             self.scheduler.shutdown(wait=True)
         self.alerter.stop()
+        if self.membership is not None:  # leaving the group hands the shards on at once
+            self.membership.stop()
         for poller in self.pollers:
             poller.collector.close()
         if self.store is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 
 from lagwatch.audit.evidence import AuditEvidence
 from lagwatch.config import Config
@@ -74,11 +75,13 @@ class ClusterJudge:
         return None if moved is None else moved[0] - moved[1]
 
 
-def wire(config: Config, cluster: ClusterConfig,
-         store: StateFile | None = None) -> tuple[ClusterReader, ClusterJudge]:
-    """Build one cluster's reader and judge from the configuration."""
+def wire(config: Config, cluster: ClusterConfig, store: StateFile | None = None,
+         owns: Callable[[str], bool] = lambda _group: True
+         ) -> tuple[ClusterReader, ClusterJudge]:
+    """Build one cluster's reader and judge from the configuration (``owns`` says which
+    groups this replica watches: with ha, those of its shards)."""
     reader = ClusterReader(cluster, config.detection.retention_refresh,
-                           also_watch=lambda topic: config.dlq.source_of(topic)[0])
+                           also_watch=lambda topic: config.dlq.source_of(topic)[0], owns=owns)
     judge = ClusterJudge(cluster.name, config.detection, store,
                          health=config.health.settings(cluster.expected_brokers,
                                                        config.detection.window),

@@ -17,7 +17,7 @@ RANK = {
     "store": 2,
     "report": 3,
     "alerting": 4,
-    "audit": 4.5,
+    "audit": 4.5, "ha": 4.5,
     "serve": 5,
     "config": 6,
     "pipeline": 7,

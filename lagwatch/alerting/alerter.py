@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import threading
 import uuid
+from collections.abc import Callable
 from typing import Any
 
 from pydantic import ValidationError
@@ -31,6 +32,10 @@ log = logging.getLogger(__name__)
 SELF = "lagwatch"  # the "cluster" of lagwatch's own incidents
 
 
+def _always(_signal: Signal) -> bool:
+    return True  # every replica answers for its own incidents
+
+
 def build_receiver(config: ReceiverConfig) -> Receiver:
     """Make the client for one configured receiver."""
     if config.slack is not None:
@@ -44,9 +49,11 @@ def build_receiver(config: ReceiverConfig) -> Receiver:
 class Alerter:
     """Turns each cluster report into notifications, and delivers them."""
 
-    def __init__(self, config: AlertingConfig, outbox: Outbox) -> None:
+    def __init__(self, config: AlertingConfig, outbox: Outbox,
+                 owned: Callable[[Signal], bool] = lambda _s: True) -> None:
         self.config = config
         self.outbox = outbox
+        self.owned = owned  # with ha: the incidents of this replica's shards
         self.stats = DeliveryStats()
         self.book = IncidentBook(config.settings())
         self.book.load(outbox.book())
@@ -94,7 +101,8 @@ class Alerter:
                       if k.cluster == cluster}
             due = self.book.evaluate(cluster, found, now, reachable=reachable,
                                      route=self.config.route,
-                                     silenced=lambda key: self.silenced(key, now))
+                                     silenced=lambda key: self.silenced(key, now),
+                                     owned=self.owned if cluster != SELF else _always)
             _log_changes(before, {k: i for k, i in self.book.open.items()
                                   if k.cluster == cluster})
             rows = [(n.receiver, n.incident.key.id, str(n.action),

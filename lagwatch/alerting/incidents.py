@@ -133,12 +133,20 @@ class IncidentBook:
         self.open: dict[IncidentKey, Incident] = {}
 
     def evaluate(self, cluster: str, signals: Iterable[Signal], now: float, *,
-                 reachable: bool, route: Router, silenced: Silencer) -> list[Notification]:
-        """Evaluate one cluster's signals; return the notifications now due."""
+                 reachable: bool, route: Router, silenced: Silencer,
+                 owned: Callable[[Signal], bool] = lambda _s: True) -> list[Notification]:
+        """Evaluate one cluster's signals; return the notifications now due.
+
+        An incident whose subject this replica no longer owns (``owned``, with ha) is
+        handed over: dropped from the book without a word, its new owner carries it on.
+        """
         seen = {s.key: s for s in merge(signals)}
         out: list[Notification] = []
         for key in sorted(set(seen) | {k for k in self.open if k.cluster == cluster}):
             signal = seen.get(key)
+            if not owned(signal or self.open[key].signal):
+                self.open.pop(key, None)
+                continue
             if signal is None and not reachable and key.kind != UNREACHABLE:
                 self._hold(key)
                 continue

@@ -96,8 +96,10 @@ class ClusterReader:
 
     def __init__(self, cluster: ClusterConfig, retention_refresh_s: float,
                  admin_factory: AdminFactory = KafkaAdminClient,
-                 also_watch: Callable[[str], bool] = lambda _topic: False) -> None:
+                 also_watch: Callable[[str], bool] = lambda _topic: False,
+                 owns: Callable[[str], bool] = lambda _group: True) -> None:
         self.cluster = cluster
+        self.owns = owns  # groups this replica watches (with ha, those of its shards)
         self.retention_refresh_s = retention_refresh_s
         self.also_watch = also_watch  # topics to read even when no group uses them (DLQs)
         self.reader = OffsetsTopicReader(cluster) if cluster.read_offsets_topic else None
@@ -207,7 +209,8 @@ class ClusterReader:
 
     def _watched(self, records: Records) -> Records:
         """The records of watched groups (each group's name is matched once)."""
-        watched = {g for g in {r.group for _, r in records} if self.cluster.groups.matches(g)}
+        watched = {g for g in {r.group for _, r in records}
+                   if self.cluster.groups.matches(g) and self.owns(g)}
         return [(at, r) for at, r in records if r.group in watched]
 
     def _list_groups(self, admin: Any) -> dict[str, dict[str, Any]]:
@@ -216,7 +219,7 @@ class ClusterReader:
         return {
             g["group_id"]: g for g in sorted(admin.list_groups(), key=lambda g: g["group_id"])
             if (group_type(g) != CLASSIC or g.get("protocol_type", "") in _CONSUMER_PROTOCOLS)
-            and self.cluster.groups.matches(g["group_id"])
+            and self.cluster.groups.matches(g["group_id"]) and self.owns(g["group_id"])
         }
 
     def _committed(self, admin: Any, group_ids: list[str],

@@ -41,6 +41,7 @@ class Clock:
         self.now = 0.0
         self.sent: list[tuple[float, str, Action, str]] = []
         self.silenced: set[IncidentKey] = set()
+        self.owned = True  # with ha: whether this replica owns the incidents' shard
 
     def run(self, seconds: float, signals: Iterable[Signal] = (),
             reachable: bool = True) -> None:
@@ -48,7 +49,8 @@ class Clock:
         end = self.now + seconds
         while self.now < end:
             for n in self.book.evaluate("prod", signals, self.now, reachable=reachable,
-                                        route=self.route, silenced=self.silenced.__contains__):
+                                        route=self.route, silenced=self.silenced.__contains__,
+                                        owned=lambda _s: self.owned):
                 self.sent.append((self.now, n.receiver, n.action, n.incident.key.id))
             self.now += STEP_S
 
@@ -170,3 +172,16 @@ def test_signals_with_one_key_merge_into_the_worst_severity_and_every_line() -> 
     incident = clock.book.open[BILLING]
     assert (incident.signal.severity, incident.signal.lines) == (
         Severity.CRITICAL, ("orders[0] slow", "orders[1] stuck at offset 40"))
+
+
+def test_an_incident_whose_shard_moved_away_is_handed_over_without_a_word() -> None:
+    # Given a firing incident on this replica
+    clock = Clock()
+    clock.run(120, [stalled()])
+    assert clock.sent == [(60.0, "slack", Action.TRIGGER, "prod/billing/lag")]
+    # When its shard moves to another replica (the group is no longer polled here)
+    clock.owned = False
+    clock.run(3600)
+    # Then this replica neither resolves nor repeats it, and forgets it
+    assert clock.sent == [(60.0, "slack", Action.TRIGGER, "prod/billing/lag")]
+    assert clock.book.open == {}

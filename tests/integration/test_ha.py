@@ -1,0 +1,117 @@
+"""Replicas in the coordination group on the real broker: the state topic, the shards
+each replica owns, and how they move when a replica leaves or is dropped."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+from kafka import KafkaAdminClient
+
+from lagwatch.daemon import Daemon
+from lagwatch.ha.ownership import Shards
+from lagwatch.ha.shards import shard_of
+from lagwatch.kafka.config import ClusterConfig
+from lagwatch.kafka.membership import Membership, StateTopicError, ensure_state_topic
+from tests.integration.helpers import commit, status_document, wait_for
+
+SESSION_S = 6.0
+
+
+class Replica:
+    """A Membership and the shards it keeps, as the daemon holds them."""
+
+    def __init__(self, bootstrap: str, group: str, topic: str, name: str) -> None:
+        self.shards = Shards(4, SESSION_S)
+        self.seat = Membership(ClusterConfig(name="default", bootstrap_servers=[bootstrap]),
+                               group=group, topic=topic, shards=4, replica=name,
+                               session_timeout_s=SESSION_S, renewed=self.shards.renewed,
+                               dropped=self.shards.dropped)
+
+    def owned(self) -> frozenset[int]:
+        return self.shards.owned(time.monotonic())
+
+
+@pytest.fixture
+def replicas(kafka_bootstrap: str, unique: Callable[[str], str]
+             ) -> Iterator[Callable[[str], Replica]]:
+    group, topic = unique("ha-group"), unique("ha-state")
+    started: list[Replica] = []
+
+    def start(name: str) -> Replica:
+        replica = Replica(kafka_bootstrap, group, topic, name)
+        replica.seat.prepare()
+        replica.seat.start()
+        started.append(replica)
+        return replica
+
+    yield start
+    for replica in started:
+        replica.seat.stop()
+
+
+def test_two_replicas_share_the_shards_and_one_takes_all_when_the_other_leaves(
+        replicas: Callable[[str], Replica]) -> None:
+    a = replicas("replica-a")
+    wait_for(lambda: a.owned() == {0, 1, 2, 3}, lambda: f"a to own every shard ({a.owned()})")
+    b = replicas("replica-b")
+    # Then the four shards are split between them, none owned twice
+    wait_for(lambda: len(a.owned()) == len(b.owned()) == 2 and not a.owned() & b.owned(),
+             lambda: f"two shards each (a {sorted(a.owned())}, b {sorted(b.owned())})",
+             timeout_s=60)
+    kept = a.owned()
+    generation = a.shards.lease.generation
+    # When b leaves, a owns all four again, having kept its own two all along
+    b.seat.stop()
+    wait_for(lambda: a.owned() == {0, 1, 2, 3}, lambda: f"a to own every shard ({a.owned()})",
+             timeout_s=SESSION_S + 30)
+    assert kept <= a.owned()
+    assert a.shards.lease.generation > generation
+
+
+def test_a_state_topic_with_another_partition_count_is_refused(
+        kafka_bootstrap: str, admin: KafkaAdminClient, unique: Callable[[str], str]) -> None:
+    topic = unique("ha-state")
+    ensure_state_topic(admin, topic, 4)
+    ensure_state_topic(admin, topic, 4)  # there already, and right: nothing to do
+    configs = admin.describe_configs([("topic", topic)])
+    assert "compact" in repr(configs)
+    with pytest.raises(StateTopicError) as raised:
+        ensure_state_topic(admin, topic, 6)
+    assert str(raised.value) == (f"ha.topic {topic!r} has 4 partitions but ha.shards is 6: "
+                                 "they must match (delete the topic to change the shard count)")
+
+
+def test_two_daemons_watch_the_groups_of_their_own_shards_and_one_all_once_alone(
+        daemon: Callable[..., Daemon], make_topic: Callable[..., str], kafka_bootstrap: str,
+        unique: Callable[[str], str], tmp_path: Path) -> None:
+    # Given eight groups, caught up, and two replicas sharing four shards
+    topic = make_topic([10])
+    groups = [unique("ha-watched") for _ in range(8)]
+    for g in groups:
+        commit(kafka_bootstrap, g, topic, {0: 10})
+    ha = {"cluster": "default", "group": unique("ha-group"), "topic": unique("ha-state"),
+          "shards": 4, "session_timeout": "6s"}
+    a = daemon(*groups, ha={**ha, "replica": "a"}, state_dir=str(tmp_path / "a"))
+    b = daemon(*groups, ha={**ha, "replica": "b"}, state_dir=str(tmp_path / "b"))
+
+    def watched(replica: Daemon) -> set[str]:
+        return set(status_document(replica)["clusters"]["default"]["groups"])
+
+    def split() -> bool:
+        return watched(a) | watched(b) == set(groups) and not watched(a) & watched(b) and (
+            a.shards is not None and b.shards is not None
+            and len(a.shards.owned(time.monotonic())) == 2)
+
+    wait_for(split, lambda: f"the groups split (a {sorted(watched(a))}, b {sorted(watched(b))})",
+             timeout_s=60)
+    # Then each watches exactly the groups that hash to its shards
+    assert a.shards is not None
+    mine = a.shards.owned(time.monotonic())
+    assert watched(a) == {g for g in groups if shard_of("default", g, 4) in mine}
+    # When b stops, a watches every group
+    b.stop()
+    wait_for(lambda: watched(a) == set(groups), lambda: f"a to watch all ({watched(a)})",
+             timeout_s=SESSION_S + 30)

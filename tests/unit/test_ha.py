@@ -1,0 +1,77 @@
+"""High availability's pure parts: the shard of a group, a replica's lease, the claims
+that fence a former owner's late writes, and the ``ha`` config section."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import yaml
+
+from lagwatch.config import ConfigError, load_config
+from lagwatch.ha.ownership import Claim, Claims, Lease
+from lagwatch.ha.shards import shard_of
+
+
+def test_a_group_s_shard_is_the_java_client_s_partition_of_cluster_nul_group() -> None:
+    # the values Kafka's Utils.toPositive(Utils.murmur2(key)) % 12 gives for these keys
+    assert [shard_of("default", g, 12) for g in ("billing", "orders", "payments", "")] == [
+        5, 6, 3, 10]
+    assert shard_of("default", None, 12) == 7  # the cluster's own health: its name alone
+
+
+def test_groups_spread_evenly_over_the_shards() -> None:
+    counts = Counter(shard_of("prod", f"group-{i}", 12) for i in range(12_000))
+    assert sorted(counts) == list(range(12))
+    assert max(counts.values()) < 1.1 * 1000 and min(counts.values()) > 0.9 * 1000
+
+
+def test_a_lease_holds_its_shards_only_while_renewed_within_the_session_timeout() -> None:
+    lease = Lease(session_timeout_s=10.0)
+    assert not lease.holds(3, 100.0)  # nothing assigned yet
+    lease.renew(frozenset({3, 5}), generation=4, now=100.0)
+    assert (lease.holds(3, 109.9), lease.holds(4, 105.0)) == (True, False)
+    # a replica paused past its session timeout may not act when it wakes
+    assert not lease.holds(3, 110.0)
+    lease.renew(frozenset({5}), generation=5, now=111.0)  # after a rebalance
+    assert (lease.holds(5, 120.0), lease.holds(3, 120.0), lease.generation) == (True, False, 5)
+    lease.drop()
+    assert not lease.holds(5, 120.0)
+
+
+def test_claims_discard_a_former_owner_s_late_writes() -> None:
+    claims = Claims()
+    assert claims.admit(3, Claim("replica-a", 5))
+    assert claims.admit(3, Claim("replica-b", 6))  # the shard moved in a rebalance
+    assert not claims.admit(3, Claim("replica-a", 5))  # a's write after it lost the shard
+    assert not claims.admit(3, Claim("replica-c", 6))  # one owner per generation
+    assert claims.admit(3, Claim("replica-b", 7))  # kept through a later rebalance
+    assert claims.latest == {3: Claim("replica-b", 7)}
+
+
+@pytest.mark.parametrize(("ha", "error"), [
+    ({"cluster": "nope"}, "ha.cluster: 'nope' is not a configured cluster (clusters: a)"),
+    ({"cluster": "a", "topic": "lagwatch state"},
+     "ha.topic: invalid topic name 'lagwatch state': use 1 to 249 of a-z, A-Z, 0-9, '.', "
+     "'_' and '-'"),
+    ({"cluster": "a", "session_timeout": "1s"},
+     "ha.session_timeout: must be between 6s and 30m (the brokers' default group session "
+     "timeout bounds)"),
+    ({"cluster": "a", "shards": 0}, "ha.shards: must be greater than or equal to 1 (got 0)"),
+    ({"cluster": "a", "shard": 3}, "ha.shard: unknown key"),
+    ({}, "ha.cluster: required key is missing"),
+])
+def test_bad_ha_settings_name_the_key(tmp_path: Path, ha: dict[str, object], error: str) -> None:
+    path = tmp_path / "lagwatch.yaml"
+    path.write_text(yaml.safe_dump({
+        "clusters": [{"name": "a", "bootstrap_servers": ["127.0.0.1:9092"]}], "ha": ha}))
+    with pytest.raises(ConfigError) as raised:
+        load_config(str(path))
+    assert str(raised.value) == error
+
+
+def test_without_ha_one_process_watches_everything(tmp_path: Path) -> None:
+    path = tmp_path / "lagwatch.yaml"
+    path.write_text("clusters: [{name: a, bootstrap_servers: ['127.0.0.1:9092']}]\n")
+    assert load_config(str(path)).ha is None
