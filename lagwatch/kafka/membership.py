@@ -91,14 +91,17 @@ class Membership(threading.Thread):
     def prepare(self) -> None:
         """Make sure the state topic is there and right (raises StateTopicError)."""
         options = self.cluster.client_options()
-        admin = KafkaAdminClient(client_id=f"lagwatch-ha-{self.replica}", **options)
         try:
-            ensure_state_topic(admin, self.topic, self.shards)
+            admin = KafkaAdminClient(client_id=f"lagwatch-ha-{self.replica}",
+                                     bootstrap_timeout_ms=options["request_timeout_ms"],
+                                     **options)
+            try:
+                ensure_state_topic(admin, self.topic, self.shards)
+            finally:
+                admin.close()
         except KafkaError as exc:
             raise StateTopicError(f"ha.topic {self.topic!r} on cluster "
                                   f"{self.cluster.name!r}: {brief(exc)}") from None
-        finally:
-            admin.close()
 
     def run(self) -> None:
         options = self.cluster.client_options()

@@ -3,12 +3,16 @@ each replica owns, and how they move when a replica leaves or is dropped."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+import yaml
 from kafka import KafkaAdminClient
+from kafka.admin import ConfigResource, ConfigResourceType
 
 from lagwatch.daemon import Daemon
 from lagwatch.ha.ownership import Shards
@@ -76,8 +80,9 @@ def test_a_state_topic_with_another_partition_count_is_refused(
     topic = unique("ha-state")
     ensure_state_topic(admin, topic, 4)
     ensure_state_topic(admin, topic, 4)  # there already, and right: nothing to do
-    configs = admin.describe_configs([("topic", topic)])
-    assert "compact" in repr(configs)
+    described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, topic)],
+                                       config_filter="all")
+    assert described["topic"][topic]["cleanup.policy"]["value"] == "compact"
     with pytest.raises(StateTopicError) as raised:
         ensure_state_topic(admin, topic, 6)
     assert str(raised.value) == (f"ha.topic {topic!r} has 4 partitions but ha.shards is 6: "
@@ -115,3 +120,30 @@ def test_two_daemons_watch_the_groups_of_their_own_shards_and_one_all_once_alone
     b.stop()
     wait_for(lambda: watched(a) == set(groups), lambda: f"a to watch all ({watched(a)})",
              timeout_s=SESSION_S + 30)
+
+
+def test_run_stops_with_one_line_when_the_state_topic_cannot_be_used(
+        kafka_bootstrap: str, admin: KafkaAdminClient, unique: Callable[[str], str],
+        tmp_path: Path) -> None:
+    topic = unique("ha-state")
+    ensure_state_topic(admin, topic, 4)
+
+    def run(bootstrap: str) -> subprocess.CompletedProcess[str]:
+        config = tmp_path / "lagwatch.yaml"
+        config.write_text(yaml.safe_dump({
+            "clusters": [{"name": "default", "bootstrap_servers": [bootstrap],
+                          "request_timeout": "3s"}],
+            "http": {"listen": "127.0.0.1:0"}, "state_dir": str(tmp_path / "state"),
+            "ha": {"cluster": "default", "topic": topic, "shards": 6}}))
+        return subprocess.run([sys.executable, "-m", "lagwatch", "run", "-c", str(config)],
+                              capture_output=True, text=True, timeout=60, check=False)
+
+    wrong = run(kafka_bootstrap)
+    assert (wrong.returncode, wrong.stderr) == (3, (
+        f"lagwatch: ha.topic {topic!r} has 4 partitions but ha.shards is 6: they must match "
+        "(delete the topic to change the shard count)\n"))
+    down = run("127.0.0.1:1")
+    assert down.returncode == 3
+    assert down.stderr.startswith(f"lagwatch: ha.topic {topic!r} on cluster 'default': "), (
+        down.stderr)
+    assert len(down.stderr.splitlines()) == 1
