@@ -23,6 +23,7 @@ from lagwatch.alerting.outbox import Outbox
 from lagwatch.audit.items import ClusterAudit
 from lagwatch.auditor import Auditor
 from lagwatch.config import Config
+from lagwatch.ha.metrics import ShardCollector
 from lagwatch.ha.ownership import Shards
 from lagwatch.heap import Heap
 from lagwatch.kafka.membership import Membership
@@ -125,6 +126,8 @@ class Daemon:
             owned=(lambda s: shards.owns(s.key.cluster, s.group, time.monotonic()))
             if shards else (lambda _s: True))
         self.exporter.registry.register(AlertingCollector(self.alerter, self.store))
+        if shards is not None:
+            self.exporter.registry.register(ShardCollector(shards))
         heap = Heap()
         self.pollers = [Poller(*wire(config, c, self.store, owns=_owns(shards, c.name)),
                                self.state, self.exporter, self.alerter, heap=heap)

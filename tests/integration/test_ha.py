@@ -19,7 +19,8 @@ from lagwatch.ha.ownership import Shards
 from lagwatch.ha.shards import shard_of
 from lagwatch.kafka.config import ClusterConfig
 from lagwatch.kafka.membership import Membership, StateTopicError, ensure_state_topic
-from tests.integration.helpers import commit, status_document, wait_for
+from tests.exposition import parse
+from tests.integration.helpers import commit, http_get, status_document, wait_for
 
 SESSION_S = 6.0
 
@@ -116,6 +117,14 @@ def test_two_daemons_watch_the_groups_of_their_own_shards_and_one_all_once_alone
     assert a.shards is not None
     mine = a.shards.owned(time.monotonic())
     assert watched(a) == {g for g in groups if shard_of("default", g, 4) in mine}
+    # and says which shards it owns on /metrics
+    assert a.http is not None
+    samples = parse(http_get(a.http.url + "/metrics")[1].decode())
+    assert {labels: v for (name, labels), v in samples.items()
+            if name == "lagwatch_shard_owned"} == {
+        frozenset({("shard", str(k))}): 1.0 if k in mine else 0.0 for k in range(4)}
+    assert a.shards.lease.generation >= 1
+    assert samples[("lagwatch_ha_generation", frozenset())] == a.shards.lease.generation
     # When b stops, a watches every group
     b.stop()
     wait_for(lambda: watched(a) == set(groups), lambda: f"a to watch all ({watched(a)})",

@@ -1,0 +1,32 @@
+"""A replica's shards, read at scrape time."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+
+from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.registry import Collector
+
+from lagwatch.ha.ownership import Shards
+
+
+class ShardCollector(Collector):
+    """Which shards this replica owns now, and in which group generation."""
+
+    def __init__(self, shards: Shards) -> None:
+        self.shards = shards
+
+    def collect(self) -> Iterator[Metric]:
+        """Yield the ha families."""
+        owned = self.shards.owned(time.monotonic())
+        family = GaugeMetricFamily("lagwatch_shard_owned",
+                                   "1 for each shard this replica owns now, else 0.",
+                                   labels=["shard"])
+        for shard in range(self.shards.count):
+            family.add_metric([str(shard)], 1.0 if shard in owned else 0.0)
+        yield family
+        yield GaugeMetricFamily("lagwatch_ha_generation",
+                                "The coordination group's generation of this replica's "
+                                "latest assignment (-1 before the first).",
+                                value=self.shards.lease.generation)
