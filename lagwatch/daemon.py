@@ -18,6 +18,7 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from lagwatch import __version__
 from lagwatch.alerting.alerter import Alerter
+from lagwatch.alerting.incidents import Signal
 from lagwatch.alerting.metrics import AlertingCollector
 from lagwatch.alerting.outbox import Outbox
 from lagwatch.audit.items import ClusterAudit
@@ -109,6 +110,13 @@ def _owns(shards: Shards | None, cluster: str) -> Callable[[str], bool]:
     return lambda group: shards.owns(cluster, group, time.monotonic())
 
 
+def _owns_incident(shards: Shards | None) -> Callable[[Signal], bool]:
+    """Which incidents this replica raises and keeps: all, or with ha its shards'."""
+    if shards is None:
+        return lambda _signal: True
+    return lambda signal: shards.owns(signal.key.cluster, signal.group, time.monotonic())
+
+
 class Daemon:
     """Runs the pollers on a schedule and serves HTTP until asked to stop."""
 
@@ -121,10 +129,8 @@ class Daemon:
         self.store = StateFile(config.state_dir) if config.persist else None
         self.shards, self.membership = _seat(config)
         shards = self.shards
-        self.alerter = Alerter(
-            config.alerting, Outbox(self.store.path if self.store else None),
-            owned=(lambda s: shards.owns(s.key.cluster, s.group, time.monotonic()))
-            if shards else (lambda _s: True))
+        self.alerter = Alerter(config.alerting, Outbox(self.store.path if self.store else None),
+                               owned=_owns_incident(shards))
         self.exporter.registry.register(AlertingCollector(self.alerter, self.store))
         if shards is not None:
             self.exporter.registry.register(ShardCollector(shards))

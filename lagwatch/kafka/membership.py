@@ -84,9 +84,7 @@ class Membership(threading.Thread):
         self.cluster, self.group, self.topic, self.shards = cluster, group, topic, shards
         self.replica, self.session_timeout_s = replica, session_timeout_s
         self.renewed, self.dropped = renewed, dropped
-        self._consumer: Any = None
         self._stop_event = threading.Event()
-        self.error: str | None = None  # why the loop could not go on, if it could not
 
     def prepare(self) -> None:
         """Make sure the state topic is there and right (raises StateTopicError)."""
@@ -106,28 +104,28 @@ class Membership(threading.Thread):
     def run(self) -> None:
         options = self.cluster.client_options()
         timeout_ms = int(self.session_timeout_s * 1000)
-        self._consumer = KafkaConsumer(
+        consumer = KafkaConsumer(
             group_id=self.group, client_id=self.replica, enable_auto_commit=False,
             partition_assignment_strategy=[CooperativeStickyAssignor],
             session_timeout_ms=timeout_ms, heartbeat_interval_ms=max(1000, timeout_ms // 5),
             # the loop polls every POLL_MS: a stuck loop leaves the group soon
             max_poll_interval_ms=max(timeout_ms, 10_000), **options)
-        self._consumer.subscribe([self.topic], listener=_Listener(self))
+        consumer.subscribe([self.topic], listener=_Listener(self))
         try:
             while not self._stop_event.is_set():
                 try:
-                    self._consumer.poll(timeout_ms=POLL_MS)
+                    consumer.poll(timeout_ms=POLL_MS)
                 except KafkaError as exc:  # the cluster is going away: the lease lapses
                     log.warning("ha: polling the coordination group %s failed: %s",
                                 self.group, brief(exc))
                     self._stop_event.wait(1.0)
                     continue
-                meta = self._consumer.group_metadata()
+                meta = consumer.group_metadata()
                 if meta.state == MemberState.STABLE:
-                    shards = frozenset(tp.partition for tp in self._consumer.assignment())
+                    shards = frozenset(tp.partition for tp in consumer.assignment())
                     self.renewed(shards, meta.generation_id, time.monotonic())
         finally:
-            self._consumer.close()
+            consumer.close()
 
     def stop(self) -> None:
         """Leave the group (its shards move at once) and end the thread."""
