@@ -8,6 +8,7 @@ import signal
 import socket
 import threading
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from types import FrameType
@@ -18,14 +19,13 @@ from apscheduler.schedulers.background import BackgroundScheduler
 
 from lagwatch import __version__
 from lagwatch.alerting.alerter import Alerter
-from lagwatch.alerting.incidents import Signal
 from lagwatch.alerting.metrics import AlertingCollector
 from lagwatch.alerting.outbox import Outbox
 from lagwatch.audit.items import ClusterAudit
 from lagwatch.auditor import Auditor
 from lagwatch.config import Config
 from lagwatch.ha.metrics import ShardCollector
-from lagwatch.ha.ownership import Shards
+from lagwatch.ha.replica import Replica
 from lagwatch.heap import Heap
 from lagwatch.kafka.membership import Membership
 from lagwatch.kafka.reader import ClusterReader
@@ -89,32 +89,27 @@ def _lock(state_dir: str) -> DirLock | None:
         return None
 
 
-def _seat(config: Config) -> tuple[Shards | None, Membership | None]:
-    """With ha: this replica's shards and its seat in the coordination group."""
+def _seat(config: Config) -> tuple[Replica | None, Membership | None]:
+    """With ha: this replica and its seat in the coordination group."""
     ha = config.ha
     if ha is None:
         return None, None
-    shards = Shards(ha.shards, ha.session_timeout)
+    replica = Replica(ha.shards, ha.session_timeout,
+                      ha.replica or f"{socket.gethostname()}-{os.getpid()}",
+                      incarnation=uuid.uuid4().hex[:12])
     cluster = next(c for c in config.clusters if c.name == ha.cluster)
-    membership = Membership(cluster, group=ha.group, topic=ha.topic, shards=ha.shards,
-                            replica=ha.replica or f"{socket.gethostname()}-{os.getpid()}",
-                            session_timeout_s=ha.session_timeout, renewed=shards.renewed,
-                            dropped=shards.dropped)
-    return shards, membership
+    membership = Membership(cluster, replica, group=ha.group, topic=ha.topic,
+                            shards=ha.shards, replica=replica.name,
+                            session_timeout_s=ha.session_timeout)
+    replica.write = membership.write
+    return replica, membership
 
 
-def _owns(shards: Shards | None, cluster: str) -> Callable[[str], bool]:
+def _owns(replica: Replica | None, cluster: str) -> Callable[[str], bool]:
     """Which groups of ``cluster`` this replica watches: all, or with ha its shards'."""
-    if shards is None:
+    if replica is None:
         return lambda _group: True
-    return lambda group: shards.owns(cluster, group, time.monotonic())
-
-
-def _owns_incident(shards: Shards | None) -> Callable[[Signal], bool]:
-    """Which incidents this replica raises and keeps: all, or with ha its shards'."""
-    if shards is None:
-        return lambda _signal: True
-    return lambda signal: shards.owns(signal.key.cluster, signal.group, time.monotonic())
+    return lambda group: replica.shards.owns(cluster, group, time.monotonic())
 
 
 class Daemon:
@@ -127,15 +122,16 @@ class Daemon:
         self.metrics = self.exporter.metrics
         self.lock = _lock(config.state_dir) if config.persist else None
         self.store = StateFile(config.state_dir) if config.persist else None
-        self.shards, self.membership = _seat(config)
-        shards = self.shards
+        self.replica, self.membership = _seat(config)
+        replica = self.replica
+        self.shards = None if replica is None else replica.shards
         self.alerter = Alerter(config.alerting, Outbox(self.store.path if self.store else None),
-                               owned=_owns_incident(shards))
+                               sharing=replica)
         self.exporter.registry.register(AlertingCollector(self.alerter, self.store))
-        if shards is not None:
-            self.exporter.registry.register(ShardCollector(shards))
+        if replica is not None:
+            self.exporter.registry.register(ShardCollector(replica.shards))
         heap = Heap()
-        self.pollers = [Poller(*wire(config, c, self.store, owns=_owns(shards, c.name)),
+        self.pollers = [Poller(*wire(config, c, self.store, owns=_owns(replica, c.name)),
                                self.state, self.exporter, self.alerter, heap=heap)
                         for c in config.clusters]
         self.scheduler = BackgroundScheduler(

@@ -15,7 +15,8 @@ due, to which receivers:
   receiver that was told of it. A signal that comes back meanwhile cancels the clearing
   (hysteresis), so lag flapping around a boundary fires once and resolves once;
 - while its cluster cannot be read, a group or topic incident neither fires nor resolves:
-  missing data is not good news. The cluster's own ``cluster_unreachable`` incident does;
+  missing data is not good news. The cluster's own ``cluster_unreachable`` incident does.
+  Nor does a group's incident while the group's status is unknown (too little history);
 - a silenced incident fires and resolves as usual but notifies nobody, and a resolve only
   goes to receivers that were told of the trigger.
 """
@@ -134,11 +135,15 @@ class IncidentBook:
 
     def evaluate(self, cluster: str, signals: Iterable[Signal], now: float, *,
                  reachable: bool, route: Router, silenced: Silencer,
+                 unjudged: frozenset[str] = frozenset(),
                  owned: Callable[[Signal], bool] = lambda _s: True) -> list[Notification]:
         """Evaluate one cluster's signals; return the notifications now due.
 
-        An incident whose subject this replica no longer owns (``owned``, with ha) is
-        handed over: dropped from the book without a word, its new owner carries it on.
+        An incident of a group in ``unjudged`` (its status is unknown: too little history,
+        as on a replica that just took the group's shard over) is held like one of an
+        unreachable cluster. An incident whose subject this replica no longer owns
+        (``owned``, with ha) is handed over: dropped from the book without a word, its new
+        owner carries it on.
         """
         seen = {s.key: s for s in merge(signals)}
         out: list[Notification] = []
@@ -147,7 +152,8 @@ class IncidentBook:
             if not owned(signal or self.open[key].signal):
                 self.open.pop(key, None)
                 continue
-            if signal is None and not reachable and key.kind != UNREACHABLE:
+            if signal is None and key.kind != UNREACHABLE and (
+                    not reachable or self.open[key].signal.group in unjudged):
                 self._hold(key)
                 continue
             incident = self._step(key, signal, now, silenced(key))
@@ -187,11 +193,11 @@ class IncidentBook:
     # persistence --------------------------------------------------------------------------
     def dump(self) -> list[dict[str, Any]]:
         """Return the open incidents as JSON-ready dicts."""
-        return [_dump(i) for i in self.open.values()]
+        return [dump_incident(i) for i in self.open.values()]
 
     def load(self, rows: Iterable[Mapping[str, Any]]) -> None:
         """Restore the open incidents dumped by ``dump``."""
-        self.open = {i.key: i for i in map(_load, rows)}
+        self.open = {i.key: i for i in map(load_incident, rows)}
 
 
 def _due(incident: Incident, route: Router, now: float
@@ -237,7 +243,8 @@ def merge(signals: Iterable[Signal]) -> list[Signal]:
     return list(merged.values())
 
 
-def _dump(i: Incident) -> dict[str, Any]:
+def dump_incident(i: Incident) -> dict[str, Any]:
+    """An incident as a JSON-ready dict."""
     s = i.signal
     return {"key": [s.key.cluster, s.key.subject, s.key.kind], "severity": str(s.severity),
             "title": s.title, "lines": list(s.lines), "facts": [list(f) for f in s.facts],
@@ -247,7 +254,9 @@ def _dump(i: Incident) -> dict[str, Any]:
             "notified": {r: [t, str(sev)] for r, (t, sev) in i.notified.items()}}
 
 
-def _load(row: Mapping[str, Any]) -> Incident:
+def load_incident(row: Mapping[str, Any]) -> Incident:
+    """The incident ``dump_incident`` wrote (raises KeyError, TypeError or ValueError for
+    anything else)."""
     signal = Signal(IncidentKey(*row["key"]), Severity(row["severity"]), row["title"],
                     tuple(row["lines"]), tuple((a, b) for a, b in row["facts"]), row["group"])
     return Incident(signal, Phase(row["phase"]), row["first_seen"], row["fired_at"],

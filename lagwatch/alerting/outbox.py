@@ -5,6 +5,10 @@ memory with ``persist: false``. The book and the notifications it produced are w
 one transaction, so a crash never keeps one without the other: after a restart pending
 rows are sent, and an incident already told is not told again.
 
+With ``ha``, each row names the shard of its incident; when the shard moves to another
+replica, its undelivered rows are marked ``handed``: the new owner sends them, from the
+state topic.
+
 A row is marked sent only after its receiver accepted it. Rows of one receiver go out in
 order: only the oldest pending row of a receiver is ever tried.
 """
@@ -28,7 +32,7 @@ CREATE TABLE IF NOT EXISTS outbox (
     id INTEGER PRIMARY KEY AUTOINCREMENT, receiver TEXT NOT NULL, incident TEXT NOT NULL,
     action TEXT NOT NULL, message TEXT NOT NULL, created_at REAL NOT NULL,
     next_at REAL NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
-    state TEXT NOT NULL DEFAULT 'pending', error TEXT);
+    state TEXT NOT NULL DEFAULT 'pending', error TEXT, shard INTEGER);
 CREATE INDEX IF NOT EXISTS outbox_pending ON outbox (receiver, state, id);
 CREATE TABLE IF NOT EXISTS receipts (receiver TEXT NOT NULL, incident TEXT NOT NULL,
                                      ref TEXT NOT NULL, PRIMARY KEY (receiver, incident));
@@ -50,6 +54,7 @@ class Row:
     created_at: float
     next_at: float
     attempts: int
+    shard: int | None = None
 
 
 class Outbox:
@@ -78,20 +83,23 @@ class Outbox:
         if path is not None:
             db.execute("PRAGMA journal_mode=WAL")
         db.executescript(_SCHEMA)
+        if "shard" not in {c[1] for c in db.execute("PRAGMA table_info(outbox)")}:
+            db.execute("ALTER TABLE outbox ADD COLUMN shard INTEGER")  # before ha
         return db
 
     # the poll side ------------------------------------------------------------------------
     def record(self, book: list[dict[str, Any]],
-               rows: Iterable[tuple[str, str, str, str]], now: float) -> None:
-        """Save the incident book and add (receiver, incident, action, message) rows."""
+               rows: Iterable[tuple[str, str, str, str, int | None]], now: float) -> None:
+        """Save the incident book and add (receiver, incident, action, message, shard)
+        rows (shard None without ha)."""
         rows = list(rows)
 
         def work(db: sqlite3.Connection) -> None:
             db.execute("INSERT OR REPLACE INTO incidents (id, book) VALUES (1, ?)",
                        (json.dumps(book),))
             db.executemany(
-                "INSERT INTO outbox (receiver, incident, action, message, created_at, "
-                "next_at) VALUES (?, ?, ?, ?, ?, ?)", [(*row, now, now) for row in rows])
+                "INSERT INTO outbox (receiver, incident, action, message, shard, created_at, "
+                "next_at) VALUES (?, ?, ?, ?, ?, ?, ?)", [(*row, now, now) for row in rows])
             db.execute("DELETE FROM outbox WHERE state != 'pending' AND created_at < ?",
                        (now - KEEP_DONE_S,))
         self._write(work)
@@ -143,7 +151,7 @@ class Outbox:
         with self._lock:
             found = self._db.execute(
                 "SELECT id, receiver, incident, action, message, created_at, next_at, "
-                "attempts FROM outbox WHERE receiver = ? AND state = 'pending' "
+                "attempts, shard FROM outbox WHERE receiver = ? AND state = 'pending' "
                 "ORDER BY id LIMIT 1", (receiver,)).fetchone()
         return Row(*found) if found else None
 
@@ -178,6 +186,45 @@ class Outbox:
             found = self._db.execute("SELECT ref FROM receipts WHERE receiver = ? AND "
                                      "incident = ?", (receiver, incident)).fetchone()
         return json.loads(found[0]) if found else None
+
+    def pending_of(self, incident: str) -> list[tuple[str, str, str]]:
+        """Return an incident's rows not yet delivered: (receiver, action, message)."""
+        with self._lock:
+            return self._db.execute("SELECT receiver, action, message FROM outbox WHERE "
+                                    "incident = ? AND state = 'pending' ORDER BY id",
+                                    (incident,)).fetchall()
+
+    def receipts_of(self, incident: str) -> dict[str, dict[str, Any]]:
+        """Return what each receiver answered to an incident's trigger."""
+        with self._lock:
+            found = self._db.execute("SELECT receiver, ref FROM receipts WHERE incident = ?",
+                                     (incident,)).fetchall()
+        return {receiver: json.loads(ref) for receiver, ref in found}
+
+    def take_over(self, incident: str, shard: int, pending: Iterable[tuple[str, str, str]],
+                  receipts: Mapping[str, Mapping[str, Any]], now: float) -> None:
+        """Queue what a shard's former owner had not yet delivered of an incident, and
+        keep what its receivers answered to the trigger."""
+        def work(db: sqlite3.Connection) -> None:
+            db.executemany(
+                "INSERT INTO outbox (receiver, incident, action, message, shard, created_at, "
+                "next_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                [(r, incident, a, m, shard, now, now) for r, a, m in pending])
+            db.executemany("INSERT OR REPLACE INTO receipts VALUES (?, ?, ?)",
+                           [(r, incident, json.dumps(ref)) for r, ref in receipts.items()])
+        self._write(work)
+
+    def hand_over(self, shards: Iterable[int] | None = None) -> int:
+        """Give up the undelivered rows of ``shards`` (None: of every shard): their new
+        owner sends them. Return how many."""
+        query = "UPDATE outbox SET state = 'handed' WHERE state = 'pending' AND "
+        handed = [0]
+
+        def work(db: sqlite3.Connection) -> None:
+            handed[0] = (db.execute(query + "shard IS NOT NULL") if shards is None else
+                         db.executemany(query + "shard = ?", [(s,) for s in shards])).rowcount
+        self._write(work)
+        return handed[0]
 
     def pending(self) -> dict[str, tuple[int, float]]:
         """Return receiver -> (pending rows, creation time of the oldest)."""

@@ -3,6 +3,9 @@
 A worker sleeps until its oldest row is due (or it is woken by a new row), sends it, and
 records the outcome: sent, retried later by the retry policy, or given up. A slow or
 rate-limited receiver delays only its own rows; the poll threads never wait for delivery.
+With ``ha`` a row is sent only while this replica holds its incident's shard (``may_send``
+asks the lease right before sending): a replica that was paused past its session timeout
+sends nothing for the shards it lost.
 """
 
 from __future__ import annotations
@@ -12,6 +15,7 @@ import random
 import threading
 import time
 from collections import Counter
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from lagwatch.alerting.config import RetryConfig
@@ -58,10 +62,13 @@ class Worker(threading.Thread):
     """Sends one receiver's rows, oldest first, at most one per ``min_interval_s``."""
 
     def __init__(self, receiver: Receiver, outbox: Outbox, stats: DeliveryStats,
-                 retry: RetryConfig, min_interval_s: float = 0.0) -> None:
+                 retry: RetryConfig, min_interval_s: float = 0.0, *,
+                 may_send: Callable[[Row], bool] = lambda _row: True,
+                 on_sent: Callable[[Row], None] = lambda _row: None) -> None:
         super().__init__(daemon=True, name=f"deliver-{receiver.name}")
         self.receiver, self.outbox, self.stats = receiver, outbox, stats
         self.retry, self.min_interval_s = retry, min_interval_s
+        self.may_send, self.on_sent = may_send, on_sent  # with ha: the lease, the state topic
         self.wake = threading.Event()
         self._stopping = threading.Event()
         self._last_send = 0.0
@@ -79,8 +86,9 @@ class Worker(threading.Thread):
         row = self.outbox.head(self.receiver.name)
         now = time.time()
         due = None if row is None else max(row.next_at, self._last_send + self.min_interval_s)
-        if row is None or due is None or due > now:
-            self.wake.wait(IDLE_WAIT_S if due is None else min(IDLE_WAIT_S, due - now))
+        if row is None or due is None or due > now or not self.may_send(row):
+            wait = IDLE_WAIT_S if due is None or due <= now else min(IDLE_WAIT_S, due - now)
+            self.wake.wait(wait)
             self.wake.clear()
             return
         self._send(row)
@@ -111,6 +119,7 @@ class Worker(threading.Thread):
                                             retryable=True))
             return
         self.outbox.sent(row, answer)
+        self.on_sent(row)
         self.stats.count(self.stats.sent, (row.receiver, row.action))
         log.info("notified %s: %s %s", row.receiver, row.action, row.incident)
 

@@ -7,9 +7,13 @@ Two guards keep a replica that lost a shard from acting for it (fencing):
   paused (SIGSTOP, a long GC, a frozen VM) past the timeout has lost its shards to another
   replica whether or not it has heard so yet; the first thing it finds on waking is that
   its lease lapsed, before it can send anything.
-- ``Claims``: every record a shard's owner writes to the state topic carries the group
-  generation it owns the shard in. Readers keep the highest generation seen per shard and
-  discard writes from older ones: a late write from a former owner changes nothing.
+- ``Claims``: a replica that takes a shard over first writes a claim to the shard's
+  partition of the state topic, then reads the partition up to it. Every record carries
+  its writer; after a claim, readers admit only the claimant's records, so a late write
+  from a former owner changes nothing. The claim's place in the log is the fence, not the
+  group generation, which starts again at 1 if the coordination group is ever emptied and
+  expires; a writer is a replica in one run (``incarnation``), so a replica restarted
+  under the same name is another writer.
 """
 
 from __future__ import annotations
@@ -22,10 +26,16 @@ from lagwatch.ha.shards import shard_of
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """A replica's ownership of a shard in one generation of the coordination group."""
+    """Who wrote a record: a replica in one run, and the generation of the coordination
+    group it owned the shard in then (for people reading the topic)."""
 
     replica: str
+    incarnation: str
     generation: int
+
+    def same_writer(self, other: Claim) -> bool:
+        """Whether two records come from the same replica in the same run."""
+        return (self.replica, self.incarnation) == (other.replica, other.incarnation)
 
 
 @dataclass(slots=True)
@@ -42,9 +52,13 @@ class Lease:
         ``generation``."""
         self.shards, self.generation, self.renewed_at = shards, generation, now
 
-    def drop(self) -> None:
-        """The shards were revoked or lost: act for none until the next assignment."""
-        self.shards, self.renewed_at = frozenset(), None
+    def drop(self, lost: frozenset[int] | None = None) -> None:
+        """Shards were revoked or lost (None: all): act for none of them until assigned
+        again; with all lost, act for nothing until the next assignment."""
+        if lost is None:
+            self.shards, self.renewed_at = frozenset(), None
+        else:
+            self.shards -= lost
 
     def holds(self, shard: int, now: float) -> bool:
         """Whether this replica may act for ``shard`` now."""
@@ -57,20 +71,19 @@ class Lease:
 
 @dataclass(slots=True)
 class Claims:
-    """The latest claim on each shard that the state topic shows."""
+    """The latest claim on each shard that the state topic shows, in log order."""
 
     latest: dict[int, Claim] = field(default_factory=dict)
 
-    def admit(self, shard: int, claim: Claim) -> bool:
-        """Take a record's claim; False when it is older than the shard's latest claim (a
-        former owner's late write, to be discarded). One generation gives a shard to one
-        replica, so a different replica in the same generation is refused too."""
-        seen = self.latest.get(shard)
-        if seen is not None and (claim.generation < seen.generation or (
-                claim.generation == seen.generation and claim.replica != seen.replica)):
-            return False
+    def claimed(self, shard: int, claim: Claim) -> None:
+        """A claim record: from here on the shard's records are the claimant's."""
         self.latest[shard] = claim
-        return True
+
+    def admit(self, shard: int, writer: Claim) -> bool:
+        """Whether a record of ``writer`` counts: False when another replica claimed the
+        shard since (a former owner's late write, to be discarded)."""
+        seen = self.latest.get(shard)
+        return seen is None or seen.same_writer(writer)
 
 
 class Shards:
@@ -87,9 +100,9 @@ class Shards:
         with self._lock:
             self.lease.renew(shards, generation, now)
 
-    def dropped(self) -> None:
+    def dropped(self, lost: frozenset[int] | None = None) -> None:
         with self._lock:
-            self.lease.drop()
+            self.lease.drop(lost)
 
     def owns(self, cluster: str, group: str | None, now: float) -> bool:
         """Whether this replica watches ``group`` of ``cluster`` (None: the cluster's own

@@ -3,11 +3,13 @@
 Every replica subscribes to the state topic in one consumer group with the cooperative
 sticky assignor: each partition it is assigned is a shard it owns, and a rebalance moves
 only the shards that must move. The loop runs on its own thread (a kafka-python consumer
-is used from one thread only) and tells the daemon, after every poll that finds the
-replica a stable member of the group, which shards it owns in which generation
-(``renewed``); when the coordinator has dropped it, at once (``dropped``). The state
-topic is created when missing: compacted, ``shards`` partitions, the cluster's default
-replication factor.
+is used from one thread only). On being assigned a shard it reads the shard's partition
+from the start, writes a claim to it, and holds the shard only once it has read up to its
+own claim: the shard's incidents are known before it acts for them. After every poll
+that finds the replica a stable member, it tells the seat which shards it holds in which
+generation (``renewed``); shards revoked or lost, at once (``dropped``). Every record read
+goes to the seat (``apply``). The state topic is created when missing: compacted,
+``shards`` partitions, the cluster's default replication factor.
 """
 
 from __future__ import annotations
@@ -15,10 +17,9 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
-from kafka import KafkaAdminClient, KafkaConsumer
+from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 from kafka.errors import KafkaError, TopicAlreadyExistsError
@@ -53,41 +54,61 @@ def ensure_state_topic(admin: Any, topic: str, shards: int) -> None:
                               "shard count)")
 
 
-class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
-    """Logs each move of shards; tells the seat at once when they are lost."""
+class Seat(Protocol):
+    """What the membership tells (ha.replica.Replica)."""
 
-    def __init__(self, seat: Membership) -> None:
-        self.seat = seat
+    def renewed(self, shards: frozenset[int], generation: int, now: float) -> None: ...
+
+    def dropped(self, lost: frozenset[int] | None) -> None: ...
+
+    def apply(self, shard: int, key: bytes | None, value: bytes | None) -> str | None: ...
+
+    def claim(self, generation: int) -> bytes: ...
+
+
+def _shards(partitions: Any) -> frozenset[int]:
+    return frozenset(tp.partition for tp in partitions)
+
+
+class _Listener(ConsumerRebalanceListener):  # type: ignore[misc]
+    """Logs each move of shards; a shard revoked or lost is dropped at once, one assigned
+    is read from the start and claimed."""
+
+    def __init__(self, membership: Membership) -> None:
+        self.membership = membership
 
     def on_partitions_revoked(self, revoked: Any) -> None:
-        log.info("ha: replica %s hands over shards %s", self.seat.replica,
-                 sorted(tp.partition for tp in revoked))
+        log.info("ha: replica %s hands over shards %s", self.membership.replica,
+                 sorted(_shards(revoked)))
+        self.membership.lose(_shards(revoked))
 
     def on_partitions_assigned(self, assigned: Any) -> None:
-        log.info("ha: replica %s takes shards %s", self.seat.replica,
-                 sorted(tp.partition for tp in assigned))
+        log.info("ha: replica %s takes shards %s", self.membership.replica,
+                 sorted(_shards(assigned)))
+        self.membership.gain(assigned)
 
     def on_partitions_lost(self, lost: Any) -> None:
         log.warning("ha: replica %s was dropped from the group and lost shards %s",
-                    self.seat.replica, sorted(tp.partition for tp in lost))
-        self.seat.dropped()
+                    self.membership.replica, sorted(_shards(lost)))
+        self.membership.lose(None)
 
 
 class Membership(threading.Thread):
     """This replica in the coordination group, on a thread of its own."""
 
-    def __init__(self, cluster: ClusterConfig, *, group: str, topic: str, shards: int,
-                 replica: str, session_timeout_s: float,
-                 renewed: Callable[[frozenset[int], int, float], None],
-                 dropped: Callable[[], None]) -> None:
+    def __init__(self, cluster: ClusterConfig, seat: Seat, *, group: str, topic: str,
+                 shards: int, replica: str, session_timeout_s: float) -> None:
         super().__init__(daemon=True, name=f"lagwatch-ha-{group}")
         self.cluster, self.group, self.topic, self.shards = cluster, group, topic, shards
-        self.replica, self.session_timeout_s = replica, session_timeout_s
-        self.renewed, self.dropped = renewed, dropped
+        self.replica, self.session_timeout_s, self.seat = replica, session_timeout_s, seat
         self._stop_event = threading.Event()
+        self._producer: KafkaProducer | None = None
+        self._consumer: KafkaConsumer | None = None
+        self._claims: dict[int, int | None] = {}  # shard -> offset of this replica's claim
 
     def prepare(self) -> None:
-        """Make sure the state topic is there and right (raises StateTopicError)."""
+        """Make sure the state topic is there and right (raises StateTopicError), and open
+        the producer that writes claims and incidents."""
         options = self.cluster.client_options()
         try:
             admin = KafkaAdminClient(client_id=f"lagwatch-ha-{self.replica}",
@@ -97,15 +118,58 @@ class Membership(threading.Thread):
                 ensure_state_topic(admin, self.topic, self.shards)
             finally:
                 admin.close()
+            self._producer = KafkaProducer(client_id=f"lagwatch-ha-{self.replica}",
+                                           acks="all", **options)
         except KafkaError as exc:
             raise StateTopicError(f"ha.topic {self.topic!r} on cluster "
                                   f"{self.cluster.name!r}: {brief(exc)}") from None
 
+    def write(self, shard: int, key: bytes, value: bytes | None) -> int | None:
+        """Write a record to a shard and wait for the cluster to take it; return its
+        offset, or None (logged) when it could not be written."""
+        assert self._producer is not None
+        timeout_s = self.cluster.client_options()["request_timeout_ms"] / 1000
+        try:
+            sent = self._producer.send(self.topic, key=key, value=value, partition=shard)
+            return int(sent.get(timeout=timeout_s).offset)
+        except KafkaError as exc:
+            log.warning("ha: writing %s to shard %d of %s failed: %s", key.decode(), shard,
+                        self.topic, brief(exc))
+            return None
+
+    # on the membership thread -------------------------------------------------------------
+    def gain(self, assigned: Any) -> None:
+        """Shards assigned: read each from the start, to be claimed in the loop."""
+        assert self._consumer is not None
+        self._consumer.seek_to_beginning(*assigned)
+        for shard in _shards(assigned):
+            self.seat.dropped(frozenset({shard}))  # anything read of it before is stale
+            self._claims[shard] = None
+
+    def lose(self, lost: frozenset[int] | None) -> None:
+        """Shards revoked or lost (None: all): act for none of them from now."""
+        for shard in list(self._claims) if lost is None else lost:
+            self._claims.pop(shard, None)
+        self.seat.dropped(lost)
+
+    def _ready(self, consumer: KafkaConsumer, generation: int) -> frozenset[int]:
+        """Claim the shards not claimed yet; return those read past this replica's claim."""
+        ready = set()
+        for shard in sorted(self._claims):
+            if self._claims[shard] is None:
+                self._claims[shard] = self.write(shard, b"claim", self.seat.claim(generation))
+            offset = self._claims[shard]
+            if offset is not None and consumer.position(
+                    TopicPartition(self.topic, shard)) > offset:
+                ready.add(shard)
+        return frozenset(ready)
+
     def run(self) -> None:
         options = self.cluster.client_options()
         timeout_ms = int(self.session_timeout_s * 1000)
-        consumer = KafkaConsumer(
+        consumer = self._consumer = KafkaConsumer(
             group_id=self.group, client_id=self.replica, enable_auto_commit=False,
+            auto_offset_reset="earliest",
             partition_assignment_strategy=[CooperativeStickyAssignor],
             session_timeout_ms=timeout_ms, heartbeat_interval_ms=max(1000, timeout_ms // 5),
             # the loop polls every POLL_MS: a stuck loop leaves the group soon
@@ -114,21 +178,30 @@ class Membership(threading.Thread):
         try:
             while not self._stop_event.is_set():
                 try:
-                    consumer.poll(timeout_ms=POLL_MS)
+                    self._read(consumer.poll(timeout_ms=POLL_MS))
+                    meta = consumer.group_metadata()
+                    if meta.state == MemberState.STABLE:
+                        held = self._ready(consumer, meta.generation_id)
+                        self.seat.renewed(held, meta.generation_id, time.monotonic())
                 except KafkaError as exc:  # the cluster is going away: the lease lapses
                     log.warning("ha: polling the coordination group %s failed: %s",
                                 self.group, brief(exc))
                     self._stop_event.wait(1.0)
-                    continue
-                meta = consumer.group_metadata()
-                if meta.state == MemberState.STABLE:
-                    shards = frozenset(tp.partition for tp in consumer.assignment())
-                    self.renewed(shards, meta.generation_id, time.monotonic())
         finally:
             consumer.close()
 
+    def _read(self, batches: dict[TopicPartition, list[Any]]) -> None:
+        for tp, records in batches.items():
+            for record in records:
+                why = self.seat.apply(tp.partition, record.key, record.value)
+                if why is not None:
+                    log.warning("ha: skipped record at offset %d of shard %d of %s: %s",
+                                record.offset, tp.partition, self.topic, why)
+
     def stop(self) -> None:
-        """Leave the group (its shards move at once) and end the thread."""
+        """Leave the group (its shards move at once), end the thread, close the producer."""
         self._stop_event.set()
         if self.is_alive():
             self.join(timeout=self.session_timeout_s + 5)
+        if self._producer is not None:
+            self._producer.close(timeout=5)

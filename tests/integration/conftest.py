@@ -15,7 +15,9 @@ from workload import java_classpath
 
 from lagwatch.config import load_config
 from lagwatch.daemon import Daemon
+from tests.fake_apis import FakePagerDuty, FakeSlack, serving
 from tests.integration.helpers import produce
+from tests.tls import self_signed, server_context
 
 pytestmark = pytest.mark.integration
 
@@ -84,3 +86,44 @@ def daemon(config_file: Callable[..., str]) -> Iterator[Callable[..., Daemon]]:
     yield start
     for instance in started:
         instance.stop()
+
+
+@pytest.fixture(scope="module")
+def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    return self_signed(tmp_path_factory.mktemp("tls"))
+
+
+@pytest.fixture
+def slack() -> Iterator[FakeSlack]:
+    with serving(FakeSlack()) as api:
+        yield api  # type: ignore[misc]
+
+
+@pytest.fixture
+def pagerduty(certificate: tuple[Path, Path]) -> Iterator[FakePagerDuty]:
+    with serving(FakePagerDuty(server_context(*certificate))) as api:
+        yield api  # type: ignore[misc]
+
+
+@pytest.fixture
+def alerting(slack: FakeSlack, pagerduty: FakePagerDuty,
+             certificate: tuple[Path, Path]) -> Callable[[str], dict[str, Any]]:
+    """Route one group's incidents, and unreachable clusters, to one Slack channel and one
+    PagerDuty service, with short timings. Other incidents of the shared broker (findings
+    about other tests' topics) match no route and have no default receiver."""
+    def config(group: str) -> dict[str, Any]:
+        both = ["team-slack", "team-pd"]
+        return {
+            "for": "2s", "resolve_after": "3s", "min_firing": "1s",
+            "slack_min_interval": "0.1s", "retry": {"initial_delay": "0.1s", "max_delay": "1s"},
+            "receivers": [
+                {"name": "team-slack", "slack": {"token": "xoxb-test", "channel": "#kafka",
+                                                 "base_url": slack.api_url}},
+                {"name": "team-pd", "pagerduty": {"routing_key": "R0UTINGKEY",
+                                                  "base_url": pagerduty.url,
+                                                  "ca_file": str(certificate[0])}}],
+            "routes": [{"match": {"group": re.escape(group)}, "receivers": both},
+                       {"match": {"kind": "cluster_unreachable"}, "receivers": both}],
+            "links": {"runbook": "https://runbooks.example/{kind}"},
+        }
+    return config

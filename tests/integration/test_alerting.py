@@ -4,7 +4,6 @@ local servers that answer as those APIs do."""
 from __future__ import annotations
 
 import json
-import re
 import signal
 import subprocess
 import sys
@@ -13,7 +12,6 @@ import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -23,7 +21,7 @@ from workload import Consumer, Producer
 
 from lagwatch.daemon import Daemon
 from tests.exposition import parse, value
-from tests.fake_apis import FakePagerDuty, FakeSlack, serving
+from tests.fake_apis import FakePagerDuty, FakeSlack
 from tests.integration.helpers import (
     commit,
     http_get,
@@ -32,50 +30,8 @@ from tests.integration.helpers import (
     wait_for,
     wait_polls,
 )
-from tests.tls import self_signed, server_context
 
 DEDUP = "lagwatch/default/{group}/lag"
-
-
-@pytest.fixture(scope="module")
-def certificate(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
-    return self_signed(tmp_path_factory.mktemp("tls"))
-
-
-@pytest.fixture
-def slack() -> Iterator[FakeSlack]:
-    with serving(FakeSlack()) as api:
-        yield api  # type: ignore[misc]
-
-
-@pytest.fixture
-def pagerduty(certificate: tuple[Path, Path]) -> Iterator[FakePagerDuty]:
-    with serving(FakePagerDuty(server_context(*certificate))) as api:
-        yield api  # type: ignore[misc]
-
-
-@pytest.fixture
-def alerting(slack: FakeSlack, pagerduty: FakePagerDuty,
-             certificate: tuple[Path, Path]) -> Callable[[str], dict[str, Any]]:
-    """Route one group's incidents, and unreachable clusters, to one Slack channel and one
-    PagerDuty service, with short timings. Other incidents of the shared broker (findings
-    about other tests' topics) match no route and have no default receiver."""
-    def config(group: str) -> dict[str, Any]:
-        both = ["team-slack", "team-pd"]
-        return {
-            "for": "2s", "resolve_after": "3s", "min_firing": "1s",
-            "slack_min_interval": "0.1s", "retry": {"initial_delay": "0.1s", "max_delay": "1s"},
-            "receivers": [
-                {"name": "team-slack", "slack": {"token": "xoxb-test", "channel": "#kafka",
-                                                 "base_url": slack.api_url}},
-                {"name": "team-pd", "pagerduty": {"routing_key": "R0UTINGKEY",
-                                                  "base_url": pagerduty.url,
-                                                  "ca_file": str(certificate[0])}}],
-            "routes": [{"match": {"group": re.escape(group)}, "receivers": both},
-                       {"match": {"kind": "cluster_unreachable"}, "receivers": both}],
-            "links": {"runbook": "https://runbooks.example/{kind}"},
-        }
-    return config
 
 
 DETECTION = {"window": "2m", "min_duration": "20s", "stall_after": "4s"}

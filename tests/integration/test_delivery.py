@@ -61,7 +61,7 @@ class Line:
         """Queue messages as the poll thread does; return how long queueing took."""
         started = time.monotonic()
         self.outbox.record([], [(self.worker.receiver.name, m.incident, m.action,
-                                 m.to_json()) for m in messages], time.time())
+                                 m.to_json(), None) for m in messages], time.time())
         self.worker.wake.set()
         return time.monotonic() - started
 

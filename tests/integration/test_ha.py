@@ -15,7 +15,7 @@ from kafka import KafkaAdminClient
 from kafka.admin import ConfigResource, ConfigResourceType
 
 from lagwatch.daemon import Daemon
-from lagwatch.ha.ownership import Shards
+from lagwatch.ha.replica import Replica as Seat
 from lagwatch.ha.shards import shard_of
 from lagwatch.kafka.config import ClusterConfig
 from lagwatch.kafka.membership import Membership, StateTopicError, ensure_state_topic
@@ -29,11 +29,11 @@ class Replica:
     """A Membership and the shards it keeps, as the daemon holds them."""
 
     def __init__(self, bootstrap: str, group: str, topic: str, name: str) -> None:
-        self.shards = Shards(4, SESSION_S)
+        replica = Seat(4, SESSION_S, name, incarnation="test")
+        self.shards = replica.shards
         self.seat = Membership(ClusterConfig(name="default", bootstrap_servers=[bootstrap]),
-                               group=group, topic=topic, shards=4, replica=name,
-                               session_timeout_s=SESSION_S, renewed=self.shards.renewed,
-                               dropped=self.shards.dropped)
+                               replica, group=group, topic=topic, shards=4, replica=name,
+                               session_timeout_s=SESSION_S)
 
     def owned(self) -> frozenset[int]:
         return self.shards.owned(time.monotonic())

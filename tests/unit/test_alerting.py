@@ -184,8 +184,8 @@ def test_the_outbox_keeps_the_book_and_pending_rows_across_a_restart(tmp_path: P
     # Given an outbox with two rows, the first delivered
     path = tmp_path / "state.sqlite"
     outbox = Outbox(path)
-    outbox.record([{"any": "book"}], [("pd", "prod/a/lag", "trigger", "{}"),
-                                      ("pd", "prod/b/lag", "trigger", "{}")], 10.0)
+    outbox.record([{"any": "book"}], [("pd", "prod/a/lag", "trigger", "{}", None),
+                                      ("pd", "prod/b/lag", "trigger", "{}", None)], 10.0)
     first = outbox.head("pd")
     assert first is not None
     outbox.sent(first, {"ts": "1.1"})
@@ -206,7 +206,7 @@ def test_an_unusable_state_file_falls_back_to_memory(tmp_path: Path,
     blocker.write_text("")
     outbox = Outbox(blocker / "state.sqlite")
     assert outbox.path is None
-    outbox.record([], [("pd", "i", "trigger", json.dumps({}))], 1.0)
+    outbox.record([], [("pd", "i", "trigger", json.dumps({}), None)], 1.0)
     assert outbox.pending() == {"pd": (1, 1.0)}
     assert "notifications are kept in memory" in caplog.text
 

@@ -40,14 +40,17 @@ def test_a_lease_holds_its_shards_only_while_renewed_within_the_session_timeout(
     assert not lease.holds(5, 120.0)
 
 
-def test_claims_discard_a_former_owner_s_late_writes() -> None:
+def test_after_a_claim_only_the_claimant_s_writes_count() -> None:
     claims = Claims()
-    assert claims.admit(3, Claim("replica-a", 5))
-    assert claims.admit(3, Claim("replica-b", 6))  # the shard moved in a rebalance
-    assert not claims.admit(3, Claim("replica-a", 5))  # a's write after it lost the shard
-    assert not claims.admit(3, Claim("replica-c", 6))  # one owner per generation
-    assert claims.admit(3, Claim("replica-b", 7))  # kept through a later rebalance
-    assert claims.latest == {3: Claim("replica-b", 7)}
+    a, b = Claim("replica-a", "run-1", 5), Claim("replica-b", "run-7", 6)
+    assert claims.admit(3, a)  # nothing claimed yet (compaction removed older claims)
+    claims.claimed(3, b)  # b took the shard over
+    assert not claims.admit(3, a)  # a's write after it lost the shard
+    assert claims.admit(3, Claim("replica-b", "run-7", 9))  # b, kept through a rebalance
+    assert not claims.admit(3, Claim("replica-b", "run-8", 9))  # b restarted: another run
+    claims.claimed(3, Claim("replica-a", "run-1", 1))  # the group emptied and expired: the
+    assert claims.admit(3, a)  # generation starts again, and the claim still fences
+    assert claims.admit(4, b)
 
 
 @pytest.mark.parametrize(("ha", "error"), [

@@ -1,0 +1,75 @@
+"""This replica's part in the sharing: its lease, what it read of its shards, and the
+``Sharing`` its alerter works through (the clock is read here, at the edge; the Kafka
+reads and writes are the membership's)."""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping
+
+from lagwatch.alerting.alerter import SELF
+from lagwatch.alerting.incidents import Signal
+from lagwatch.alerting.sharing import Handed
+from lagwatch.ha.ownership import Claim, Shards
+from lagwatch.ha.shards import shard_of
+from lagwatch.ha.statelog import ShardState, claim_value, incident_record
+
+log = logging.getLogger(__name__)
+Write = Callable[[int, bytes, bytes | None], object]  # (shard, key, value), acknowledged
+
+
+class Replica:
+    """One replica: the membership thread renews its lease and feeds it the shards'
+    records; the alerter asks it what it holds and publishes through it."""
+
+    def __init__(self, count: int, session_timeout_s: float, name: str,
+                 incarnation: str) -> None:
+        self.shards = Shards(count, session_timeout_s)
+        self.state = ShardState()
+        self.name, self.incarnation = name, incarnation
+        self.write: Write | None = None  # the membership's producer, once it has one
+
+    # the membership's side ----------------------------------------------------------------
+    def renewed(self, shards: frozenset[int], generation: int, now: float) -> None:
+        """The replica is a stable member holding ``shards`` (read up to its claims)."""
+        self.shards.renewed(shards, generation, now)
+
+    def dropped(self, lost: frozenset[int] | None) -> None:
+        """Shards were revoked or lost (None: every one)."""
+        self.shards.dropped(lost)
+        for shard in range(self.shards.count) if lost is None else lost:
+            self.state.forget(shard)
+
+    def apply(self, shard: int, key: bytes | None, value: bytes | None) -> str | None:
+        """Take one record of a shard; return why it was skipped, if it was."""
+        return self.state.apply(shard, key, value)
+
+    def claim(self, generation: int) -> bytes:
+        """The value of the claim this replica writes on taking a shard in ``generation``."""
+        return claim_value(Claim(self.name, self.incarnation, generation))
+
+    # the alerter's side (alerting.sharing.Sharing) ----------------------------------------
+    def shard(self, signal: Signal) -> int | None:
+        """The shard of an incident; None for lagwatch's own."""
+        if signal.key.cluster == SELF:
+            return None
+        return shard_of(signal.key.cluster, signal.group, self.shards.count)
+
+    def held(self) -> frozenset[int]:
+        """The shards this replica may act for now."""
+        return self.shards.owned(time.monotonic())
+
+    def handed(self, shard: int) -> Mapping[str, Handed]:
+        """What the shard's records say, by incident id."""
+        return self.state.handed(shard)
+
+    def publish(self, shard: int, incident_id: str, handed: Handed) -> None:
+        """Write an incident's state to its shard while this replica holds it (a replica
+        whose lease lapsed writes nothing: the fence)."""
+        if self.write is None or shard not in self.held():
+            log.info("ha: not writing incident %s: shard %d is not held here", incident_id,
+                     shard)
+            return
+        claim = Claim(self.name, self.incarnation, self.shards.lease.generation)
+        self.write(shard, *incident_record(claim, incident_id, handed))

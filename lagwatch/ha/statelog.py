@@ -1,0 +1,158 @@
+"""The state topic's records, and what a replica makes of a shard's records (pure).
+
+Each shard is one partition of the compacted state topic. Its records, keyed so that
+compaction keeps the latest of each:
+
+- ``claim``: a replica took the shard over. The new owner writes it, then reads the
+  partition up to it before acting: everything written before is known to it, and what a
+  former owner writes after is discarded (``Claims``).
+- ``incident:<id>``: an incident's state as its owner last wrote it: the incident (or
+  null once resolved), the notifications of it not yet delivered, and what receivers
+  answered to its trigger. A resolved incident with nothing left to deliver is a
+  tombstone, which compaction removes.
+
+Every value carries its writer (replica, incarnation, generation). Anyone the cluster lets
+write the topic can write to it (restrict it with ACLs: README), so a value's shape is
+checked before it is used; one that is not what a replica writes is counted and skipped.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from collections.abc import Mapping
+from typing import Any
+
+from lagwatch.alerting.incidents import dump_incident, load_incident
+from lagwatch.alerting.sharing import Handed
+from lagwatch.ha.ownership import Claim, Claims
+
+VERSION = 1
+CLAIM = b"claim"
+INCIDENT = "incident:"
+
+
+class RecordError(ValueError):
+    """A state-topic value that is not what a replica writes."""
+
+
+def claim_value(claim: Claim) -> bytes:
+    """The value of a ``claim`` record."""
+    return json.dumps(_writer(claim)).encode()
+
+
+def _writer(claim: Claim) -> dict[str, Any]:
+    return {"v": VERSION, "replica": claim.replica, "incarnation": claim.incarnation,
+            "generation": claim.generation}
+
+
+def incident_record(claim: Claim, incident_id: str, handed: Handed
+                    ) -> tuple[bytes, bytes | None]:
+    """The key and value of an incident's record (value None: a tombstone)."""
+    key = (INCIDENT + incident_id).encode()
+    if handed.incident is None and not handed.pending:
+        return key, None
+    return key, json.dumps({
+        **_writer(claim),
+        "incident": None if handed.incident is None else dump_incident(handed.incident),
+        "pending": [list(p) for p in handed.pending],
+        "receipts": dict(handed.receipts)}, separators=(",", ":")).encode()
+
+
+def _claim(doc: Any) -> Claim:
+    if not isinstance(doc, dict) or doc.get("v") != VERSION:
+        raise RecordError("not a version 1 record")
+    replica, incarnation = doc.get("replica"), doc.get("incarnation")
+    generation = doc.get("generation")
+    if not isinstance(replica, str) or not isinstance(incarnation, str) or type(
+            generation) is not int:
+        raise RecordError("no replica, incarnation and generation")
+    return Claim(replica, incarnation, generation)
+
+
+def _handed(doc: dict[str, Any]) -> Handed:
+    pending, receipts = doc.get("pending"), doc.get("receipts")
+    if not isinstance(pending, list) or not all(
+            isinstance(p, list) and len(p) == 3 and all(isinstance(x, str) for x in p)
+            for p in pending):
+        raise RecordError("pending is not a list of [receiver, action, message]")
+    if not isinstance(receipts, dict) or not all(isinstance(r, dict)
+                                                 for r in receipts.values()):
+        raise RecordError("receipts is not an object of objects")
+    row = doc.get("incident")
+    try:
+        incident = None if row is None else load_incident(row)
+    except (KeyError, TypeError, ValueError) as exc:
+        raise RecordError(f"unreadable incident ({type(exc).__name__}: {exc})") from None
+    return Handed(incident, tuple((a, b, c) for a, b, c in pending), receipts)
+
+
+def decode(key: bytes | None, value: bytes | None) -> tuple[str | None, Claim | None,
+                                                               Handed | None]:
+    """Read one record: (incident id or None for a claim, the writer's claim or None for a
+    tombstone, the incident's state or None). Raises RecordError for anything else."""
+    if key == CLAIM:
+        if value is None:
+            raise RecordError("a claim without a value")
+        return None, _claim(_json(value)), None
+    name = (key or b"").decode("utf-8", "replace")
+    if not name.startswith(INCIDENT) or len(name) == len(INCIDENT):
+        raise RecordError(f"unknown key {name[:80]!r}")
+    if value is None:
+        return name[len(INCIDENT):], None, None
+    doc = _json(value)
+    return name[len(INCIDENT):], _claim(doc), _handed(doc)
+
+
+def _json(value: bytes) -> Any:
+    try:
+        return json.loads(value)
+    except (UnicodeDecodeError, ValueError):
+        raise RecordError("not JSON") from None
+
+
+class ShardState:
+    """What this replica has read of each of its shards (thread-safe: the membership
+    thread applies records, the alerter reads a shard it takes over)."""
+
+    def __init__(self) -> None:
+        self.claims = Claims()
+        self._entries: dict[int, dict[str, Handed]] = {}
+        self._lock = threading.Lock()
+        self.discarded = 0  # writes of a former owner
+        self.unreadable = 0  # values no replica writes
+
+    def apply(self, shard: int, key: bytes | None, value: bytes | None) -> str | None:
+        """Take one record of a shard; return why it was skipped, if it was."""
+        try:
+            incident_id, claim, handed = decode(key, value)
+        except RecordError as exc:
+            with self._lock:
+                self.unreadable += 1
+            return str(exc)
+        with self._lock:
+            if incident_id is None:  # a claim record
+                assert claim is not None
+                self.claims.claimed(shard, claim)
+                return None
+            if claim is not None and not self.claims.admit(shard, claim):
+                self.discarded += 1
+                return (f"a write of {claim.replica} (generation {claim.generation}), "
+                        "which no longer owns the shard")
+            entries = self._entries.setdefault(shard, {})
+            if handed is None:
+                entries.pop(incident_id, None)
+            else:
+                entries[incident_id] = handed
+        return None
+
+    def forget(self, shard: int) -> None:
+        """The shard moved away: what was read of it will be read afresh if it comes back."""
+        with self._lock:
+            self._entries.pop(shard, None)
+            self.claims.latest.pop(shard, None)
+
+    def handed(self, shard: int) -> Mapping[str, Handed]:
+        """The shard's incidents as its records say, by id."""
+        with self._lock:
+            return dict(self._entries.get(shard, {}))

@@ -1,0 +1,196 @@
+"""Three replicas of ``lagwatch run`` on the real 3-broker cluster, paging the local Slack
+and PagerDuty: a shard owner killed or paused, and nobody paged twice or left unresolved."""
+
+from __future__ import annotations
+
+import json
+import signal
+import subprocess
+import sys
+import time
+import urllib.error
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka.admin import NewTopic
+from kafka_local import KafkaCluster, free_port
+
+from lagwatch.ha.shards import shard_of
+from tests.exposition import parse
+from tests.fake_apis import FakePagerDuty, FakeSlack
+from tests.integration.helpers import commit, http_get, produce, wait_for, wait_polls
+
+pytestmark = pytest.mark.multibroker
+SHARDS, SESSION_S = 6, 6.0
+CLUSTER = "trio"
+
+
+@pytest.fixture(scope="module")
+def trio() -> Iterator[KafkaCluster]:
+    with KafkaCluster(3) as running:
+        yield running
+
+
+class Replica:
+    """One ``lagwatch run`` process with ha."""
+
+    def __init__(self, name: str, config: Path) -> None:
+        self.name, self.listen = name, f"127.0.0.1:{free_port()}"
+        self.base = f"http://{self.listen}"
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "lagwatch", "run", "-c", str(config), "--listen",
+             self.listen], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+    def owned(self) -> frozenset[int]:
+        """The shards its /metrics says it owns (none while it does not answer)."""
+        try:
+            code, body = http_get(self.base + "/metrics")
+        except (urllib.error.URLError, OSError):
+            return frozenset()
+        if code != 200:
+            return frozenset()
+        return frozenset(int(dict(labels)["shard"]) for (name, labels), v
+                         in parse(body.decode()).items()
+                         if name == "lagwatch_shard_owned" and v == 1.0)
+
+    def incident(self, incident_id: str) -> dict[str, Any] | None:
+        code, body = http_get(self.base + "/api/v1/incidents")
+        assert code == 200
+        return next((i for i in json.loads(body)["incidents"] if i["id"] == incident_id),
+                    None)
+
+
+@pytest.fixture
+def replicas(trio: KafkaCluster, tmp_path: Path, unique: Callable[[str], str]
+             ) -> Iterator[Callable[..., list[Replica]]]:
+    """Start replicas watching the named groups, sharing one coordination group."""
+    started: list[Replica] = []
+    ha = {"cluster": CLUSTER, "group": unique("ha"), "topic": unique("ha-state"),
+          "shards": SHARDS, "session_timeout": f"{SESSION_S:g}s"}
+
+    def start(names: list[str], groups: list[str], alerting: dict[str, Any]) -> list[Replica]:
+        for name in names:
+            config = tmp_path / f"{name}.yaml"
+            config.write_text(yaml.safe_dump({
+                "clusters": [{"name": CLUSTER, "bootstrap_servers": trio.bootstrap.split(","),
+                              "request_timeout": "5s",
+                              "groups": {"include": [f"^{g}$" for g in groups]}}],
+                "poll_interval": "1s", "state_dir": str(tmp_path / name),
+                "ha": {**ha, "replica": name}, "alerting": alerting}))
+            started.append(Replica(name, config))
+        return started[-len(names):]
+
+    yield start
+    for replica in started:
+        if replica.proc.poll() is None:
+            replica.proc.kill()
+        replica.proc.wait()
+
+
+def shared_out(replicas: list[Replica]) -> bool:
+    """Every shard owned by exactly one of the live replicas."""
+    owned = [r.owned() for r in replicas]
+    return sum(len(o) for o in owned) == SHARDS and frozenset().union(*owned) == set(
+        range(SHARDS))
+
+
+def stopped_groups(trio: KafkaCluster, unique: Callable[[str], str], count: int
+                   ) -> tuple[str, list[str]]:
+    """``count`` groups with 10 unread messages and no members: stopped from the first poll."""
+    admin = KafkaAdminClient(bootstrap_servers=trio.bootstrap.split(","))
+    topic = unique("ha-watched")
+    admin.create_topics([NewTopic(topic, 1, 3)])
+    admin.wait_for_topics([topic])
+    admin.close()
+    producer = KafkaProducer(bootstrap_servers=trio.bootstrap.split(","))
+    produce(producer, topic, {0: 30})
+    producer.close()
+    groups = [unique("ha-group") for _ in range(count)]
+    for group in groups:
+        commit(trio.bootstrap, group, topic, {0: 20})
+    return topic, groups
+
+
+def owner(replicas: list[Replica], group: str) -> Replica | None:
+    shard = shard_of(CLUSTER, group, SHARDS)
+    return next((r for r in replicas if shard in r.owned()), None)
+
+
+def test_killing_the_owner_keeps_the_incident_firing_and_it_resolves_once(
+        trio: KafkaCluster, replicas: Callable[..., list[Replica]],
+        unique: Callable[[str], str], slack: FakeSlack, pagerduty: FakePagerDuty,
+        alerting: Callable[[str], dict[str, Any]]) -> None:
+    # Given three replicas watching several stopped groups, one of them routed to pagers
+    topic, groups = stopped_groups(trio, unique, 4)
+    paged = groups[0]
+    incident_id = f"{CLUSTER}/{paged}/lag"
+    three = replicas(["a", "b", "c"], groups, alerting(paged))
+    wait_for(lambda: shared_out(three), lambda: f"the shards shared out "
+             f"({[sorted(r.owned()) for r in three]})", timeout_s=90)
+    # When the group's owner pages
+    wait_for(lambda: pagerduty.events("trigger") and slack.posts(), "the page", timeout_s=60)
+    first = owner(three, paged)
+    assert first is not None
+    # and is killed
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait()
+    killed_at = time.monotonic()
+    rest = [r for r in three if r is not first]
+    second = wait_for(lambda: owner(rest, paged), "another replica to own the shard",
+                      timeout_s=SESSION_S + 60)
+    took_s = time.monotonic() - killed_at
+    # Then the new owner shows the incident firing, and has not paged again
+    wait_for(lambda: (second.incident(incident_id) or {}).get("phase") == "firing",
+             "the incident firing on the new owner", timeout_s=30)
+    wait_polls(second.base, 3)
+    assert [e["event_action"] for e in pagerduty.events()] == ["trigger"]
+    assert len(slack.posts()) == 1
+    # When the group catches up
+    commit(trio.bootstrap, paged, topic, {0: 30})
+    # Then each receiver hears one resolve, the Slack one in the trigger's thread
+    wait_for(lambda: pagerduty.events("resolve") and slack.updates(), "the resolve",
+             timeout_s=60)
+    wait_polls(second.base, 3)
+    assert [e["event_action"] for e in pagerduty.events()] == ["trigger", "resolve"]
+    _, reply = slack.posts()
+    update, = slack.updates()
+    assert (update.body["ts"], reply.body["thread_ts"]) == ("1790000000.000001",) * 2
+    assert pagerduty.open == set()
+    print(f"\nfailover: shard owned by {second.name} {took_s:.1f}s after kill -9 of "
+          f"{first.name} (session timeout {SESSION_S:g}s)")
+
+
+def test_a_replica_paused_past_its_session_sends_nothing_for_the_shards_it_lost(
+        trio: KafkaCluster, replicas: Callable[..., list[Replica]],
+        unique: Callable[[str], str], slack: FakeSlack, pagerduty: FakePagerDuty,
+        alerting: Callable[[str], dict[str, Any]]) -> None:
+    # Given two replicas, and a stopped group that has paged
+    topic, groups = stopped_groups(trio, unique, 3)
+    paged = groups[0]
+    two = replicas(["a", "b"], groups, alerting(paged))
+    wait_for(lambda: shared_out(two), "the shards shared out", timeout_s=90)
+    wait_for(lambda: pagerduty.events("trigger") and slack.posts(), "the page", timeout_s=60)
+    paused = owner(two, paged)
+    assert paused is not None
+    other = next(r for r in two if r is not paused)
+    # When its owner is paused until the other owns every shard
+    paused.proc.send_signal(signal.SIGSTOP)
+    try:
+        wait_for(lambda: len(other.owned()) == SHARDS, "the other to own every shard",
+                 timeout_s=SESSION_S + 60)
+        # and the group recovers meanwhile: the new owner resolves it
+        commit(trio.bootstrap, paged, topic, {0: 30})
+        wait_for(lambda: pagerduty.events("resolve") and slack.updates(), "the resolve",
+                 timeout_s=60)
+    finally:
+        paused.proc.send_signal(signal.SIGCONT)
+    # Then, once the paused one is back and polling, it finds it lost the shard and sends
+    # nothing more
+    wait_for(lambda: shared_out(two), "the shards shared out again", timeout_s=90)
+    wait_polls(paused.base, 3)
+    assert [e["event_action"] for e in pagerduty.events()] == ["trigger", "resolve"]
+    assert len(slack.posts()) == 2 and len(slack.updates()) == 1

@@ -1,0 +1,82 @@
+"""The state topic's records: what replicas write, what readers keep, what they refuse."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from lagwatch.alerting.incidents import Incident, IncidentKey, Phase, Signal
+from lagwatch.alerting.sharing import Handed
+from lagwatch.ha.ownership import Claim
+from lagwatch.ha.statelog import ShardState, claim_value, incident_record
+from lagwatch.status import Severity
+
+A, B = Claim("replica-a", "r1", 4), Claim("replica-b", "r2", 5)
+FIRING = Incident(Signal(IncidentKey("prod", "billing", "lag"), Severity.CRITICAL,
+                         "billing is stalled", ("orders[0] stuck",), (("lag", "9"),),
+                         "billing"),
+                  Phase.FIRING, first_seen=10.0, fired_at=70.0,
+                  notified={"pd": (70.0, Severity.CRITICAL)})
+ID = "prod/billing/lag"
+
+
+def test_an_incident_s_record_reads_back_as_written() -> None:
+    state = ShardState()
+    handed = Handed(FIRING, (("slack", "trigger", '{"m": 1}'),), {"slack": {"ts": "1.2"}})
+    assert state.apply(3, b"claim", claim_value(A)) is None
+    assert state.apply(3, *incident_record(A, ID, handed)) is None
+    assert state.handed(3) == {ID: handed}
+    assert state.handed(4) == {}
+
+
+def test_a_resolved_incident_with_nothing_left_to_send_is_a_tombstone() -> None:
+    key, value = incident_record(A, ID, Handed(None))
+    assert (key, value) == (b"incident:prod/billing/lag", None)
+    state = ShardState()
+    state.apply(3, *incident_record(A, ID, Handed(FIRING)))
+    state.apply(3, key, value)
+    assert state.handed(3) == {}
+    # a resolve still to be delivered keeps a record
+    assert incident_record(A, ID, Handed(None, (("pd", "resolve", "{}"),)))[1] is not None
+
+
+def test_a_former_owner_s_write_after_the_new_owner_s_claim_is_discarded() -> None:
+    state = ShardState()
+    state.apply(3, *incident_record(A, ID, Handed(FIRING)))
+    state.apply(3, b"claim", claim_value(B))
+    late = incident_record(A, ID, Handed(None, (("pd", "resolve", "{}"),)))
+    assert state.apply(3, *late) == ("a write of replica-a (generation 4), which no longer "
+                                     "owns the shard")
+    assert (state.handed(3), state.discarded) == ({ID: Handed(FIRING)}, 1)
+
+
+@pytest.mark.parametrize(("key", "value", "why"), [
+    (b"incident:x", b"\xff\xfe", "not JSON"),
+    (b"incident:x", b"[]", "not a version 1 record"),
+    (b"incident:x", json.dumps({"v": 1, "replica": "a", "generation": 1}).encode(),
+     "no replica, incarnation and generation"),
+    (b"incident:x", json.dumps({"v": 1, "replica": "a", "incarnation": "r",
+                                "generation": True}).encode(),
+     "no replica, incarnation and generation"),
+    (b"incident:x", json.dumps({"v": 1, "replica": "a", "incarnation": "r", "generation": 1,
+                                "incident": None, "pending": [["a", "b"]],
+                                "receipts": {}}).encode(),
+     "pending is not a list of [receiver, action, message]"),
+    (b"incident:x", json.dumps({"v": 1, "replica": "a", "incarnation": "r", "generation": 1,
+                                "incident": None, "pending": [], "receipts": []}).encode(),
+     "receipts is not an object of objects"),
+    (b"incident:x", json.dumps({"v": 1, "replica": "a", "incarnation": "r", "generation": 1,
+                                "incident": {"key": ["p", "g", "lag"]}, "pending": [],
+                                "receipts": {}}).encode(),
+     "unreadable incident (KeyError: 'severity')"),
+    (b"claim", None, "a claim without a value"),
+    (b"offsets", b"{}", "unknown key 'offsets'"),
+    (None, b"{}", "unknown key ''"),
+])
+def test_a_value_no_replica_writes_is_counted_and_skipped(
+        key: bytes | None, value: bytes | None, why: str) -> None:
+    state = ShardState()
+    state.apply(3, *incident_record(A, ID, Handed(FIRING)))
+    assert state.apply(3, key, value) == why
+    assert (state.handed(3), state.unreadable) == ({ID: Handed(FIRING)}, 1)
