@@ -105,11 +105,12 @@ def _seat(config: Config) -> tuple[Replica | None, Membership | None]:
     return replica, membership
 
 
-def _owns(replica: Replica | None, cluster: str) -> Callable[[str], bool]:
-    """Which groups of ``cluster`` this replica watches: all, or with ha its shards'."""
+def _owns(replica: Replica | None, cluster: str) -> Callable[[str | None], bool]:
+    """Which groups of ``cluster`` (None: its own health) this replica watches: all, or
+    with ha its shards'."""
     if replica is None:
         return lambda _group: True
-    return lambda group: replica.shards.owns(cluster, group, time.monotonic())
+    return lambda group: replica.owns(cluster, group)
 
 
 class Daemon:
@@ -118,18 +119,21 @@ class Daemon:
     def __init__(self, config: Config) -> None:
         self.config = config
         self.state = LatestReports([c.name for c in config.clusters], config.poll_interval)
-        self.exporter = Exporter(self.state, config.metrics.per_partition)
+        self.replica, self.membership = _seat(config)
+        replica = self.replica
+        self.exporter = Exporter(self.state, config.metrics.per_partition,
+                                 health=lambda cluster: _owns(replica, cluster)(None))
         self.metrics = self.exporter.metrics
         self.lock = _lock(config.state_dir) if config.persist else None
         self.store = StateFile(config.state_dir) if config.persist else None
-        self.replica, self.membership = _seat(config)
-        replica = self.replica
         self.shards = None if replica is None else replica.shards
         self.alerter = Alerter(config.alerting, Outbox(self.store.path if self.store else None),
                                sharing=replica)
         self.exporter.registry.register(AlertingCollector(self.alerter, self.store))
-        if replica is not None:
-            self.exporter.registry.register(ShardCollector(replica.shards))
+        if replica is not None and self.membership is not None:
+            membership = self.membership
+            self.exporter.registry.register(ShardCollector(replica.shards,
+                                                           lambda: membership.members))
         heap = Heap()
         self.pollers = [Poller(*wire(config, c, self.store, owns=_owns(replica, c.name)),
                                self.state, self.exporter, self.alerter, heap=heap)

@@ -190,10 +190,16 @@ class Alerter:
             self._publish(row.shard, row.incident)
 
     # silences ---------------------------------------------------------------------------
+    def _api_silences(self) -> dict[str, SilenceConfig]:
+        """The silences made through the API (with ha, through any replica's)."""
+        if self.sharing is not None:
+            return dict(self.sharing.silences())
+        with self._lock:
+            return dict(self._silences)
+
     def silenced(self, key: IncidentKey, now: float) -> bool:
         """Say whether a config or API silence mutes an incident now."""
-        with self._lock:
-            api = list(self._silences.values())
+        api = self._api_silences().values()
         return any(s.mutes(key, now) for s in (*self.config.silences, *api))
 
     def add_silence(self, body: dict[str, Any], now: float) -> str:
@@ -205,28 +211,40 @@ class Alerter:
         if silence.ends.timestamp() <= now:
             raise ValueError(f"ends ({silence.ends.isoformat()}) is not in the future")
         silence_id = uuid.uuid4().hex[:12]
+        if self.sharing is not None:  # raises NotSharedError when the state topic refuses it
+            self.sharing.save_silence(silence_id, silence)
+            return silence_id
         self.outbox.save_silence(silence_id, silence.model_dump_json())
         with self._lock:
             self._silences[silence_id] = silence
         return silence_id
 
     def drop_silence(self, silence_id: str) -> bool:
-        """Delete an API silence; say whether it existed."""
+        """Delete an API silence; say whether it existed (with ha, raises NotSharedError when
+        the state topic refuses the deletion)."""
+        if self.sharing is not None:
+            if silence_id not in self.sharing.silences():
+                return False
+            self.sharing.save_silence(silence_id, None)
+            return True
         with self._lock:
             self._silences.pop(silence_id, None)
         return self.outbox.drop_silence(silence_id)
 
     def silences(self) -> list[tuple[str, SilenceConfig]]:
         """Return every silence with its id, from config first, then from the API."""
-        with self._lock:
-            api = list(self._silences.items())
+        api = list(self._api_silences().items())
         return [*((f"config-{i}", s) for i, s in enumerate(self.config.silences)), *api]
 
     def incidents(self, now: float) -> list[tuple[Incident, bool]]:
-        """Return the open incidents in key order, each with whether it is silenced."""
+        """Return the open incidents in key order, each with whether it is silenced (with
+        ha, every replica's, from the state topic, and this replica's own)."""
         with self._lock:
-            incidents = sorted(self.book.open.values(), key=lambda i: i.key)
-        return [(i, self.silenced(i.key, now)) for i in incidents]
+            incidents = list(self.book.open.values())
+        if self.sharing is not None:
+            incidents = [i for i in incidents if self._shard(i.signal) is None]
+            incidents += self.sharing.incidents()
+        return [(i, self.silenced(i.key, now)) for i in sorted(incidents, key=lambda i: i.key)]
 
 
 def _restored(outbox: Outbox) -> dict[str, SilenceConfig]:

@@ -4,7 +4,8 @@ With ``ha`` each incident belongs to a shard, and only the replica holding the s
 raise, keep, deliver or resolve it. The alerter asks a ``Sharing`` which shard an incident
 is in, which shards it holds now, what a shard's former owner left (the shard's open
 incidents and their undelivered notifications, read back from the state topic before the
-shard is held), and publishes every change of a shard's incidents back to it.
+shard is held), and publishes every change of a shard's incidents back to it. The fleet's
+incidents and the silences made through any replica come from the state topic too.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
+from lagwatch.alerting.config import SilenceConfig
 from lagwatch.alerting.incidents import Incident, Signal
 
 Pending = tuple[str, str, str]  # (receiver, action, message JSON) not yet delivered
@@ -26,6 +28,10 @@ class Handed:
     incident: Incident | None
     pending: tuple[Pending, ...] = ()
     receipts: Mapping[str, dict[str, Any]] = field(default_factory=dict)
+
+
+class NotSharedError(Exception):
+    """The state topic did not take a write that must reach every replica (a silence)."""
 
 
 class Sharing(Protocol):
@@ -42,3 +48,12 @@ class Sharing(Protocol):
 
     def publish(self, shard: int, incident_id: str, handed: Handed) -> None:
         """Write an incident's new state to its shard, before anyone is told of it."""
+
+    def incidents(self) -> list[Incident]:
+        """Every replica's open incidents, as the state topic says."""
+
+    def silences(self) -> Mapping[str, SilenceConfig]:
+        """The silences made through any replica's API, by id."""
+
+    def save_silence(self, silence_id: str, silence: SilenceConfig | None) -> None:
+        """Write a silence (None: delete it) for every replica (raises NotSharedError)."""

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
@@ -12,10 +12,12 @@ from lagwatch.ha.ownership import Shards
 
 
 class ShardCollector(Collector):
-    """Which shards this replica owns now, and in which group generation."""
+    """Which shards this replica owns now, in which group generation, among how many
+    replicas."""
 
-    def __init__(self, shards: Shards) -> None:
+    def __init__(self, shards: Shards, members: Callable[[], int | None]) -> None:
         self.shards = shards
+        self.members = members
 
     def collect(self) -> Iterator[Metric]:
         """Yield the ha families."""
@@ -30,3 +32,8 @@ class ShardCollector(Collector):
                                 "The coordination group's generation of this replica's "
                                 "latest assignment (-1 before the first).",
                                 value=self.shards.lease.generation)
+        members = self.members()
+        if members is not None:
+            yield GaugeMetricFamily("lagwatch_ha_members",
+                                    "Replicas in the coordination group, as this replica "
+                                    "last counted them.", value=members)

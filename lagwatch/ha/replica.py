@@ -9,14 +9,21 @@ import time
 from collections.abc import Callable, Mapping
 
 from lagwatch.alerting.alerter import SELF
-from lagwatch.alerting.incidents import Signal
-from lagwatch.alerting.sharing import Handed
+from lagwatch.alerting.config import SilenceConfig
+from lagwatch.alerting.incidents import Incident, Signal
+from lagwatch.alerting.sharing import Handed, NotSharedError
 from lagwatch.ha.ownership import Claim, Shards
 from lagwatch.ha.shards import shard_of
-from lagwatch.ha.statelog import ShardState, claim_value, incident_record
+from lagwatch.ha.statelog import (
+    SILENCES_SHARD,
+    ShardState,
+    claim_value,
+    incident_record,
+    silence_record,
+)
 
 log = logging.getLogger(__name__)
-Write = Callable[[int, bytes, bytes | None], object]  # (shard, key, value), acknowledged
+Write = Callable[[int, bytes, bytes | None], int | None]  # (shard, key, value) -> offset
 
 
 class Replica:
@@ -26,7 +33,8 @@ class Replica:
     def __init__(self, count: int, session_timeout_s: float, name: str,
                  incarnation: str) -> None:
         self.shards = Shards(count, session_timeout_s)
-        self.state = ShardState()
+        self.state = ShardState()  # the shards this replica holds, read by its membership
+        self.fleet = ShardState()  # every shard, read by the fleet reader
         self.name, self.incarnation = name, incarnation
         self.write: Write | None = None  # the membership's producer, once it has one
 
@@ -36,7 +44,8 @@ class Replica:
         self.shards.renewed(shards, generation, now)
 
     def dropped(self, lost: frozenset[int] | None) -> None:
-        """Shards were revoked or lost (None: every one)."""
+        """Shards were revoked or lost (None: every one): what was read of them will be
+        read afresh if they come back."""
         self.shards.dropped(lost)
         for shard in range(self.shards.count) if lost is None else lost:
             self.state.forget(shard)
@@ -44,6 +53,10 @@ class Replica:
     def apply(self, shard: int, key: bytes | None, value: bytes | None) -> str | None:
         """Take one record of a shard; return why it was skipped, if it was."""
         return self.state.apply(shard, key, value)
+
+    def apply_fleet(self, shard: int, key: bytes | None, value: bytes | None) -> str | None:
+        """Take one record of any shard, for the fleet's view."""
+        return self.fleet.apply(shard, key, value)
 
     def claim(self, generation: int) -> bytes:
         """The value of the claim this replica writes on taking a shard in ``generation``."""
@@ -55,6 +68,11 @@ class Replica:
         if signal.key.cluster == SELF:
             return None
         return shard_of(signal.key.cluster, signal.group, self.shards.count)
+
+    def owns(self, cluster: str, group: str | None) -> bool:
+        """Whether this replica watches a group of a cluster (None: the cluster's own
+        health) now."""
+        return self.shards.owns(cluster, group, time.monotonic())
 
     def held(self) -> frozenset[int]:
         """The shards this replica may act for now."""
@@ -73,3 +91,19 @@ class Replica:
             return
         claim = Claim(self.name, self.incarnation, self.shards.lease.generation)
         self.write(shard, *incident_record(claim, incident_id, handed))
+
+    def incidents(self) -> list[Incident]:
+        """Every replica's open incidents, as the state topic says."""
+        return self.fleet.incidents()
+
+    def silences(self) -> Mapping[str, SilenceConfig]:
+        """The silences made through any replica's API."""
+        return self.fleet.silences()
+
+    def save_silence(self, silence_id: str, silence: SilenceConfig | None) -> None:
+        """Write a silence (None: its deletion) to the state topic, and take it here at
+        once (the other replicas read it within a second)."""
+        key, value = silence_record(silence_id, silence)
+        if self.write is None or self.write(SILENCES_SHARD, key, value) is None:
+            raise NotSharedError("the state topic did not take the silence; try again")
+        self.fleet.apply(SILENCES_SHARD, key, value)

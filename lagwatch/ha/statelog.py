@@ -10,6 +10,11 @@ compaction keeps the latest of each:
   null once resolved), the notifications of it not yet delivered, and what receivers
   answered to its trigger. A resolved incident with nothing left to deliver is a
   tombstone, which compaction removes.
+- ``silence:<id>`` (in shard 0, from any replica): a silence made through the API, as the
+  API took it; deleting it writes a tombstone.
+
+A replica reads the shards it holds (to take them over) and, apart, every shard (the
+fleet's incidents and silences), each into a ShardState of its own.
 
 Every value carries its writer (replica, incarnation, generation). Anyone the cluster lets
 write the topic can write to it (restrict it with ACLs: README), so a value's shape is
@@ -23,13 +28,18 @@ import threading
 from collections.abc import Mapping
 from typing import Any
 
-from lagwatch.alerting.incidents import dump_incident, load_incident
+from pydantic import ValidationError
+
+from lagwatch.alerting.config import SilenceConfig
+from lagwatch.alerting.incidents import Incident, dump_incident, load_incident
 from lagwatch.alerting.sharing import Handed
 from lagwatch.ha.ownership import Claim, Claims
 
 VERSION = 1
 CLAIM = b"claim"
 INCIDENT = "incident:"
+SILENCE = "silence:"
+SILENCES_SHARD = 0
 
 
 class RecordError(ValueError):
@@ -111,19 +121,29 @@ def _json(value: bytes) -> Any:
         raise RecordError("not JSON") from None
 
 
+def silence_record(silence_id: str, silence: SilenceConfig | None
+                   ) -> tuple[bytes, bytes | None]:
+    """The key and value of a silence's record (None: deleted)."""
+    return ((SILENCE + silence_id).encode(),
+            None if silence is None else silence.model_dump_json().encode())
+
+
 class ShardState:
-    """What this replica has read of each of its shards (thread-safe: the membership
-    thread applies records, the alerter reads a shard it takes over)."""
+    """What this replica has read of the state topic (thread-safe: the membership thread
+    applies records; the alerter and the API read)."""
 
     def __init__(self) -> None:
         self.claims = Claims()
         self._entries: dict[int, dict[str, Handed]] = {}
+        self._silences: dict[str, SilenceConfig] = {}
         self._lock = threading.Lock()
         self.discarded = 0  # writes of a former owner
         self.unreadable = 0  # values no replica writes
 
     def apply(self, shard: int, key: bytes | None, value: bytes | None) -> str | None:
         """Take one record of a shard; return why it was skipped, if it was."""
+        if key is not None and key.startswith(SILENCE.encode()):
+            return self._silence(key, value)
         try:
             incident_id, claim, handed = decode(key, value)
         except RecordError as exc:
@@ -146,8 +166,24 @@ class ShardState:
                 entries[incident_id] = handed
         return None
 
+    def _silence(self, key: bytes, value: bytes | None) -> str | None:
+        silence_id = key[len(SILENCE):].decode("utf-8", "replace")
+        if value is None:
+            with self._lock:
+                self._silences.pop(silence_id, None)
+            return None
+        try:
+            silence = SilenceConfig.model_validate_json(value)
+        except ValidationError as exc:
+            with self._lock:
+                self.unreadable += 1
+            return f"silence {silence_id[:80]!r} is not valid ({exc.error_count()} errors)"
+        with self._lock:
+            self._silences[silence_id] = silence
+        return None
+
     def forget(self, shard: int) -> None:
-        """The shard moved away: what was read of it will be read afresh if it comes back."""
+        """Drop what was read of a shard (to be read again from its start)."""
         with self._lock:
             self._entries.pop(shard, None)
             self.claims.latest.pop(shard, None)
@@ -156,3 +192,14 @@ class ShardState:
         """The shard's incidents as its records say, by id."""
         with self._lock:
             return dict(self._entries.get(shard, {}))
+
+    def incidents(self) -> list[Incident]:
+        """Every shard's open incidents."""
+        with self._lock:
+            return [h.incident for entries in self._entries.values()
+                    for h in entries.values() if h.incident is not None]
+
+    def silences(self) -> dict[str, SilenceConfig]:
+        """The silences made through any replica's API, by id."""
+        with self._lock:
+            return dict(self._silences)

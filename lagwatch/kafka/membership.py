@@ -4,12 +4,17 @@ Every replica subscribes to the state topic in one consumer group with the coope
 sticky assignor: each partition it is assigned is a shard it owns, and a rebalance moves
 only the shards that must move. The loop runs on its own thread (a kafka-python consumer
 is used from one thread only). On being assigned a shard it reads the shard's partition
-from the start, writes a claim to it, and holds the shard only once it has read up to its
+from the start, writes a claim to it, and holds the shard only once it has read past its
 own claim: the shard's incidents are known before it acts for them. After every poll
 that finds the replica a stable member, it tells the seat which shards it holds in which
 generation (``renewed``); shards revoked or lost, at once (``dropped``). Every record read
 goes to the seat (``apply``). The state topic is created when missing: compacted,
 ``shards`` partitions, the cluster's default replication factor.
+
+``FleetReader``, on a thread of its own, reads every partition of the state topic outside
+any group: every replica knows the whole fleet's incidents and the silences made through
+any replica. It is apart from the membership so that nothing it waits for can hold up the
+lease.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from collections.abc import Callable
 from typing import Any, Protocol
 
 from kafka import KafkaAdminClient, KafkaConsumer, KafkaProducer, TopicPartition
@@ -31,6 +37,7 @@ from lagwatch.kafka.reader import brief
 log = logging.getLogger(__name__)
 
 POLL_MS = 500  # the loop's poll: how often the lease is renewed
+MEMBERS_EVERY_S = 5.0  # how often the coordination group's members are counted
 
 
 class StateTopicError(Exception):
@@ -62,6 +69,9 @@ class Seat(Protocol):
     def dropped(self, lost: frozenset[int] | None) -> None: ...
 
     def apply(self, shard: int, key: bytes | None, value: bytes | None) -> str | None: ...
+
+    def apply_fleet(self, shard: int, key: bytes | None, value: bytes | None
+                    ) -> str | None: ...
 
     def claim(self, generation: int) -> bytes: ...
 
@@ -105,6 +115,11 @@ class Membership(threading.Thread):
         self._producer: KafkaProducer | None = None
         self._consumer: KafkaConsumer | None = None
         self._claims: dict[int, int | None] = {}  # shard -> offset of this replica's claim
+        self._admin: KafkaAdminClient | None = None
+        self.members: int | None = None  # replicas in the group, as last counted
+        self._counted_at = float("-inf")
+        self.reader = FleetReader(cluster, seat.apply_fleet, topic=topic, shards=shards,
+                                  replica=replica)
 
     def prepare(self) -> None:
         """Make sure the state topic is there and right (raises StateTopicError), and open
@@ -116,13 +131,21 @@ class Membership(threading.Thread):
                                      **options)
             try:
                 ensure_state_topic(admin, self.topic, self.shards)
-            finally:
+            except BaseException:
                 admin.close()
+                raise
+            self._admin = admin
             self._producer = KafkaProducer(client_id=f"lagwatch-ha-{self.replica}",
-                                           acks="all", **options)
+                                           acks="all", max_block_ms=options[
+                                               "request_timeout_ms"], **options)
         except KafkaError as exc:
             raise StateTopicError(f"ha.topic {self.topic!r} on cluster "
                                   f"{self.cluster.name!r}: {brief(exc)}") from None
+
+    def start(self) -> None:
+        """Join the group, and start reading the whole topic."""
+        super().start()
+        self.reader.start()
 
     def write(self, shard: int, key: bytes, value: bytes | None) -> int | None:
         """Write a record to a shard and wait for the cluster to take it; return its
@@ -178,11 +201,12 @@ class Membership(threading.Thread):
         try:
             while not self._stop_event.is_set():
                 try:
-                    self._read(consumer.poll(timeout_ms=POLL_MS))
+                    _read(self.topic, consumer.poll(timeout_ms=POLL_MS), self.seat.apply)
                     meta = consumer.group_metadata()
                     if meta.state == MemberState.STABLE:
                         held = self._ready(consumer, meta.generation_id)
                         self.seat.renewed(held, meta.generation_id, time.monotonic())
+                    self._count_members()
                 except KafkaError as exc:  # the cluster is going away: the lease lapses
                     log.warning("ha: polling the coordination group %s failed: %s",
                                 self.group, brief(exc))
@@ -190,18 +214,70 @@ class Membership(threading.Thread):
         finally:
             consumer.close()
 
-    def _read(self, batches: dict[TopicPartition, list[Any]]) -> None:
-        for tp, records in batches.items():
-            for record in records:
-                why = self.seat.apply(tp.partition, record.key, record.value)
-                if why is not None:
-                    log.warning("ha: skipped record at offset %d of shard %d of %s: %s",
-                                record.offset, tp.partition, self.topic, why)
+    def _count_members(self) -> None:
+        now = time.monotonic()
+        if self._admin is None or now - self._counted_at < MEMBERS_EVERY_S:
+            return
+        self._counted_at = now
+        described = self._admin.describe_groups([self.group])
+        info = described.get(self.group, {}) if isinstance(described, dict) else {}
+        self.members = len(info.get("members", ()))
+
 
     def stop(self) -> None:
         """Leave the group (its shards move at once), end the thread, close the producer."""
         self._stop_event.set()
+        self.reader.stop()
         if self.is_alive():
             self.join(timeout=self.session_timeout_s + 5)
         if self._producer is not None:
             self._producer.close(timeout=5)
+        if self._admin is not None:
+            self._admin.close()
+
+
+Apply = Callable[[int, bytes | None, bytes | None], str | None]
+
+
+def _read(topic: str, batches: dict[TopicPartition, list[Any]], apply: Apply) -> None:
+    """Hand each record read to ``apply``; log the ones it skipped, and why."""
+    for tp, records in batches.items():
+        for record in records:
+            why = apply(tp.partition, record.key, record.value)
+            if why is not None:
+                log.warning("ha: skipped record at offset %d of shard %d of %s: %s",
+                            record.offset, tp.partition, topic, why)
+
+
+class FleetReader(threading.Thread):
+    """Reads every shard of the state topic, outside any group, for the fleet's view."""
+
+    def __init__(self, cluster: ClusterConfig, apply: Apply, *, topic: str, shards: int,
+                 replica: str) -> None:
+        super().__init__(daemon=True, name=f"lagwatch-ha-reader-{topic}")
+        self.cluster, self.apply, self.topic, self.shards = cluster, apply, topic, shards
+        self.replica = replica
+        self._stop_event = threading.Event()
+
+    def run(self) -> None:
+        reader = KafkaConsumer(client_id=f"lagwatch-ha-reader-{self.replica}",
+                               enable_auto_commit=False, **self.cluster.client_options())
+        partitions = [TopicPartition(self.topic, p) for p in range(self.shards)]
+        reader.assign(partitions)
+        reader.seek_to_beginning(*partitions)
+        try:
+            while not self._stop_event.is_set():
+                try:
+                    _read(self.topic, reader.poll(timeout_ms=POLL_MS), self.apply)
+                except KafkaError as exc:
+                    log.warning("ha: reading the state topic %s failed: %s", self.topic,
+                                brief(exc))
+                    self._stop_event.wait(1.0)
+        finally:
+            reader.close()
+
+    def stop(self) -> None:
+        """End the thread."""
+        self._stop_event.set()
+        if self.is_alive():
+            self.join(timeout=10)

@@ -24,6 +24,7 @@ from starlette.routing import Route
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from lagwatch.alerting.alerter import Alerter
+from lagwatch.alerting.sharing import NotSharedError
 from lagwatch.audit.items import ClusterAudit
 from lagwatch.configtypes import describe
 from lagwatch.patterns import Pattern, compile_pattern
@@ -215,11 +216,17 @@ class Endpoints:
             return _error(400, describe(exc))
         except ValueError as exc:
             return _error(400, str(exc))
+        except NotSharedError as exc:
+            return _error(503, str(exc))
         return _json(201, {"id": silence_id})
 
-    def drop_silence(self, request: Request) -> Response:
+    async def drop_silence(self, request: Request) -> Response:
         silence_id = request.path_params["silence_id"]
-        if self.alerter.drop_silence(silence_id):
+        try:
+            dropped = await asyncio.to_thread(self.alerter.drop_silence, silence_id)
+        except NotSharedError as exc:
+            return _error(503, str(exc))
+        if dropped:
             return _json(200, {"deleted": silence_id})
         return _error(404, "no such silence (silences from the config file cannot be "
                            "deleted here)")

@@ -83,9 +83,10 @@ class _Index:
     clusters: Series[ClusterReport]
     groups: Series[GroupReport]
     topics: Series[TopicReport]
+    health: Series[ClusterReport]  # the clusters whose own series are exported here
 
     @classmethod
-    def of(cls, reports: list[ClusterReport]) -> _Index:
+    def of(cls, reports: list[ClusterReport], health: bool) -> _Index:
         clusters: Series[ClusterReport] = []
         groups: Series[GroupReport] = []
         topics: Series[TopicReport] = []
@@ -96,7 +97,7 @@ class _Index:
                 group = f"{cluster},{_pair('group', g.group_id)}"
                 groups.append((group, g))
                 topics.extend((f"{group},{_pair('topic', t.topic)}", t) for t in g.topics)
-        return cls(clusters, groups, topics)
+        return cls(clusters, groups, topics, clusters if health else [])
 
 
 @lru_cache(maxsize=1 << 14)
@@ -161,7 +162,7 @@ def _group_findings(index: _Index) -> Iterator[Row]:
 
 
 def _cluster_findings(index: _Index) -> Iterator[Row]:
-    for labels, r in index.clusters:
+    for labels, r in index.health:
         yield from _kinds(labels, r.verdict.cluster_findings)
 
 
@@ -175,7 +176,7 @@ def _dlqs(index: _Index, value: Callable[[DlqReport], float | None]) -> Iterator
 
 def _log_dirs(index: _Index, value: Callable[[ClusterReport, LogDir], float | None]
               ) -> Iterator[Row]:
-    for labels, r in index.clusters:
+    for labels, r in index.health:
         for d in r.snapshot.meta.log_dirs if r.snapshot.meta else ():
             v = value(r, d)
             if v is not None:
@@ -184,7 +185,7 @@ def _log_dirs(index: _Index, value: Callable[[ClusterReport, LogDir], float | No
 
 
 def _skipped_records(index: _Index) -> Iterator[Row]:
-    for labels, r in index.clusters:
+    for labels, r in index.health:
         unknown, undecodable = r.snapshot.records_skipped
         yield f"{labels},{_pair('kind', 'unknown_type')}", float(unknown)
         yield f"{labels},{_pair('kind', 'undecodable')}", float(undecodable)
@@ -242,23 +243,27 @@ def _partition_families(i: _Index) -> Iterator[Family]:
                   _topic_partitions(i, attrgetter("verdict.produce_rates"), float))
 
 
-def families(reports: list[ClusterReport], per_partition: bool = True) -> Iterator[Family]:
+def families(reports: list[ClusterReport], per_partition: bool = True,
+             health: bool = True) -> Iterator[Family]:
     """Yield the lagwatch_* families for the given reports, always the same families in the
-    same order; without ``per_partition``, the lagwatch_partition_* families are left out."""
-    i = _Index.of(reports)
+    same order; without ``per_partition``, the lagwatch_partition_* families are left out.
+    Without ``health`` (ha: another replica owns the cluster's shard), the clusters' own
+    series (reachability, brokers, partitions' health, log dirs, cluster findings, the
+    offsets topic and the controller) are left out too."""
+    i = _Index.of(reports, health)
     yield _family("cluster_up", "1 if the last poll of the cluster succeeded, else 0.",
-                  _values(i.clusters, lambda c: 1.0 if c.up else 0.0))
+                  _values(i.health, lambda c: 1.0 if c.up else 0.0))
     yield _family("last_poll_timestamp_seconds", "Unix time of the last successful poll.",
-                  _values(i.clusters, lambda c: c.last_success))
+                  _values(i.health, lambda c: c.last_success))
     yield _family("cluster_brokers", "Brokers registered in the cluster.",
-                  _values(i.clusters, _meta("brokers")))
+                  _values(i.health, _meta("brokers")))
     yield _family("cluster_controller_id", "Node id of the active controller.",
-                  _values(i.clusters, _meta("controller_id")))
+                  _values(i.health, _meta("controller_id")))
     yield _family("cluster_offline_partitions", "Partitions without a leader.",
-                  _values(i.clusters, _meta("offline")))
+                  _values(i.health, _meta("offline")))
     yield _family("cluster_under_replicated_partitions",
                   "Partitions whose in-sync replicas are fewer than their replicas.",
-                  _values(i.clusters, _meta("under_replicated")))
+                  _values(i.health, _meta("under_replicated")))
     if per_partition:
         yield from _partition_families(i)
     yield _family("group_lag_messages", "Lag summed over the topic's partitions.",
@@ -325,7 +330,7 @@ def families(reports: list[ClusterReport], per_partition: bool = True) -> Iterat
                   _dlqs(i, lambda d: len(d.readers)))
     yield _family("cluster_under_min_isr_partitions",
                   "Partitions with fewer in-sync replicas than min.insync.replicas.",
-                  _values(i.clusters, _meta("under_min_isr")))
+                  _values(i.health, _meta("under_min_isr")))
     yield _family("broker_log_dir_bytes", "Bytes the log dir's partitions hold.",
                   _log_dirs(i, lambda _c, d: d.size_bytes))
     yield _family("broker_log_dir_usable_bytes", "Free bytes on the log dir's disk.",
@@ -339,5 +344,5 @@ def families(reports: list[ClusterReport], per_partition: bool = True) -> Iterat
                   _skipped_records(i), kind="counter")
     yield _family("cluster_controller_changes_total",
                   "Controller moves seen since lagwatch started.",
-                  _values(i.clusters, lambda c: float(c.verdict.controller_changes)),
+                  _values(i.health, lambda c: float(c.verdict.controller_changes)),
                   kind="counter")

@@ -12,6 +12,7 @@ each scrape, first.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 
 from prometheus_client import (
     CollectorRegistry,
@@ -74,15 +75,17 @@ class Exporter:
     (the poller asks right after publishing), and a scrape only lays the pieces out.
     """
 
-    def __init__(self, state: LatestReports, per_partition: bool = True) -> None:
+    def __init__(self, state: LatestReports, per_partition: bool = True,
+                 health: Callable[[str], bool] = lambda _cluster: True) -> None:
         self.per_partition = per_partition
+        self.health = health  # with ha: whether this replica owns the cluster's shard
         disable_created_metrics()  # type: ignore[no-untyped-call]  # *_created: noise
         self.state = state
         self.registry = CollectorRegistry(auto_describe=False)
         ProcessCollector(registry=self.registry)
         self.metrics = PollMetrics(self.registry, state.clusters)
         self._headers = [deflate([header.encode()]) for header, _ in families([], per_partition)]
-        self._rendered: dict[str, tuple[ClusterReport, list[Piece]]] = {}
+        self._rendered: dict[str, tuple[ClusterReport, bool, list[Piece]]] = {}
         # every family's header and every cluster's share of it, laid out, as one piece
         self._families = join(self._headers)
         self._lock = threading.Lock()
@@ -96,12 +99,14 @@ class Exporter:
         rendered = {}
         for report in self.state.reports():
             kept = self._rendered.get(report.cluster)
-            rendered[report.cluster] = kept if kept and kept[0] is report else (
-                report, [deflate(samples) for _, samples in families([report],
-                                                                     self.per_partition)])
+            health = self.health(report.cluster)
+            fresh = kept is not None and kept[0] is report and kept[1] == health
+            rendered[report.cluster] = kept if kept is not None and fresh else (
+                report, health, [deflate(samples) for _, samples in families(
+                    [report], self.per_partition, health)])
         if rendered.keys() != self._rendered.keys() or any(
                 rendered[c] is not self._rendered[c] for c in rendered):
-            clusters = [pieces for _, pieces in rendered.values()]
+            clusters = [pieces for _, _, pieces in rendered.values()]
             self._families = join(piece for f, header in enumerate(self._headers)
                                   for piece in (header, *(pieces[f] for pieces in clusters)))
         self._rendered = rendered

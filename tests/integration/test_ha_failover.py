@@ -194,3 +194,66 @@ def test_a_replica_paused_past_its_session_sends_nothing_for_the_shards_it_lost(
     wait_polls(paused.base, 3)
     assert [e["event_action"] for e in pagerduty.events()] == ["trigger", "resolve"]
     assert len(slack.posts()) == 2 and len(slack.updates()) == 1
+
+
+# series about lagwatch itself, which every process has its own of
+OWN = ("lagwatch_poll", "lagwatch_notifications", "lagwatch_outbox", "lagwatch_incidents",
+       "lagwatch_state_", "lagwatch_shard_owned", "lagwatch_ha_", "lagwatch_build_info",
+       "lagwatch_process", "lagwatch_heap", "lagwatch_record_fetches")
+# values that move with the clock, with the brokers' own writes (the replicas write the
+# state topic), or with which broker answers (KRaft names any broker as the controller),
+# compared by series only
+CLOCKED = ("lagwatch_last_poll_timestamp_seconds", "lagwatch_partition_lag_seconds",
+           "lagwatch_group_lag_seconds", "lagwatch_group_retention_eta_seconds",
+           "lagwatch_partition_retention_eta_seconds", "lagwatch_cluster_controller_id",
+           "lagwatch_cluster_controller_changes_total", "lagwatch_broker_log_dir_bytes",
+           "lagwatch_broker_log_dir_usable_bytes",
+           "lagwatch_broker_log_dir_growth_bytes_per_second")
+
+
+def watched_series(base: str, cluster: str) -> dict[tuple[str, frozenset[tuple[str, str]]],
+                                                    float]:
+    code, body = http_get(base + "/metrics")
+    assert code == 200
+    return {(name, labels): (0.0 if name in CLOCKED else v)
+            for (name, labels), v in parse(body.decode()).items()
+            if name.startswith("lagwatch_") and not name.startswith(OWN)
+            and ("cluster", cluster) in labels}
+
+
+def test_the_replicas_metrics_together_are_one_process_s(
+        trio: KafkaCluster, replicas: Callable[..., list[Replica]],
+        unique: Callable[[str], str], tmp_path: Path) -> None:
+    # Given groups on a topic nobody writes to, watched by three replicas and by one
+    # lagwatch alone
+    _, groups = stopped_groups(trio, unique, 6)
+    three = replicas(["a", "b", "c"], groups, {})
+    alone = tmp_path / "alone.yaml"
+    alone.write_text(yaml.safe_dump({
+        "clusters": [{"name": CLUSTER, "bootstrap_servers": trio.bootstrap.split(","),
+                      "request_timeout": "5s",
+                      "groups": {"include": [f"^{g}$" for g in groups]}}],
+        "poll_interval": "1s", "state_dir": str(tmp_path / "alone")}))
+    single = Replica("alone", alone)
+    try:
+        wait_for(lambda: shared_out(three), "the shards shared out", timeout_s=90)
+        for r in (*three, single):
+            wait_polls(r.base, 3)
+        # Then every series about the cluster and its groups comes from exactly one
+        # replica, and together they are what the single process exports
+        each = [watched_series(r.base, CLUSTER) for r in three]
+        union: dict[tuple[str, frozenset[tuple[str, str]]], float] = {}
+        for series in each:
+            union.update(series)
+        one = watched_series(single.base, CLUSTER)
+        assert {k for k in one if k not in union} == set()
+        assert {k for k in union if k not in one} == set()
+        assert {k: (union[k], one[k]) for k in one if union[k] != one[k]} == {}
+        group_series = [{k for k in s if any(n == "group" for n, _ in k[1])} for s in each]
+        assert sum(len(s) for s in group_series) == len(frozenset().union(*group_series))
+        health = [s for s in each if ("lagwatch_cluster_up", frozenset({("cluster", CLUSTER)}))
+                  in s]
+        assert len(health) == 1  # the cluster's own series: from its shard's owner alone
+    finally:
+        single.proc.kill()
+        single.proc.wait()

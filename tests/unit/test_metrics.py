@@ -184,9 +184,10 @@ def test_a_cluster_is_rendered_again_only_when_its_report_changes(
     rendered: list[str] = []
     real = export.families
 
-    def counting(reports: list[ClusterReport], per_partition: bool = True) -> Iterator[Family]:
+    def counting(reports: list[ClusterReport], per_partition: bool = True,
+                 health: bool = True) -> Iterator[Family]:
         rendered.extend(r.cluster for r in reports)
-        return real(reports, per_partition)
+        return real(reports, per_partition, health)
 
     monkeypatch.setattr(export, "families", counting)
     state = LatestReports(["prod", "dr"], 30.0)

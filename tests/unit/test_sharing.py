@@ -7,10 +7,10 @@ from collections.abc import Mapping
 from dataclasses import replace
 
 from lagwatch.alerting.alerter import Alerter
-from lagwatch.alerting.config import AlertingConfig
+from lagwatch.alerting.config import AlertingConfig, SilenceConfig
 from lagwatch.alerting.incidents import Incident, Phase, Signal
 from lagwatch.alerting.outbox import Outbox
-from lagwatch.alerting.sharing import Handed
+from lagwatch.alerting.sharing import Handed, NotSharedError
 from lagwatch.status import Severity
 from tests.unit.test_alerting import signal
 
@@ -41,6 +41,15 @@ class TwoShards:
 
     def publish(self, shard: int, incident_id: str, handed: Handed) -> None:
         self.published.append((shard, incident_id, handed))
+
+    def incidents(self) -> list[Incident]:
+        return []
+
+    def silences(self) -> Mapping[str, SilenceConfig]:
+        return {}
+
+    def save_silence(self, silence_id: str, silence: SilenceConfig | None) -> None:
+        raise NotSharedError("not in these tests")
 
 
 def stalled() -> Signal:
