@@ -9,6 +9,7 @@ import subprocess
 import sys
 import time
 import urllib.error
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -22,11 +23,19 @@ from kafka_local import KafkaCluster, free_port
 from lagwatch.ha.shards import shard_of
 from tests.exposition import parse
 from tests.fake_apis import FakePagerDuty, FakeSlack
-from tests.integration.helpers import commit, http_get, produce, wait_for, wait_polls
+from tests.integration.helpers import (
+    commit,
+    http_get,
+    post_json,
+    produce,
+    wait_for,
+    wait_polls,
+)
 
 pytestmark = pytest.mark.multibroker
 SHARDS, SESSION_S = 6, 6.0
 CLUSTER = "trio"
+TOKEN = "replicas-token-0123456789"  # noqa: S105 - lagwatch's own token: writes need one
 
 
 @pytest.fixture(scope="module")
@@ -57,11 +66,18 @@ class Replica:
                          in parse(body.decode()).items()
                          if name == "lagwatch_shard_owned" and v == 1.0)
 
+    def api(self, path: str, method: str = "GET") -> Any:
+        """A document of the JSON API (with the token: the replicas' API needs one)."""
+        request = urllib.request.Request(self.base + path, method=method,  # noqa: S310
+                                         headers={"Authorization": f"Bearer {TOKEN}"})
+        with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310 - loopback
+            return json.loads(response.read())
+
+    def incidents(self) -> list[dict[str, Any]]:
+        return self.api("/api/v1/incidents")["incidents"]  # type: ignore[no-any-return]
+
     def incident(self, incident_id: str) -> dict[str, Any] | None:
-        code, body = http_get(self.base + "/api/v1/incidents")
-        assert code == 200
-        return next((i for i in json.loads(body)["incidents"] if i["id"] == incident_id),
-                    None)
+        return next((i for i in self.incidents() if i["id"] == incident_id), None)
 
 
 @pytest.fixture
@@ -80,6 +96,7 @@ def replicas(trio: KafkaCluster, tmp_path: Path, unique: Callable[[str], str]
                               "request_timeout": "5s",
                               "groups": {"include": [f"^{g}$" for g in groups]}}],
                 "poll_interval": "1s", "state_dir": str(tmp_path / name),
+                "http": {"auth": {"bearer_token": TOKEN}},
                 "ha": {**ha, "replica": name}, "alerting": alerting}))
             started.append(Replica(name, config))
         return started[-len(names):]
@@ -147,6 +164,8 @@ def test_killing_the_owner_keeps_the_incident_firing_and_it_resolves_once(
     wait_for(lambda: (second.incident(incident_id) or {}).get("phase") == "firing",
              "the incident firing on the new owner", timeout_s=30)
     wait_polls(second.base, 3)
+    # and every replica left answers for it alike
+    assert rest[0].incidents() == rest[1].incidents()
     assert [e["event_action"] for e in pagerduty.events()] == ["trigger"]
     assert len(slack.posts()) == 1
     # When the group catches up
@@ -257,3 +276,86 @@ def test_the_replicas_metrics_together_are_one_process_s(
     finally:
         single.proc.kill()
         single.proc.wait()
+
+
+def test_a_silence_made_through_any_replica_applies_on_every_one(
+        trio: KafkaCluster, replicas: Callable[..., list[Replica]],
+        unique: Callable[[str], str], slack: FakeSlack, pagerduty: FakePagerDuty,
+        alerting: Callable[[str], dict[str, Any]]) -> None:
+    # Given two replicas, and a group that will page once stopped
+    group = unique("ha-group")
+    two = replicas(["a", "b"], [group], alerting(group))
+    wait_for(lambda: shared_out(two), "the shards shared out", timeout_s=90)
+    owning = owner(two, group)
+    assert owning is not None
+    other = next(r for r in two if r is not owning)
+    # When a silence for it is made through the replica that does not watch it
+    code, made = post_json(other.base + "/api/v1/silences", {
+        "match": {"group": group}, "ends": "2099-01-01T00:00:00Z", "comment": "drill"}, TOKEN)
+    assert code == 201, made
+    wait_for(lambda: [s["id"] for s in owning.api("/api/v1/silences")["silences"]]
+             == [made["id"]], "the silence on the owner")
+    # and the group stops
+    admin = KafkaAdminClient(bootstrap_servers=trio.bootstrap.split(","))
+    topic = unique("ha-watched")
+    admin.create_topics([NewTopic(topic, 1, 3)])
+    admin.wait_for_topics([topic])
+    admin.close()
+    producer = KafkaProducer(bootstrap_servers=trio.bootstrap.split(","))
+    produce(producer, topic, {0: 30})
+    producer.close()
+    commit(trio.bootstrap, group, topic, {0: 20})
+    # Then its owner fires the incident silenced, every replica shows it so, nobody is told
+    incident_id = f"{CLUSTER}/{group}/lag"
+    wait_for(lambda: (other.incident(incident_id) or {}).get("phase") == "firing",
+             "the incident firing, seen from the other replica", timeout_s=60)
+    assert other.incident(incident_id)["silenced"] is True  # type: ignore[index]
+    wait_polls(owning.base, 3)
+    assert (slack.calls, pagerduty.calls) == ([], [])
+    # When the silence is deleted through the owner, Then the page goes out
+    assert owning.api(f"/api/v1/silences/{made['id']}", "DELETE") == {"deleted": made["id"]}
+    wait_for(lambda: other.api("/api/v1/silences")["silences"] == [],
+             "the deletion on the other replica")
+    wait_for(lambda: pagerduty.events("trigger") and slack.posts(), "the page", timeout_s=60)
+
+
+def test_a_replica_added_then_removed_moves_shards_and_loses_or_repeats_nothing(
+        trio: KafkaCluster, replicas: Callable[..., list[Replica]],
+        unique: Callable[[str], str], slack: FakeSlack, pagerduty: FakePagerDuty,
+        alerting: Callable[[str], dict[str, Any]]) -> None:
+    # Given two replicas and four stopped groups, one of them paged
+    topic, groups = stopped_groups(trio, unique, 4)
+    paged = groups[0]
+    two = replicas(["a", "b"], groups, alerting(paged))
+    wait_for(lambda: shared_out(two), "the shards shared out", timeout_s=90)
+    wait_for(lambda: pagerduty.events("trigger") and slack.posts(), "the page", timeout_s=60)
+    ids = {f"{CLUSTER}/{g}/lag" for g in groups}
+
+    def firing(replica: Replica) -> set[str]:
+        return {i["id"] for i in replica.incidents() if i["phase"] == "firing"} & ids
+
+    wait_for(lambda: firing(two[0]) == ids, "every group's incident firing", timeout_s=60)
+    # When a third replica joins, and then leaves
+    third, = replicas(["c"], groups, alerting(paged))
+    three = [*two, third]
+    wait_for(lambda: shared_out(three) and third.owned(), "the shards shared by three",
+             timeout_s=90)
+    wait_polls(third.base, 3)
+    assert firing(third) == ids
+    third.proc.send_signal(signal.SIGTERM)
+    assert third.proc.wait(timeout=60) == 0
+    wait_for(lambda: shared_out(two), "the shards shared by two again", timeout_s=90)
+    for replica in two:
+        wait_polls(replica.base, 3)
+    # Then every incident is still firing, and nobody was paged again
+    assert firing(two[0]) == firing(two[1]) == ids
+    assert [e["event_action"] for e in pagerduty.events()] == ["trigger"]
+    assert len(slack.posts()) == 1
+    # When the paged group catches up, Then one resolve at each receiver
+    commit(trio.bootstrap, paged, topic, {0: 30})
+    wait_for(lambda: pagerduty.events("resolve") and slack.updates(), "the resolve",
+             timeout_s=60)
+    for replica in two:
+        wait_polls(replica.base, 3)
+    assert [e["event_action"] for e in pagerduty.events()] == ["trigger", "resolve"]
+    assert len(slack.posts()) == 2 and len(slack.updates()) == 1
