@@ -33,6 +33,7 @@ from lagwatch.lock import DirLock
 from lagwatch.patterns import Pattern
 from lagwatch.pipeline import ClusterJudge, wire
 from lagwatch.report.latest import LatestReports
+from lagwatch.serve.fleet import FleetStatus
 from lagwatch.serve.metrics import Exporter
 from lagwatch.serve.server import HttpServer
 from lagwatch.store import StateFile
@@ -44,13 +45,15 @@ class Poller:
     """Polls one cluster and publishes what it saw; one instance per cluster."""
 
     def __init__(self, collector: ClusterReader, pipeline: ClusterJudge, state: LatestReports,
-                 exporter: Exporter, alerter: Alerter, *, heap: Heap) -> None:
+                 exporter: Exporter, alerter: Alerter, *, heap: Heap,
+                 fleet: FleetStatus | None = None) -> None:
         self.collector = collector
         self.pipeline = pipeline
         self.state = state
         self.exporter = exporter
         self.alerter = alerter
         self.heap = heap
+        self.fleet = fleet  # with ha: where this replica's part of the status goes
         self._was_up: bool | None = None
 
     def poll(self) -> None:
@@ -61,6 +64,8 @@ class Poller:
         metrics.observe(snapshot)
         report = self.state.publish(snapshot, self.pipeline.ingest(snapshot))
         self.alerter.observe(report, snapshot.taken_at)
+        if self.fleet is not None:
+            self.fleet.share(report)
         store = self.pipeline.store
         self.alerter.observe_self(snapshot.taken_at, store.failing if store else None)
         self.exporter.refresh()  # here, so that scrapes find the poll's metrics rendered
@@ -101,7 +106,7 @@ def _seat(config: Config) -> tuple[Replica | None, Membership | None]:
     membership = Membership(cluster, replica, group=ha.group, topic=ha.topic,
                             shards=ha.shards, replica=replica.name,
                             session_timeout_s=ha.session_timeout)
-    replica.write = membership.write
+    replica.write, replica.send = membership.write, membership.send
     return replica, membership
 
 
@@ -135,8 +140,11 @@ class Daemon:
             self.exporter.registry.register(ShardCollector(replica.shards,
                                                            lambda: membership.members))
         heap = Heap()
+        self.fleet = None if replica is None else FleetStatus(
+            replica, [c.name for c in config.clusters])
         self.pollers = [Poller(*wire(config, c, self.store, owns=_owns(replica, c.name)),
-                               self.state, self.exporter, self.alerter, heap=heap)
+                               self.state, self.exporter, self.alerter, heap=heap,
+                               fleet=self.fleet)
                         for c in config.clusters]
         self.scheduler = BackgroundScheduler(
             executors={"default": ThreadPoolExecutor(max_workers=max(1, len(self.pollers)))},
@@ -154,7 +162,7 @@ class Daemon:
         if self.membership is not None:
             self.membership.prepare()
         self.http = HttpServer(self.config.http, self.state, self.exporter,
-                               self.alerter, self.audits).start()
+                               self.alerter, self.audits, fleet=self.fleet).start()
         self.alerter.start()
         if self.membership is not None:
             self.membership.start()

@@ -22,8 +22,17 @@ def manifests() -> dict[str, dict[str, Any]]:
 
 
 def test_the_kubernetes_example_has_every_piece() -> None:
-    assert sorted(manifests()) == ["ConfigMap", "Deployment", "PodMonitor", "Service",
-                                   "ServiceMonitor"]
+    assert sorted(manifests()) == ["ConfigMap", "Deployment", "PodDisruptionBudget",
+                                   "PodMonitor", "Service", "ServiceMonitor"]
+
+
+def test_three_replicas_share_the_watching_and_a_drain_takes_one_at_a_time() -> None:
+    deployment, budget = manifests()["Deployment"], manifests()["PodDisruptionBudget"]
+    assert deployment["spec"]["replicas"] == 3
+    assert deployment["spec"]["strategy"]["rollingUpdate"] == {"maxUnavailable": 1,
+                                                                "maxSurge": 0}
+    assert budget["spec"]["minAvailable"] == 2
+    assert budget["spec"]["selector"] == deployment["spec"]["selector"]
 
 
 def test_the_deployment_runs_lagwatch_with_probes_on_its_endpoints() -> None:
@@ -46,6 +55,8 @@ def test_the_example_config_is_valid(tmp_path: Path) -> None:
     path.write_text(text.replace("/run/secrets/lagwatch/", f"{tmp_path}/"))
     config = load_config(str(path))
     assert [r.name for r in config.alerting.receivers] == ["sre-slack", "pager"]
+    assert config.ha is not None
+    assert (config.ha.cluster, config.ha.shards) == ("prod", 12)
     # silences can be made through the API only with credentials: the example has a token
     assert config.http.auth is not None
     assert config.http.auth.secret("bearer_token") == "0123456789abcdef0123456789abcdef"

@@ -20,10 +20,12 @@ from lagwatch.ha.statelog import (
     claim_value,
     incident_record,
     silence_record,
+    status_record,
 )
 
 log = logging.getLogger(__name__)
 Write = Callable[[int, bytes, bytes | None], int | None]  # (shard, key, value) -> offset
+Send = Callable[[int, bytes, bytes], None]  # the same, without waiting
 
 
 class Replica:
@@ -37,6 +39,7 @@ class Replica:
         self.fleet = ShardState()  # every shard, read by the fleet reader
         self.name, self.incarnation = name, incarnation
         self.write: Write | None = None  # the membership's producer, once it has one
+        self.send: Send | None = None
 
     # the membership's side ----------------------------------------------------------------
     def renewed(self, shards: frozenset[int], generation: int, now: float) -> None:
@@ -91,6 +94,13 @@ class Replica:
             return
         claim = Claim(self.name, self.incarnation, self.shards.lease.generation)
         self.write(shard, *incident_record(claim, incident_id, handed))
+
+    def send_status(self, shard: int, cluster: str, compressed: bytes) -> None:
+        """Write this replica's part of a cluster's status document to a shard it holds,
+        without waiting (the next poll writes it again)."""
+        if self.send is not None and shard in self.held():
+            claim = Claim(self.name, self.incarnation, self.shards.lease.generation)
+            self.send(shard, *status_record(claim, cluster, compressed))
 
     def incidents(self) -> list[Incident]:
         """Every replica's open incidents, as the state topic says."""

@@ -12,6 +12,10 @@ compaction keeps the latest of each:
   tombstone, which compaction removes.
 - ``silence:<id>`` (in shard 0, from any replica): a silence made through the API, as the
   API took it; deleting it writes a tombstone.
+- ``status:<cluster>``: after each poll, the owner's part of the cluster's status document
+  (the shard's groups, and the cluster's own fields in the cluster's shard): a line of
+  JSON naming the writer, then the part as zlib-compressed JSON, which only a reader that
+  serves ``/api/v1/status`` decompresses, when asked.
 
 A replica reads the shards it holds (to take them over) and, apart, every shard (the
 fleet's incidents and silences), each into a ShardState of its own.
@@ -40,6 +44,7 @@ CLAIM = b"claim"
 INCIDENT = "incident:"
 SILENCE = "silence:"
 SILENCES_SHARD = 0
+STATUS = "status:"
 
 
 class RecordError(ValueError):
@@ -121,6 +126,11 @@ def _json(value: bytes) -> Any:
         raise RecordError("not JSON") from None
 
 
+def status_record(claim: Claim, cluster: str, compressed: bytes) -> tuple[bytes, bytes]:
+    """The key and value of a shard's part of a cluster's status document."""
+    return (STATUS + cluster).encode(), json.dumps(_writer(claim)).encode() + b"\n" + compressed
+
+
 def silence_record(silence_id: str, silence: SilenceConfig | None
                    ) -> tuple[bytes, bytes | None]:
     """The key and value of a silence's record (None: deleted)."""
@@ -136,6 +146,7 @@ class ShardState:
         self.claims = Claims()
         self._entries: dict[int, dict[str, Handed]] = {}
         self._silences: dict[str, SilenceConfig] = {}
+        self._status: dict[tuple[int, str], bytes] = {}  # (shard, cluster) -> compressed
         self._lock = threading.Lock()
         self.discarded = 0  # writes of a former owner
         self.unreadable = 0  # values no replica writes
@@ -144,6 +155,8 @@ class ShardState:
         """Take one record of a shard; return why it was skipped, if it was."""
         if key is not None and key.startswith(SILENCE.encode()):
             return self._silence(key, value)
+        if key is not None and key.startswith(STATUS.encode()):
+            return self._status_part(shard, key, value)
         try:
             incident_id, claim, handed = decode(key, value)
         except RecordError as exc:
@@ -187,6 +200,28 @@ class ShardState:
         with self._lock:
             self._entries.pop(shard, None)
             self.claims.latest.pop(shard, None)
+
+    def _status_part(self, shard: int, key: bytes, value: bytes | None) -> str | None:
+        cluster = key[len(STATUS):].decode("utf-8", "replace")
+        head, _, compressed = (value or b"").partition(b"\n")
+        try:
+            writer = _claim(_json(head))
+        except RecordError as exc:
+            with self._lock:
+                self.unreadable += 1
+            return f"status of {cluster[:80]!r}: {exc}"
+        with self._lock:
+            if not self.claims.admit(shard, writer):
+                self.discarded += 1
+                return (f"a write of {writer.replica} (generation {writer.generation}), "
+                        "which no longer owns the shard")
+            self._status[shard, cluster] = compressed
+        return None
+
+    def status_parts(self) -> dict[tuple[int, str], bytes]:
+        """Each shard's latest part of each cluster's status document, compressed."""
+        with self._lock:
+            return dict(self._status)
 
     def handed(self, shard: int) -> Mapping[str, Handed]:
         """The shard's incidents as its records say, by id."""

@@ -160,6 +160,19 @@ class Membership(threading.Thread):
                         self.topic, brief(exc))
             return None
 
+    def send(self, shard: int, key: bytes, value: bytes) -> None:
+        """Write a record to a shard without waiting; a failure is logged."""
+        assert self._producer is not None
+        try:
+            sent = self._producer.send(self.topic, key=key, value=value, partition=shard)
+        except KafkaError as exc:
+            log.warning("ha: writing %s to shard %d of %s failed: %s", key.decode(), shard,
+                        self.topic, brief(exc))
+            return
+        sent.add_errback(lambda exc: log.warning(
+            "ha: writing %s to shard %d of %s failed: %s", key.decode(), shard, self.topic,
+            brief(exc)))
+
     # on the membership thread -------------------------------------------------------------
     def gain(self, assigned: Any) -> None:
         """Shards assigned: read each from the start, to be claimed in the loop."""

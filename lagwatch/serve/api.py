@@ -40,6 +40,7 @@ from lagwatch.serve.documents import (
     silence_document,
     to_document,
 )
+from lagwatch.serve.fleet import FleetStatus
 from lagwatch.serve.metrics import CONTENT_TYPE, Exporter
 
 MAX_BODY = 64 * 1024
@@ -120,9 +121,10 @@ class Endpoints:
     """The routes, over lagwatch's state, exporter and alerter (and its auditor)."""
 
     def __init__(self, state: LatestReports, exporter: Exporter, alerter: Alerter,
-                 audits: Audits | None = None) -> None:
+                 audits: Audits | None = None, fleet: FleetStatus | None = None) -> None:
         self.state, self.exporter, self.alerter = state, exporter, alerter
         self.audits = audits
+        self.fleet = fleet  # with ha: the status of every replica's shards
         self._status = _PerPoll()
 
     def routes(self) -> list[Route]:
@@ -162,11 +164,15 @@ class Endpoints:
         return StreamingResponse(chunks, headers=headers, media_type=CONTENT_TYPE)
 
     def status(self, _request: Request) -> Response:
+        if self.fleet is not None:
+            return _json(200, self.fleet.document(time.time()))
         return Response(self._status.body(self.state), media_type="application/json")
 
     def status_of(self, request: Request) -> Response:
         cluster = request.path_params["cluster"]
         group = request.path_params.get("group") or None
+        if self.fleet is not None:
+            return self._fleet_status_of(cluster, group)
         report = self.state.report(cluster)
         if report is None:
             return _error(404, f"unknown cluster {cluster!r}")
@@ -174,8 +180,20 @@ class Endpoints:
             return _json(200, cluster_document(report))
         found = report.group(group)
         if found is None:
-            return _error(404, f"group {group!r} is not watched in cluster {cluster!r}")
+            return _error(404, _unwatched(cluster, group))
         return _json(200, group_document(found))
+
+    def _fleet_status_of(self, cluster: str, group: str | None) -> Response:
+        assert self.fleet is not None
+        document = self.fleet.clusters_now().get(cluster)
+        if document is None:
+            return _error(404, f"unknown cluster {cluster!r}")
+        if group is None:
+            return _json(200, document)
+        found = document["groups"].get(group)
+        if found is None:
+            return _error(404, _unwatched(cluster, group))
+        return _json(200, found)
 
     def audit(self, request: Request) -> Response:
         if self.audits is None:
@@ -230,6 +248,10 @@ class Endpoints:
             return _json(200, {"deleted": silence_id})
         return _error(404, "no such silence (silences from the config file cannot be "
                            "deleted here)")
+
+
+def _unwatched(cluster: str, group: str) -> str:
+    return f"group {group!r} is not watched in cluster {cluster!r}"
 
 
 async def _body(request: Request) -> Any:

@@ -28,15 +28,26 @@ def to_document(reports: list[ClusterReport], now: float,
 
     A configured cluster not polled yet is listed as down with no groups.
     """
-    pending: dict[str, Any] = {"up": False, "last_poll": None, "errors": [], "findings": [],
-                               "dlqs": {}, "groups": {}}
+    pending = pending_cluster()
     documents = dict.fromkeys(clusters or (), pending)
     documents.update({r.cluster: cluster_document(r) for r in reports})
     return {"generated_at": iso(now), "clusters": documents}
 
 
+def pending_cluster() -> dict[str, Any]:
+    """A configured cluster not polled yet: down, with no groups."""
+    return {"up": False, "last_poll": None, "errors": [], "findings": [], "dlqs": {},
+            "groups": {}}
+
+
 def cluster_document(report: ClusterReport) -> dict[str, Any]:
     """Render one cluster of the status document."""
+    return {**cluster_fields(report),
+            "groups": {g.group_id: group_document(g) for g in report.groups}}
+
+
+def cluster_fields(report: ClusterReport) -> dict[str, Any]:
+    """Render one cluster of the status document, but its groups."""
     return {
         "up": report.up,
         "last_poll": iso(report.last_success),
@@ -47,7 +58,6 @@ def cluster_document(report: ClusterReport) -> dict[str, Any]:
                            "oldest_unread_seconds": _rounded(d.oldest_unread_s),
                            "consumers": {g: str(s) for g, s in sorted(d.readers.items())}}
                  for d in report.verdict.dlqs},
-        "groups": {g.group_id: group_document(g) for g in report.groups},
     }
 
 

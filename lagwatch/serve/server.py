@@ -21,6 +21,7 @@ from lagwatch.report.latest import LatestReports
 from lagwatch.serve.api import Audits, Endpoints, build_app
 from lagwatch.serve.auth import Credentials
 from lagwatch.serve.config import HttpConfig
+from lagwatch.serve.fleet import FleetStatus
 from lagwatch.serve.metrics import Exporter
 from lagwatch.serve.webconfig import BasicUsers, ReloadingTls
 
@@ -79,7 +80,8 @@ class HttpServer:
     """Serves lagwatch's endpoints from a background thread."""
 
     def __init__(self, config: HttpConfig, state: LatestReports, exporter: Exporter,
-                 alerter: Alerter, audits: Audits | None = None) -> None:
+                 alerter: Alerter, audits: Audits | None = None, *,
+                 fleet: FleetStatus | None = None) -> None:
         web = config.web()
         credentials = Credentials(config.auth, BasicUsers(web.basic_auth_users))
         self.tls = ReloadingTls(web.tls_server_config) if web.tls_server_config else None
@@ -88,7 +90,8 @@ class HttpServer:
         self._socket = _listening_socket(config.listen)
         protocol = type("Protocol", (_Protocol,), {"tls": self.tls})
         self.config = uvicorn.Config(
-            build_app(Endpoints(state, exporter, alerter, audits), credentials), http=protocol,
+            build_app(Endpoints(state, exporter, alerter, audits, fleet), credentials),
+            http=protocol,
             ws="none", lifespan="off", loop="asyncio", log_config=None, access_log=False,
             server_header=False, proxy_headers=False, backlog=BACKLOG,
             timeout_keep_alive=KEEP_ALIVE_S, limit_concurrency=MAX_CONNECTIONS,

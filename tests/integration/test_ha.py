@@ -104,7 +104,8 @@ def test_two_daemons_watch_the_groups_of_their_own_shards_and_one_all_once_alone
     b = daemon(*groups, ha={**ha, "replica": "b"}, state_dir=str(tmp_path / "b"))
 
     def watched(replica: Daemon) -> set[str]:
-        return set(status_document(replica)["clusters"]["default"]["groups"])
+        report = replica.state.report("default")  # this replica's own poll
+        return set() if report is None else {g.group_id for g in report.groups}
 
     def split() -> bool:
         return watched(a) | watched(b) == set(groups) and not watched(a) & watched(b) and (
@@ -125,10 +126,21 @@ def test_two_daemons_watch_the_groups_of_their_own_shards_and_one_all_once_alone
         frozenset({("shard", str(k))}): 1.0 if k in mine else 0.0 for k in range(4)}
     assert a.shards.lease.generation >= 1
     assert samples[("lagwatch_ha_generation", frozenset())] == a.shards.lease.generation
-    # When b stops, a watches every group
+
+    def members() -> float | None:
+        assert a.http is not None
+        return parse(http_get(a.http.url + "/metrics")[1].decode()).get(
+            ("lagwatch_ha_members", frozenset()))
+
+    wait_for(lambda: members() == 2.0, "a to count two members")
+    # When b stops, a watches every group, and counts itself alone
     b.stop()
     wait_for(lambda: watched(a) == set(groups), lambda: f"a to watch all ({watched(a)})",
              timeout_s=SESSION_S + 30)
+    wait_for(lambda: members() == 1.0, "a to count one member")
+    # and its status document, the fleet's, shows them all (b's shards now a's)
+    wait_for(lambda: set(status_document(a)["clusters"]["default"]["groups"]) == set(groups),
+             "the fleet's status document with every group")
 
 
 def test_run_stops_with_one_line_when_the_state_topic_cannot_be_used(

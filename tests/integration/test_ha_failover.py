@@ -252,7 +252,8 @@ def test_the_replicas_metrics_together_are_one_process_s(
         "clusters": [{"name": CLUSTER, "bootstrap_servers": trio.bootstrap.split(","),
                       "request_timeout": "5s",
                       "groups": {"include": [f"^{g}$" for g in groups]}}],
-        "poll_interval": "1s", "state_dir": str(tmp_path / "alone")}))
+        "poll_interval": "1s", "state_dir": str(tmp_path / "alone"),
+        "http": {"auth": {"bearer_token": TOKEN}}}))
     single = Replica("alone", alone)
     try:
         wait_for(lambda: shared_out(three), "the shards shared out", timeout_s=90)
@@ -273,6 +274,19 @@ def test_the_replicas_metrics_together_are_one_process_s(
         health = [s for s in each if ("lagwatch_cluster_up", frozenset({("cluster", CLUSTER)}))
                   in s]
         assert len(health) == 1  # the cluster's own series: from its shard's owner alone
+        # and /api/v1/status is one document, the same from each, with every group
+        def clusters(replica: Replica) -> dict[str, Any]:
+            return replica.api("/api/v1/status")["clusters"]  # type: ignore[no-any-return]
+
+        fleet = wait_for(lambda: (c := clusters(three[0])) == clusters(three[1])
+                         == clusters(three[2]) and set(c[CLUSTER]["groups"]) == set(groups)
+                         and c, "one status document on every replica", timeout_s=30)
+        document = single.api("/api/v1/status")["clusters"][CLUSTER]
+        assert fleet[CLUSTER]["up"] is True
+        assert {g: d["status"] for g, d in fleet[CLUSTER]["groups"].items()} == {
+            g: d["status"] for g, d in document["groups"].items()}
+        assert three[1].api(f"/api/v1/status/{CLUSTER}/{groups[0]}") == fleet[CLUSTER][
+            "groups"][groups[0]]
     finally:
         single.proc.kill()
         single.proc.wait()

@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+import zlib
 
 import pytest
 
 from lagwatch.alerting.incidents import Incident, IncidentKey, Phase, Signal
 from lagwatch.alerting.sharing import Handed
 from lagwatch.ha.ownership import Claim
-from lagwatch.ha.statelog import ShardState, claim_value, incident_record
+from lagwatch.ha.replica import Replica
+from lagwatch.ha.statelog import ShardState, claim_value, incident_record, status_record
+from lagwatch.serve import fleet as fleet_module
+from lagwatch.serve.fleet import FleetStatus
 from lagwatch.status import Severity
 
 A, B = Claim("replica-a", "r1", 4), Claim("replica-b", "r2", 5)
@@ -80,3 +84,43 @@ def test_a_value_no_replica_writes_is_counted_and_skipped(
     state.apply(3, *incident_record(A, ID, Handed(FIRING)))
     assert state.apply(3, key, value) == why
     assert (state.handed(3), state.unreadable) == ({ID: Handed(FIRING)}, 1)
+
+
+def fleet_with(*parts: tuple[int, bytes]) -> FleetStatus:
+    replica = Replica(4, 10.0, "a", "r1")
+    for shard, compressed in parts:
+        replica.apply_fleet(shard, *status_record(A, "prod", compressed))
+    return FleetStatus(replica, ["prod"])
+
+
+def test_the_fleet_s_status_puts_every_shard_s_part_together() -> None:
+    fleet = fleet_with(
+        (1, zlib.compress(json.dumps({"cluster": None, "groups": {"b": {"status": "ok"}}})
+                          .encode())),
+        (2, zlib.compress(json.dumps({"cluster": {"up": True, "findings": []},
+                                      "groups": {"a": {"status": "stalled"}}}).encode())))
+    assert fleet.clusters_now() == {"prod": {
+        "up": True, "last_poll": None, "errors": [], "findings": [], "dlqs": {},
+        "groups": {"a": {"status": "stalled"}, "b": {"status": "ok"}}}}
+
+
+def test_a_status_part_no_replica_writes_is_left_out(
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(fleet_module, "MAX_PART_BYTES", 1000)
+    bomb = zlib.compress(b" " * 1001, 9)
+    fleet = fleet_with((1, bomb), (2, zlib.compress(b"[]")), (3, b"not zlib"))
+    assert fleet.clusters_now()["prod"]["groups"] == {}
+    assert [r.getMessage() for r in caplog.records] == [
+        "ha: left out shard 1's status of cluster prod: over 1,000 bytes",
+        "ha: left out shard 2's status of cluster prod: not a status part",
+        "ha: left out shard 3's status of cluster prod: Error -3 while decompressing data: "
+        "incorrect header check"]
+
+
+def test_a_former_owner_s_status_after_the_new_owner_s_claim_is_discarded() -> None:
+    state = ShardState()
+    state.apply(1, b"claim", claim_value(B))
+    assert state.apply(1, *status_record(A, "prod", b"x")) == (
+        "a write of replica-a (generation 4), which no longer owns the shard")
+    assert state.apply(1, *status_record(B, "prod", b"y")) is None
+    assert state.status_parts() == {(1, "prod"): b"y"}
