@@ -107,6 +107,7 @@ def _seat(config: Config) -> tuple[Replica | None, Membership | None]:
                             shards=ha.shards, replica=replica.name,
                             session_timeout_s=ha.session_timeout)
     replica.write, replica.send = membership.write, membership.send
+    replica.flush_sent = membership.flush
     return replica, membership
 
 

@@ -130,6 +130,8 @@ class Alerter:
                        in self._adopted}
         for shard, incident_id in sorted(changed):
             self._publish(shard, incident_id)
+        if changed and self.sharing is not None:
+            self.sharing.flush()
         for n in due:
             log.info("incident %s: %s to %s", n.incident.key.id, n.action, n.receiver)
         if due:
@@ -188,6 +190,7 @@ class Alerter:
     def _delivered(self, row: Row) -> None:
         if row.shard is not None and self.sharing is not None:
             self._publish(row.shard, row.incident)
+            self.sharing.flush()
 
     # silences ---------------------------------------------------------------------------
     def _api_silences(self) -> dict[str, SilenceConfig]:

@@ -47,7 +47,10 @@ class Sharing(Protocol):
         """What the shard's records say, by incident id (read before the shard is held)."""
 
     def publish(self, shard: int, incident_id: str, handed: Handed) -> None:
-        """Write an incident's new state to its shard, before anyone is told of it."""
+        """Write an incident's new state to its shard (``flush`` waits for it)."""
+
+    def flush(self) -> None:
+        """Wait until what was published is written (before anyone is told of it)."""
 
     def incidents(self) -> list[Incident]:
         """Every replica's open incidents, as the state topic says."""

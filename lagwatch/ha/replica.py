@@ -25,7 +25,7 @@ from lagwatch.ha.statelog import (
 
 log = logging.getLogger(__name__)
 Write = Callable[[int, bytes, bytes | None], int | None]  # (shard, key, value) -> offset
-Send = Callable[[int, bytes, bytes], None]  # the same, without waiting
+Send = Callable[[int, bytes, bytes | None], None]  # the same, without waiting
 
 
 class Replica:
@@ -40,6 +40,7 @@ class Replica:
         self.name, self.incarnation = name, incarnation
         self.write: Write | None = None  # the membership's producer, once it has one
         self.send: Send | None = None
+        self.flush_sent: Callable[[], None] | None = None
 
     # the membership's side ----------------------------------------------------------------
     def renewed(self, shards: frozenset[int], generation: int, now: float) -> None:
@@ -88,12 +89,17 @@ class Replica:
     def publish(self, shard: int, incident_id: str, handed: Handed) -> None:
         """Write an incident's state to its shard while this replica holds it (a replica
         whose lease lapsed writes nothing: the fence)."""
-        if self.write is None or shard not in self.held():
+        if self.send is None or shard not in self.held():
             log.info("ha: not writing incident %s: shard %d is not held here", incident_id,
                      shard)
             return
         claim = Claim(self.name, self.incarnation, self.shards.lease.generation)
-        self.write(shard, *incident_record(claim, incident_id, handed))
+        self.send(shard, *incident_record(claim, incident_id, handed))
+
+    def flush(self) -> None:
+        """Wait until every record sent is written (or failed, which is logged)."""
+        if self.flush_sent is not None:
+            self.flush_sent()
 
     def send_status(self, shard: int, cluster: str, compressed: bytes) -> None:
         """Write this replica's part of a cluster's status document to a shard it holds,

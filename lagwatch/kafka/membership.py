@@ -160,7 +160,7 @@ class Membership(threading.Thread):
                         self.topic, brief(exc))
             return None
 
-    def send(self, shard: int, key: bytes, value: bytes) -> None:
+    def send(self, shard: int, key: bytes, value: bytes | None) -> None:
         """Write a record to a shard without waiting; a failure is logged."""
         assert self._producer is not None
         try:
@@ -172,6 +172,15 @@ class Membership(threading.Thread):
         sent.add_errback(lambda exc: log.warning(
             "ha: writing %s to shard %d of %s failed: %s", key.decode(), shard, self.topic,
             brief(exc)))
+
+    def flush(self) -> None:
+        """Wait until every record sent is written, for at most the request timeout."""
+        assert self._producer is not None
+        timeout_s = self.cluster.client_options()["request_timeout_ms"] / 1000
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except KafkaError as exc:
+            log.warning("ha: writing to %s failed: %s", self.topic, brief(exc))
 
     # on the membership thread -------------------------------------------------------------
     def gain(self, assigned: Any) -> None:

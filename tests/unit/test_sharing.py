@@ -42,6 +42,9 @@ class TwoShards:
     def publish(self, shard: int, incident_id: str, handed: Handed) -> None:
         self.published.append((shard, incident_id, handed))
 
+    def flush(self) -> None:
+        pass
+
     def incidents(self) -> list[Incident]:
         return []
 
