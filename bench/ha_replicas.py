@@ -38,7 +38,7 @@ sys.path.insert(0, str(ROOT))
 
 from kafka_local import free_port  # noqa: E402
 
-from bench.poll_scale import broker, build_fixture, say  # noqa: E402
+from bench.poll_scale import broker, build_fixture, fixture_arguments, say  # noqa: E402
 
 SHARDS = 12
 SESSION_S = 6.0
@@ -147,15 +147,9 @@ def failover(replicas: list[Lagwatch]) -> tuple[float, float]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--topics", type=int, default=1800)
-    parser.add_argument("--partitions", type=int, default=10)
-    parser.add_argument("--groups", type=int, default=2000)
-    parser.add_argument("--topics-per-group", type=int, default=10)
-    parser.add_argument("--messages", type=int, default=5)
-    parser.add_argument("--lagging", type=float, default=1.0)
+    fixture_arguments(parser, topics=1800, groups=2000, heap="2g")
     parser.add_argument("--polls", type=int, default=8)
     parser.add_argument("--interval", type=float, default=15.0)
-    parser.add_argument("--broker-heap", default="2g")
     args = parser.parse_args()
     gps = args.groups * args.topics_per_group * args.partitions
     with broker(args.broker_heap) as bootstrap, tempfile.TemporaryDirectory() as tmp:

@@ -314,12 +314,22 @@ def measure_daemon(bootstrap: str, polls: int, interval_s: float, scrape_s: floa
         state.cleanup()
 
 
+def fixture_arguments(parser: argparse.ArgumentParser, topics: int, groups: int,
+                      heap: str) -> None:
+    """The options that shape the fixture ``build_fixture`` makes, and the broker's heap."""
+    parser.add_argument("--topics", type=int, default=topics)
+    parser.add_argument("--partitions", type=int, default=10)
+    parser.add_argument("--groups", type=int, default=groups)
+    parser.add_argument("--topics-per-group", type=int, default=10)
+    parser.add_argument("--broker-heap", default=heap, help="the local broker's heap")
+    parser.add_argument("--messages", type=int, default=5, help="messages per partition")
+    parser.add_argument("--lagging", type=float, default=1.0,
+                        help="share of group-partitions behind (the rest caught up)")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--topics", type=int, default=200)
-    parser.add_argument("--partitions", type=int, default=10)
-    parser.add_argument("--groups", type=int, default=500)
-    parser.add_argument("--topics-per-group", type=int, default=10)
+    fixture_arguments(parser, topics=200, groups=500, heap="1g")
     parser.add_argument("--polls", type=int, default=7)
     parser.add_argument("--daemon-polls", type=int, default=60,
                         help="polls the daemon runs (its window holds them all)")
@@ -327,10 +337,6 @@ def main() -> None:
                         help="seconds between the daemon's polls")
     parser.add_argument("--scrape-interval", type=float, default=1.0,
                         help="seconds between the daemon's /metrics scrapes")
-    parser.add_argument("--broker-heap", default="1g", help="the local broker's heap")
-    parser.add_argument("--messages", type=int, default=5, help="messages per partition")
-    parser.add_argument("--lagging", type=float, default=1.0,
-                        help="share of group-partitions behind (the rest caught up)")
     parser.add_argument("--time-lag", default=None, metavar="B1,B2",
                         help="measure the collector per record_fetches_per_poll budget")
     args = parser.parse_args()

@@ -132,6 +132,23 @@ def stopped_groups(trio: KafkaCluster, unique: Callable[[str], str], count: int
     return topic, groups
 
 
+def paged(trio: KafkaCluster, replicas: Callable[..., list[Replica]],
+          unique: Callable[[str], str], names: list[str], groups: int,
+          alerting: Callable[[str], dict[str, Any]], slack: FakeSlack,
+          pagerduty: FakePagerDuty) -> tuple[str, list[str], list[Replica], Replica]:
+    """Replicas watching stopped groups, the first of them paged and every notification
+    delivered: the topic, the groups, the replicas and the paged group's owner."""
+    topic, stopped = stopped_groups(trio, unique, groups)
+    started = replicas(names, stopped, alerting(stopped[0]))
+    wait_for(lambda: shared_out(started), lambda: f"the shards shared out "
+             f"({[sorted(r.owned()) for r in started]})", timeout_s=90)
+    wait_for(lambda: pagerduty.events("trigger") and slack.posts(), "the page", timeout_s=60)
+    first = owner(started, stopped[0])
+    assert first is not None
+    delivered(first)
+    return topic, stopped, started, first
+
+
 def delivered(replica: Replica) -> None:
     """Wait until a replica has nothing left to deliver, and two more polls: the record of
     its last delivery is on the state topic. (A replica killed in between leaves that
@@ -156,24 +173,18 @@ def test_killing_the_owner_keeps_the_incident_firing_and_it_resolves_once(
         trio: KafkaCluster, replicas: Callable[..., list[Replica]],
         unique: Callable[[str], str], slack: FakeSlack, pagerduty: FakePagerDuty,
         alerting: Callable[[str], dict[str, Any]]) -> None:
-    # Given three replicas watching several stopped groups, one of them routed to pagers
-    topic, groups = stopped_groups(trio, unique, 4)
-    paged = groups[0]
-    incident_id = f"{CLUSTER}/{paged}/lag"
-    three = replicas(["a", "b", "c"], groups, alerting(paged))
-    wait_for(lambda: shared_out(three), lambda: f"the shards shared out "
-             f"({[sorted(r.owned()) for r in three]})", timeout_s=90)
-    # When the group's owner pages
-    wait_for(lambda: pagerduty.events("trigger") and slack.posts(), "the page", timeout_s=60)
-    first = owner(three, paged)
-    assert first is not None
-    delivered(first)
-    # and is killed
+    # Given three replicas watching several stopped groups, and the owner of the one routed
+    # to pagers has paged
+    topic, groups, three, first = paged(trio, replicas, unique, ["a", "b", "c"], 4,
+                                        alerting, slack, pagerduty)
+    stuck = groups[0]
+    incident_id = f"{CLUSTER}/{stuck}/lag"
+    # When it is killed
     first.proc.send_signal(signal.SIGKILL)
     first.proc.wait()
     killed_at = time.monotonic()
     rest = [r for r in three if r is not first]
-    second = wait_for(lambda: owner(rest, paged), "another replica to own the shard",
+    second = wait_for(lambda: owner(rest, stuck), "another replica to own the shard",
                       timeout_s=SESSION_S + 60)
     took_s = time.monotonic() - killed_at
     # Then the new owner shows the incident firing, and has not paged again
@@ -185,7 +196,7 @@ def test_killing_the_owner_keeps_the_incident_firing_and_it_resolves_once(
     assert [e["event_action"] for e in pagerduty.events()] == ["trigger"]
     assert len(slack.posts()) == 1
     # When the group catches up
-    commit(trio.bootstrap, paged, topic, {0: 30})
+    commit(trio.bootstrap, stuck, topic, {0: 30})
     # Then each receiver hears one resolve, the Slack one in the trigger's thread
     wait_for(lambda: pagerduty.events("resolve") and slack.updates(), "the resolve",
              timeout_s=60)
@@ -204,14 +215,8 @@ def test_a_replica_paused_past_its_session_sends_nothing_for_the_shards_it_lost(
         unique: Callable[[str], str], slack: FakeSlack, pagerduty: FakePagerDuty,
         alerting: Callable[[str], dict[str, Any]]) -> None:
     # Given two replicas, and a stopped group that has paged
-    topic, groups = stopped_groups(trio, unique, 3)
-    paged = groups[0]
-    two = replicas(["a", "b"], groups, alerting(paged))
-    wait_for(lambda: shared_out(two), "the shards shared out", timeout_s=90)
-    wait_for(lambda: pagerduty.events("trigger") and slack.posts(), "the page", timeout_s=60)
-    paused = owner(two, paged)
-    assert paused is not None
-    delivered(paused)
+    topic, groups, two, paused = paged(trio, replicas, unique, ["a", "b"], 3, alerting,
+                                       slack, pagerduty)
     other = next(r for r in two if r is not paused)
     # When its owner is paused until the other owns every shard
     paused.proc.send_signal(signal.SIGSTOP)
@@ -219,7 +224,7 @@ def test_a_replica_paused_past_its_session_sends_nothing_for_the_shards_it_lost(
         wait_for(lambda: len(other.owned()) == SHARDS, "the other to own every shard",
                  timeout_s=SESSION_S + 60)
         # and the group recovers meanwhile: the new owner resolves it
-        commit(trio.bootstrap, paged, topic, {0: 30})
+        commit(trio.bootstrap, groups[0], topic, {0: 30})
         wait_for(lambda: pagerduty.events("resolve") and slack.updates(), "the resolve",
                  timeout_s=60)
     finally:
@@ -355,11 +360,8 @@ def test_a_replica_added_then_removed_moves_shards_and_loses_or_repeats_nothing(
         unique: Callable[[str], str], slack: FakeSlack, pagerduty: FakePagerDuty,
         alerting: Callable[[str], dict[str, Any]]) -> None:
     # Given two replicas and four stopped groups, one of them paged
-    topic, groups = stopped_groups(trio, unique, 4)
-    paged = groups[0]
-    two = replicas(["a", "b"], groups, alerting(paged))
-    wait_for(lambda: shared_out(two), "the shards shared out", timeout_s=90)
-    wait_for(lambda: pagerduty.events("trigger") and slack.posts(), "the page", timeout_s=60)
+    topic, groups, two, _ = paged(trio, replicas, unique, ["a", "b"], 4, alerting, slack,
+                                  pagerduty)
     ids = {f"{CLUSTER}/{g}/lag" for g in groups}
 
     def firing(replica: Replica) -> set[str]:
@@ -367,7 +369,7 @@ def test_a_replica_added_then_removed_moves_shards_and_loses_or_repeats_nothing(
 
     wait_for(lambda: firing(two[0]) == ids, "every group's incident firing", timeout_s=60)
     # When a third replica joins, and then leaves
-    third, = replicas(["c"], groups, alerting(paged))
+    third, = replicas(["c"], groups, alerting(groups[0]))
     three = [*two, third]
     wait_for(lambda: shared_out(three) and third.owned(), "the shards shared by three",
              timeout_s=90)
@@ -383,7 +385,7 @@ def test_a_replica_added_then_removed_moves_shards_and_loses_or_repeats_nothing(
     assert [e["event_action"] for e in pagerduty.events()] == ["trigger"]
     assert len(slack.posts()) == 1
     # When the paged group catches up, Then one resolve at each receiver
-    commit(trio.bootstrap, paged, topic, {0: 30})
+    commit(trio.bootstrap, groups[0], topic, {0: 30})
     wait_for(lambda: pagerduty.events("resolve") and slack.updates(), "the resolve",
              timeout_s=60)
     for replica in two:
