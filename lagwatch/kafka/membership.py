@@ -115,6 +115,7 @@ class Membership(threading.Thread):
         self._producer: KafkaProducer | None = None
         self._consumer: KafkaConsumer | None = None
         self._claims: dict[int, int | None] = {}  # shard -> offset of this replica's claim
+        self._claims_lock = threading.Lock()  # the listener runs on the client's IO thread
         self._admin: KafkaAdminClient | None = None
         self.members: int | None = None  # replicas in the group, as last counted
         self._counted_at = float("-inf")
@@ -184,30 +185,39 @@ class Membership(threading.Thread):
 
     # on the membership thread -------------------------------------------------------------
     def gain(self, assigned: Any) -> None:
-        """Shards assigned: read each from the start, to be claimed in the loop."""
+        """Shards assigned: read each from the start, and claim it now, while the group
+        cannot yet have given it to another (a claim written after the shard moved on
+        would fence out its new owner); a claim that fails is tried again in the loop."""
         assert self._consumer is not None
         self._consumer.seek_to_beginning(*assigned)
+        generation = self._consumer.group_metadata().generation_id
         for shard in _shards(assigned):
             self.seat.dropped(frozenset({shard}))  # anything read of it before is stale
-            self._claims[shard] = None
+            offset = self.write(shard, b"claim", self.seat.claim(generation))
+            with self._claims_lock:
+                self._claims[shard] = offset
 
     def lose(self, lost: frozenset[int] | None) -> None:
         """Shards revoked or lost (None: all): act for none of them from now."""
-        for shard in list(self._claims) if lost is None else lost:
-            self._claims.pop(shard, None)
+        with self._claims_lock:
+            for shard in list(self._claims) if lost is None else lost:
+                self._claims.pop(shard, None)
         self.seat.dropped(lost)
 
     def _ready(self, consumer: KafkaConsumer, generation: int) -> frozenset[int]:
-        """Claim the shards not claimed yet; return those read past this replica's claim."""
-        ready = set()
-        for shard in sorted(self._claims):
-            if self._claims[shard] is None:
-                self._claims[shard] = self.write(shard, b"claim", self.seat.claim(generation))
-            offset = self._claims[shard]
-            if offset is not None and consumer.position(
-                    TopicPartition(self.topic, shard)) > offset:
-                ready.add(shard)
-        return frozenset(ready)
+        """Claim again the shards whose claim failed (if still assigned); return those read
+        past this replica's claim."""
+        with self._claims_lock:
+            claims = dict(self._claims)
+        assigned = _shards(consumer.assignment())
+        for shard in sorted(s for s, offset in claims.items() if offset is None):
+            if shard in assigned:
+                offset = self.write(shard, b"claim", self.seat.claim(generation))
+                with self._claims_lock:
+                    if shard in self._claims:
+                        self._claims[shard] = claims[shard] = offset
+        return frozenset(shard for shard, offset in claims.items() if offset is not None
+                         and consumer.position(TopicPartition(self.topic, shard)) > offset)
 
     def run(self) -> None:
         options = self.cluster.client_options()
@@ -232,6 +242,9 @@ class Membership(threading.Thread):
                 except KafkaError as exc:  # the cluster is going away: the lease lapses
                     log.warning("ha: polling the coordination group %s failed: %s",
                                 self.group, brief(exc))
+                    self._stop_event.wait(1.0)
+                except Exception:  # a bug must not end the membership: the lease lapses
+                    log.exception("ha: the membership loop failed; going on")
                     self._stop_event.wait(1.0)
         finally:
             consumer.close()
@@ -294,6 +307,10 @@ class FleetReader(threading.Thread):
                 except KafkaError as exc:
                     log.warning("ha: reading the state topic %s failed: %s", self.topic,
                                 brief(exc))
+                    self._stop_event.wait(1.0)
+                except Exception:  # a bug must not end the fleet's view
+                    log.exception("ha: reading the state topic %s failed; going on",
+                                  self.topic)
                     self._stop_event.wait(1.0)
         finally:
             reader.close()

@@ -19,6 +19,7 @@ import yaml
 from kafka import KafkaAdminClient, KafkaProducer
 from kafka.admin import NewTopic
 from kafka_local import KafkaCluster, free_port
+from workload import Consumer, Producer
 
 from lagwatch.ha.shards import shard_of
 from tests.exposition import parse
@@ -50,9 +51,11 @@ class Replica:
     def __init__(self, name: str, config: Path) -> None:
         self.name, self.listen = name, f"127.0.0.1:{free_port()}"
         self.base = f"http://{self.listen}"
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "lagwatch", "run", "-c", str(config), "--listen",
-             self.listen], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        self.log = config.with_suffix(".log")  # a file: a full pipe would block its logging
+        with self.log.open("w") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "lagwatch", "run", "-c", str(config), "--listen",
+                 self.listen], stdout=subprocess.DEVNULL, stderr=log)
 
     def owned(self) -> frozenset[int]:
         """The shards its /metrics says it owns (none while it does not answer)."""
@@ -88,7 +91,8 @@ def replicas(trio: KafkaCluster, tmp_path: Path, unique: Callable[[str], str]
     ha = {"cluster": CLUSTER, "group": unique("ha"), "topic": unique("ha-state"),
           "shards": SHARDS, "session_timeout": f"{SESSION_S:g}s"}
 
-    def start(names: list[str], groups: list[str], alerting: dict[str, Any]) -> list[Replica]:
+    def start(names: list[str], groups: list[str], alerting: dict[str, Any],
+              **extra: Any) -> list[Replica]:
         for name in names:
             config = tmp_path / f"{name}.yaml"
             config.write_text(yaml.safe_dump({
@@ -97,15 +101,19 @@ def replicas(trio: KafkaCluster, tmp_path: Path, unique: Callable[[str], str]
                               "groups": {"include": [f"^{g}$" for g in groups]}}],
                 "poll_interval": "1s", "state_dir": str(tmp_path / name),
                 "http": {"auth": {"bearer_token": TOKEN}},
-                "ha": {**ha, "replica": name}, "alerting": alerting}))
+                "ha": {**ha, "replica": name}, "alerting": alerting, **extra}))
             started.append(Replica(name, config))
         return started[-len(names):]
 
     yield start
     for replica in started:
-        if replica.proc.poll() is None:
+        ended = replica.proc.poll()
+        if ended is None:
             replica.proc.kill()
         replica.proc.wait()
+        if ended not in (None, -signal.SIGKILL, 0):  # say why a replica ended on its own
+            print(f"replica {replica.name} ended with {ended}:\n"
+                  f"{replica.log.read_text()[-4000:]}")
 
 
 def shared_out(replicas: list[Replica]) -> bool:
@@ -115,9 +123,9 @@ def shared_out(replicas: list[Replica]) -> bool:
         range(SHARDS))
 
 
-def stopped_groups(trio: KafkaCluster, unique: Callable[[str], str], count: int
-                   ) -> tuple[str, list[str]]:
-    """``count`` groups with 10 unread messages and no members: stopped from the first poll."""
+def stop(trio: KafkaCluster, unique: Callable[[str], str], groups: list[str]) -> str:
+    """Give the groups 10 unread messages and no members (stopped from the next poll);
+    return their topic."""
     admin = KafkaAdminClient(bootstrap_servers=trio.bootstrap.split(","))
     topic = unique("ha-watched")
     admin.create_topics([NewTopic(topic, 1, 3)])
@@ -126,10 +134,16 @@ def stopped_groups(trio: KafkaCluster, unique: Callable[[str], str], count: int
     producer = KafkaProducer(bootstrap_servers=trio.bootstrap.split(","))
     produce(producer, topic, {0: 30})
     producer.close()
-    groups = [unique("ha-group") for _ in range(count)]
     for group in groups:
         commit(trio.bootstrap, group, topic, {0: 20})
-    return topic, groups
+    return topic
+
+
+def stopped_groups(trio: KafkaCluster, unique: Callable[[str], str], count: int
+                   ) -> tuple[str, list[str]]:
+    """``count`` stopped groups, and their topic."""
+    groups = [unique("ha-group") for _ in range(count)]
+    return stop(trio, unique, groups), groups
 
 
 def paged(trio: KafkaCluster, replicas: Callable[..., list[Replica]],
@@ -332,15 +346,7 @@ def test_a_silence_made_through_any_replica_applies_on_every_one(
     wait_for(lambda: [s["id"] for s in owning.api("/api/v1/silences")["silences"]]
              == [made["id"]], "the silence on the owner")
     # and the group stops
-    admin = KafkaAdminClient(bootstrap_servers=trio.bootstrap.split(","))
-    topic = unique("ha-watched")
-    admin.create_topics([NewTopic(topic, 1, 3)])
-    admin.wait_for_topics([topic])
-    admin.close()
-    producer = KafkaProducer(bootstrap_servers=trio.bootstrap.split(","))
-    produce(producer, topic, {0: 30})
-    producer.close()
-    commit(trio.bootstrap, group, topic, {0: 20})
+    stop(trio, unique, [group])
     # Then its owner fires the incident silenced, every replica shows it so, nobody is told
     incident_id = f"{CLUSTER}/{group}/lag"
     wait_for(lambda: (other.incident(incident_id) or {}).get("phase") == "firing",
@@ -390,5 +396,63 @@ def test_a_replica_added_then_removed_moves_shards_and_loses_or_repeats_nothing(
              timeout_s=60)
     for replica in two:
         wait_polls(replica.base, 3)
+    assert [e["event_action"] for e in pagerduty.events()] == ["trigger", "resolve"]
+    assert len(slack.posts()) == 2 and len(slack.updates()) == 1
+
+
+def test_a_stall_keeps_firing_through_the_new_owner_s_warm_up_and_resolves_once(
+        trio: KafkaCluster, replicas: Callable[..., list[Replica]],
+        unique: Callable[[str], str], slack: FakeSlack, pagerduty: FakePagerDuty,
+        alerting: Callable[[str], dict[str, Any]]) -> None:
+    # Given a consumer keeping up with 20 msg/s, watched by three replicas
+    group, topic = unique("ha-stalls"), unique("ha-live")
+    admin = KafkaAdminClient(bootstrap_servers=trio.bootstrap.split(","))
+    admin.create_topics([NewTopic(topic, 1, 3)])
+    admin.wait_for_topics([topic])
+    admin.close()
+    consumer = Consumer(trio.bootstrap, topic, group)
+    consumer.start()
+    producer = Producer(trio.bootstrap, [topic], 20.0)
+    producer.start()
+    try:
+        assert consumer.joined.wait(60)
+        three = replicas(["a", "b", "c"], [group], alerting(group),
+                         detection={"window": "2m", "min_duration": "20s",
+                                    "stall_after": "4s"})
+        wait_for(lambda: shared_out(three), "the shards shared out", timeout_s=90)
+        first = owner(three, group)
+        assert first is not None
+        wait_polls(first.base, 5)
+        # When it gets stuck, is paged, and its owner is killed
+        consumer.committing = False
+        wait_for(lambda: pagerduty.events("trigger") and slack.posts(), "the page",
+                 timeout_s=60)
+        delivered(first)
+        first.proc.send_signal(signal.SIGKILL)
+        first.proc.wait()
+        rest = [r for r in three if r is not first]
+        second = wait_for(lambda: owner(rest, group), "another replica to own the shard",
+                          timeout_s=SESSION_S + 60)
+
+        def status() -> str | None:
+            document = second.api(f"/api/v1/status/{CLUSTER}").get("groups", {})
+            return document.get(group, {}).get("status")  # type: ignore[no-any-return]
+
+        # Then the new owner, once it has history enough, judges it stalled again, and
+        # meanwhile the incident stayed firing with nobody paged again
+        wait_for(lambda: status() == "stalled", "the new owner to judge the group stalled",
+                 timeout_s=90)
+        incident = second.incident(f"{CLUSTER}/{group}/lag")
+        assert incident is not None and incident["phase"] == "firing"
+        assert [e["event_action"] for e in pagerduty.events()] == ["trigger"]
+        assert len(slack.posts()) == 1
+        # When it gets past the message, Then one resolve at each receiver
+        consumer.committing = True
+        wait_for(lambda: pagerduty.events("resolve") and slack.updates(), "the resolve",
+                 timeout_s=90)
+        wait_polls(second.base, 3)
+    finally:
+        producer.stop()
+        consumer.stop()
     assert [e["event_action"] for e in pagerduty.events()] == ["trigger", "resolve"]
     assert len(slack.posts()) == 2 and len(slack.updates()) == 1
