@@ -106,8 +106,7 @@ def _seat(config: Config) -> tuple[Replica | None, Membership | None]:
     membership = Membership(cluster, replica, group=ha.group, topic=ha.topic,
                             shards=ha.shards, replica=replica.name,
                             session_timeout_s=ha.session_timeout)
-    replica.write, replica.send = membership.write, membership.send
-    replica.flush_sent = membership.flush
+    replica.writer = membership
     return replica, membership
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from typing import Protocol
 
 from lagwatch.alerting.alerter import SELF
 from lagwatch.alerting.config import SilenceConfig
@@ -24,8 +25,19 @@ from lagwatch.ha.statelog import (
 )
 
 log = logging.getLogger(__name__)
-Write = Callable[[int, bytes, bytes | None], int | None]  # (shard, key, value) -> offset
-Send = Callable[[int, bytes, bytes | None], None]  # the same, without waiting
+
+
+class Writer(Protocol):
+    """Where the records go (kafka.membership.Membership)."""
+
+    def write(self, shard: int, key: bytes, value: bytes | None) -> int | None:
+        """Write and wait; the offset, or None when it failed."""
+
+    def send(self, shard: int, key: bytes, value: bytes | None) -> None:
+        """Write without waiting."""
+
+    def flush(self) -> None:
+        """Wait until what was sent is written."""
 
 
 class Replica:
@@ -38,9 +50,7 @@ class Replica:
         self.state = ShardState()  # the shards this replica holds, read by its membership
         self.fleet = ShardState()  # every shard, read by the fleet reader
         self.name, self.incarnation = name, incarnation
-        self.write: Write | None = None  # the membership's producer, once it has one
-        self.send: Send | None = None
-        self.flush_sent: Callable[[], None] | None = None
+        self.writer: Writer | None = None  # the membership, once it is made
 
     # the membership's side ----------------------------------------------------------------
     def renewed(self, shards: frozenset[int], generation: int, now: float) -> None:
@@ -64,7 +74,11 @@ class Replica:
 
     def claim(self, generation: int) -> bytes:
         """The value of the claim this replica writes on taking a shard in ``generation``."""
-        return claim_value(Claim(self.name, self.incarnation, generation))
+        return claim_value(self._as(generation))
+
+    def _as(self, generation: int) -> Claim:
+        """This replica as the writer of a record."""
+        return Claim(self.name, self.incarnation, generation)
 
     # the alerter's side (alerting.sharing.Sharing) ----------------------------------------
     def shard(self, signal: Signal) -> int | None:
@@ -89,24 +103,24 @@ class Replica:
     def publish(self, shard: int, incident_id: str, handed: Handed) -> None:
         """Write an incident's state to its shard while this replica holds it (a replica
         whose lease lapsed writes nothing: the fence)."""
-        if self.send is None or shard not in self.held():
+        if self.writer is None or shard not in self.held():
             log.info("ha: not writing incident %s: shard %d is not held here", incident_id,
                      shard)
             return
-        claim = Claim(self.name, self.incarnation, self.shards.lease.generation)
-        self.send(shard, *incident_record(claim, incident_id, handed))
+        claim = self._as(self.shards.lease.generation)
+        self.writer.send(shard, *incident_record(claim, incident_id, handed))
 
     def flush(self) -> None:
         """Wait until every record sent is written (or failed, which is logged)."""
-        if self.flush_sent is not None:
-            self.flush_sent()
+        if self.writer is not None:
+            self.writer.flush()
 
     def send_status(self, shard: int, cluster: str, compressed: bytes) -> None:
         """Write this replica's part of a cluster's status document to a shard it holds,
         without waiting (the next poll writes it again)."""
-        if self.send is not None and shard in self.held():
-            claim = Claim(self.name, self.incarnation, self.shards.lease.generation)
-            self.send(shard, *status_record(claim, cluster, compressed))
+        if self.writer is not None and shard in self.held():
+            claim = self._as(self.shards.lease.generation)
+            self.writer.send(shard, *status_record(claim, cluster, compressed))
 
     def incidents(self) -> list[Incident]:
         """Every replica's open incidents, as the state topic says."""
@@ -120,6 +134,6 @@ class Replica:
         """Write a silence (None: its deletion) to the state topic, and take it here at
         once (the other replicas read it within a second)."""
         key, value = silence_record(silence_id, silence)
-        if self.write is None or self.write(SILENCES_SHARD, key, value) is None:
+        if self.writer is None or self.writer.write(SILENCES_SHARD, key, value) is None:
             raise NotSharedError("the state topic did not take the silence; try again")
         self.fleet.apply(SILENCES_SHARD, key, value)
