@@ -7,6 +7,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 import urllib.error
 import urllib.request
@@ -22,6 +23,7 @@ from kafka_local import KafkaCluster, free_port
 from workload import Consumer, Producer
 
 from lagwatch.ha.shards import shard_of
+from lagwatch.kafka.membership import StateTopicError, ensure_state_topic
 from tests.exposition import parse
 from tests.fake_apis import FakePagerDuty, FakeSlack
 from tests.integration.helpers import (
@@ -456,3 +458,32 @@ def test_a_stall_keeps_firing_through_the_new_owner_s_warm_up_and_resolves_once(
         consumer.stop()
     assert [e["event_action"] for e in pagerduty.events()] == ["trigger", "resolve"]
     assert len(slack.posts()) == 2 and len(slack.updates()) == 1
+
+
+def test_replicas_starting_together_all_accept_the_state_topic_they_race_to_create(
+        trio: KafkaCluster, unique: Callable[[str], str]) -> None:
+    # Given six replicas starting at once, each asking a broker of its own: one creates
+    # the topic, the others hear it exists, perhaps before their broker knows its partitions
+    topic, brokers = unique("ha-state"), trio.bootstrap.split(",")
+    admins = [KafkaAdminClient(bootstrap_servers=[brokers[i % len(brokers)]])
+              for i in range(6)]
+    together = threading.Barrier(len(admins))
+    outcomes: list[str] = []
+
+    def ensure(admin: KafkaAdminClient) -> None:
+        together.wait()
+        try:
+            ensure_state_topic(admin, topic, SHARDS)
+            outcomes.append("accepted")
+        except StateTopicError as exc:
+            outcomes.append(str(exc))
+
+    threads = [threading.Thread(target=ensure, args=(admin,)) for admin in admins]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    for admin in admins:
+        admin.close()
+    # Then every one of them goes on
+    assert outcomes == ["accepted"] * len(admins)
