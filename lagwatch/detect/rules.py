@@ -123,7 +123,9 @@ def rates(committed_w: Window, end_w: Window, now: float,
     the committed offset, so a batch consumer that commits every few minutes shows its
     true average rather than zero between commits, and a rewind does not make it negative.
     ``commits`` (from OffsetCommit records) sharpens the cadence and the time of the last
-    move; see ``exact_timing``.
+    move; see ``exact_timing``. Records ahead of the poll (a later offset committed since
+    the poll read it) say only that the offset moved at this poll: a member handing its
+    turn to this partition is not frozen here while the poll has yet to see it.
     """
     produce = produce_rate(end_w)
     changes = committed_w.changes()
@@ -145,6 +147,9 @@ def rates(committed_w: Window, end_w: Window, now: float,
     if commits is not None and changes and commits.offset == changes[-1][1]:
         cadence, last_change = exact_timing(commits, committed_w, cadence, changes[-1][0])
     else:
+        if commits is not None and changes and commits.offset > changes[-1][1]:
+            # a commit past what the poll read landed since: the offset moves on, now
+            last_change = committed_w.times[-1]
         commits = None  # the records and the poll disagree: a commit landed in between
     frozen = now - last_change if last_change is not None else 0.0
     return Rates(produce, consume, cadence, last_change, frozen, moves, commits)

@@ -80,6 +80,11 @@ def test_records_that_disagree_with_the_poll_are_not_used() -> None:
     newer = CommitFacts(250, moved_at=14.0, last_commit_at=14.0, commits_since_move=3,
                         move_cadence_s=2.0, commit_interval_s=2.0)
     r = rates(committed, end, 15.0, newer)
+    # a later offset committed than the poll read: it moves on now, nothing else is known
+    assert (r.cadence_s, r.frozen_s, r.commits) == (0.0, 0.0, None)
+    older = CommitFacts(90, moved_at=14.0, last_commit_at=14.0, commits_since_move=3,
+                        move_cadence_s=2.0, commit_interval_s=2.0)  # the records behind
+    r = rates(committed, end, 15.0, older)
     assert (r.cadence_s, r.frozen_s, r.commits) == (0.0, 15.0, None)
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import pytest
 
+from lagwatch.detect.commits import CommitFacts
 from lagwatch.detect.flow import Part, crew, starved_wait
 from lagwatch.detect.history import Window
-from lagwatch.detect.rules import DetectionSettings, Inputs, Rates, is_stalled
+from lagwatch.detect.rules import DetectionSettings, Inputs, Rates, is_stalled, rates
 from lagwatch.model import LogOffsets
 
 NOW = 1000.0
@@ -47,3 +48,36 @@ def test_a_partition_frozen_while_its_siblings_keep_up_is_not_starved() -> None:
     member = [part(0, 2, 6.6, 1.0), part(1, 0, 6.6, 0.0), stuck, part(3, 3, 6.6, 2.0)]
     assert starved_wait(stuck, crew(member), S) is None
     assert is_stalled(stuck.x, stuck.lag, stuck.rates, S, None)
+
+
+def test_the_turn_passing_to_a_waiting_partition_is_not_a_stall_before_the_poll_sees_it(
+        ) -> None:
+    # Given a kafka-python member (its commit() re-commits every partition where it
+    # stands): partition 2 frozen at 210 for 45 s by the polls, its siblings re-committed
+    # unchanged since their turns; the commit records already hold its first move
+    def observed(partition: int, polled: int, recorded: int, frozen_s: float) -> Part:
+        times, lag = [NOW - 60.0, NOW - frozen_s, NOW], 500
+        x = Inputs("billing", ("orders", partition), polled, LogOffsets(0, polled + lag), 1,
+                   committed_w=Window(times, [polled - 40, polled, polled]),
+                   end_w=Window(times, [polled, polled + lag // 2, polled + lag]),
+                   retention=None, now=NOW)
+        facts = CommitFacts(recorded, moved_at=NOW - frozen_s, last_commit_at=NOW - 0.2,
+                            commits_since_move=5, move_cadence_s=20.0,
+                            commit_interval_s=0.2, recommits=(NOW - 0.4, NOW - 0.2))
+        if recorded != polled:  # its first move, a moment ago
+            facts = CommitFacts(recorded, moved_at=NOW - 0.2, last_commit_at=NOW - 0.2,
+                                commits_since_move=0, move_cadence_s=20.0,
+                                commit_interval_s=0.2)
+        r = rates(x.committed_w, x.end_w, NOW, facts)
+        return Part(x, lag, r, near_zero=5.0)
+
+    turn = observed(2, polled=210, recorded=214, frozen_s=45.0)
+    member = [observed(0, 400, 400, 5.0), observed(1, 329, 329, 18.0), turn,
+              observed(3, 380, 380, 1.0)]
+    # Then it has just moved, as far as the rules are concerned
+    assert (turn.rates.frozen_s, turn.rates.commits) == (0.0, None)
+    assert not is_stalled(turn.x, turn.lag, turn.rates, S, starved_wait(turn, crew(member), S))
+    # and its siblings wait for their turns behind it: starved, not stalled
+    waiting = member[1]
+    wait = starved_wait(waiting, crew(member), S)
+    assert wait is not None and not is_stalled(waiting.x, waiting.lag, waiting.rates, S, wait)
