@@ -6,6 +6,7 @@ from collections import defaultdict
 from collections.abc import Mapping
 
 from lagwatch.detect import rules
+from lagwatch.detect.columns import plain_groups
 from lagwatch.detect.commits import CommitClocks
 from lagwatch.detect.flow import Crew, Flow, Part, crew, is_lagging, starved_wait, topic_flow
 from lagwatch.detect.history import History, Window
@@ -20,17 +21,23 @@ _WORTH_SAYING_S = 7 * 86400.0  # a retention ETA further off than this is noise 
 
 def assess(snapshot: Snapshot, history: History, settings: DetectionSettings, memory: Memory,
            no_trend: frozenset[str] = frozenset(), *,
-           commits: CommitClocks | None = None) -> Assessments:
+           commits: CommitClocks | None = None, columns: bool = True) -> Assessments:
     """Judge every partition of every group in a successful snapshot.
 
     ``history`` must already hold this snapshot; ``memory`` is updated in place. Topics in
     ``no_trend`` (dead-letter queues) are never judged lagging by trend. ``commits`` holds
-    the exact commit times when OffsetCommit records are read.
+    the exact commit times when OffsetCommit records are read. Groups whose verdict is
+    plain are assessed all at once (``columns.plain_groups``; ``columns=False`` sends every
+    group through the per-partition rules, the reference it is held to).
     """
     now = snapshot.taken_at
     readable = frozenset(topic for topic, _ in snapshot.offsets)
     result: Assessments = {}
+    plain = plain_groups(snapshot, history, settings, memory, commits) if columns else {}
     for group_id, group in snapshot.groups.items():
+        if group_id in plain:
+            result[group_id] = plain[group_id]
+            continue
         members = None if group.members is None else len(group.members)
         inputs = [Inputs(group_id, tp, c, snapshot.offsets.get(tp),
                          members, history.committed_window(group_id, tp),

@@ -98,6 +98,11 @@ class CommitClocks:
         return CommitFacts(clock.offset, clock.moved_at, clock.last_at, clock.since_move,
                            clock.gap, interval, tuple(clock.recommits or ()))
 
+    def recommits(self, group: str, tp: TopicPartition) -> int:
+        """Commits of a group-partition's offset since it last moved (0 when none seen)."""
+        clock = self._clocks.get(group, {}).get(tp)
+        return 0 if clock is None else clock.since_move
+
     def forget(self, present: set[str]) -> None:
         """Drop the clocks of groups that no longer exist."""
         for group in self._clocks.keys() - present:
