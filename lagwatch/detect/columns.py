@@ -27,6 +27,7 @@ from __future__ import annotations
 import math
 from collections import defaultdict
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import numpy.typing as npt
@@ -41,6 +42,7 @@ Floats = npt.NDArray[np.float64]
 Ints = npt.NDArray[np.int64]
 Bools = npt.NDArray[np.bool_]
 Assessed = dict[str, dict[TopicPartition, Assessment]]
+BLOCK = 4096  # rows worked out together: numpy's temporaries stay a few MB
 
 
 @dataclass(slots=True)
@@ -112,14 +114,20 @@ class _Numbers:
                  s: DetectionSettings) -> None:
         times = history.times
         used = len(times)
-        committed = history.committed.values[rows.history_row, :used]
-        ends = history.log_end.values[rows.end_row, :used]
-        self.lag = np.maximum(0, np.array(rows.log_end) - np.array(rows.committed))
-        self.produce, interval = _produce(ends, times)
-        self.consume, self.rewound, moved_at = _moves(committed, times)
-        self.lag_s, self.extrapolated = _time_lag(
-            np.array(rows.committed), ends, times, self.produce, now=now,
-            cap_s=s.max_extrapolation_s)
+        current = np.array(rows.committed)
+        self.lag = np.maximum(0, np.array(rows.log_end) - current)
+        parts: list[tuple[npt.NDArray[Any], ...]] = []
+        for block in range(0, len(current), BLOCK):  # bounded temporaries
+            take = slice(block, block + BLOCK)
+            committed = history.committed.values[rows.history_row[take], :used]
+            ends = history.log_end.values[rows.end_row[take], :used]
+            produce, interval = _produce(ends, times)
+            consume, rewound, moved_at = _moves(committed, times)
+            lag_s, extrapolated = _time_lag(current[take], ends, times, produce, now=now,
+                                            cap_s=s.max_extrapolation_s)
+            parts.append((produce, interval, consume, rewound, moved_at, lag_s, extrapolated))
+        (self.produce, interval, self.consume, self.rewound, moved_at, self.lag_s,
+         self.extrapolated) = (np.concatenate(column) for column in zip(*parts, strict=True))
         # frozen no longer than since the poll before the move: not stalled
         self.moving = now - moved_at <= s.stall_after_s
         # rules.near_zero is at least this, whatever the cadence
@@ -136,6 +144,8 @@ def _first_last(known: Bools) -> tuple[Ints, Ints, Ints]:
 
 def _carried(known: Bools) -> Ints:
     """For each column, the last known column at or before it (-1: none yet)."""
+    if known.all():  # the usual case: every poll saw every series
+        return np.broadcast_to(np.arange(known.shape[1]), known.shape)
     columns = np.where(known, np.arange(known.shape[1]), -1)
     return np.maximum.accumulate(columns, axis=1)
 
@@ -162,7 +172,8 @@ def _moves(committed: Ints, times: Floats) -> tuple[Floats, Bools, Floats]:
     known = committed != MISSING
     carried = _carried(known)
     index = np.arange(len(committed))
-    value = committed[index[:, None], np.maximum(carried, 0)]  # the last known value
+    # the last known value at each column
+    value = committed if known.all() else committed[index[:, None], np.maximum(carried, 0)]
     before = np.empty_like(value)
     before[:, 0] = MISSING
     before[:, 1:] = value[:, :-1]
@@ -178,10 +189,14 @@ def _moves(committed: Ints, times: Floats) -> tuple[Floats, Bools, Floats]:
     samples = known.sum(axis=1)
     consume = np.where(count >= 2, progress / np.where(count >= 2, spread, 1.0),
                        np.where((samples >= 2) & (count == 0), 0.0, np.nan))
+    # the last backwards move, and the highest offset before it
     backwards = moved & (committed < before)
-    back = backwards.shape[1] - 1 - backwards[:, ::-1].argmax(axis=1)
-    peak = np.maximum.accumulate(value, axis=1)[index, np.maximum(back - 1, 0)]
-    rewound = backwards.any(axis=1) & (value[:, -1] < peak)
+    back_rows = np.flatnonzero(backwards.any(axis=1))
+    back = backwards.shape[1] - 1 - backwards[back_rows, ::-1].argmax(axis=1)
+    peak = np.maximum.accumulate(value[back_rows], axis=1)[np.arange(len(back_rows)),
+                                                            np.maximum(back - 1, 0)]
+    rewound = np.zeros(len(committed), dtype=np.bool_)
+    rewound[back_rows] = value[back_rows, -1] < peak
     prior = carried[index, np.maximum(last - 1, 0)]
     moved_at = np.where(count > 0, times[prior], -np.inf)
     return consume, rewound, moved_at
