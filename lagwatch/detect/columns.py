@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import math
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -45,50 +45,33 @@ Assessed = dict[str, dict[TopicPartition, Assessment]]
 BLOCK = 4096  # rows worked out together: numpy's temporaries stay a few MB
 
 
-@dataclass(slots=True)
-class _Rows:
-    """The group-partitions of the groups being screened, one entry per row."""
+Row = tuple[str, TopicPartition, int, int, int, int, int, int]
+"""group, partition, committed offset, log end, members, commits of the offset since it
+last moved, the committed series' row in the history, the log-end series' row."""
 
-    groups: list[str] = field(default_factory=list)
-    tps: list[TopicPartition] = field(default_factory=list)
-    committed: list[int] = field(default_factory=list)
-    log_end: list[int] = field(default_factory=list)
-    members: list[int] = field(default_factory=list)
-    recommits: list[int] = field(default_factory=list)  # since the offset last moved
-    history_row: list[int] = field(default_factory=list)  # the committed series' row
-    end_row: list[int] = field(default_factory=list)  # the log-end series' row
 
-    def screen(self, group_id: str, group: GroupSnapshot, snapshot: Snapshot,
-               history: History, *, readable: set[str], commits: CommitClocks | None
-               ) -> None:
-        """Add the group's rows when nothing in them rules this path out."""
-        if group.members is None:
-            return
-        members = len(group.members)
-        committed, offsets, unread = group.committed, snapshot.offsets, snapshot.unread
-        start = len(self.groups)
-        for tp in group.partitions():
-            if tp[0] not in readable:
-                continue  # deleted or unreadable: a poll error, not a verdict
-            c, lo = committed.get(tp), offsets.get(tp)
-            crow = history.committed.get((group_id, tp))
-            erow = history.log_end.get(tp)
-            if (c is None or lo is None or crow is None or erow is None or c < lo.log_start
-                    or lo.held_back or (tp, c) in unread):
-                for column in (self.groups, self.tps, self.committed, self.log_end,
-                               self.members, self.recommits, self.history_row, self.end_row):
-                    del column[start:]
-                return
-            self.groups.append(group_id)
-            self.tps.append(tp)
-            self.committed.append(c)
-            self.log_end.append(lo.log_end)
-            self.members.append(members)
-            self.recommits.append(commits.recommits(group_id, tp)
-                                  if commits is not None and members and c < lo.log_end
-                                  else 0)
-            self.history_row.append(crow)
-            self.end_row.append(erow)
+def _screen(group_id: str, group: GroupSnapshot, snapshot: Snapshot, history: History, *,
+            readable: set[str], commits: CommitClocks | None) -> list[Row]:
+    """The group's rows, or none when something in them rules this path out."""
+    if group.members is None:
+        return []
+    members = len(group.members)
+    committed, offsets, unread = group.committed, snapshot.offsets, snapshot.unread
+    series, ends = history.committed.rows.row, history.log_end.rows.row
+    rows = []
+    for tp in group.partitions():
+        if tp[0] not in readable:
+            continue  # deleted or unreadable: a poll error, not a verdict
+        c, lo = committed.get(tp), offsets.get(tp)
+        crow, erow = series.get((group_id, tp)), ends.get(tp)
+        if (c is None or lo is None or crow is None or erow is None or c < lo.log_start
+                or lo.held_back or (tp, c) in unread):
+            return []
+        behind = c < lo.log_end
+        rows.append((group_id, tp, c, lo.log_end, members,
+                     commits.recommits(group_id, tp)
+                     if commits is not None and members and behind else 0, crow, erow))
+    return rows
 
 
 def plain_groups(snapshot: Snapshot, history: History, s: DetectionSettings,
@@ -96,21 +79,36 @@ def plain_groups(snapshot: Snapshot, history: History, s: DetectionSettings,
     """Assess the groups whose verdict is plain (see the module); the others are left
     to the per-partition rules. ``history`` must already hold this snapshot; ``memory``
     is updated for the groups assessed here."""
-    rows = _Rows()
     readable = {topic for topic, _ in snapshot.offsets}
-    for group_id, group in snapshot.groups.items():
-        rows.screen(group_id, group, snapshot, history, readable=readable, commits=commits)
-    if not rows.groups:
+    rows = [row for group_id, group in snapshot.groups.items()
+            for row in _screen(group_id, group, snapshot, history, readable=readable,
+                               commits=commits)]
+    if not rows:
         return {}
-    numbers = _Numbers(rows, history, snapshot.taken_at, s)
-    return _verdicts(rows, numbers, snapshot, history.span_s(), s=s, memory=memory)
+    columns = _Columns(*zip(*rows, strict=True))
+    numbers = _Numbers(columns, history, snapshot.taken_at, s)
+    return _verdicts(columns, numbers, snapshot, history.span_s(), s=s, memory=memory)
+
+
+@dataclass(frozen=True, slots=True)
+class _Columns:
+    """The rows screened in, column by column."""
+
+    groups: tuple[str, ...]
+    tps: tuple[TopicPartition, ...]
+    committed: tuple[int, ...]
+    log_end: tuple[int, ...]
+    members: tuple[int, ...]
+    recommits: tuple[int, ...]
+    history_row: tuple[int, ...]
+    end_row: tuple[int, ...]
 
 
 class _Numbers:
     """Every row's numbers, as ``rules.rates``, ``rules.time_lag``, ``rules.near_zero``
     and ``rules.rewind_of`` work them out from the row's windows."""
 
-    def __init__(self, rows: _Rows, history: History, now: float,
+    def __init__(self, rows: _Columns, history: History, now: float,
                  s: DetectionSettings) -> None:
         times = history.times
         used = len(times)
@@ -119,8 +117,8 @@ class _Numbers:
         parts: list[tuple[npt.NDArray[Any], ...]] = []
         for block in range(0, len(current), BLOCK):  # bounded temporaries
             take = slice(block, block + BLOCK)
-            committed = history.committed.values[rows.history_row[take], :used]
-            ends = history.log_end.values[rows.end_row[take], :used]
+            committed = history.committed.values[list(rows.history_row[take]), :used]
+            ends = history.log_end.values[list(rows.end_row[take]), :used]
             produce, interval = _produce(ends, times)
             consume, rewound, moved_at = _moves(committed, times)
             lag_s, extrapolated = _time_lag(current[take], ends, times, produce, now=now,
@@ -233,7 +231,7 @@ def _time_lag(committed: Ints, ends: Ints, times: Floats, produce: Floats, *, no
     return lag_s, extrapolated
 
 
-def _verdicts(rows: _Rows, n: _Numbers, snapshot: Snapshot, span_s: float, *,
+def _verdicts(rows: _Columns, n: _Numbers, snapshot: Snapshot, span_s: float, *,
               s: DetectionSettings, memory: Memory) -> Assessed:
     """Build the assessments of the groups found plain, group by group."""
     judged_span = span_s >= s.min_duration_s
