@@ -1,6 +1,7 @@
 """Detection quality and cost, against a port of Burrow's rules in the same run.
 
     .venv/bin/python bench/detection.py            # scenario suite + evaluation cost
+    .venv/bin/python bench/detection.py --cost-only --baseline REV   # cost beside REV's
 
 (bench/detection_broker.py runs real clients on a real broker.)
 
@@ -11,22 +12,28 @@ __consumer_offsets (the default), for lagwatch from polls alone (where that topi
 be read), and for the Burrow baseline fed the exact commit stream.
 
 Cost: seconds per poll spent in history and in detection, per group-partition, at
-growing sizes, to show it is linear.
+growing sizes, to show it is linear; with ``--baseline REV``, also lagwatch as of that git
+revision (extracted by ``git archive``, run in a process of its own) and the ratio.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
 import statistics
+import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(ROOT))
+sys.path.append(str(ROOT))  # after PYTHONPATH: a baseline's lagwatch comes first
 
+from bench.baseline import checkout  # noqa: E402
 from bench.burrow_rules import BurrowPartition  # noqa: E402
 from lagwatch.detect.assess import assess  # noqa: E402
 from lagwatch.detect.config import DetectionConfig  # noqa: E402
@@ -202,42 +209,68 @@ def _when(case: Case, delay_s: object, burrow: bool = False) -> str:
     return "never" if delay_s is None else f"+{float(delay_s):.0f} s"  # type: ignore[arg-type]
 
 
-def cost(sizes: list[int], polls: int = 60) -> None:
+def cost(sizes: list[int], polls: int = 60, baseline: str | None = None) -> None:
     print(f"\nEvaluation cost per poll ({polls} polls of history, 10 partitions per topic, "
           "100 partitions per group)")
     print(f"{'group-partitions':>16} {'history us/gp':>14} {'detect us/gp':>13} "
           f"{'detect s/poll':>14}")
-    for size in sizes:
-        groups = max(1, size // 100)
-        topics = [f"t{i}" for i in range(max(1, size // 1000) * 10)]
-        history = History(1800.0, 240)
-        memory = Memory()
-        settings = DetectionConfig().settings()
-        observe_s, assess_s = [], []
-        for k in range(polls):
-            t = 1_790_000_000.0 + 30 * k
-            offsets = {(tp, p): LogOffsets(0, 1000 * k + 37 * p) for tp in topics
-                       for p in range(10)}
-            group_snaps = {}
-            for g in range(groups):
-                mine = [topics[(g + j) % len(topics)] for j in range(10)]
-                slow = g % 7 == 0  # some groups fall behind, so the trend code runs
-                committed = {(tp, p): int(offsets[(tp, p)].log_end * (0.8 if slow else 1))
-                             - (k * 5 % 50) for tp in mine for p in range(10)}
-                group_snaps[f"g{g}"] = GroupSnapshot(
-                    f"g{g}", "Stable", members=(Member("m", "c", "h"),), committed=committed)
-            snapshot = Snapshot("bench", t, 0.0, up=True, groups=group_snaps, offsets=offsets)
-            started = time.perf_counter()
-            history.observe(snapshot)
-            observe_s.append(time.perf_counter() - started)
-            started = time.perf_counter()
-            assess(snapshot, history, settings, memory)
-            assess_s.append(time.perf_counter() - started)
-        gp = groups * 100
-        tail = polls // 2  # once the windows are full
-        print(f"{gp:>16,} {statistics.median(observe_s[tail:]) / gp * 1e6:>14.1f} "
-              f"{statistics.median(assess_s[tail:]) / gp * 1e6:>13.1f} "
-              f"{statistics.median(assess_s[tail:]):>14.3f}")
+    with tempfile.TemporaryDirectory() as tmp:
+        old = checkout(baseline, Path(tmp) / "baseline") if baseline else None
+        for size in sizes:
+            now = _costs(size, polls, None)
+            print(f"{size:>16,} {now[0]:>14.1f} {now[1]:>13.1f} {now[2]:>14.3f}", flush=True)
+            if old is not None:
+                then = _costs(size, polls, old)
+                print(f"{baseline[:16]:>16} {then[0]:>14.1f} {then[1]:>13.1f} "  # type: ignore[index]
+                      f"{then[2]:>14.3f}   ({then[1] / now[1]:.1f}x the detection cost)",
+                      flush=True)
+
+
+def _costs(size: int, polls: int, package: Path | None) -> list[float]:
+    """History and detection µs per group-partition, and detection s per poll, measured
+    in a process of its own (with ``package``, an older lagwatch, first on its path)."""
+    env = dict(os.environ, PYTHONPATH=str(package)) if package is not None else None
+    done = subprocess.run([sys.executable, __file__, "--one-cost", str(size), "--polls",
+                           str(polls)], capture_output=True, text=True, env=env,
+                          cwd=tempfile.gettempdir(), check=False)
+    if done.returncode != 0:
+        raise SystemExit(f"bench: the cost at {size} failed:\n{done.stderr}")
+    return json.loads(done.stdout.splitlines()[-1])  # type: ignore[no-any-return]
+
+
+def one_cost(size: int, polls: int) -> list[float]:
+    """Measure the evaluation cost at one size in this process."""
+    groups = max(1, size // 100)
+    topics = [f"t{i}" for i in range(max(1, size // 1000) * 10)]
+    history = History(1800.0, 240)
+    memory = Memory()
+    settings = DetectionConfig().settings()
+    observe_s, assess_s = [], []
+    for k in range(polls):
+        t = 1_790_000_000.0 + 30 * k
+        offsets = {(tp, p): LogOffsets(0, 1000 * k + 37 * p) for tp in topics
+                   for p in range(10)}
+        group_snaps = {}
+        for g in range(groups):
+            mine = [topics[(g + j) % len(topics)] for j in range(10)]
+            slow = g % 7 == 0  # some groups fall behind, so the trend code runs
+            committed = {(tp, p): int(offsets[(tp, p)].log_end * (0.8 if slow else 1))
+                         - (k * 5 % 50) for tp in mine for p in range(10)}
+            group_snaps[f"g{g}"] = GroupSnapshot(
+                f"g{g}", "Stable", members=(Member("m", "c", "h"),), committed=committed)
+        snapshot = Snapshot("bench", t, 0.0, up=True, groups=group_snaps, offsets=offsets)
+        started = time.perf_counter()
+        history.observe(snapshot)
+        observe_s.append(time.perf_counter() - started)
+        started = time.perf_counter()
+        assess(snapshot, history, settings, memory)
+        assess_s.append(time.perf_counter() - started)
+    gp = groups * 100
+    tail = polls // 2  # once the windows are full
+    return [statistics.median(observe_s[tail:]) / gp * 1e6,
+            statistics.median(assess_s[tail:]) / gp * 1e6, statistics.median(assess_s[tail:])]
+
+
 
 
 def main() -> None:
@@ -245,11 +278,19 @@ def main() -> None:
     parser.add_argument("--sizes", default="1000,5000,20000,50000")
     parser.add_argument("--min-duration", help="detection.min_duration (default: config's)")
     parser.add_argument("--stall-after", help="detection.stall_after (default: config's)")
+    parser.add_argument("--cost-only", action="store_true", help="skip the scenario suite")
+    parser.add_argument("--baseline", help="a git revision whose cost to print beside")
+    parser.add_argument("--polls", type=int, default=60, help="polls of history")
+    parser.add_argument("--one-cost", type=int, help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.one_cost:
+        print(json.dumps(one_cost(args.one_cost, args.polls)))
+        return
     overrides = {k: v for k, v in (("min_duration", args.min_duration),
                                    ("stall_after", args.stall_after)) if v}
-    suite(DetectionConfig.model_validate(overrides))
-    cost([int(s) for s in args.sizes.split(",")])
+    if not args.cost_only:
+        suite(DetectionConfig.model_validate(overrides))
+    cost([int(s) for s in args.sizes.split(",")], args.polls, args.baseline)
 
 
 if __name__ == "__main__":
