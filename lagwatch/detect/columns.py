@@ -25,7 +25,6 @@ operations in the same order as in ``rules``, so they are equal to the bit.
 from __future__ import annotations
 
 import math
-from collections import defaultdict
 from dataclasses import dataclass
 from typing import Any
 
@@ -35,7 +34,7 @@ import numpy.typing as npt
 from lagwatch.detect.commits import CommitClocks
 from lagwatch.detect.history import MISSING, History
 from lagwatch.detect.rules import RECOMMITS_STALLED, Assessment, DetectionSettings, Memory
-from lagwatch.model import GroupSnapshot, Retention, Snapshot, TopicPartition
+from lagwatch.model import GroupSnapshot, Snapshot, TopicPartition
 from lagwatch.status import Status
 
 Floats = npt.NDArray[np.float64]
@@ -45,13 +44,14 @@ Assessed = dict[str, dict[TopicPartition, Assessment]]
 BLOCK = 4096  # rows worked out together: numpy's temporaries stay a few MB
 
 
-Row = tuple[str, TopicPartition, int, int, int, int, int, int]
+Row = tuple[str, TopicPartition, int, int, int, int, int, int, int]
 """group, partition, committed offset, log end, members, commits of the offset since it
-last moved, the committed series' row in the history, the log-end series' row."""
+last moved, the committed series' row in the history, the log-end series' row, and the
+group's number (its place in the poll)."""
 
 
 def _screen(group_id: str, group: GroupSnapshot, snapshot: Snapshot, history: History, *,
-            readable: set[str], commits: CommitClocks | None) -> list[Row]:
+            readable: set[str], commits: CommitClocks | None, number: int) -> list[Row]:
     """The group's rows, or none when something in them rules this path out."""
     if group.members is None:
         return []
@@ -70,7 +70,8 @@ def _screen(group_id: str, group: GroupSnapshot, snapshot: Snapshot, history: Hi
         behind = c < lo.log_end
         rows.append((group_id, tp, c, lo.log_end, members,
                      commits.recommits(group_id, tp)
-                     if commits is not None and members and behind else 0, crow, erow))
+                     if commits is not None and members and behind else 0, crow, erow,
+                     number))
     return rows
 
 
@@ -80,9 +81,9 @@ def plain_groups(snapshot: Snapshot, history: History, s: DetectionSettings,
     to the per-partition rules. ``history`` must already hold this snapshot; ``memory``
     is updated for the groups assessed here."""
     readable = {topic for topic, _ in snapshot.offsets}
-    rows = [row for group_id, group in snapshot.groups.items()
+    rows = [row for number, (group_id, group) in enumerate(snapshot.groups.items())
             for row in _screen(group_id, group, snapshot, history, readable=readable,
-                               commits=commits)]
+                               commits=commits, number=number)]
     if not rows:
         return {}
     columns = _Columns(*zip(*rows, strict=True))
@@ -102,6 +103,7 @@ class _Columns:
     recommits: tuple[int, ...]
     history_row: tuple[int, ...]
     end_row: tuple[int, ...]
+    owners: tuple[int, ...]  # the group of each row, by number
 
 
 class _Numbers:
@@ -233,60 +235,58 @@ def _time_lag(committed: Ints, ends: Ints, times: Floats, produce: Floats, *, no
 
 def _verdicts(rows: _Columns, n: _Numbers, snapshot: Snapshot, span_s: float, *,
               s: DetectionSettings, memory: Memory) -> Assessed:
-    """Build the assessments of the groups found plain, group by group."""
+    """Find the plain groups (every row plain, no topic above its near-zero level) and
+    build their assessments."""
+    members, lag = np.array(rows.members), n.lag
+    retention = [snapshot.retention.get(tp[0]) for tp in rows.tps]
+    eta = _retention_eta(n, members, np.array(
+        [np.nan if r is None or r.retention_s is None else r.retention_s for r in retention]))
+    plain = (lag == 0) | (members == 0) | (
+        n.moving & (np.array(rows.recommits) < RECOMMITS_STALLED)
+        & (span_s >= s.min_duration_s) & ~(eta <= s.retention_horizon_s))
+    # a topic whose summed lag is at the near-zero level is not lagging (flow.is_lagging)
+    topics: dict[str, int] = {}
+    topic = np.array([topics.setdefault(tp[0], len(topics)) for tp in rows.tps])
+    owners = np.array(rows.owners)
+    _, flow = np.unique(owners * len(topics) + topic, return_inverse=True)
+    active = members > 0
+    summed = np.bincount(flow, weights=np.where(active, lag, 0))
+    level = np.bincount(flow, weights=np.where(active, n.near_zero, 0.0))
+    bad = ~plain | n.rewound | (summed > level)[flow]
+    good = ~(np.bincount(owners, weights=bad) > 0)[owners]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        catchup = np.where(n.consume > n.produce, lag / (n.consume - n.produce), np.nan)
     judged_span = span_s >= s.min_duration_s
     result: Assessed = {}
-    blocked = {g for g, r in zip(rows.groups, n.rewound.tolist(), strict=True) if r}
-    flows: dict[tuple[str, str], list[float]] = defaultdict(lambda: [0.0, 0.0])
-    columns = zip(rows.groups, rows.tps, rows.members, rows.recommits, n.lag.tolist(),
-                  _known(n.produce), _known(n.consume), _known(n.lag_s),
-                  n.extrapolated.tolist(), n.moving.tolist(), n.near_zero.tolist(),
-                  strict=True)
-    for (group_id, tp, members, recommits, lag, produce, consume, lag_s, extrapolated,
-         moving, near_zero) in columns:
-        if group_id in blocked:
-            continue
-        if lag == 0:
+    chosen = np.flatnonzero(good).tolist()
+    columns = zip(chosen, lag[good].tolist(), members[good].tolist(), _known(n.produce[good]),
+                  _known(n.consume[good]), _known(n.lag_s[good]), n.extrapolated[good].tolist(),
+                  _known(eta[good]), _known(catchup[good]), strict=True)
+    for k, behind, members_k, produce, consume, lag_s, extrapolated, eta_k, catchup_k in (
+            columns):
+        group_id, tp = rows.groups[k], rows.tps[k]
+        if behind == 0:
             status = Status.IDLE if produce == 0 and judged_span else Status.OK
             assessment = Assessment(status, None, lag_messages=0, lag_seconds=lag_s,
                                     lag_seconds_extrapolated=extrapolated,
                                     produce_rate=produce, consume_rate=consume,
                                     catchup_eta_s=0.0)
+        elif not members_k:
+            kept = retention[k]
+            noun = "offsets" if kept is not None and kept.compacted else "messages"
+            assessment = Assessment(
+                Status.STOPPED, f"{tp[0]}[{tp[1]}] has {behind:,} unread {noun} and no "
+                "consumer", lag_messages=behind, lag_seconds=lag_s,
+                lag_seconds_extrapolated=extrapolated, produce_rate=produce,
+                consume_rate=consume, retention_eta_s=eta_k)
         else:
-            retention = snapshot.retention.get(tp[0])
-            eta = _retention_eta(lag_s, produce, consume, members, retention)
-            if not members:
-                noun = "offsets" if retention is not None and retention.compacted else (
-                    "messages")
-                assessment = Assessment(
-                    Status.STOPPED, f"{tp[0]}[{tp[1]}] has {lag:,} unread {noun} and no "
-                    "consumer", lag_messages=lag, lag_seconds=lag_s,
-                    lag_seconds_extrapolated=extrapolated, produce_rate=produce,
-                    consume_rate=consume, retention_eta_s=eta)
-            elif (moving and recommits < RECOMMITS_STALLED and judged_span
-                  and (eta is None or eta > s.retention_horizon_s)):
-                catchup = (None if consume is None or produce is None or consume <= produce
-                           else lag / (consume - produce))
-                assessment = Assessment(
-                    Status.OK, None, lag_messages=lag, lag_seconds=lag_s,
-                    lag_seconds_extrapolated=extrapolated, produce_rate=produce,
-                    consume_rate=consume, catchup_eta_s=catchup, retention_eta_s=eta)
-            else:
-                blocked.add(group_id)
-                continue
-        if members:
-            flow = flows[group_id, tp[0]]
-            flow[0] += lag
-            flow[1] += near_zero
+            assessment = Assessment(
+                Status.OK, None, lag_messages=behind, lag_seconds=lag_s,
+                lag_seconds_extrapolated=extrapolated, produce_rate=produce,
+                consume_rate=consume, catchup_eta_s=catchup_k, retention_eta_s=eta_k)
         result.setdefault(group_id, {})[tp] = assessment
-    # a topic whose summed lag is at the near-zero level is not lagging (flow.is_lagging)
-    blocked |= {g for (g, _), (lag, near_zero) in flows.items() if lag > near_zero}
-    for group_id in blocked:
-        result.pop(group_id, None)
-    for group_id, assessments in result.items():
-        for tp in assessments:
-            memory.lagging.discard((group_id, tp[0]))
-            memory.loss_counted_to.pop((group_id, tp[0], tp[1]), None)
+        memory.lagging.discard((group_id, tp[0]))
+        memory.loss_counted_to.pop((group_id, tp[0], tp[1]), None)
     return result
 
 
@@ -295,17 +295,12 @@ def _known(values: Floats) -> list[float | None]:
     return [None if math.isnan(v) else v for v in values.tolist()]
 
 
-def _retention_eta(lag_s: float | None, produce: float | None, consume: float | None,
-                   members: int, retention: Retention | None) -> float | None:
-    """``rules.retention_eta`` for a group-partition behind."""
-    if lag_s is None or retention is None or retention.retention_s is None:
-        return None
-    remaining = retention.retention_s - lag_s
-    if remaining <= 0:
-        return 0.0
-    consumed = consume or 0.0
-    if produce and produce > 0:
-        growth = 1.0 - consumed / produce
-    else:
-        growth = 1.0 if consumed == 0 or members == 0 else -1.0
-    return remaining / growth if growth > 0 else None
+def _retention_eta(n: _Numbers, members: Ints, retention_s: Floats) -> Floats:
+    """``rules.retention_eta`` (NaN: None) of every row."""
+    consumed = np.nan_to_num(n.consume)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        growth = np.where(n.produce > 0, 1.0 - consumed / n.produce,
+                          np.where((consumed == 0) | (members == 0), 1.0, -1.0))
+        remaining = retention_s - n.lag_s
+        eta = np.where(remaining <= 0, 0.0, np.where(growth > 0, remaining / growth, np.nan))
+    return np.where((n.lag > 0) & ~np.isnan(remaining), eta, np.nan)
