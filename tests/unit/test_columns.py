@@ -142,7 +142,7 @@ def judged_alike(drawn: list[Poll], retention: Retention | None, records: bool
     return memory
 
 
-@settings(max_examples=300, deadline=None)
+@settings(max_examples=6 * settings.default.max_examples)  # two paths, many branches
 @given(drawn=polls(), retention=st.sampled_from(RETENTIONS), records=st.booleans())
 def test_the_columns_say_what_the_per_partition_rules_say(
         drawn: list[Poll], retention: Retention | None, records: bool) -> None:
