@@ -76,10 +76,12 @@ def _screen(group_id: str, group: GroupSnapshot, snapshot: Snapshot, history: Hi
 
 
 def plain_groups(snapshot: Snapshot, history: History, s: DetectionSettings,
-                 memory: Memory, commits: CommitClocks | None = None) -> Assessed:
+                 memory: Memory, commits: CommitClocks | None = None, *,
+                 block: int = BLOCK) -> Assessed:
     """Assess the groups whose verdict is plain (see the module); the others are left
     to the per-partition rules. ``history`` must already hold this snapshot; ``memory``
-    is updated for the groups assessed here."""
+    is updated for the groups assessed here. The numbers are worked out ``block`` rows
+    at a time."""
     readable = {topic for topic, _ in snapshot.offsets}
     rows = [row for number, (group_id, group) in enumerate(snapshot.groups.items())
             for row in _screen(group_id, group, snapshot, history, readable=readable,
@@ -87,7 +89,7 @@ def plain_groups(snapshot: Snapshot, history: History, s: DetectionSettings,
     if not rows:
         return {}
     columns = _Columns(*zip(*rows, strict=True))
-    numbers = _Numbers(columns, history, snapshot.taken_at, s)
+    numbers = _Numbers(columns, history, snapshot.taken_at, s, block)
     return _verdicts(columns, numbers, snapshot, history.span_s(), s=s, memory=memory)
 
 
@@ -111,14 +113,14 @@ class _Numbers:
     and ``rules.rewind_of`` work them out from the row's windows."""
 
     def __init__(self, rows: _Columns, history: History, now: float,
-                 s: DetectionSettings) -> None:
+                 s: DetectionSettings, block: int) -> None:
         times = history.times
         used = len(times)
         current = np.array(rows.committed)
         self.lag = np.maximum(0, np.array(rows.log_end) - current)
         parts: list[tuple[npt.NDArray[Any], ...]] = []
-        for block in range(0, len(current), BLOCK):  # bounded temporaries
-            take = slice(block, block + BLOCK)
+        for start in range(0, len(current), block):  # bounded temporaries
+            take = slice(start, start + block)
             committed = history.committed.values[list(rows.history_row[take]), :used]
             ends = history.log_end.values[list(rows.end_row[take]), :used]
             produce, interval = _produce(ends, times)

@@ -4,13 +4,12 @@ leaves detection's memory the same."""
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass
-from unittest import mock
 
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from lagwatch.detect import columns
 from lagwatch.detect.assess import assess
 from lagwatch.detect.columns import plain_groups
 from lagwatch.detect.commits import CommitClocks
@@ -127,7 +126,7 @@ def snapshots(drawn: list[Poll], retention: Retention | None) -> list[Snapshot]:
 def judged_alike(drawn: list[Poll], retention: Retention | None, records: bool
                  ) -> Memory:
     """Judge the polls both ways, check they agree at every poll; return the memory.
-    The columns are worked out 5 rows at a time, so that blocks end inside groups."""
+    The columns are also worked out 5 rows at a time, so that blocks end inside groups."""
     history, memory, reference = History(S.window_s, 20), Memory(), Memory()
     clocks = CommitClocks(S.window_s) if records else None
     for snapshot in snapshots(drawn, retention):
@@ -135,10 +134,12 @@ def judged_alike(drawn: list[Poll], retention: Retention | None, records: bool
         for at, record in snapshot.commit_records:
             if clocks is not None:
                 clocks.observe(record, at)
+        before = copy.deepcopy(memory)
         expected = assess(snapshot, history, S, reference, commits=clocks, columns=False)
-        with mock.patch.object(columns, "BLOCK", 5):
-            assert assess(snapshot, history, S, memory, commits=clocks) == expected
+        assert assess(snapshot, history, S, memory, commits=clocks) == expected
         assert memory == reference
+        in_blocks = plain_groups(snapshot, history, S, before, clocks, block=5)
+        assert in_blocks == {group: expected[group] for group in in_blocks}
     return memory
 
 
