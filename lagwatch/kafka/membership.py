@@ -38,34 +38,34 @@ log = logging.getLogger(__name__)
 
 POLL_MS = 500  # the loop's poll: how often the lease is renewed
 MEMBERS_EVERY_S = 5.0  # how often the coordination group's members are counted
-SETTLE_EVERY_S = 0.5  # how often a state topic still being created is described again
+SETTLE_S, SETTLE_EVERY_S = 30.0, 0.5  # how long, how often a state topic still being
+# created is described again
 
 
 class StateTopicError(Exception):
     """The state topic cannot be used; the message is one line that names it."""
 
 
-def ensure_state_topic(admin: Any, topic: str, shards: int, *, settle_s: float = 30.0,
-                       sleep: Callable[[float], None] = time.sleep) -> None:
+def ensure_state_topic(admin: Any, topic: str, shards: int) -> None:
     """Create the compacted state topic with ``shards`` partitions, or check the one there
     has as many: the partition count is the shard count every replica hashes groups by.
 
     Replicas starting together race to create it: the losers hear it exists before its
     partitions are in the metadata they read, so a topic still settling (an error, or no
-    partitions yet) is described again, every half second for up to ``settle_s``."""
+    partitions yet) is described again, every half second for up to 30 s."""
     try:
         admin.create_topics({topic: {"num_partitions": shards, "configs": {
             "cleanup.policy": "compact"}}}, wait_for_metadata=True)
         log.info("created the state topic %s with %d partitions", topic, shards)
     except TopicAlreadyExistsError:
         pass
-    for _ in range(max(1, int(settle_s / SETTLE_EVERY_S))):
+    for _ in range(int(SETTLE_S / SETTLE_EVERY_S)):
         described = admin.describe_topics([topic])
         settled = bool(described) and not described[0].get("error_code")
         partitions = len(described[0]["partitions"]) if settled else 0
         if partitions:
             break
-        sleep(SETTLE_EVERY_S)
+        time.sleep(SETTLE_EVERY_S)
     if partitions != shards:
         raise StateTopicError(f"ha.topic {topic!r} has {partitions} partitions but ha.shards "
                               f"is {shards}: they must match (delete the topic to change the "
