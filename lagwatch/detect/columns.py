@@ -259,6 +259,7 @@ def _verdicts(rows: _Columns, n: _Numbers, snapshot: Snapshot, span_s: float, *,
     with np.errstate(divide="ignore", invalid="ignore"):
         catchup = np.where(n.consume > n.produce, lag / (n.consume - n.produce), np.nan)
     judged_span = span_s >= s.min_duration_s
+    lagging, lost = memory.lagging, memory.loss_counted_to
     result: Assessed = {}
     chosen = np.flatnonzero(good).tolist()
     columns = zip(chosen, lag[good].tolist(), members[good].tolist(), _known(n.produce[good]),
@@ -287,8 +288,10 @@ def _verdicts(rows: _Columns, n: _Numbers, snapshot: Snapshot, span_s: float, *,
                 lag_seconds_extrapolated=extrapolated, produce_rate=produce,
                 consume_rate=consume, catchup_eta_s=catchup_k, retention_eta_s=eta_k)
         result.setdefault(group_id, {})[tp] = assessment
-        memory.lagging.discard((group_id, tp[0]))
-        memory.loss_counted_to.pop((group_id, tp[0], tp[1]), None)
+        if lagging:
+            lagging.discard((group_id, tp[0]))
+        if lost:
+            lost.pop((group_id, tp[0], tp[1]), None)
     return result
 
 

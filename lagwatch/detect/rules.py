@@ -62,9 +62,12 @@ class Rates:
     commits: CommitFacts | None = None  # exact facts about the current offset, when read
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Assessment:
-    """A group-partition's numbers and status after one poll."""
+    """A group-partition's numbers and status after one poll. Never changed once made;
+    not ``frozen`` only because a poll makes one per group-partition, and a frozen
+    dataclass takes six times as long to make (1.3 us against 0.2: 55 ms a poll at
+    50,000 group-partitions)."""
 
     status: Status
     reason: str | None = None

@@ -17,9 +17,11 @@ from lagwatch.text import fmt_duration, plural
 
 N = TypeVar("N", int, float)
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(slots=True)
 class PartitionReport:
-    """Offsets, lag and status of one group on one partition. None means not known, never 0."""
+    """Offsets, lag and status of one group on one partition. None means not known, never 0.
+    Never changed once made (not ``frozen``, as ``Assessment``: one per group-partition)."""
 
     topic: str
     partition: int
@@ -63,23 +65,35 @@ class TopicReport:
     retention_eta_s: float | None = field(init=False)  # the soonest deletion of unread data
 
     def __post_init__(self) -> None:
-        parts = self.partitions
-        lag = _sum(p.lag_messages for p in parts)
-        etas = [p.assessment.catchup_eta_s for p in parts if p.lag_messages]
-        if not etas:  # caught up everywhere it is known, as a partition's ETA says
+        # One pass over the partitions (a report holds every group-partition of a cluster):
+        # sums of the known values, in partition order; None when none is known.
+        lag = lag_s = produce = consume = retention = slowest = None
+        behind = unknown_eta = False  # a partition behind; one whose ETA is not known
+        for p in self.partitions:
+            a = p.assessment
+            if (m := a.lag_messages) is not None:
+                lag = m if lag is None else lag + m
+                if m:
+                    behind = True
+                    if (eta := a.catchup_eta_s) is None:
+                        unknown_eta = True
+                    elif slowest is None or eta > slowest:
+                        slowest = eta
+            if (s := a.lag_seconds) is not None and (lag_s is None or s > lag_s):
+                lag_s = s
+            if (r := a.produce_rate) is not None:
+                produce = r if produce is None else produce + r
+            if (r := a.consume_rate) is not None:
+                consume = r if consume is None else consume + r
+            if (e := a.retention_eta_s) is not None and (retention is None or e < retention):
+                retention = e
+        if not behind:  # caught up everywhere it is known, as a partition's ETA says
             catchup = 0.0 if lag is not None else None
         else:
-            catchup = None if None in etas else max(e for e in etas if e is not None)
-        totals = {
-            "lag_messages": lag,
-            "lag_seconds": _max(p.lag_seconds for p in parts),
-            "produce_rate": _sum(p.assessment.produce_rate for p in parts),
-            "consume_rate": _sum(p.assessment.consume_rate for p in parts),
-            "catchup_eta_s": catchup,
-            "retention_eta_s": min((e for p in parts if (e := p.assessment.retention_eta_s)
-                                    is not None), default=None),
-        }
-        for name, value in totals.items():
+            catchup = None if unknown_eta else slowest
+        for name, value in (("lag_messages", lag), ("lag_seconds", lag_s),
+                            ("produce_rate", produce), ("consume_rate", consume),
+                            ("catchup_eta_s", catchup), ("retention_eta_s", retention)):
             object.__setattr__(self, name, value)
 
 

@@ -51,10 +51,13 @@ def _labels(*pairs: tuple[str, str]) -> str:
     return ",".join(_pair(name, value) for name, value in pairs)
 
 
+def _header(name: str, doc: str, kind: str = "gauge") -> str:
+    return f"# HELP lagwatch_{name} {doc}\n# TYPE lagwatch_{name} {kind}\n"
+
+
 def _family(name: str, doc: str, rows: Iterable[Row], kind: str = "gauge") -> Family:
     """One family in the text format: its HELP and TYPE lines, and its samples in chunks."""
-    full = f"lagwatch_{name}"
-    return f"# HELP {full} {doc}\n# TYPE {full} {kind}\n", _samples(full, rows)
+    return _header(name, doc, kind), _samples(f"lagwatch_{name}", rows)
 
 
 def _samples(full: str, rows: Iterable[Row]) -> Iterator[bytes]:
@@ -112,13 +115,29 @@ def _values(series: Series[T], value: Callable[[T], float | None]) -> Iterator[R
             yield labels, v
 
 
-def _partitions(index: _Index, value: Callable[[PartitionReport], float | None]
-                ) -> Iterator[Row]:
+def _partitions(name: str, doc: str, index: _Index,
+                value: Callable[[PartitionReport], float | None]) -> Family:
+    """A family with a series per group-partition: most of the series on a large cluster,
+    so its lines are written in one step each (the group-topic's labels, the partition's
+    cached pair, the value), with no row in between."""
+    return _header(name, doc), _partition_samples(f"lagwatch_{name}", index, value)
+
+
+def _partition_samples(full: str, index: _Index,
+                       value: Callable[[PartitionReport], float | None]) -> Iterator[bytes]:
+    lines: list[str] = []
     for labels, t in index.topics:
+        head = f"{full}{{{labels},"
         for p in t.partitions:
             v = value(p)
             if v is not None:
-                yield f"{labels},{_partition(p.partition)}", v
+                lines.append(f"{head}{_partition(p.partition)}}} "
+                             f"{v if type(v) is int else _number(v)}\n")
+        if len(lines) >= _CHUNK:
+            yield "".join(lines).encode()
+            lines.clear()
+    if lines:
+        yield "".join(lines).encode()
 
 
 def _topic_partitions(index: _Index, values: Callable[[ClusterReport], Mapping[
@@ -215,21 +234,21 @@ def _meta(attribute: str) -> Callable[[ClusterReport], float | None]:
 
 def _partition_families(i: _Index) -> Iterator[Family]:
     """The per-partition families: most of the series on a large cluster."""
-    yield _family("partition_lag_messages", "Log end offset minus committed offset.",
-                  _partitions(i, attrgetter("assessment.lag_messages")))
-    yield _family("partition_lag_seconds", "Estimated age of the oldest unread message.",
-                  _partitions(i, attrgetter("assessment.lag_seconds")))
-    yield _family("partition_committed_offset", "The group's committed offset.",
-                  _partitions(i, attrgetter("committed")))
-    yield _family("partition_consume_rate_per_second",
-                  "Messages per second the group commits past.",
-                  _partitions(i, attrgetter("assessment.consume_rate")))
-    yield _family("partition_catchup_eta_seconds",
-                  "Time to reach the log end at current rates.",
-                  _partitions(i, attrgetter("assessment.catchup_eta_s")))
-    yield _family("partition_retention_eta_seconds",
-                  "Time until retention deletes unread messages.",
-                  _partitions(i, attrgetter("assessment.retention_eta_s")))
+    yield _partitions("partition_lag_messages", "Log end offset minus committed offset.", i,
+                      attrgetter("assessment.lag_messages"))
+    yield _partitions("partition_lag_seconds", "Estimated age of the oldest unread message.", i,
+                      attrgetter("assessment.lag_seconds"))
+    yield _partitions("partition_committed_offset", "The group's committed offset.", i,
+                      attrgetter("committed"))
+    yield _partitions("partition_consume_rate_per_second",
+                  "Messages per second the group commits past.", i,
+                      attrgetter("assessment.consume_rate"))
+    yield _partitions("partition_catchup_eta_seconds",
+                  "Time to reach the log end at current rates.", i,
+                      attrgetter("assessment.catchup_eta_s"))
+    yield _partitions("partition_retention_eta_seconds",
+                  "Time until retention deletes unread messages.", i,
+                      attrgetter("assessment.retention_eta_s"))
     yield _family("partition_log_end_offset", "High watermark.",
                   _topic_partitions(i, attrgetter("snapshot.offsets"), attrgetter("log_end")))
     yield _family("partition_log_start_offset", "Earliest available offset.",
