@@ -13,8 +13,8 @@ from lagwatch.audit.checklist import Standards, audit
 from lagwatch.audit.items import ClusterAudit
 from lagwatch.config import Config
 from lagwatch.kafka.audit_reads import FAILURES, Progress, group_metadata, log_start_times
+from lagwatch.kafka.causes import brief
 from lagwatch.kafka.config import ClusterConfig
-from lagwatch.kafka.reader import brief
 from lagwatch.model import CLASSIC, TopicPartition
 from lagwatch.patterns import Pattern
 from lagwatch.pipeline import ClusterJudge

@@ -1,4 +1,5 @@
-"""Why a Kafka connection failed, from kafka-python's own log records.
+"""Why a Kafka call failed: exceptions in one line, and connection failures from
+kafka-python's own log records.
 
 kafka-python reports a failed bootstrap as a bare timeout ("Unable to bootstrap from …")
 and logs the reason (a refused connection, a certificate the CA did not sign, a wrong
@@ -13,6 +14,10 @@ from __future__ import annotations
 import logging
 import re
 import threading
+
+from kafka.errors import KafkaError
+
+FAILURES = (KafkaError, OSError, ValueError)  # what a call to Kafka may raise
 
 _FAILED = re.compile(r"^(?:Bootstrap connection to \S+ failed|Connection failed): (.+?)"
                      r"(?: \(backoff [\d.]+ secs\))?$")
@@ -56,3 +61,16 @@ def install(debug: bool) -> None:
         kafka.addHandler(CAUSES)
     kafka.setLevel(logging.DEBUG if debug else logging.WARNING)
     kafka.propagate = debug
+
+
+def brief(exc: BaseException) -> str:
+    """Return a one-line description of an exception, short enough for a log or a label."""
+    text = " ".join(str(exc).split())
+    name = type(exc).__name__
+    if name in text:
+        text = text[text.index(name):]
+    elif text:
+        text = f"{name}: {text}"
+    else:
+        text = name
+    return text if len(text) <= 200 else text[:197] + "..."

@@ -31,8 +31,8 @@ from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssi
 from kafka.errors import KafkaError, TopicAlreadyExistsError
 from kafka.structs import MemberState
 
+from lagwatch.kafka.causes import brief
 from lagwatch.kafka.config import ClusterConfig
-from lagwatch.kafka.reader import brief
 
 log = logging.getLogger(__name__)
 

@@ -29,21 +29,22 @@ from typing import Any, TypeVar
 from kafka import KafkaAdminClient
 from kafka import TopicPartition as KafkaTP
 from kafka.admin import ConfigResource, ConfigResourceType
-from kafka.errors import KafkaError
 from kafka.protocol.consumer import IsolationLevel, OffsetSpec
 
 from lagwatch.kafka import clientfix as kafkafix
 from lagwatch.kafka.answers import (
     group_snapshot,
     group_type,
+    leaders,
     log_dirs,
     record_missing_topics,
     retention,
     topic_partitions,
 )
-from lagwatch.kafka.causes import CAUSES
+from lagwatch.kafka.causes import CAUSES, FAILURES, brief
 from lagwatch.kafka.config import ClusterConfig
 from lagwatch.kafka.consumer_groups import describe_consumer_groups
+from lagwatch.kafka.direct import committed_offsets, log_offsets
 from lagwatch.kafka.offsets_reader import OffsetsTopicReader, Records
 from lagwatch.kafka.unread import UnreadCache, fetch_unread
 from lagwatch.model import (
@@ -71,24 +72,10 @@ _RETENTION_KEYS = {"retention.ms": None, "retention.bytes": None, "cleanup.polic
                    "min.compaction.lag.ms": None, "min.insync.replicas": None,
                    "unclean.leader.election.enable": None}
 _TXN_TIMEOUT = "transaction.max.timeout.ms"
-_FAILURES = (KafkaError, OSError, ValueError)
 # The admin client caches group coordinators and never invalidates them: after one of
 # these the client is rebuilt for the next poll.
 _COORDINATOR_ERRORS = ("NotCoordinatorError", "CoordinatorNotAvailableError",
                        "CoordinatorLoadInProgressError")
-
-
-def brief(exc: BaseException) -> str:
-    """Return a one-line description of an exception, short enough for a log or a label."""
-    text = " ".join(str(exc).split())
-    name = type(exc).__name__
-    if name in text:
-        text = text[text.index(name):]
-    elif text:
-        text = f"{name}: {text}"
-    else:
-        text = name
-    return text if len(text) <= 200 else text[:197] + "..."
 
 
 class ClusterReader:
@@ -135,7 +122,7 @@ class ClusterReader:
         if admin is not None:
             try:
                 admin.close()
-            except _FAILURES as exc:  # closing a broken client must not fail a poll
+            except FAILURES as exc:  # closing a broken client must not fail a poll
                 log.debug("closing admin client for %s: %s", self.cluster.name, brief(exc))
 
     def _attempt(self, errors: list[PollError], stage: str, call: Callable[[], T],
@@ -143,7 +130,7 @@ class ClusterReader:
         """Return what a request answers; on failure record a poll error and return None."""
         try:
             return call()
-        except _FAILURES as exc:
+        except FAILURES as exc:
             problem = f"{what}: {brief(exc)}" if what else brief(exc)
             errors.append(PollError(stage, self.cluster.name, problem))
             return None
@@ -155,7 +142,7 @@ class ClusterReader:
         try:
             admin = self._client()
             listed = self._list_groups(admin)
-        except _FAILURES as exc:
+        except FAILURES as exc:
             self._drop_admin()
             cause = CAUSES.take(self.client_id)  # the reason behind a bootstrap timeout
             errors.append(PollError("connect", self.cluster.name, cause or brief(exc)))
@@ -168,13 +155,13 @@ class ClusterReader:
                   for gid, g in listed.items()}
         records = self._group_records(errors)
         watched = self._watched(records or [])
-        topics, meta = self._metadata(admin, errors)
+        topics, meta, leaders = self._metadata(admin, errors)
         used = {tp[0] for g in groups.values() for tp in g.partitions()}
         record_missing_topics(groups, used - topics.keys(), errors)
         wanted = used | {t for t in topics if self.also_watch(t)}
         partitions = [(topic, p) for topic in sorted(wanted & topics.keys())
                       for p in topics[topic]]
-        offsets = self._log_offsets(admin, partitions, errors)
+        offsets = self._log_offsets(admin, partitions, leaders, errors)
         retention = self._retention_of(admin, wanted & topics.keys(), errors)
         committed_at = [(tp, c) for g in groups.values() for tp, c in g.committed.items()]
         fetched_before = self.unread.fetched
@@ -225,11 +212,14 @@ class ClusterReader:
     def _committed(self, admin: Any, group_ids: list[str],
                    errors: list[PollError]) -> dict[str, dict[TopicPartition, int]]:
         """Committed offsets per group; -1 (no commit) is left out, never turned into lag."""
-        raw = _batched(group_ids, lambda ids: admin.list_group_offsets(dict.fromkeys(ids)),
+        found, left = committed_offsets(admin, group_ids)
+        raw = _batched(left, lambda ids: admin.list_group_offsets(dict.fromkeys(ids)),
                        "offsets", errors)
-        return {gid: {(tp.topic, tp.partition): om.offset
-                      for tp, om in offsets.items() if om.offset >= 0}
-                for gid, offsets in raw.items()}
+        found.update({gid: {(tp.topic, tp.partition): om.offset
+                            for tp, om in offsets.items() if om.offset >= 0}
+                      for gid, offsets in raw.items()})
+        return found
+
 
     def _describe(self, admin: Any, listed: dict[str, dict[str, Any]],
                   errors: list[PollError]) -> dict[str, dict[str, Any]]:
@@ -245,12 +235,13 @@ class ClusterReader:
                 del described[gid]
         return described
 
-    def _metadata(self, admin: Any, errors: list[PollError]
-                  ) -> tuple[dict[str, list[int]], ClusterMeta | None]:
-        """Partitions per existing topic, and cluster-wide health facts."""
+    def _metadata(self, admin: Any, errors: list[PollError]) -> tuple[
+            dict[str, list[int]], ClusterMeta | None, dict[TopicPartition, int]]:
+        """Partitions per existing topic, cluster-wide health facts, and each partition's
+        leader."""
         described = self._attempt(errors, "metadata", admin.describe_topics)
         if described is None:
-            return {}, None
+            return {}, None, {}
         topics, offline, under, replication = topic_partitions(described)
         cluster = self._attempt(errors, "cluster", admin.describe_cluster) or {}
         meta = ClusterMeta(
@@ -266,7 +257,7 @@ class ClusterReader:
             log_dirs=self._log_dirs(admin, errors),
             replication=replication,
         )
-        return topics, meta
+        return topics, meta, leaders(described)
 
     def _under_min_isr(self, admin: Any, isr: dict[TopicPartition, int],
                        errors: list[PollError]) -> tuple[TopicPartition, ...]:
@@ -356,9 +347,11 @@ class ClusterReader:
                              lambda: _open_transactions(admin, held)) or {}
 
     def _log_offsets(self, admin: Any, partitions: list[TopicPartition],
-                     errors: list[PollError]) -> dict[TopicPartition, LogOffsets]:
+                     leaders: dict[TopicPartition, int], errors: list[PollError]
+                     ) -> dict[TopicPartition, LogOffsets]:
+        found, left = log_offsets(admin, partitions, leaders)
         by_topic: dict[str, list[TopicPartition]] = defaultdict(list)
-        for tp in partitions:
+        for tp in left:
             by_topic[tp[0]].append(tp)
 
         def fetch(topics: list[str]) -> dict[str, dict[TopicPartition, LogOffsets]]:
@@ -375,7 +368,9 @@ class ClusterReader:
             return result
 
         fetched = _batched(sorted(by_topic), fetch, "log_offsets", errors, subject="topic")
-        return {tp: lo for per_topic in fetched.values() for tp, lo in per_topic.items()}
+        for per_topic in fetched.values():
+            found.update(per_topic)
+        return {tp: found[tp] for tp in partitions if tp in found}  # in the given order
 
 
 def _open_transactions(admin: Any, held: dict[TopicPartition, int]
@@ -404,14 +399,14 @@ def _batched(keys: list[str], fetch: Callable[[list[str]], dict[str, Any]], stag
         return {}
     try:
         return dict(fetch(keys))
-    except _FAILURES as exc:
+    except FAILURES as exc:
         log.debug("%s batch of %d failed (%s); retrying one by one", stage, len(keys),
                   brief(exc))
     result: dict[str, Any] = {}
     for key in keys:
         try:
             result.update(fetch([key]))
-        except _FAILURES as exc:
+        except FAILURES as exc:
             errors.append(PollError(stage, f"{subject} {key}", brief(exc)))
     return result
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from kafka.errors import GroupAuthorizationFailedError, KafkaTimeoutError
 
-from lagwatch.kafka.reader import _batched, brief
+from lagwatch.kafka.causes import brief
+from lagwatch.kafka.reader import _batched
 from lagwatch.model import PollError
 
 

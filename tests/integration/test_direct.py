@@ -1,0 +1,68 @@
+"""OffsetFetch and ListOffsets sent directly read what kafka-python's admin calls read, on
+the real broker, and leave over what they cannot read cleanly."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+from kafka import KafkaAdminClient, KafkaProducer
+from kafka import TopicPartition as KafkaTP
+from kafka.protocol.consumer import IsolationLevel, OffsetSpec
+
+from lagwatch.kafka.answers import leaders
+from lagwatch.kafka.direct import committed_offsets, log_offsets
+from lagwatch.model import LogOffsets
+from tests.integration.helpers import commit
+
+
+def test_committed_offsets_are_the_admin_client_s(
+        admin: KafkaAdminClient, make_topic: Callable[..., str], kafka_bootstrap: str,
+        unique: Callable[[str], str]) -> None:
+    # Given two groups that committed on some partitions of a topic, and a group that never
+    # committed anything
+    topic = make_topic([5, 3, 0])
+    first, second, never = unique("direct-a"), unique("direct-b"), unique("direct-none")
+    commit(kafka_bootstrap, first, topic, {0: 5, 1: 2})
+    commit(kafka_bootstrap, second, topic, {2: 0})
+    # When their offsets are read directly
+    found, left = committed_offsets(admin, [first, second, never])
+    # Then each group has exactly its commits, as the admin client reads them
+    assert found == {first: {(topic, 0): 5, (topic, 1): 2}, second: {(topic, 2): 0},
+                     never: {}}
+    assert left == []
+    listed = admin.list_group_offsets(dict.fromkeys([first, second, never]))
+    assert found == {g: {(tp.topic, tp.partition): om.offset for tp, om in o.items()}
+                     for g, o in listed.items()}
+
+
+def test_log_offsets_are_the_admin_client_s_and_a_partition_without_a_leader_is_left_over(
+        admin: KafkaAdminClient, make_topic: Callable[..., str], kafka_bootstrap: str,
+        unique: Callable[[str], str]) -> None:
+    # Given a topic with 4 messages on partition 0 and a transaction of 2 still open on it
+    topic = make_topic([4, 0])
+    producer = KafkaProducer(bootstrap_servers=kafka_bootstrap, transactional_id=topic)
+    producer.init_transactions()
+    producer.begin_transaction()
+    for _ in range(2):
+        producer.send(topic, b"open", partition=0)
+    producer.flush()
+    try:
+        known = leaders(admin.describe_topics([topic]))
+        gone, broker = unique("gone"), known[(topic, 0)]
+        asked = [(topic, 0), (topic, 1), (gone, 0), (gone, 1)]
+        # When the log offsets are read directly, with a leader for a topic that does not
+        # exist and none for another partition of it
+        found, left = log_offsets(admin, asked, {**known, (gone, 0): broker})
+        # Then partition 0 holds its last stable offset at the open transaction
+        assert found == {(topic, 0): LogOffsets(0, 6, 4), (topic, 1): LogOffsets(0, 0, 0)}
+        assert left == [(gone, 0), (gone, 1)]
+        tps = [KafkaTP(topic, p) for p in (0, 1)]
+        stable = admin.list_partition_offsets(dict.fromkeys(tps, OffsetSpec.LATEST),
+                                              isolation_level=IsolationLevel.READ_COMMITTED)
+        end = admin.list_partition_offsets(dict.fromkeys(tps, OffsetSpec.LATEST))
+        start = admin.list_partition_offsets(dict.fromkeys(tps, OffsetSpec.EARLIEST))
+        assert found == {(tp.topic, tp.partition): LogOffsets(
+            start[tp].offset, end[tp].offset, stable[tp].offset) for tp in tps}
+    finally:
+        producer.abort_transaction()
+        producer.close()
