@@ -5,6 +5,7 @@
                                          [--daemon-polls 60]
     .venv/bin/python bench/poll_scale.py --time-lag 0,1000 --messages 100 --lagging 0.1
                                          [--groups 2000] [--polls 7]
+    .venv/bin/python bench/poll_scale.py --profile [--polls 7]
 
 Starts a local broker (or uses $LAGWATCH_BENCH_BOOTSTRAP), builds the fixture, then prints:
 - median poll time, Kafka requests per poll, history + detection + report time, and
@@ -20,6 +21,11 @@ once per ``record_fetches_per_poll`` budget (0: no records read, the baseline), 
 same polls: the cost of reading records at committed offsets for exact time lag. Each
 poll is measured as if every committed offset had moved since the last, the worst case
 (a cached record is never reused), so every poll spends its whole budget.
+With ``--profile`` it measures only the collection (``ClusterReader.poll``): CPU seconds
+per poll, and where they go by the code that spends them (kafka-python's protocol
+decoding and encoding, its network and client code, lagwatch's own), from cProfile over
+the polls after the first.
+
 ``--lagging`` is the share of group-partitions behind (the rest are caught up), each
 group at its own offset among ``--messages`` per partition.
 """
@@ -34,6 +40,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import urllib.request
 import zlib
@@ -339,7 +346,12 @@ def main() -> None:
                         help="seconds between the daemon's /metrics scrapes")
     parser.add_argument("--time-lag", default=None, metavar="B1,B2",
                         help="measure the collector per record_fetches_per_poll budget")
+    parser.add_argument("--profile", action="store_true",
+                        help="profile the collection alone")
     args = parser.parse_args()
+    if args.profile:
+        profile_collection(args)
+        return
     if args.time_lag is not None:
         time_lag(args, [int(b) for b in args.time_lag.split(",")])
         return
@@ -404,6 +416,89 @@ def time_lag(args: argparse.Namespace, budgets: list[int]) -> None:
               f"{r['poll_s'] / first['poll_s']:.2f}x, poll + processing "
               f"{(r['poll_s'] + r['report_s']) / (first['poll_s'] + first['report_s']):.2f}x")
 
+
+SHARES = (  # where a function's own time is counted, by the first prefix its file matches
+    ("kafka-python protocol (decode, encode)", ("kafka/protocol/", "kafka/record/")),
+    ("kafka-python network and client", ("kafka/",)),
+    ("lagwatch", ("lagwatch/",)),
+    ("Python standard library and builtins", ("",)),
+)
+
+
+def profile_collection(args: argparse.Namespace) -> None:
+    """CPU per collection, and its shares by code, over the polls after the first."""
+    import cProfile
+    import pstats
+
+    with broker(args.broker_heap) as bootstrap:
+        say(f"building the fixture on {bootstrap}")
+        build_fixture(bootstrap, args)
+        config = load_config(None, {"bootstrap_servers": [bootstrap],
+                                    "poll_interval": "30s"})
+        collector = ClusterReader(config.clusters[0], config.detection.retention_refresh)
+        snapshot = collector.poll()  # connections, metadata, the records topic's start
+        spent = []
+        for i in range(args.polls):  # timed, not profiled: cProfile doubles the CPU
+            started = time.process_time()
+            snapshot = collector.poll()
+            spent.append(time.process_time() - started)
+            say(f"  poll {i + 1}/{args.polls}: {spent[-1]:.3f} s CPU")
+        collector.close()
+        # kafka-python does its network I/O, and decodes the answers, on a thread of its
+        # own: each thread started from here on is profiled too, from its first call
+        threads: list[cProfile.Profile] = []
+
+        def profile_thread(*_: object) -> None:
+            sys.setprofile(None)
+            threads.append(cProfile.Profile())
+            threads[-1].enable()
+
+        threading.setprofile(profile_thread)
+        collector = ClusterReader(config.clusters[0], config.detection.retention_refresh)
+        collector.poll()
+        threading.setprofile(None)  # type: ignore[arg-type]
+        for started_thread in threads:
+            started_thread.clear()  # the first poll is not counted
+        profile = cProfile.Profile()
+        for i in range(args.polls):
+            profile.enable()
+            snapshot = collector.poll()
+            profile.disable()
+            say(f"  profiled poll {i + 1}/{args.polls}")
+        collector.close()
+    assert snapshot.up and not snapshot.errors, snapshot.errors
+    stats = pstats.Stats(profile, *threads).stats  # type: ignore[attr-defined]
+    own = {f: tt for f, (_, _, tt, _, _) in stats.items() if not _waiting(f)}
+    for f, (_, _, tt, _, callers) in stats.items():  # a builtin's time is its callers'
+        if f[0] == "~" and f in own and callers:
+            del own[f]
+            edges = {c: edge[2] for c, edge in callers.items()}
+            for caller, t in edges.items():
+                share = tt * (t / sum(edges.values()) if sum(edges.values()) else
+                              1 / len(edges))
+                own[caller] = own.get(caller, 0.0) + share
+    shares = dict.fromkeys((name for name, _ in SHARES), 0.0)
+    for (path, _, _), t in own.items():
+        name = next(n for n, prefixes in SHARES if any(p in path for p in prefixes))
+        shares[name] += t
+    total = sum(shares.values())
+    gps = sum(len(g.committed) for g in snapshot.groups.values())
+    print(f"fixture: {args.topics} topics x {args.partitions} partitions, {len(snapshot.groups)}"
+          f" groups, {gps} group-partitions; {os.cpu_count()} CPUs")
+    print(f"collection: median {statistics.median(spent):.3f} s CPU per poll "
+          f"({statistics.median(spent) / gps * 1e6:.1f} us per group-partition; "
+          f"{args.polls} polls)")
+    for name, t in shares.items():
+        print(f"  {t / total:6.1%}  {name}")
+    print("the functions that spend the most (own time, with the builtins they call):")
+    for (path, line, function), t in sorted(own.items(), key=lambda kv: -kv[1])[:15]:
+        where = path.split("site-packages/")[-1].split("/work/")[-1]
+        print(f"  {t / args.polls * 1000:7.1f} ms/poll  {where}:{line}({function})")
+
+
+def _waiting(function: tuple[str, int, str]) -> bool:
+    """A builtin that waits (for the I/O thread, or for the broker's answer)."""
+    return function[0] == "~" and any(w in function[2] for w in ("acquire", "select", "wait"))
 
 if __name__ == "__main__":
     main()
