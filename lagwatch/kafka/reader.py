@@ -165,7 +165,8 @@ class ClusterReader:
         retention = self._retention_of(admin, wanted & topics.keys(), errors)
         committed_at = [(tp, c) for g in groups.values() for tp, c in g.committed.items()]
         fetched_before = self.unread.fetched
-        unread = self._read_unread(admin, committed_at, offsets, taken_at, errors)
+        unread = self._read_unread(admin, committed_at, offsets, taken_at, leaders=leaders,
+                                   errors=errors)
         transactions = self._transactions(admin, offsets, errors)
         if any(e.message.startswith(_COORDINATOR_ERRORS) for e in errors):
             self._drop_admin()
@@ -318,13 +319,14 @@ class ClusterReader:
         return self._txn_timeout_s
 
     def _read_unread(self, admin: Any, committed: list[tuple[TopicPartition, int]],
-                     offsets: dict[TopicPartition, LogOffsets], now: float,
-                     errors: list[PollError]) -> dict[tuple[TopicPartition, int], Unread]:
+                     offsets: dict[TopicPartition, LogOffsets], now: float, *,
+                     leaders: dict[TopicPartition, int], errors: list[PollError]
+                     ) -> dict[tuple[TopicPartition, int], Unread]:
         """The records at committed offsets: a budget of fetches, the rest from the cache."""
         cache = self.unread
         wanted = cache.wanted(committed, offsets, now) if cache.budget else []
         fetched = self._attempt(errors, "records", lambda: fetch_unread(
-            admin, wanted, self.cluster.client_options()["request_timeout_ms"])
+            admin, wanted, self.cluster.client_options()["request_timeout_ms"], leaders)
         ) if wanted else None
         if fetched is not None:
             errors.extend(PollError("records", f"topic {t}", (

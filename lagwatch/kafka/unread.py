@@ -202,22 +202,28 @@ class UnreadCache:
         return {k: u for k in keys if (u := self.known.get(k)) is not None}
 
 
-def fetch_unread(admin: Any, keys: list[Key], timeout_ms: int) -> dict[Key, Answer]:
+def fetch_unread(admin: Any, keys: list[Key], timeout_ms: int,
+                 leaders: Mapping[TopicPartition, int] | None = None) -> dict[Key, Answer]:
     """Fetch the first batches at each (partition, offset): one request per leader and
     round (a partition appears once in a request, so a second offset on it waits a round).
+    ``leaders`` are the partitions' leaders when the caller knows them (a poll's own
+    metadata); else they are looked up.
     """
     if not keys:
         return {}
-    return dict(admin._manager.run(_fetch_all, admin, keys, timeout_ms))
+    return dict(admin._manager.run(_fetch_all, admin, keys, timeout_ms, leaders))
 
 
-async def _fetch_all(admin: Any, keys: list[Key], timeout_ms: int) -> dict[Key, Answer]:
-    leaders = await admin._async_get_leader_for_partitions({KafkaTP(*tp) for tp, _ in keys})
-    leader_of = {(tp.topic, tp.partition): leader for leader, tps in leaders.items()
-                 for tp in tps}
+async def _fetch_all(admin: Any, keys: list[Key], timeout_ms: int,
+                     leaders: Mapping[TopicPartition, int] | None) -> dict[Key, Answer]:
+    leader_of = leaders
+    if leader_of is None:
+        found = await admin._async_get_leader_for_partitions({KafkaTP(*tp) for tp, _ in keys})
+        leader_of = {(tp.topic, tp.partition): leader for leader, tps in found.items()
+                     for tp in tps}
     rounds: list[dict[int, dict[TopicPartition, int]]] = []
     for tp, offset in keys:
-        leader = leader_of[tp]
+        leader = leader_of.get(tp, -1)
         if leader < 0:
             continue  # no leader: offline, asked again next poll
         for batch in rounds:
