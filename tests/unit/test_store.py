@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import zlib
 from pathlib import Path
 
 import pytest
 
 from lagwatch.detect.config import DetectionConfig
-from lagwatch.model import Snapshot
+from lagwatch.detect.rules import Memory
+from lagwatch.model import GroupSnapshot, LogOffsets, Snapshot
 from lagwatch.pipeline import ClusterJudge
 from lagwatch.simulate import Scenario, step
 from lagwatch.status import Status
@@ -80,3 +83,27 @@ def test_an_unusable_state_directory_only_costs_persistence(
     pipeline = ClusterJudge("sim", DetectionConfig(), store)
     assert pipeline.restore(now=0.0) == 0
     assert feed(pipeline, Scenario(), 300) is Status.OK
+
+
+def test_polls_stored_by_an_earlier_version_are_restored(tmp_path: Path) -> None:
+    # Given a state file whose polls hold committed offsets one [topic, partition, offset]
+    # row each, as lagwatch wrote them before it kept them by topic
+    old = {"t": 1000.0, "o": [["orders", 0, 0, 500, 500], ["orders", 1, 0, 90, None]],
+           "g": {"billing": [["orders", 0, 450], ["orders", 1, 80]]}}
+    store = StateFile(str(tmp_path))
+    assert store._db is not None
+    store._db.execute("INSERT INTO polls VALUES (?, ?, ?)", (
+        "sim", 1000.0, zlib.compress(json.dumps(old).encode())))
+    # When it is restored, beside a poll written now
+    now = Snapshot("sim", 1015.0, 0.0, up=True, offsets={
+        ("orders", 0): LogOffsets(0, 510, 510)}, groups={"billing": GroupSnapshot(
+            "billing", "Stable", committed={("orders", 0): 460})})
+    store.save(now, Memory(), keep_after=0.0)
+    snapshots, _ = StateFile(str(tmp_path)).load("sim", since=0.0)
+    # Then both read back the same way
+    assert [(s.taken_at, s.offsets, {g: s.groups[g].committed for g in s.groups})
+            for s in snapshots] == [
+        (1000.0, {("orders", 0): LogOffsets(0, 500, 500), ("orders", 1): LogOffsets(0, 90)},
+         {"billing": {("orders", 0): 450, ("orders", 1): 80}}),
+        (1015.0, {("orders", 0): LogOffsets(0, 510, 510)},
+         {"billing": {("orders", 0): 460}})]
