@@ -48,7 +48,8 @@ def test_a_dashboard_imports_anywhere_and_explains_every_panel(path: Path) -> No
     board = json.loads(path.read_text())
     variables = [v["name"] for v in board["templating"]["list"]]
     assert variables[:2] == ["datasource", "cluster"]
-    assert board["schemaVersion"] == 39 and board["uid"].startswith("lagwatch-")
+    # Grafana 10.4's schema, as the SDK writes it: Grafana 10 and 11 migrate it on import
+    assert board["schemaVersion"] == 36 and board["uid"].startswith("lagwatch-")
     for panel in board["panels"]:
         assert len(panel["description"]) > 40, panel["title"]
         assert panel["datasource"] == {"type": "prometheus", "uid": "${datasource}"}

@@ -3,9 +3,11 @@
     .venv/bin/python tools/dashboards.py           # rewrite dashboards/
     .venv/bin/python tools/dashboards.py --check   # exit 1 if dashboards/ is out of date
 
-The JSON is Grafana's dashboard model (schemaVersion 39, imports into Grafana 10 and 11)
-with a Prometheus datasource variable, so it imports into any Grafana with no edits. Every
-panel says in its description what it shows and what to do about it.
+The dashboards are built with Grafana's own SDK (``grafana-foundation-sdk``, its types
+and builders generated from Grafana 10.4's schemas; a dev dependency), so every field is
+one Grafana knows: Grafana's dashboard model at schemaVersion 36, which Grafana 10 and 11
+migrate on import, with a Prometheus datasource variable, so it imports into any Grafana
+with no edits. Every panel says in its description what it shows and what to do about it.
 """
 
 from __future__ import annotations
@@ -13,17 +15,40 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from grafana_foundation_sdk.builders import (
+    bargauge,
+    stat,
+    statetimeline,
+    table,
+    timeseries,
+)
+from grafana_foundation_sdk.builders.dashboard import (
+    Dashboard,
+    DashboardLink,
+    DatasourceVariable,
+    QueryVariable,
+)
+from grafana_foundation_sdk.builders.prometheus import Dataquery
+from grafana_foundation_sdk.cog.builder import Builder
+from grafana_foundation_sdk.cog.encoder import JSONEncoder
+from grafana_foundation_sdk.models import dashboard as model
+from grafana_foundation_sdk.models.common import VisibilityMode
+
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "dashboards"
-DS = {"type": "prometheus", "uid": "${datasource}"}
+DS = model.DataSourceRef(type_val="prometheus", uid="${datasource}")
 C = 'cluster=~"$cluster"'
 CG = f'{C}, group=~"$group"'
 CGT = f'{CG}, topic=~"$topic"'
 CT = f'{C}, topic=~"$topic"'
+KINDS: dict[str, Callable[[], Any]] = {  # panel type -> the SDK's builder of it
+    "timeseries": timeseries.Panel, "stat": stat.Panel, "bargauge": bargauge.Panel,
+    "state-timeline": statetimeline.Panel, "table": table.Panel}
 
 
 @dataclass
@@ -37,64 +62,61 @@ class Panel:
     unit: str = "short"
     width: int = 12
     height: int = 8
-    options: dict[str, Any] = field(default_factory=dict)
+    options: Callable[[Any], Any] = lambda panel: panel  # sets the kind's own options
     instant: bool = False
 
 
-def _panel(p: Panel, panel_id: int, x: int, y: int) -> dict[str, Any]:
-    targets = [{"datasource": DS, "expr": expr, "legendFormat": legend, "refId": chr(65 + i),
-                "instant": p.instant, "range": not p.instant}
-               for i, (expr, legend) in enumerate(p.targets)]
-    panel: dict[str, Any] = {
-        "id": panel_id, "type": p.kind, "title": p.title, "description": p.description,
-        "datasource": DS, "gridPos": {"x": x, "y": y, "w": p.width, "h": p.height},
-        "targets": targets,
-        "fieldConfig": {"defaults": {"unit": p.unit}, "overrides": []},
-        "options": p.options,
-    }
-    return panel
+def _panel(p: Panel, panel_id: int, x: int, y: int) -> Any:
+    panel = (KINDS[p.kind]().id(panel_id).title(p.title).description(p.description)
+             .datasource(DS).grid_pos(model.GridPos(h=p.height, w=p.width, x=x, y=y))
+             .unit(p.unit))
+    for i, (expr, legend) in enumerate(p.targets):
+        query = Dataquery().datasource(DS).expr(expr).legend_format(legend).ref_id(chr(65 + i))
+        panel = panel.with_target(query.instant() if p.instant else query.range())
+    return p.options(panel)
 
 
-def _variable(name: str, query: str, label: str) -> dict[str, Any]:
-    return {"name": name, "label": label, "type": "query", "datasource": DS,
-            "query": {"query": query, "refId": f"{name}-query"}, "definition": query,
-            "refresh": 2, "includeAll": True, "multi": True, "allValue": ".*",
-            "current": {"selected": True, "text": ["All"], "value": ["$__all"]},
-            "sort": 1}
+def _variable(name: str, query: str, label: str) -> Builder[model.VariableModel]:
+    return (QueryVariable(name).label(label).datasource(DS)
+            .query({"query": query, "refId": f"{name}-query"})
+            .refresh(model.VariableRefresh.ON_TIME_RANGE_CHANGED).include_all(True)
+            .multi(True).all_value(".*").sort(model.VariableSort.ALPHABETICAL_ASC)
+            .current(model.VariableOption(selected=True, text=["All"], value=["$__all"])))
 
 
 def dashboard(uid: str, title: str, description: str, panels: list[Panel],
-              variables: tuple[str, ...] = ("cluster",)) -> dict[str, Any]:
+              variables: tuple[str, ...] = ("cluster",)) -> Dashboard:
     """Lay panels out left to right, top to bottom, on Grafana's 24-column grid."""
-    laid, x, y, row_height = [], 0, 0, 0
+    board = (Dashboard(title).uid(uid).description(description).tags(["lagwatch", "kafka"])
+             .version(1).editable().tooltip(model.DashboardCursorSync.CROSSHAIR)
+             .time("now-3h", "now").refresh("30s").timezone("browser")
+             .link(DashboardLink("lagwatch").type(model.DashboardLinkType.DASHBOARDS)
+                   .tags(["lagwatch"]).as_dropdown(True).include_vars(True)
+                   .keep_time(True)))
+    x, y, row_height = 0, 0, 0
     for n, p in enumerate(panels, start=1):
         if x + p.width > 24:
             x, y, row_height = 0, y + row_height, 0
-        laid.append(_panel(p, n, x, y))
+        board = board.with_panel(_panel(p, n, x, y))
         x, row_height = x + p.width, max(row_height, p.height)
     queries = {
         "cluster": "label_values(lagwatch_cluster_up, cluster)",
         "group": 'label_values(lagwatch_group_status{cluster=~"$cluster"}, group)',
         "topic": 'label_values(lagwatch_partition_log_end_offset{cluster=~"$cluster"}, topic)',
     }
-    templating = [{"name": "datasource", "label": "Data source", "type": "datasource",
-                   "query": "prometheus", "current": {}, "hide": 0}]
-    templating += [_variable(v, queries[v], v.capitalize()) for v in variables]
-    return {
-        "uid": uid, "title": title, "description": description, "tags": ["lagwatch", "kafka"],
-        "schemaVersion": 39, "version": 1, "editable": True, "graphTooltip": 1,
-        "time": {"from": "now-3h", "to": "now"}, "refresh": "30s", "timezone": "browser",
-        "templating": {"list": templating}, "annotations": {"list": []}, "panels": laid,
-        "links": [{"type": "dashboards", "tags": ["lagwatch"], "title": "lagwatch",
-                   "asDropdown": True, "includeVars": True, "keepTime": True}],
-    }
+    board = board.with_variable(DatasourceVariable("datasource").label("Data source")
+                                .type("prometheus"))
+    for v in variables:
+        board = board.with_variable(_variable(v, queries[v], v.capitalize()))
+    return board
 
 
-STATUS_TIMELINE = {"mergeValues": True, "showValue": "never", "rowHeight": 0.8}
-SEVERITY_MAPPING = {"0": "ok", "1": "warning", "2": "critical"}
+def status_timeline(panel: Any) -> Any:
+    """A state timeline of statuses: runs merged, no values written, tall rows."""
+    return panel.merge_values(True).show_value(VisibilityMode.NEVER).row_height(0.8)
 
 
-def overview() -> dict[str, Any]:
+def overview() -> Dashboard:
     """Clusters, groups by status, top groups by time lag, a status timeline."""
     return dashboard("lagwatch-overview", "lagwatch / Overview",
                      "Every watched cluster and consumer group at a glance.", [
@@ -128,18 +150,18 @@ def overview() -> dict[str, Any]:
         Panel("Status timeline", "Each group's severity over time (worst of its status and "
               "findings): green ok, yellow warning, red critical. Long red bars are incidents.",
               [(f"max by (group) (lagwatch_group_severity{{{C}}})", "{{group}}")],
-              "state-timeline", width=24, height=10, options=STATUS_TIMELINE),
+              "state-timeline", width=24, height=10, options=status_timeline),
     ])
 
 
-def group_drilldown() -> dict[str, Any]:
+def group_drilldown() -> Dashboard:
     """One consumer group, per partition."""
     return dashboard("lagwatch-group", "lagwatch / Consumer group",
                      "One consumer group, partition by partition.", [
         Panel("Status history", "The group's status over time; the reasons behind the "
               "current one are in lagwatch's API and `lagwatch check`.",
               [(f"lagwatch_group_status{{{CG}}} == 1", "{{group}} {{status}}")],
-              "state-timeline", width=24, height=5, options=STATUS_TIMELINE),
+              "state-timeline", width=24, height=5, options=status_timeline),
         Panel("Lag per partition (messages)", "Log end minus committed offset. One "
               "partition far above its siblings is a poison pill or a hot key.",
               [(f"lagwatch_partition_lag_messages{{{CGT}}}", "{{topic}}[{{partition}}]")]),
@@ -196,7 +218,7 @@ def group_drilldown() -> dict[str, Any]:
     ], variables=("cluster", "group", "topic"))
 
 
-def topics() -> dict[str, Any]:
+def topics() -> Dashboard:
     """Produce traffic per partition and its skew."""
     return dashboard("lagwatch-topics", "lagwatch / Topics and skew",
                      "Produce traffic across partitions, and where it concentrates.", [
@@ -224,7 +246,7 @@ def topics() -> dict[str, Any]:
     ], variables=("cluster", "topic"))
 
 
-def dlqs() -> dict[str, Any]:
+def dlqs() -> Dashboard:
     """Dead-letter queues: inflow, unread, age, readers."""
     return dashboard("lagwatch-dlq", "lagwatch / Dead-letter queues",
                      "Messages a consumer gave up on, and whether anyone reads them.", [
@@ -247,7 +269,7 @@ def dlqs() -> dict[str, Any]:
     ])
 
 
-def cluster_health() -> dict[str, Any]:
+def cluster_health() -> Dashboard:
     """Brokers, controller, replication, disks."""
     return dashboard("lagwatch-cluster", "lagwatch / Cluster health",
                      "Brokers, controller, replication and disks of each cluster.", [
@@ -285,7 +307,7 @@ def cluster_health() -> dict[str, Any]:
     ])
 
 
-def self_monitoring() -> dict[str, Any]:
+def self_monitoring() -> Dashboard:
     """lagwatch's own health: polls, errors, notification delivery, resources."""
     return dashboard("lagwatch-self", "lagwatch / Self-monitoring",
                      "Whether lagwatch itself is working: polls, errors, notifications.", [
@@ -341,7 +363,8 @@ DASHBOARDS = {"overview": overview, "consumer-group": group_drilldown, "topics":
 
 def render() -> dict[str, str]:
     """Return file name -> JSON text for every dashboard."""
-    return {f"lagwatch-{name}.json": json.dumps(build(), indent=2) + "\n"
+    return {f"lagwatch-{name}.json": json.dumps(build().build(), cls=JSONEncoder,
+                                                   indent=2) + "\n"
             for name, build in DASHBOARDS.items()}
 
 
