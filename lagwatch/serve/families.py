@@ -241,13 +241,13 @@ def _partition_families(i: _Index) -> Iterator[Family]:
     yield _partitions("partition_committed_offset", "The group's committed offset.", i,
                       attrgetter("committed"))
     yield _partitions("partition_consume_rate_per_second",
-                  "Messages per second the group commits past.", i,
+                      "Messages per second the group commits past.", i,
                       attrgetter("assessment.consume_rate"))
     yield _partitions("partition_catchup_eta_seconds",
-                  "Time to reach the log end at current rates.", i,
+                      "Time to reach the log end at current rates.", i,
                       attrgetter("assessment.catchup_eta_s"))
     yield _partitions("partition_retention_eta_seconds",
-                  "Time until retention deletes unread messages.", i,
+                      "Time until retention deletes unread messages.", i,
                       attrgetter("assessment.retention_eta_s"))
     yield _family("partition_log_end_offset", "High watermark.",
                   _topic_partitions(i, attrgetter("snapshot.offsets"), attrgetter("log_end")))
