@@ -44,7 +44,7 @@ def topic_partitions(described: list[dict[str, Any]]) -> tuple[
     return topics, offline, under, replication
 
 
-def leaders(described: list[dict[str, Any]]) -> dict[TopicPartition, int]:
+def partition_leaders(described: list[dict[str, Any]]) -> dict[TopicPartition, int]:
     """From a Metadata answer: each partition's leader (-1: none)."""
     return {(t["name"], p["partition_index"]): p.get("leader_id", -1)
             for t in described if t.get("error_code", 0) != _UNKNOWN_TOPIC

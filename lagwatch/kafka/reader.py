@@ -35,8 +35,8 @@ from lagwatch.kafka import clientfix as kafkafix
 from lagwatch.kafka.answers import (
     group_snapshot,
     group_type,
-    leaders,
     log_dirs,
+    partition_leaders,
     record_missing_topics,
     retention,
     topic_partitions,
@@ -258,7 +258,7 @@ class ClusterReader:
             log_dirs=self._log_dirs(admin, errors),
             replication=replication,
         )
-        return topics, meta, leaders(described)
+        return topics, meta, partition_leaders(described)
 
     def _under_min_isr(self, admin: Any, isr: dict[TopicPartition, int],
                        errors: list[PollError]) -> tuple[TopicPartition, ...]:

@@ -9,7 +9,7 @@ from kafka import KafkaAdminClient, KafkaProducer
 from kafka import TopicPartition as KafkaTP
 from kafka.protocol.consumer import IsolationLevel, OffsetSpec
 
-from lagwatch.kafka.answers import leaders
+from lagwatch.kafka.answers import partition_leaders
 from lagwatch.kafka.direct import committed_offsets, log_offsets
 from lagwatch.model import LogOffsets
 from tests.integration.helpers import commit
@@ -47,7 +47,7 @@ def test_log_offsets_are_the_admin_client_s_and_a_partition_without_a_leader_is_
         producer.send(topic, b"open", partition=0)
     producer.flush()
     try:
-        known = leaders(admin.describe_topics([topic]))
+        known = partition_leaders(admin.describe_topics([topic]))
         gone, broker = unique("gone"), known[(topic, 0)]
         asked = [(topic, 0), (topic, 1), (gone, 0), (gone, 1)]
         # When the log offsets are read directly, with a leader for a topic that does not
