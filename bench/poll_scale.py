@@ -417,10 +417,11 @@ def time_lag(args: argparse.Namespace, budgets: list[int]) -> None:
               f"{(r['poll_s'] + r['report_s']) / (first['poll_s'] + first['report_s']):.2f}x")
 
 
-SHARES = (  # where a function's own time is counted, by the first prefix its file matches
-    ("kafka-python protocol (decode, encode)", ("kafka/protocol/", "kafka/record/")),
-    ("kafka-python network and client", ("kafka/",)),
-    ("lagwatch", ("lagwatch/",)),
+SHARES = (  # where a function's own time is counted, by the first part its file has
+    ("lagwatch", ("/lagwatch/",)),
+    ("kafka-python protocol (decode, encode)", ("site-packages/kafka/protocol/",
+                                                "site-packages/kafka/record/", "<codegen")),
+    ("kafka-python network and client", ("site-packages/kafka/",)),
     ("Python standard library and builtins", ("",)),
 )
 
