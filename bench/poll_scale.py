@@ -470,8 +470,8 @@ def profile_collection(args: argparse.Namespace) -> None:
     assert snapshot.up and not snapshot.errors, snapshot.errors
     stats = pstats.Stats(profile, *threads).stats  # type: ignore[attr-defined]
     own = {f: tt for f, (_, _, tt, _, _) in stats.items() if not _waiting(f)}
-    for f, (_, _, tt, _, callers) in stats.items():  # a builtin's time is its callers'
-        if f[0] == "~" and f in own and callers:
+    for f, (_, _, tt, _, callers) in stats.items():  # their time is their callers'
+        if f[0] in ("~", "<string>") and f in own and callers:  # builtins, namedtuples
             del own[f]
             edges = {c: edge[2] for c, edge in callers.items()}
             for caller, t in edges.items():
