@@ -139,7 +139,7 @@ def test_a_secret_file_that_is_not_utf8_is_named_without_its_bytes(tmp_path: Pat
 
 def test_the_test_script_names_every_missing_tool_in_one_line_before_starting(
         tmp_path: Path) -> None:
-    # Given a PATH with Java and Maven but neither Prometheus binary nor openssl
+    # Given a PATH with Java and Maven but neither Prometheus binary, openssl nor Go
     bin_dir = tmp_path / "bin"
     bin_dir.mkdir()
     for tool in ("bash", "java", "javac", "mvn", "dirname"):
@@ -151,9 +151,19 @@ def test_the_test_script_names_every_missing_tool_in_one_line_before_starting(
     # Then it stops at once, naming what is missing and the package that gives it
     assert (result.returncode, result.stdout) == (3, "")
     assert result.stderr == (
-        "lagwatch: the tests need prometheus promtool openssl, not found on PATH; install "
-        "them (Debian: apt-get install prometheus openssl; .ci/run does) or run only the "
+        "lagwatch: the tests need prometheus promtool openssl go, not found on PATH; "
+        "install them (Debian: apt-get install prometheus openssl; .ci/run does; Go 1.24 "
+        "or newer from go.dev: the chart's tests build helm with it) or run only the "
         "unit tests (tools/test tests/unit)\n")
+    # and with only Go missing, only Go is named
+    for tool in ("prometheus", "promtool", "openssl"):
+        (bin_dir / tool).symlink_to(shutil.which(tool) or f"/usr/bin/{tool}")
+    result = subprocess.run([str(ROOT / "tools" / "test")], capture_output=True, text=True,
+                            timeout=30, check=False, env=env)
+    assert (result.returncode, result.stderr) == (3, (
+        "lagwatch: the tests need go, not found on PATH; install them (Go 1.24 or newer "
+        "from go.dev: the chart's tests build helm with it) or run only the unit tests "
+        "(tools/test tests/unit)\n"))
 
 
 FAKE_MVN = """#!/bin/sh
