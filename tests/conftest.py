@@ -38,18 +38,20 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 # The machine's own lagwatch state: no test may read or write it (every daemon a test starts
-# has a temporary state_dir). The jar cache in ~/.cache/lagwatch is the one exception.
+# has a temporary state_dir). The tool caches in ~/.cache/lagwatch (the broker's jars, the
+# helm binary) are the one exception: built once, by the first run that needs them.
 MACHINE_STATE = (Path("/var/lib/lagwatch"), Path.home() / ".cache" / "lagwatch")
+TOOL_CACHES = ("kafka-", ".kafka-", "helm-", ".helm-")
 
 
 def machine_state() -> dict[str, tuple[int, int]]:
-    """Every file under MACHINE_STATE but the jar cache: path -> (size, mtime in ns)."""
+    """Every file under MACHINE_STATE but the tool caches: path -> (size, mtime in ns)."""
     found = {}
     for root in MACHINE_STATE:
         for path in root.rglob("*") if root.is_dir() else ():
             relative = path.relative_to(root).parts
-            if relative and relative[0].startswith(("kafka-", ".kafka-")):
-                continue  # the broker's jars, resolved by the first run that needs them
+            if relative and relative[0].startswith(TOOL_CACHES):
+                continue
             if path.is_file():
                 stat = path.stat()
                 found[str(path)] = (stat.st_size, stat.st_mtime_ns)

@@ -8,6 +8,7 @@ import json
 import re
 import subprocess
 from collections import Counter
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,11 +27,18 @@ PLAIN = ROOT / "deploy" / "kubernetes" / "lagwatch.yaml"
 
 
 @pytest.fixture(scope="module")
-def helm() -> str:
+def helm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """helm, built once into the tool cache, with its own config, cache and data
+    directories: it never reads or writes the home directory's."""
     try:
-        return str(ensure_helm())
+        binary = str(ensure_helm())
     except HelmError as exc:
         pytest.fail(str(exc))
+    home = tmp_path_factory.mktemp("helm-home")
+    with pytest.MonkeyPatch.context() as env:
+        for name in ("HELM_CACHE_HOME", "HELM_CONFIG_HOME", "HELM_DATA_HOME"):
+            env.setenv(name, str(home / name.lower()))
+        yield binary
 
 
 def run(helm: str, *args: str) -> subprocess.CompletedProcess[str]:

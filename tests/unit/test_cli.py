@@ -237,6 +237,8 @@ def test_a_test_that_touches_the_machine_s_lagwatch_state_fails_the_session(
         "    state = Path.home() / '.cache' / 'lagwatch'\n"
         "    (state / 'kafka-4.1.1').mkdir(parents=True)\n"
         "    (state / 'kafka-4.1.1' / 'a.jar').write_text('jar')  # the jar cache: allowed\n"
+        "    (state / 'helm-v4.3.2').mkdir()\n"
+        "    (state / 'helm-v4.3.2' / 'helm').write_text('helm')  # the helm build: allowed\n"
         "    (state / 'incidents.sqlite').write_text('state')\n")
     # When it runs with that home
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
