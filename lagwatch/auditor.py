@@ -12,8 +12,8 @@ from lagwatch.alerting.config import SilenceConfig
 from lagwatch.audit.checklist import Standards, audit
 from lagwatch.audit.items import ClusterAudit
 from lagwatch.config import Config
-from lagwatch.kafka.audit_reads import FAILURES, Progress, group_metadata, log_start_times
-from lagwatch.kafka.causes import brief
+from lagwatch.kafka.audit_reads import Progress, group_metadata, log_start_times
+from lagwatch.kafka.causes import FAILURES, brief
 from lagwatch.kafka.config import ClusterConfig
 from lagwatch.model import CLASSIC, TopicPartition
 from lagwatch.patterns import Pattern

@@ -14,7 +14,6 @@ from typing import Any
 
 from kafka import KafkaAdminClient, KafkaConsumer
 from kafka import TopicPartition as KafkaTP
-from kafka.errors import KafkaError
 
 from lagwatch.kafka.config import ClusterConfig
 from lagwatch.kafka.offsets_reader import TOPIC
@@ -23,7 +22,6 @@ from lagwatch.model import LogOffsets, TopicPartition, Unread
 from lagwatch.records import DecodeError, GroupMetadata, decode
 
 MAX_RECORDS = 2_000_000  # of __consumer_offsets read for one audit, at most
-FAILURES = (KafkaError, OSError, ValueError)
 Progress = Callable[[str], None]
 
 
