@@ -14,6 +14,7 @@ from typing import Any
 
 from kafka import errors
 
+from lagwatch.kafka.versions import CONSUMER_GROUP_DESCRIBE_MAX
 from lagwatch.model import Member, TopicPartition
 from lagwatch.schemas import ConsumerGroupDescribeRequest
 
@@ -32,7 +33,8 @@ async def _describe(admin: Any, group_ids: list[str]) -> dict[str, dict[str, Any
     result = {}
     for node, ids in by_coordinator.items():
         request = ConsumerGroupDescribeRequest(group_ids=ids,
-                                               include_authorized_operations=False)
+                                               include_authorized_operations=False,
+                                               max_version=CONSUMER_GROUP_DESCRIBE_MAX)
         response = await admin._manager.send(request, node_id=node)
         result.update({g.group_id: _group(g) for g in response.groups})
     return result

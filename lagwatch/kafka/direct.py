@@ -4,13 +4,15 @@ kafka-python's ``list_group_offsets`` and ``list_partition_offsets`` answer with
 TopicPartition and an OffsetAndMetadata (or OffsetAndTimestamp) per partition, and
 ``list_partition_offsets`` looks the leaders up with a Metadata request of its own, turned
 into dicts, at each call. At 50,000 group-partitions that was a third of a poll's CPU
-(``bench/poll_scale.py --profile``). Here OffsetFetch (v8+: every group of a coordinator
-in one request) and ListOffsets go over the admin client's own connections and I/O thread,
+(``bench/poll_scale.py --profile``). Here OffsetFetch (v8-9: every group of a coordinator
+in one request, topics by name) and ListOffsets go over the admin client's own connections
+and I/O thread,
 as ``consumer_groups`` sends ConsumerGroupDescribe, and the answers go straight into the
 dicts a poll keeps; the leaders are those of the poll's own Metadata.
 
-Only clean answers are taken. A group or partition whose answer carries an error, a
-partition without a known leader, a broker too old for OffsetFetch v8, and everything
+Only clean answers are taken. A group or partition whose answer carries an error or a
+topic without a name (a topic id: OffsetFetch v10 answers so), a partition without a known
+leader, a broker too old for OffsetFetch v8, and everything
 asked when a request fails are handed back as left over, for the reader to ask through
 kafka-python's calls as before (which retry a moved leader, and raise the errors the
 reader reports).
@@ -31,14 +33,13 @@ from kafka.protocol.consumer import (
 )
 
 from lagwatch.kafka.causes import FAILURES, brief
+from lagwatch.kafka.versions import LIST_OFFSETS, OFFSET_FETCH
 from lagwatch.model import LogOffsets, TopicPartition
 
 log = logging.getLogger(__name__)
 K = TypeVar("K")
 V = TypeVar("V")
 
-_GROUPS_IN_ONE_FETCH = 8  # OffsetFetch v8 asks for many groups in one request
-_LIST_OFFSETS_VERSION = 2  # the first with an isolation level (for the LSO)
 _Topic = ListOffsetsRequest.ListOffsetsTopic
 _Partition = _Topic.ListOffsetsPartition
 _Group = OffsetFetchRequest.OffsetFetchRequestGroup
@@ -54,7 +55,7 @@ def committed_offsets(admin: Any, group_ids: list[str]
     """
     if not group_ids:
         return {}, []
-    if admin._manager.broker_version_data.api_version(OffsetFetchRequest) < _GROUPS_IN_ONE_FETCH:
+    if admin._manager.broker_version_data.api_version(OffsetFetchRequest) < OFFSET_FETCH[0]:
         return {}, group_ids
     return _clean("offsets", lambda: admin._manager.run(_committed, admin, group_ids),
                   group_ids)
@@ -66,11 +67,12 @@ async def _committed(admin: Any, group_ids: list[str]) -> dict[str, dict[TopicPa
         by_coordinator[node].append(group_id)
     sent = [admin._manager.send(OffsetFetchRequest(  # to every coordinator at once
         groups=[_Group(group_id=g, topics=None) for g in ids],
-        min_version=_GROUPS_IN_ONE_FETCH), node_id=node) for node, ids in by_coordinator.items()]
+        min_version=OFFSET_FETCH[0], max_version=OFFSET_FETCH[1]), node_id=node)
+        for node, ids in by_coordinator.items()]
     committed = {}
     for answer in sent:
         for group in (await answer).groups:
-            if group.error_code or any(p.error_code for t in group.topics
+            if group.error_code or any(p.error_code or not t.name for t in group.topics
                                        for p in t.partitions):
                 continue  # left over
             committed[group.group_id] = {(t.name, p.partition_index): p.committed_offset
@@ -119,7 +121,7 @@ async def _log_offsets(admin: Any, by_leader: dict[int, dict[str, list[int]]]
                 _Topic(name=topic, partitions=[
                     _Partition(partition_index=p, timestamp=spec) for p in parts])
                 for topic, parts in topics.items()],
-            min_version=_LIST_OFFSETS_VERSION), node_id=leader)
+            min_version=LIST_OFFSETS[0], max_version=LIST_OFFSETS[1]), node_id=leader)
             for leader, topics in by_leader.items()]
         for answer in sent:
             for topic in (await answer).topics:

@@ -28,6 +28,7 @@ from kafka.errors import KafkaError
 from kafka.protocol.consumer import FetchRequest
 from kafka.record import MemoryRecords
 
+from lagwatch.kafka.versions import FETCH_MAX
 from lagwatch.model import LogOffsets, TopicPartition, Unread
 
 log = logging.getLogger(__name__)
@@ -35,7 +36,6 @@ log = logging.getLogger(__name__)
 PARTITION_BYTES = 64 * 1024  # read from each partition: a few producer batches
 REFRESH_S = 60.0  # with budget to spare, read a standing offset again after this long
 REQUEST_BYTES = 16 * 1024 * 1024  # read in one Fetch response at most
-_FETCH_VERSION = 12  # the last version that names topics (13 names them by id)
 _NO_ERROR = 0
 _TOPIC_AUTHORIZATION_FAILED = 29
 REFUSED_S = 600.0  # a topic lagwatch may not read is asked again after this long
@@ -265,7 +265,7 @@ def _request(wanted: Mapping[TopicPartition, int]) -> Any:
         replica_id=-1, max_wait_ms=0, min_bytes=0, max_bytes=REQUEST_BYTES,
         isolation_level=0, session_id=0, session_epoch=-1, rack_id="",
         topics=[FetchRequest.FetchTopic(topic=t, partitions=ps) for t, ps in by_topic.items()],
-        forgotten_topics_data=[], max_version=_FETCH_VERSION)
+        forgotten_topics_data=[], max_version=FETCH_MAX)
 
 
 def _read_response(response: Any, wanted: Mapping[TopicPartition, int]
