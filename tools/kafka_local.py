@@ -1,13 +1,15 @@
-"""Start a throwaway single-node Apache Kafka 4.x broker (KRaft) from Maven Central jars.
+"""Start a throwaway single-node Apache Kafka broker (KRaft) from Maven Central jars.
 
 Used by the test suite (session fixture), the quick-start script and the benchmarks.
 
     python tools/kafka_local.py start            # runs until Ctrl-C, prints the bootstrap server
     python tools/kafka_local.py run -- CMD ...   # starts the broker, runs CMD with
                                                  # LAGWATCH_BOOTSTRAP set, stops the broker
+    python tools/kafka_local.py start --kafka-version 3.9.2   # any release of RELEASES
+    python tools/kafka_local.py fetch --all      # every release's jars (CI)
 
-The jars are resolved once with `mvn dependency:copy-dependencies` into a cache directory
-(``$LAGWATCH_KAFKA_CACHE``, default ``~/.cache/lagwatch``) and reused across runs.
+The jars are resolved once per release with `mvn dependency:copy-dependencies` into a cache
+directory (``$LAGWATCH_KAFKA_CACHE``, default ``~/.cache/lagwatch``) and reused across runs.
 """
 
 from __future__ import annotations
@@ -35,7 +37,10 @@ from types import TracebackType
 HERE = Path(__file__).resolve().parent
 POM = HERE / "kafka" / "pom.xml"
 LOG4J = HERE / "kafka" / "log4j2.properties"
-KAFKA_VERSION = "4.1.1"
+RELEASES = ("3.9.2", "4.0.2", "4.1.2", "4.2.2", "4.3.2", "4.4.0")
+"""The tested matrix: the newest patch of every Apache Kafka release from 3.9 on, oldest
+first (the README's *Kafka compatibility*)."""
+KAFKA_VERSION = RELEASES[-1]  # the newest: the default broker, and the suite's
 READY_TOPIC = "__lagwatch_launcher_ready"
 
 # Settings a single node needs, plus ones that keep tests fast.
@@ -108,10 +113,10 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
-def cache_dir() -> Path:
-    """Return where resolved jars are kept between runs."""
+def cache_dir(version: str = KAFKA_VERSION) -> Path:
+    """Return where a release's resolved jars are kept between runs."""
     root = os.environ.get("LAGWATCH_KAFKA_CACHE") or Path.home() / ".cache" / "lagwatch"
-    return Path(root) / f"kafka-{KAFKA_VERSION}"
+    return Path(root) / f"kafka-{version}"
 
 
 def _require(tool: str) -> str:
@@ -142,14 +147,17 @@ def _cache_problem(target: Path) -> str | None:
     return None
 
 
-def resolve_jars(progress: bool = True) -> Path:
-    """Download the broker's jars once (Maven Central) and return their directory.
+def resolve_jars(progress: bool = True, version: str = KAFKA_VERSION) -> Path:
+    """Download a release's jars once (Maven Central) and return their directory.
 
     Safe when several processes start at once, and after an interrupted run: the jars are
     resolved into a private directory, listed in a manifest and renamed into place under
     a file lock; a cache that does not match its manifest is resolved again.
     """
-    target = cache_dir()
+    if not re.fullmatch(r"\d+\.\d+\.\d+", version):
+        raise LauncherError(f"Kafka version {version!r} is not a release number such as "
+                            f"{KAFKA_VERSION}")
+    target = cache_dir(version)
     if _cache_problem(target) is None:
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
@@ -166,26 +174,26 @@ def resolve_jars(progress: bool = True) -> Path:
             return target
         if progress:
             why = "first run only" if problem == "missing" else f"the cache is unusable: {problem}"
-            print(f"lagwatch: resolving Apache Kafka {KAFKA_VERSION} jars into {target} "
+            print(f"lagwatch: resolving Apache Kafka {version} jars into {target} "
                   f"({why})...", file=sys.stderr, flush=True)
-        _resolve_into(target)
+        _resolve_into(target, version)
     return target
 
 
-def _resolve_into(target: Path) -> None:
+def _resolve_into(target: Path, version: str) -> None:
     """Resolve the jars into a private directory, then rename it over ``target``."""
     mvn = _require("mvn")
     tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
     tmp.chmod(0o755)  # mkdtemp's 0700 would keep a cache shared by several users private
     try:
         cmd = [mvn, "-B", "-q", "-f", str(POM), "dependency:copy-dependencies",
-               f"-Dkafka.version={KAFKA_VERSION}", "-DincludeScope=runtime",
+               f"-Dkafka.version={version}", "-DincludeScope=runtime",
                f"-DoutputDirectory={tmp}"]
         result = subprocess.run(cmd, capture_output=True, text=True, check=False)
         jars = sorted(tmp.glob("*.jar"))
         if result.returncode != 0 or not jars:
             tail = (result.stdout + result.stderr).strip().splitlines()[-5:]
-            raise LauncherError("mvn could not resolve the Kafka jars: "
+            raise LauncherError(f"mvn could not resolve the Kafka {version} jars: "
                                 + (" | ".join(tail) or "it copied no jar"))
         (tmp / MANIFEST).write_text("".join(f"{j.stat().st_size} {j.name}\n" for j in jars))
         if target.exists():  # unusable: out of the way first, then gone
@@ -214,7 +222,8 @@ def new_cluster_id() -> str:
 
 
 class LocalKafka:
-    """A KRaft broker+controller on free loopback ports in a temporary directory.
+    """A KRaft broker+controller of Apache Kafka ``version`` on free loopback ports in a
+    temporary directory.
 
     Alone it is a single-node cluster (``--standalone``). With ``voters`` it is one node of
     a static quorum; see KafkaCluster.
@@ -224,7 +233,8 @@ class LocalKafka:
                  heap: str = "512m", workdir: Path | None = None,
                  port: int | None = None, *, node_id: int = 1, voters: str | None = None,
                  cluster_id: str | None = None, controller_port: int | None = None,
-                 secure: Secure | None = None) -> None:
+                 secure: Secure | None = None, version: str = KAFKA_VERSION) -> None:
+        self.version = version
         self.extra_properties = dict(extra_properties or {})
         self.heap = heap
         self._own_workdir = workdir is None
@@ -298,7 +308,7 @@ class LocalKafka:
     def launch(self) -> None:
         """Format storage (once; a restart keeps its data) and start the process."""
         _require("java")
-        jars = resolve_jars()
+        jars = resolve_jars(version=self.version)
         (self.workdir / "logs").mkdir(parents=True, exist_ok=True)
         config = self.workdir / "server.properties"
         config.write_text("".join(f"{k}={v}\n" for k, v in self._properties().items()))
@@ -542,20 +552,27 @@ def _show_status(first: str, stop: threading.Event, log: Path, broker: str) -> N
 def _main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(prog="kafka_local", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="verb", required=True)
-    sub.add_parser("fetch", help="resolve the jars into the cache and exit")
-    sub.add_parser("start", help="run a broker until interrupted")
+    fetch = sub.add_parser("fetch", help="resolve the jars into the cache and exit")
+    fetch.add_argument("--all", action="store_true",
+                       help=f"every release of the tested matrix ({', '.join(RELEASES)})")
+    start = sub.add_parser("start", help="run a broker until interrupted")
     run = sub.add_parser("run", help="run a broker around a command")
+    for verb in (fetch, start, run):
+        verb.add_argument("--kafka-version", default=KAFKA_VERSION, metavar="X.Y.Z",
+                          help=f"the Apache Kafka release (default {KAFKA_VERSION}, the "
+                               f"newest tested; tested: {', '.join(RELEASES)})")
     run.add_argument("--demo", action="store_true",
                      help="create demo-orders and demo consumer groups with live traffic")
     run.add_argument("command", nargs=argparse.REMAINDER)
     args = parser.parse_args(argv)
     try:
         if args.verb == "fetch":
-            print(resolve_jars())
+            for version in RELEASES if args.all else (args.kafka_version,):
+                print(resolve_jars(version=version))
             return 0
         print("lagwatch: starting a local Kafka broker...", file=sys.stderr, flush=True)
-        with running_broker() as broker:
-            print(f"lagwatch: local Kafka {KAFKA_VERSION} is up at {broker.bootstrap} "
+        with running_broker(version=args.kafka_version) as broker:
+            print(f"lagwatch: local Kafka {broker.version} is up at {broker.bootstrap} "
                   f"(logs: {broker.log_file})", file=sys.stderr, flush=True)
             signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
             if args.verb == "start":

@@ -11,6 +11,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from kafka_local import KAFKA_VERSION as V
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 LAUNCHER = ROOT / "tools" / "kafka_local.py"
@@ -169,11 +170,14 @@ def test_the_test_script_names_every_missing_tool_in_one_line_before_starting(
 FAKE_MVN = """#!/bin/sh
 # copies three "jars" into -DoutputDirectory once $MVN_GO exists, counting its runs
 echo run >> "$MVN_RUNS"
-for arg in "$@"; do case "$arg" in -DoutputDirectory=*) out="${arg#*=}" ;; esac; done
+for arg in "$@"; do case "$arg" in
+  -DoutputDirectory=*) out="${arg#*=}" ;;
+  -Dkafka.version=*) version="${arg#*=}" ;;
+esac; done
 mkdir -p "$out"
 while [ ! -e "$MVN_GO" ]; do sleep 0.05; done
 for jar in kafka_2.13 kafka-clients kafka-server; do
-  head -c 1000 /dev/zero > "$out/$jar-4.1.1.jar"
+  head -c 1000 /dev/zero > "$out/$jar-$version.jar"
 done
 """
 
@@ -198,7 +202,7 @@ def test_two_first_runs_at_once_both_get_the_jars_resolved_once(tmp_path: Path) 
     try:
         first = fetch()
         assert first.stderr is not None
-        assert first.stderr.readline().startswith("lagwatch: resolving Apache Kafka 4.1.1 ")
+        assert first.stderr.readline().startswith(f"lagwatch: resolving Apache Kafka {V} ")
         second = fetch()
         assert second.stderr is not None
         waited = second.stderr.readline()
@@ -207,23 +211,23 @@ def test_two_first_runs_at_once_both_get_the_jars_resolved_once(tmp_path: Path) 
     finally:
         watchdog.cancel()
     # Then the second waits for the first, both get the same directory, and mvn ran once
-    cache = tmp_path / "cache" / "kafka-4.1.1"
+    cache = tmp_path / "cache" / f"kafka-{V}"
     assert waited == (f"lagwatch: another process is resolving the Kafka jars into {cache}; "
                       "waiting for it...\n")
     assert [(code, out, err) for code, out, err in results] == [(0, f"{cache}\n", "")] * 2
     assert (tmp_path / "runs").read_text() == "run\n"
     assert sorted(p.name for p in cache.iterdir()) == [
-        ".manifest", "kafka-clients-4.1.1.jar", "kafka-server-4.1.1.jar",
-        "kafka_2.13-4.1.1.jar"]
+        ".manifest", f"kafka-clients-{V}.jar", f"kafka-server-{V}.jar",
+        f"kafka_2.13-{V}.jar"]
     assert [p.name for p in cache.parent.iterdir() if p.name.startswith(".")] == []
     # And a jar damaged later is noticed and the cache resolved again
-    (cache / "kafka-clients-4.1.1.jar").write_bytes(b"cut")
+    (cache / f"kafka-clients-{V}.jar").write_bytes(b"cut")
     again = subprocess.run([sys.executable, str(LAUNCHER), "fetch"], env=env, text=True,
                            capture_output=True, timeout=60, check=False)
     assert (again.returncode, again.stderr) == (0, (
-        f"lagwatch: resolving Apache Kafka 4.1.1 jars into {cache} (the cache is unusable: "
-        f"kafka-clients-4.1.1.jar is missing or not the size its manifest says)...\n"))
-    assert (cache / "kafka-clients-4.1.1.jar").stat().st_size == 1000
+        f"lagwatch: resolving Apache Kafka {V} jars into {cache} (the cache is unusable: "
+        f"kafka-clients-{V}.jar is missing or not the size its manifest says)...\n"))
+    assert (cache / f"kafka-clients-{V}.jar").stat().st_size == 1000
 
 
 def test_a_test_that_touches_the_machine_s_lagwatch_state_fails_the_session(
@@ -250,3 +254,11 @@ def test_a_test_that_touches_the_machine_s_lagwatch_state_fails_the_session(
     assert ("AssertionError: the tests changed the machine's lagwatch state: "
             f"{tmp_path}/home/.cache/lagwatch/incidents.sqlite\n") in result.stdout
     assert result.stdout.splitlines()[-1].startswith("1 passed, 1 error")
+
+
+def test_the_launcher_refuses_a_kafka_version_that_is_not_a_release_number() -> None:
+    result = subprocess.run([sys.executable, str(LAUNCHER), "fetch", "--kafka-version",
+                             "4.x; rm -rf /"], capture_output=True, text=True, timeout=60,
+                            check=False)
+    assert (result.returncode, result.stdout, result.stderr) == (3, "", (
+        f"lagwatch: Kafka version '4.x; rm -rf /' is not a release number such as {V}\n"))
