@@ -71,7 +71,7 @@ def _parser() -> argparse.ArgumentParser:
                      help="exporter-toolkit web configuration: TLS, basic_auth_users")
 
     check = sub.add_parser("check", help="poll once and report; exit 0 ok, 1 warning, "
-                                         "2 critical, 3 unreachable or invalid config")
+                                         "2 critical, 3 unreachable, blind or invalid config")
     common(check)
     check.add_argument("--json", action="store_true", help="print the JSON status document")
     sampling(check, 1, "polls to take before judging (trend statuses need several)")
@@ -197,7 +197,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    """Poll every cluster once and report; the exit status is the worst severity."""
+    """Poll every cluster once and report; the exit status is the worst severity, or 3 when
+    some watched group cannot be judged (the ``blind`` finding)."""
     config = _config(args)
     _setup_logging(config.log_level if args.log_level else "error", config.secrets())
     interval_s = _interval(args)
@@ -215,9 +216,22 @@ def cmd_check(args: argparse.Namespace) -> int:
         raise unreachable
     if not args.json:
         print(format_table(reports))
+    code, said = check_status(reports)
+    if said:
+        print(said, file=sys.stderr)
+    return code
+
+
+def check_status(reports: list[ClusterReport]) -> tuple[int, str]:
+    """``check``'s exit status, and what it says on stderr: the worst severity, or 3 with
+    the ``blind`` findings when some watched group could not be judged (no verdict)."""
+    blind = [f"lagwatch: cluster {r.cluster}: {f.reason}" for r in reports
+             for f in r.verdict.cluster_findings if f.kind == "blind"]
+    if blind:
+        return EXIT_UNUSABLE, "\n".join(blind)
     severities = [g.severity for r in reports for g in r.groups]
     severities += [f.severity for r in reports for f in r.verdict.cluster_findings]
-    return max((_EXIT_FOR[s] for s in severities), default=EXIT_OK)
+    return max((_EXIT_FOR[s] for s in severities), default=EXIT_OK), ""
 
 
 def _interval(args: argparse.Namespace) -> float:

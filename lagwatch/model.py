@@ -107,6 +107,9 @@ class GroupSnapshot:
     ``group_type`` is what ListGroups says (``classic``, ``consumer``, ``share``,
     ``streams``). ``members`` is None when the coordinator could not describe the group.
     ``epoch``, ``assignment_epoch`` and ``assignor`` are known for consumer-protocol groups.
+    ``blind`` says, a clause each, what of the group this poll could not read or decode
+    (its committed offsets, a topic's log offsets): the group is then ``unknown``, never
+    ``ok``, where nothing worse is seen.
     """
 
     group_id: str
@@ -118,6 +121,7 @@ class GroupSnapshot:
     epoch: int | None = None
     assignment_epoch: int | None = None
     assignor: str | None = None
+    blind: tuple[str, ...] = ()
 
     @property
     def judged(self) -> bool:

@@ -57,6 +57,7 @@ class HealthMemory:
     brokers_seen: dict[int, float] = field(default_factory=dict)  # node id -> last seen
     log_dir_sizes: dict[tuple[int, str], deque[tuple[float, int]]] = field(
         default_factory=dict)  # (broker, path) -> (time, bytes) over the memory window
+    blind_since: float | None = None  # since when some group cannot be judged
 
     def log_dir_growth(self) -> dict[tuple[int, str], float]:
         """Bytes per second each log dir grew over the window (two samples or more)."""
@@ -175,6 +176,37 @@ def cluster_health(meta: ClusterMeta, memory: HealthMemory, s: HealthSettings,
                              f"{now - memory.controller_changed_at:.0f}s ago "
                              f"({plural(memory.controller_changes, 'move')} seen)"))
     return found
+
+
+def blind_groups(groups: Mapping[str, GroupSnapshot], memory: HealthMemory,
+                 critical_after_s: float, now: float) -> Finding | None:
+    """Groups lagwatch cannot judge, because what it needs could not be read or decoded:
+    a warning, critical once it lasts ``critical_after_s`` or covers every judged group."""
+    judged = [g for g in groups.values() if g.judged]
+    blind = [g for g in judged if g.blind]
+    if not blind:
+        memory.blind_since = None
+        return None
+    if memory.blind_since is None:
+        memory.blind_since = now
+    by_cause: dict[str, list[str]] = defaultdict(list)
+    for g in blind:
+        for cause in g.blind:
+            by_cause[cause].append(g.group_id)
+    lasted = now - memory.blind_since
+    critical = lasted >= critical_after_s or len(blind) == len(judged)
+    causes = "; ".join(f"{_names(gids)}: {cause}" for cause, gids in sorted(
+        by_cause.items(), key=lambda item: (-len(item[1]), item[0]))[:3])
+    more = f"; and {len(by_cause) - 3} more causes" if len(by_cause) > 3 else ""
+    since = f", for {fmt_duration(lasted)}" if lasted >= 1 else ""
+    return Finding("blind", Severity.CRITICAL if critical else Severity.WARNING,
+                   f"lagwatch cannot judge {len(blind)} of {plural(len(judged), 'group')}"
+                   f"{since} (status unknown): {causes}{more}")
+
+
+def _names(names: list[str], most: int = 5) -> str:
+    shown = ", ".join(sorted(names)[:most])
+    return f"{shown} and {len(names) - most} more" if len(names) > most else shown
 
 
 def _log_dir_findings(meta: ClusterMeta, memory: HealthMemory, s: HealthSettings,

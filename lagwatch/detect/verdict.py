@@ -12,6 +12,7 @@ from lagwatch.detect.findings import (
     Finding,
     HealthMemory,
     HealthSettings,
+    blind_groups,
     cluster_health,
     compaction_overtakes,
     group_findings,
@@ -107,6 +108,10 @@ def judge(snapshot: Snapshot, history: History, settings: DetectionSettings,
     cluster = hot_partitions({tp: r for tp, r in rates.items() if tp[0] not in dlqs}, health)
     cluster += [f for d in dlq_reports for f in d.findings]
     cluster += _hanging(snapshot, history, settings)
+    blind = blind_groups(snapshot.groups, memory.health, settings.stall_after_s,
+                         snapshot.taken_at)
+    if blind is not None:
+        cluster.insert(0, blind)
     if snapshot.meta is not None:
         cluster = cluster_health(snapshot.meta, memory.health, health,
                                  snapshot.taken_at) + cluster

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import replace
 from typing import Any
 
 from lagwatch.model import (
@@ -138,3 +139,30 @@ def record_missing_topics(groups: dict[str, GroupSnapshot], missing: set[str],
         errors.append(PollError("metadata", f"topic {topic}",
                                 "topic does not exist; offsets are still held by group(s) "
                                 + ", ".join(holders)))
+
+
+def with_blind_spots(groups: dict[str, GroupSnapshot], unread: Mapping[str, str],
+                     metadata_error: str | None, log_unread: Mapping[str, str]
+                     ) -> dict[str, GroupSnapshot]:
+    """The groups, each judged one with what this poll could not read of it
+    (``GroupSnapshot.blind``): its committed offsets (``unread``: group -> why), the
+    cluster's metadata (``metadata_error``), the log offsets of a topic that exists
+    (``log_unread``: topic -> why).
+
+    A topic that does not exist is no blind spot: its offsets are stale commits, and a
+    poll error says so.
+    """
+    if not (unread or metadata_error or log_unread):
+        return groups
+    result = {}
+    for gid, group in groups.items():
+        causes = []
+        if gid in unread:
+            causes.append(f"the committed offsets could not be read ({unread[gid]})")
+        topics = {tp[0] for tp in group.partitions()}
+        if metadata_error is not None and topics:
+            causes.append(f"the cluster's metadata could not be read ({metadata_error})")
+        causes.extend(f"the log offsets of topic {t} could not be read ({log_unread[t]})"
+                      for t in sorted(topics & log_unread.keys()))
+        result[gid] = replace(group, blind=tuple(causes)) if causes and group.judged else group
+    return result

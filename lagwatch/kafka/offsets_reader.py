@@ -34,6 +34,7 @@ class OffsetsTopicReader:
         self.max_records = max_records
         self.skipped = 0  # records of types this decoder does not handle
         self.undecodable = 0  # truncated or unknown versions
+        self._told: set[str] = set()  # what could not be decoded, said once each
         self._consumer: Any = None
         self._wait_polls = 0
 
@@ -91,7 +92,13 @@ class OffsetsTopicReader:
             record = decode(message.key, message.value)
         except DecodeError as exc:
             self.undecodable += 1
-            log.debug("skipping an undecodable %s record: %s", TOPIC, exc)
+            kind = str(exc).split(":")[0]  # "unknown OffsetCommitValue version 5", ...
+            if kind not in self._told:  # once each: counted in the metric from then on
+                self._told.add(kind)
+                log.warning("cluster %s: skipping %s records lagwatch cannot decode (%s); "
+                            "they are counted in lagwatch_offsets_topic_records_skipped_total"
+                            "{kind=\"undecodable\"}, and commit times and rebalance counts "
+                            "may miss what they held", self.cluster.name, TOPIC, exc)
             return
         if isinstance(record, Skipped):
             self.skipped += 1

@@ -16,6 +16,9 @@ read under a race is overstated, never negative):
    the high watermark since the last poll: the transaction that holds it.
 
 A failure of one group or topic is recorded in ``Snapshot.errors`` and the poll goes on.
+A watched group whose committed offsets, topics' log offsets or cluster metadata were not
+read carries what and why (``GroupSnapshot.blind``): it is never judged ``ok`` on what is
+missing. The cluster's release, as its API versions tell, is logged at each connect.
 """
 
 from __future__ import annotations
@@ -40,6 +43,7 @@ from lagwatch.kafka.answers import (
     record_missing_topics,
     retention,
     topic_partitions,
+    with_blind_spots,
 )
 from lagwatch.kafka.causes import CAUSES, FAILURES, brief
 from lagwatch.kafka.config import ClusterConfig
@@ -47,6 +51,7 @@ from lagwatch.kafka.consumer_groups import describe_consumer_groups
 from lagwatch.kafka.direct import committed_offsets, log_offsets
 from lagwatch.kafka.offsets_reader import OffsetsTopicReader, Records
 from lagwatch.kafka.unread import UnreadCache, fetch_unread
+from lagwatch.kafka.versions import kafka_release
 from lagwatch.model import (
     CLASSIC,
     CONSUMER,
@@ -61,6 +66,7 @@ from lagwatch.model import (
     Unread,
 )
 from lagwatch.records import OffsetCommit
+from lagwatch.text import plural
 
 log = logging.getLogger(__name__)
 
@@ -99,6 +105,8 @@ class ClusterReader:
         self.unread = UnreadCache(cluster.record_fetches_per_poll)
         self._last_stable: dict[TopicPartition, int] = {}  # the previous poll's LSOs
         self.client_id = f"lagwatch-{cluster.name}"  # names kafka-python's IO thread
+        self.kafka_release: str | None = None  # as the cluster's API versions tell
+        self._warned_newer = False
         kafkafix.apply()
 
     def _client(self) -> Any:
@@ -107,7 +115,22 @@ class ClusterReader:
             self._admin = self._admin_factory(
                 client_id=self.client_id,
                 bootstrap_timeout_ms=options["request_timeout_ms"], **options)
+            self._say_release(self._admin)
         return self._admin
+
+    def _say_release(self, admin: Any) -> None:
+        """Log the cluster's Kafka release as its API versions tell, at each (re)connect;
+        warn once when it is newer than the newest release lagwatch was tested with."""
+        versions = getattr(admin._manager.broker_version_data, "api_versions", None) or {}
+        self.kafka_release, newer = kafka_release(versions)
+        log.info("cluster %s: Apache Kafka %s, as its API versions tell", self.cluster.name,
+                 self.kafka_release)
+        if newer and not self._warned_newer:
+            self._warned_newer = True
+            log.warning("cluster %s runs Apache Kafka %s, the newest release lagwatch was tested "
+                        "with; lagwatch asks for the request versions it was tested with, "
+                        "and a group it cannot read is reported unknown (the blind finding)",
+                        self.cluster.name, self.kafka_release)
 
     def close(self) -> None:
         """Close the clients; the next poll builds new ones."""
@@ -157,11 +180,18 @@ class ClusterReader:
         watched = self._watched(records or [])
         topics, meta, leaders = self._metadata(admin, errors)
         used = {tp[0] for g in groups.values() for tp in g.partitions()}
-        record_missing_topics(groups, used - topics.keys(), errors)
+        if meta is not None:  # else no topic is known to exist or not
+            record_missing_topics(groups, used - topics.keys(), errors)
         wanted = used | {t for t in topics if self.also_watch(t)}
         partitions = [(topic, p) for topic in sorted(wanted & topics.keys())
                       for p in topics[topic]]
         offsets = self._log_offsets(admin, partitions, leaders, errors)
+        groups = with_blind_spots(
+            groups, _failed(errors, "offsets", "group", set(judged) - committed.keys()),
+            None if meta is not None else next(
+                (e.message for e in errors if e.stage == "metadata"), "no broker answered"),
+            _failed(errors, "log_offsets", "topic",
+                    {tp[0] for tp in partitions if tp not in offsets}))
         retention = self._retention_of(admin, wanted & topics.keys(), errors)
         committed_at = [(tp, c) for g in groups.values() for tp, c in g.committed.items()]
         fetched_before = self.unread.fetched
@@ -216,9 +246,15 @@ class ClusterReader:
         found, left = committed_offsets(admin, group_ids)
         raw = _batched(left, lambda ids: admin.list_group_offsets(dict.fromkeys(ids)),
                        "offsets", errors)
-        found.update({gid: {(tp.topic, tp.partition): om.offset
-                            for tp, om in offsets.items() if om.offset >= 0}
-                      for gid, offsets in raw.items()})
+        for gid, offsets in raw.items():
+            nameless = sum(1 for tp in offsets if not tp.topic)
+            if nameless:  # never taken as "no commits": the group is blind, and says why
+                errors.append(PollError("offsets", f"group {gid}", (
+                    f"OffsetFetch answered {plural(nameless, 'committed offset')} with no "
+                    "topic name (a topic id lagwatch cannot resolve)")))
+                continue
+            found[gid] = {(tp.topic, tp.partition): om.offset
+                          for tp, om in offsets.items() if om.offset >= 0}
         return found
 
 
@@ -388,6 +424,14 @@ def _open_transactions(admin: Any, held: dict[TopicPartition, int]
         names = {t.producer_id: t.transactional_id
                  for per_broker in listed.values() for t in per_broker}
     return {tp: OpenTransaction(pid, held[tp], names.get(pid)) for tp, pid in found.items()}
+
+
+def _failed(errors: list[PollError], stage: str, subject: str, keys: set[str]
+            ) -> dict[str, str]:
+    """Why each key (a group, a topic) was not read: the poll's error of ``stage`` about
+    ``subject key``, or that no broker answered for it."""
+    why = {e.subject: e.message for e in errors if e.stage == stage}
+    return {k: why.get(f"{subject} {k}", "no broker answered for it") for k in keys}
 
 
 def _batched(keys: list[str], fetch: Callable[[list[str]], dict[str, Any]], stage: str,

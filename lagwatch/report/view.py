@@ -112,6 +112,7 @@ class GroupReport:
     group_type: str = CLASSIC
     epoch: int | None = None  # a consumer-protocol group's epoch
     assignor: str | None = None  # a consumer-protocol group's server-side assignor
+    blind: tuple[str, ...] = ()  # what of it the poll could not read (GroupSnapshot.blind)
 
     @property
     def members(self) -> int | None:
@@ -200,11 +201,16 @@ def _group_report(snapshot: Snapshot, group: GroupSnapshot,
     if group.judged:
         status, reasons = worst(p.status for p in partitions), _reasons(partitions, members,
                                                                        span_s)
+        if group.blind:  # never ok while part of it cannot be seen
+            status = worst((status, Status.UNKNOWN))
+            part = "part of this group" if partitions else "this group"
+            said = tuple(f"lagwatch cannot judge {part}: {cause}" for cause in group.blind)
+            reasons = said + reasons if status is Status.UNKNOWN else reasons + said
     else:
         status, reasons = Status.UNKNOWN, (_not_judged(group.group_type),)
     return GroupReport(group.group_id, group.state, group.members, status, reasons, topics,
                        findings, group_type=group.group_type, epoch=group.epoch,
-                       assignor=group.assignor)
+                       assignor=group.assignor, blind=group.blind)
 
 
 _UNJUDGED = {

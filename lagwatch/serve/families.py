@@ -306,6 +306,10 @@ def families(reports: list[ClusterReport], per_partition: bool = True,
                   kind="counter")
     yield _family("group_status", "1 for the group's current status, 0 for the others.",
                   _statuses(i))
+    yield _family("blind_groups",
+                  "Watched groups lagwatch cannot judge this poll: their committed or log "
+                  "offsets could not be read or decoded (status unknown, never ok).",
+                  _values(i.clusters, lambda c: float(sum(1 for g in c.groups if g.blind))))
     yield _family("group_members", "Members in the group.",
                   _values(i.groups, attrgetter("members")))
     yield _family("group_state", "1 for the group state the coordinator reports.",

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import logging
 import struct
+from types import SimpleNamespace
+from typing import Any
 
 import pytest
 
+from lagwatch.kafka.config import ClusterConfig
+from lagwatch.kafka.offsets_reader import OffsetsTopicReader
 from lagwatch.records import (
     DecodeError,
     GroupEpoch,
@@ -171,3 +176,20 @@ def test_broken_records_raise_decode_error(key: bytes, value: bytes | None,
     with pytest.raises(DecodeError) as caught:
         decode(key, value)
     assert str(caught.value) == message
+
+
+def test_the_reader_counts_every_undecodable_record_and_says_each_kind_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    reader = OffsetsTopicReader(ClusterConfig(name="prod", bootstrap_servers=["k:9092"]))
+    newer = SimpleNamespace(key=commit_key(), value=struct.pack(">h", 9) + b"\x00" * 20,
+                            timestamp=0)
+    records: list[Any] = []
+    with caplog.at_level(logging.WARNING, logger="lagwatch.kafka.offsets_reader"):
+        for _ in range(3):
+            reader._decode(newer, records)
+    assert (records, reader.undecodable) == ([], 3)
+    assert caplog.messages == [
+        "cluster prod: skipping __consumer_offsets records lagwatch cannot decode (unknown "
+        "OffsetCommitValue version 9); they are counted in "
+        'lagwatch_offsets_topic_records_skipped_total{kind="undecodable"}, and commit times '
+        "and rebalance counts may miss what they held"]
