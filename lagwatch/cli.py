@@ -217,8 +217,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     if not args.json:
         print(format_table(reports))
     code, said = check_status(reports)
-    if said:
-        print(said, file=sys.stderr)
+    print(said, file=sys.stderr, end="\n" if said else "")
     return code
 
 

@@ -45,6 +45,7 @@ from lagwatch.kafka.answers import (
     topic_partitions,
     with_blind_spots,
 )
+from lagwatch.kafka.batches import batched, failed_keys, open_transactions
 from lagwatch.kafka.causes import CAUSES, FAILURES, brief
 from lagwatch.kafka.config import ClusterConfig
 from lagwatch.kafka.consumer_groups import describe_consumer_groups
@@ -187,10 +188,10 @@ class ClusterReader:
                       for p in topics[topic]]
         offsets = self._log_offsets(admin, partitions, leaders, errors)
         groups = with_blind_spots(
-            groups, _failed(errors, "offsets", "group", set(judged) - committed.keys()),
+            groups, failed_keys(errors, "offsets", "group", set(judged) - committed.keys()),
             None if meta is not None else next(
                 (e.message for e in errors if e.stage == "metadata"), "no broker answered"),
-            _failed(errors, "log_offsets", "topic",
+            failed_keys(errors, "log_offsets", "topic",
                     {tp[0] for tp in partitions if tp not in offsets}))
         retention = self._retention_of(admin, wanted & topics.keys(), errors)
         committed_at = [(tp, c) for g in groups.values() for tp, c in g.committed.items()]
@@ -244,7 +245,7 @@ class ClusterReader:
                    errors: list[PollError]) -> dict[str, dict[TopicPartition, int]]:
         """Committed offsets per group; -1 (no commit) is left out, never turned into lag."""
         found, left = committed_offsets(admin, group_ids)
-        raw = _batched(left, lambda ids: admin.list_group_offsets(dict.fromkeys(ids)),
+        raw = batched(left, lambda ids: admin.list_group_offsets(dict.fromkeys(ids)),
                        "offsets", errors)
         for gid, offsets in raw.items():
             nameless = sum(1 for tp in offsets if not tp.topic)
@@ -261,9 +262,9 @@ class ClusterReader:
     def _describe(self, admin: Any, listed: dict[str, dict[str, Any]],
                   errors: list[PollError]) -> dict[str, dict[str, Any]]:
         """Describe classic and consumer-protocol groups, each with its own request."""
-        described = _batched([g for g, info in listed.items() if group_type(info) == CLASSIC],
+        described = batched([g for g, info in listed.items() if group_type(info) == CLASSIC],
                              admin.describe_groups, "describe", errors)
-        described.update(_batched(
+        described.update(batched(
             [g for g, info in listed.items() if group_type(info) == CONSUMER],
             lambda ids: describe_consumer_groups(admin, ids), "describe", errors))
         for gid, info in list(described.items()):
@@ -382,7 +383,7 @@ class ClusterReader:
         if not held:
             return {}
         return self._attempt(errors, "transactions",
-                             lambda: _open_transactions(admin, held)) or {}
+                             lambda: open_transactions(admin, held)) or {}
 
     def _log_offsets(self, admin: Any, partitions: list[TopicPartition],
                      leaders: dict[TopicPartition, int], errors: list[PollError]
@@ -405,55 +406,7 @@ class ClusterReader:
                     start[tp].offset, end[tp].offset, min(stable[tp].offset, end[tp].offset))
             return result
 
-        fetched = _batched(sorted(by_topic), fetch, "log_offsets", errors, subject="topic")
+        fetched = batched(sorted(by_topic), fetch, "log_offsets", errors, subject="topic")
         for per_topic in fetched.values():
             found.update(per_topic)
         return {tp: found[tp] for tp in partitions if tp in found}  # in the given order
-
-
-def _open_transactions(admin: Any, held: dict[TopicPartition, int]
-                       ) -> dict[TopicPartition, OpenTransaction]:
-    """The transaction (producer and transactional id) that starts at each held LSO."""
-    producers = admin.describe_producers([KafkaTP(*tp) for tp in sorted(held)])
-    found = {(tp.topic, tp.partition): p.producer_id
-             for tp, state in producers.items() for p in state.active_producers
-             if p.current_transaction_start_offset == held[(tp.topic, tp.partition)]}
-    names = {}
-    if found:
-        listed = admin.list_transactions(producer_id_filters=sorted(set(found.values())))
-        names = {t.producer_id: t.transactional_id
-                 for per_broker in listed.values() for t in per_broker}
-    return {tp: OpenTransaction(pid, held[tp], names.get(pid)) for tp, pid in found.items()}
-
-
-def _failed(errors: list[PollError], stage: str, subject: str, keys: set[str]
-            ) -> dict[str, str]:
-    """Why each key (a group, a topic) was not read: the poll's error of ``stage`` about
-    ``subject key``, or that no broker answered for it."""
-    why = {e.subject: e.message for e in errors if e.stage == stage}
-    return {k: why.get(f"{subject} {k}", "no broker answered for it") for k in keys}
-
-
-def _batched(keys: list[str], fetch: Callable[[list[str]], dict[str, Any]], stage: str,
-             errors: list[PollError], subject: str = "group") -> dict[str, Any]:
-    """Fetch all keys in one call; if that fails, fetch them one by one and record failures.
-
-    kafka-python raises for the whole batch when any one key fails, so one bad group or
-    topic must not cost the others their data.
-    """
-    if not keys:
-        return {}
-    try:
-        return dict(fetch(keys))
-    except FAILURES as exc:
-        log.debug("%s batch of %d failed (%s); retrying one by one", stage, len(keys),
-                  brief(exc))
-    result: dict[str, Any] = {}
-    for key in keys:
-        try:
-            result.update(fetch([key]))
-        except FAILURES as exc:
-            errors.append(PollError(stage, f"{subject} {key}", brief(exc)))
-    return result
-
-

@@ -140,11 +140,19 @@ class Scenario:
             wait_for(lambda: doc("java").get("members") == 1
                      and doc("java")["member_list"][0]["assigned"],
                      lambda: f"the Java consumer described: {doc('java')}", WAIT_S)
+        txn_id = f"transactional id 'compat-txn-{self.release}'"
+        wait_for(lambda: any(txn_id in f["reason"] for f in findings(watched)),
+                 lambda: f"the hanging transaction named: {findings(watched)}", WAIT_S)
         self.seen["groups"] = watched.groups()
         self.seen["metrics"] = scrape(watched.daemon)
-        self.seen["findings"] = [f["kind"] for f in status_document(watched.daemon)[
-            "clusters"]["default"]["findings"]]
+        self.seen["findings"] = findings(watched)
         self.seen["release"] = [p.collector.kafka_release for p in watched.daemon.pollers]
+
+
+def findings(watched: ScenarioDaemon) -> list[dict[str, str]]:
+    """The cluster's findings."""
+    return status_document(watched.daemon)["clusters"]["default"][  # type: ignore[no-any-return]
+        "findings"]
 
 
 @pytest.fixture(scope="module")
@@ -244,6 +252,12 @@ def test_the_last_stable_offset_waits_behind_an_open_transaction(seen: Scenario)
     where = frozenset({("cluster", "default"), ("topic", seen.topic["txn"]),
                        ("partition", "0")})
     assert seen.seen["metrics"][("lagwatch_partition_last_stable_offset", where)] == 4
+    # DescribeProducers and ListTransactions name the transaction that holds it
+    held = [f["reason"] for f in seen.seen["findings"] if f["kind"] == "hanging_transaction"
+            and f["reason"].startswith(f"{seen.topic['txn']}[0]: ")]
+    assert len(held) == 1
+    assert (f"read_committed consumers ({seen.group['txn']}) wait behind it; transactional "
+            f"id 'compat-txn-{seen.release}' (producer id ") in held[0], held
 
 
 def test_the_time_lag_of_an_unread_record_is_its_exact_age(seen: Scenario) -> None:
@@ -251,10 +265,19 @@ def test_the_time_lag_of_an_unread_record_is_its_exact_age(seen: Scenario) -> No
         "partitions"]["0"]
     assert partition["lag_seconds_exact"] is True
     assert HOUR_MS / 1000 <= partition["lag_seconds"] <= HOUR_MS / 1000 + seen.took_s
+    # DescribeConfigs read the topic's retention (the broker's default, 7 days)
+    assert 6 * 86400 < partition["retention_eta_seconds"] < 7 * 86400 - HOUR_MS / 1000
+
+
+def test_the_broker_s_log_dir_is_described(seen: Scenario) -> None:
+    dirs = {dict(labels)["broker"]: v for (name, labels), v in seen.seen["metrics"].items()
+            if name == "lagwatch_broker_log_dir_bytes"}
+    assert list(dirs) == ["1"]
+    assert dirs["1"] > 0
 
 
 def test_no_group_and_no_cluster_is_blind_and_every_record_decodes(seen: Scenario) -> None:
-    assert "blind" not in seen.seen["findings"]
+    assert "blind" not in [f["kind"] for f in seen.seen["findings"]]
     skipped = {dict(labels)["kind"]: v for (name, labels), v in seen.seen["metrics"].items()
                if name == "lagwatch_offsets_topic_records_skipped_total"}
     assert skipped["undecodable"] == 0

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from kafka.errors import GroupAuthorizationFailedError, KafkaTimeoutError
 
+from lagwatch.kafka.batches import batched
 from lagwatch.kafka.causes import brief
-from lagwatch.kafka.reader import _batched
 from lagwatch.model import PollError
 
 
@@ -22,7 +22,7 @@ def test_a_failing_batch_is_retried_one_key_at_a_time_and_only_the_bad_key_is_lo
 
     errors: list[PollError] = []
     # When
-    result = _batched(["a", "secret", "ccc"], fetch, "offsets", errors)
+    result = batched(["a", "secret", "ccc"], fetch, "offsets", errors)
     # Then
     assert result == {"a": 1, "ccc": 3}
     assert calls == [["a", "secret", "ccc"], ["a"], ["secret"], ["ccc"]]
@@ -37,9 +37,9 @@ def test_a_good_batch_is_one_call() -> None:
         calls.append(keys)
         return dict.fromkeys(keys, 0)
 
-    assert _batched(["x", "y"], fetch, "describe", []) == {"x": 0, "y": 0}
+    assert batched(["x", "y"], fetch, "describe", []) == {"x": 0, "y": 0}
     assert calls == [["x", "y"]]
-    assert _batched([], fetch, "describe", []) == {}
+    assert batched([], fetch, "describe", []) == {}
     assert len(calls) == 1
 
 

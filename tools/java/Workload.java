@@ -20,7 +20,7 @@
 // (transaction.timeout.ms TIMEOUT_MS), then begins one more, writes OPEN records in it and
 // neither commits nor aborts it: it prints "open" and waits for "stop" on stdin, then exits
 // without ending the transaction (the broker aborts it once it times out).
-// share enables share groups (the share.version feature, off by default in Kafka 4.1) and
+// share enables share groups (the share.version feature, off by default before Kafka 4.2) and
 // reads TOPIC as a member of the share group GROUP (KIP-932), printing "joined" after its
 // first poll; it takes "stop" on stdin.
 import java.io.BufferedReader;
@@ -40,6 +40,7 @@ import java.util.concurrent.TimeUnit;
 import org.apache.kafka.clients.admin.Admin;
 import org.apache.kafka.clients.admin.ConsumerGroupDescription;
 import org.apache.kafka.clients.admin.FeatureUpdate;
+import org.apache.kafka.clients.admin.FinalizedVersionRange;
 import org.apache.kafka.clients.admin.UpdateFeaturesOptions;
 import org.apache.kafka.clients.admin.MemberDescription;
 import org.apache.kafka.clients.consumer.ConsumerConfig;
@@ -196,9 +197,14 @@ public final class Workload {
         Properties admin = new Properties();
         admin.put("bootstrap.servers", bootstrap);
         try (Admin client = Admin.create(admin)) {
-            client.updateFeatures(Map.of("share.version", new FeatureUpdate((short) 1,
-                    FeatureUpdate.UpgradeType.UPGRADE)), new UpdateFeaturesOptions())
-                    .all().get(30, TimeUnit.SECONDS);
+            // finalized from Kafka 4.2 on (share groups are production-ready there)
+            FinalizedVersionRange finalized = client.describeFeatures().featureMetadata()
+                    .get(30, TimeUnit.SECONDS).finalizedFeatures().get("share.version");
+            if (finalized == null || finalized.maxVersionLevel() < 1) {
+                client.updateFeatures(Map.of("share.version", new FeatureUpdate((short) 1,
+                        FeatureUpdate.UpgradeType.UPGRADE)), new UpdateFeaturesOptions())
+                        .all().get(30, TimeUnit.SECONDS);
+            }
         }
         Properties props = new Properties();
         props.put(ConsumerConfig.BOOTSTRAP_SERVERS_CONFIG, bootstrap);
