@@ -15,7 +15,15 @@ from pydantic import Field, ValidationError, field_validator, model_validator
 
 from lagwatch.alerting.config import AlertingConfig
 from lagwatch.audit.config import AuditConfig
-from lagwatch.configtypes import Duration, NotUtf8Error, Strict, describe, join_key, read_utf8
+from lagwatch.configtypes import (
+    Duration,
+    Strict,
+    TextFileError,
+    describe,
+    join_key,
+    load_yaml,
+    read_utf8,
+)
 from lagwatch.detect.config import DetectionConfig, DlqConfig, HealthConfig
 from lagwatch.ha.config import HaConfig
 from lagwatch.kafka.config import ClusterConfig
@@ -58,7 +66,7 @@ class Config(Strict):
             if r.pagerduty is not None:
                 found.append(r.pagerduty.key())
             if r.webhook is not None:
-                found.append(r.webhook.secret())
+                found += [r.webhook.secret(), *r.webhook.url_secrets()]
         return [s for s in found if s]
 
     @model_validator(mode="after")
@@ -120,10 +128,10 @@ def _read_yaml(path: str) -> dict[str, Any]:
         raise ConfigError(f"config file {path!r} not found") from None
     except OSError as exc:
         raise ConfigError(f"config file {path!r} cannot be read: {exc.strerror}") from None
-    except NotUtf8Error as exc:
+    except TextFileError as exc:
         raise ConfigError(f"config file {path!r} {exc}") from None
     try:
-        data = yaml.safe_load(text)
+        data = load_yaml(text)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""

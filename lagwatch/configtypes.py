@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
+import yaml
 from pydantic import (
     BaseModel,
     BeforeValidator,
@@ -14,9 +15,10 @@ from pydantic import (
     PlainValidator,
     SecretStr,
     ValidationError,
+    ValidationInfo,
 )
 
-from lagwatch.patterns import Pattern, compile_pattern
+from lagwatch.patterns import Pattern, compile_pattern, compile_request_pattern
 
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(ms|s|m|h|d)?\s*$")
 _UNITS_S = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, None: 1.0}
@@ -39,9 +41,13 @@ def parse_duration(value: object) -> float:
     return seconds
 
 
-def compile_regex(value: object) -> Pattern:
+def compile_regex(value: object, info: ValidationInfo) -> Pattern:
+    """A pattern from a file; one from a request (validation context ``request``) gets
+    the smaller budget of ``compile_request_pattern``."""
     if not isinstance(value, str):
         raise ValueError(f"expected a regular expression string (got {value!r})")
+    if info.context and info.context.get("request"):
+        return compile_request_pattern(value)
     return compile_pattern(value)
 
 
@@ -79,19 +85,57 @@ class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
 
 
-class NotUtf8Error(ValueError):
-    """A file lagwatch reads is not UTF-8 text."""
+class TextFileError(ValueError):
+    """A file lagwatch reads is not UTF-8 text, or is larger than a config may be."""
+
+
+MAX_TEXT_FILE = 1 << 20  # bytes: a config, a web config or a secret file
+MAX_YAML_VALUES = 100_000  # what a YAML document may hold once its aliases are expanded
 
 
 def read_utf8(path: str) -> str:
-    """Read a text file as UTF-8; one that is not raises NotUtf8Error with the offset of its
-    first bad byte (never the byte: the file may hold a secret)."""
-    data = Path(path).read_bytes()
+    """Read a text file as UTF-8; one that is not, or larger than MAX_TEXT_FILE, raises
+    TextFileError saying so (with the offset of its first bad byte, never the byte: the
+    file may hold a secret)."""
+    with Path(path).open("rb") as file:
+        data = file.read(MAX_TEXT_FILE + 1)
+    if len(data) > MAX_TEXT_FILE:
+        raise TextFileError(f"is larger than {MAX_TEXT_FILE:,} bytes, the most lagwatch "
+                            "reads of a configuration file")
     try:
         return data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise NotUtf8Error(f"is not UTF-8 text (the first byte that is not is at offset "
-                           f"{exc.start:,})") from None
+        raise TextFileError(f"is not UTF-8 text (the first byte that is not is at offset "
+                            f"{exc.start:,})") from None
+
+
+def load_yaml(text: str) -> Any:
+    """``yaml.safe_load``, refusing (yaml.YAMLError) a document whose aliases would expand
+    to more than MAX_YAML_VALUES values (an alias bomb of a few hundred bytes would take
+    minutes and gigabytes), or nested too deeply to read, before anything is built."""
+    loader = yaml.SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and _expanded(node, {}) > MAX_YAML_VALUES:
+            raise yaml.YAMLError(f"its aliases expand to more than {MAX_YAML_VALUES:,} "
+                                 "values, more than lagwatch reads (an alias bomb?)")
+        return None if node is None else loader.construct_document(node)
+    except RecursionError:
+        raise yaml.YAMLError("it is nested too deeply to read") from None
+    finally:
+        loader.dispose()
+
+
+def _expanded(node: yaml.Node, sizes: dict[int, int]) -> int:
+    """How many values a node stands for once every alias in it is expanded (each node
+    worked out once, so a bomb costs what its text does)."""
+    if id(node) not in sizes:
+        children: list[yaml.Node] = (
+            [n for pair in node.value for n in pair] if isinstance(node, yaml.MappingNode)
+            else list(node.value) if isinstance(node, yaml.SequenceNode) else [])
+        sizes[id(node)] = min(1 + sum(_expanded(c, sizes) for c in children),
+                              MAX_YAML_VALUES + 1)
+    return sizes[id(node)]
 
 
 def read_secret_file(path: str | None) -> str | None:
@@ -101,7 +145,7 @@ def read_secret_file(path: str | None) -> str | None:
         return read_utf8(path).strip()
     except OSError as exc:
         raise ValueError(f"cannot read {path!r}: {exc.strerror}") from None
-    except NotUtf8Error as exc:
+    except TextFileError as exc:
         raise ValueError(f"{path!r} {exc}") from None
 
 

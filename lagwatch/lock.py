@@ -22,15 +22,29 @@ class StateDirInUseError(Exception):
                          "give each daemon its own state_dir")
 
 
+class LockNotAFileError(StateDirInUseError):
+    """Something that is not a regular file stands where the lock file goes: it could not
+    be locked, and two daemons would share the directory."""
+
+    def __init__(self, path: Path) -> None:
+        Exception.__init__(self, f"{path} is not a regular file, so lagwatch cannot lock "
+                                 "its state_dir; remove it or give this daemon another "
+                                 "state_dir")
+
+
 class DirLock:
     """Holds a state directory for this process until released."""
 
     def __init__(self, state_dir: str) -> None:
-        """Take the lock; raise StateDirInUseError when another process holds it, OSError when
-        the directory cannot be made or written (the store then reports it unusable)."""
+        """Take the lock; raise StateDirInUseError when another process holds it (or
+        LockNotAFileError when a directory, a link or a device stands at the lock's path),
+        OSError when the directory cannot be made or written (the store then reports it
+        unusable)."""
         self.path = Path(state_dir) / FILE_NAME
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
+        if self.path.is_symlink() or (self.path.exists() and not self.path.is_file()):
+            raise LockNotAFileError(self.path)
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW, 0o644)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

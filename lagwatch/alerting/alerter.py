@@ -212,7 +212,7 @@ class Alerter:
 
         Raises ValidationError for a bad body, ValueError for one that ended by ``now``.
         """
-        silence = SilenceConfig.model_validate(body)
+        silence = SilenceConfig.model_validate(body, context={"request": True})
         if silence.ends.timestamp() <= now:
             raise ValueError(f"ends ({silence.ends.isoformat()}) is not in the future")
         silence_id = uuid.uuid4().hex[:12]

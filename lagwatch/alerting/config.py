@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime
 from typing import Literal
+from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
@@ -99,6 +100,18 @@ class WebhookConfig(Strict):
     def secret(self) -> str | None:
         """Return the HMAC secret, if one is set."""
         return secret_of(self, "hmac_secret")
+
+    def url_secrets(self) -> list[str]:
+        """What of the URL may be a credential: its query (``?token=…``) and the password
+        of its user part."""
+        parts = urlsplit(self.url)
+        return [s for s in (parts.query, parts.password) if s]
+
+    def shown_url(self) -> str:
+        """The URL as logs and messages show it: no user part, ``?***`` for its query."""
+        parts = urlsplit(self.url)
+        host = parts.netloc.rpartition("@")[2]
+        return f"{parts.scheme}://{host}{parts.path}" + ("?***" if parts.query else "")
 
 
 class ReceiverConfig(Strict):

@@ -13,6 +13,7 @@ import json
 import threading
 import time
 from collections.abc import Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from pydantic import ValidationError
@@ -27,10 +28,10 @@ from lagwatch.alerting.alerter import Alerter
 from lagwatch.alerting.sharing import NotSharedError
 from lagwatch.audit.items import ClusterAudit
 from lagwatch.configtypes import describe
-from lagwatch.patterns import Pattern, compile_pattern
+from lagwatch.patterns import Pattern, compile_request_pattern
 from lagwatch.report.latest import LatestReports
 from lagwatch.report.view import ClusterReport
-from lagwatch.serve.auth import Credentials
+from lagwatch.serve.auth import Credentials, FailedLogins
 from lagwatch.serve.deflate import gzip_length, gzip_stream, text_stream
 from lagwatch.serve.documents import (
     audit_document,
@@ -66,11 +67,21 @@ def _error(code: int, message: str, headers: dict[str, str] | None = None) -> Re
     return _json(code, {"error": message}, headers)
 
 
+_CHECKER = ThreadPoolExecutor(1, thread_name_prefix="lagwatch-bcrypt")  # one check at a time
+
+
 class _Guard:
-    """ASGI middleware: credentials where they are needed, and none means no writes."""
+    """ASGI middleware: credentials where they are needed, and none means no writes.
+
+    Credentials known good or bad (a token, a pair checked before) are judged on the event
+    loop at no cost, so an honest scrape never waits behind a bcrypt check. A pair not seen
+    before is checked on one thread of its own, one check at a time; a client address with
+    too many failed checks in a minute is answered 429 without one (``FailedLogins``).
+    """
 
     def __init__(self, app: ASGIApp, credentials: Credentials) -> None:
         self.app, self.credentials = app, credentials
+        self.failures = FailedLogins()
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -83,14 +94,30 @@ class _Guard:
             refusal = _error(403, _NO_WRITES)
         elif self.credentials.needed(path) or writes:
             given = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
-            ok = await asyncio.to_thread(self.credentials.accept, given) if given else False
-            if not ok:
-                refusal = _error(401, "authentication required",
-                                 {"WWW-Authenticate": self.credentials.challenge()})
+            refusal = await self._check(given, (scope.get("client") or ("?", 0))[0])
         if refusal is not None:
             await refusal(scope, receive, send)
         else:
             await self.app(scope, receive, send)
+
+
+    async def _check(self, given: str, client: str) -> Response | None:
+        """The refusal of a request's credentials, or None when they are good."""
+        ok = self.credentials.known(given) if given else False
+        if ok is None:
+            wait_s = self.failures.attempt(client, time.monotonic())
+            if wait_s > 0:
+                wait = f"{max(1, round(wait_s))}"
+                return _error(429, f"too many failed logins from {client}; try again in "
+                                   f"{wait}s", {"Retry-After": wait})
+            ok = await asyncio.get_running_loop().run_in_executor(
+                _CHECKER, self.credentials.accept, given)
+            if ok:
+                self.failures.passed(client)
+        if ok:
+            return None
+        return _error(401, "authentication required",
+                      {"WWW-Authenticate": self.credentials.challenge()})
 
 
 class _PerPoll:
@@ -200,7 +227,7 @@ class Endpoints:
             return _error(404, "no such endpoint: /api/v1/audit")
         text = request.query_params.get("group")
         try:
-            groups = compile_pattern(text) if text is not None else None
+            groups = compile_request_pattern(text) if text is not None else None
         except ValueError as exc:
             return _error(400, f"group: {exc}")
         if not any(r.last_success is not None for r in self.state.reports()):

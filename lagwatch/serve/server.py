@@ -83,7 +83,8 @@ class HttpServer:
                  alerter: Alerter, audits: Audits | None = None, *,
                  fleet: FleetStatus | None = None) -> None:
         web = config.web()
-        credentials = Credentials(config.auth, BasicUsers(web.basic_auth_users))
+        self.credentials = credentials = Credentials(config.auth,
+                                                     BasicUsers(web.basic_auth_users))
         self.tls = ReloadingTls(web.tls_server_config) if web.tls_server_config else None
         if self.tls is None and config.tls is not None:
             self.tls = ReloadingTls(config.tls.server_config())

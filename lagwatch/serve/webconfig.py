@@ -30,7 +30,14 @@ import bcrypt
 import yaml
 from pydantic import Field, ValidationError, field_validator
 
-from lagwatch.configtypes import NotUtf8Error, Strict, describe, read_secret_file, read_utf8
+from lagwatch.configtypes import (
+    Strict,
+    TextFileError,
+    describe,
+    load_yaml,
+    read_secret_file,
+    read_utf8,
+)
 
 log = logging.getLogger(__name__)
 _VERSIONS = {"TLS10": ssl.TLSVersion.TLSv1, "TLS11": ssl.TLSVersion.TLSv1_1,
@@ -115,13 +122,14 @@ class WebConfig(Strict):
 def load_web_config(path: str) -> WebConfig:
     """Read and validate a web configuration file; raise WebConfigError naming the key."""
     try:
-        raw = yaml.safe_load(read_utf8(path)) or {}
+        raw = load_yaml(read_utf8(path)) or {}
     except OSError as exc:
         raise WebConfigError(f"cannot read {path}: {exc.strerror}") from None
-    except NotUtf8Error as exc:
+    except TextFileError as exc:
         raise WebConfigError(f"{path} {exc}") from None
     except yaml.YAMLError as exc:
-        raise WebConfigError(f"{path} is not valid YAML: {exc}") from None
+        problem = " ".join(str(exc).split())  # PyYAML's errors span lines, quote the text
+        raise WebConfigError(f"{path} is not valid YAML: {problem[:300]}") from None
     try:
         return WebConfig.model_validate(raw)
     except ValidationError as exc:
@@ -197,30 +205,51 @@ class ReloadingTls:
 class BasicUsers:
     """Checks basic-auth credentials against bcrypt hashes.
 
-    A bcrypt check is slow on purpose (tens of milliseconds), so a pair that passed is
-    remembered by its SHA-256, as exporter-toolkit does, and a scrape does not pay it.
+    A bcrypt check is slow on purpose (tens of milliseconds), so it must not be a way to
+    starve the daemon: every pair checked is remembered by its SHA-256, as exporter-toolkit
+    does, passed or failed (``known`` answers without bcrypt), and an unknown user name
+    costs one bcrypt check as a known one does, so timing does not tell them apart.
     """
+
+    _REMEMBERED = 4096  # pairs of each outcome; the oldest forgotten first
 
     def __init__(self, users: dict[str, str]) -> None:
         self.users = {u: h.replace("$2y$", "$2b$", 1).encode() for u, h in users.items()}
-        self._passed: set[bytes] = set()
+        self._verdicts: dict[bool, dict[bytes, None]] = {True: {}, False: {}}
         self._lock = threading.Lock()
+        self.checks = 0  # bcrypt checks run (each tens of milliseconds of CPU)
+        # the cost of the slowest configured hash: an unknown user pays it too
+        rounds = max((int(h.split(b"$")[2]) for h in self.users.values()), default=4)
+        self._decoy = bcrypt.hashpw(b"not a password", bcrypt.gensalt(rounds)) if users else b""
 
     def __bool__(self) -> bool:
         return bool(self.users)
 
+    def _key(self, user: str, password: str) -> bytes:
+        hashed = self.users.get(user, self._decoy)
+        return hashlib.sha256(b"\0".join((hashed, user.encode(), password.encode()))).digest()
+
+    def known(self, user: str, password: str) -> bool | None:
+        """The verdict on a pair checked before, without bcrypt; None when not known."""
+        key = self._key(user, password)
+        with self._lock:
+            for verdict, remembered in self._verdicts.items():
+                if key in remembered:
+                    return verdict
+        return None
+
     def check(self, user: str, password: str) -> bool:
-        """Say whether the password is the user's."""
+        """Say whether the password is the user's (a bcrypt check unless known)."""
+        verdict = self.known(user, password)
+        if verdict is not None:
+            return verdict
+        with self._lock:
+            self.checks += 1
         hashed = self.users.get(user)
-        if hashed is None:
-            return False
-        key = hashlib.sha256(hashed + b"\0" + password.encode()).digest()
+        passed = bcrypt.checkpw(password.encode(), hashed or self._decoy) and hashed is not None
         with self._lock:
-            if key in self._passed:
-                return True
-        if not bcrypt.checkpw(password.encode(), hashed):
-            return False
-        with self._lock:
-            if len(self._passed) < 1024:
-                self._passed.add(key)
-        return True
+            remembered = self._verdicts[passed]
+            remembered[self._key(user, password)] = None
+            if len(remembered) > self._REMEMBERED:
+                del remembered[next(iter(remembered))]
+        return passed

@@ -17,6 +17,7 @@ import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -105,6 +106,47 @@ def test_basic_auth_users_from_a_web_config_file_guard_all_but_the_probes(
     assert [get("/metrics", None), get("/metrics", "wrong"), get("/metrics", "scrape-password"),
             get("/api/v1/status", "scrape-password"), get("/healthz", None)] == [
         401, 401, 200, 200, 200]
+
+
+def test_a_flood_of_wrong_passwords_is_checked_ten_times_and_never_delays_an_honest_scrape(
+        daemon: Callable[..., Daemon], unique: Callable[[str], str], tmp_path: Path) -> None:
+    # Given a user with a bcrypt password, and Prometheus's scrape checked once
+    hashed = bcrypt.hashpw(b"scrape-password", bcrypt.gensalt(4)).decode()
+    web = tmp_path / "web.yml"
+    web.write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
+    lagwatch = daemon(unique("nothing"), http={"listen": "127.0.0.1:0",
+                                               "web_config_file": str(web)})
+    assert lagwatch.http is not None
+    users = lagwatch.http.credentials.users
+
+    def get(user: str, password: str) -> tuple[int, str | None]:
+        assert lagwatch.http is not None
+        request = urllib.request.Request(lagwatch.http.url + "/metrics")  # noqa: S310
+        request.add_header("Authorization", "Basic " + base64.b64encode(
+            f"{user}:{password}".encode()).decode())
+        try:
+            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+                return int(response.status), None
+        except urllib.error.HTTPError as error:
+            return error.code, error.headers.get("Retry-After")
+
+    assert get("prometheus", "scrape-password") == (200, None)
+    assert users.checks == 1
+    # When 40 different wrong passwords (half of them for a user that does not exist)
+    # arrive 8 at a time from one address, beside honest scrapes
+    with ThreadPoolExecutor(8) as pool:
+        wrong = list(pool.map(lambda n: get("prometheus" if n % 2 else "nobody", f"guess-{n}"),
+                              range(40)))
+        honest = list(pool.map(lambda _: get("prometheus", "scrape-password"), range(10)))
+    # Then ten were checked with bcrypt and refused; the rest were refused unchecked, 429
+    # with the seconds to wait; and every honest scrape passed without a check
+    assert sorted({code for code, _ in wrong}) == [401, 429]
+    assert sum(1 for code, _ in wrong if code == 401) == 10
+    assert all(0 < int(after or 0) <= 60 for code, after in wrong if code == 429), wrong
+    assert honest == [(200, None)] * 10
+    assert users.checks == 1 + 10
+    # And a password already refused is refused again without a check
+    assert users.known("nobody", "guess-0") is False
 
 
 def test_a_pattern_that_backtracks_neither_freezes_the_daemon_nor_a_restart(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from urllib.parse import quote
@@ -22,7 +23,7 @@ from lagwatch.cli import RedactingFormatter
 from lagwatch.config import ConfigError, load_config
 from lagwatch.configtypes import describe
 from lagwatch.lock import DirLock, StateDirInUseError
-from lagwatch.patterns import compile_pattern
+from lagwatch.patterns import compile_pattern, compile_request_pattern
 
 HEAD = 'clusters: [{name: prod, bootstrap_servers: ["kafka:9092"]}]\n'
 RE2 = "(patterns are RE2, as in Prometheus: no backreferences or lookaround)"
@@ -57,6 +58,27 @@ def test_a_pattern_re2_refuses_is_named_with_the_reason(pattern: str, reason: st
     with pytest.raises(ValueError, match=r"^invalid regex") as caught:
         compile_pattern(pattern)
     assert str(caught.value) == f"invalid regex {pattern!r}: {reason} {RE2}"
+
+
+def test_a_pattern_from_a_request_gets_a_smaller_budget_than_one_from_a_file() -> None:
+    # Given a pattern whose program is a few megabytes (\\pL is every letter of Unicode)
+    big = r"^[\pL\pN._-]{1,249}$"
+    assert compile_pattern(big).fullmatch("billing-consumers")  # a config file may hold it
+    # When a request gives it, Then RE2 refuses it without compiling a program that large
+    with pytest.raises(ValueError) as caught:
+        compile_request_pattern(big)
+    assert str(caught.value) == f"invalid regex {big!r}: pattern too large - compile failed {RE2}"
+    # and a pattern longer than 1,024 characters is refused before RE2 sees it
+    with pytest.raises(ValueError) as long:
+        compile_request_pattern("a" * 1025)
+    assert str(long.value) == ("invalid regex: 1,025 characters, more than the 1,024 a "
+                               "request may give")
+    # And a silence made through the API is held to the request's budget
+    alerter = Alerter(AlertingConfig(), Outbox(None))
+    with pytest.raises(ValidationError) as invalid:
+        alerter.add_silence({"match": {"group": big}, "ends": "2999-01-01T00:00:00Z"}, 0.0)
+    assert describe(invalid.value) == (
+        f"match.group: invalid regex {big!r}: pattern too large - compile failed {RE2}")
 
 
 @pytest.mark.parametrize(("text", "message"), [
@@ -117,6 +139,30 @@ def test_a_bad_web_configuration_file_is_named_with_its_key(tmp_path: Path, web:
     path.write_text(web.replace("CERT", str(cert)))
     assert error_of(tmp_path, f"http: {{web_config_file: {path}}}") == (
         f"http: web_config_file {path}: {message}")
+
+
+BOMB = "".join(f"{a}: &{a} [{', '.join([f'*{p}'] * 9)}]\n"
+               for p, a in zip("abcdefgh", "bcdefghi", strict=True))
+
+
+@pytest.mark.parametrize(("text", "problem"), [
+    ("a: &a [lol, lol, lol, lol, lol, lol, lol, lol, lol]\n" + BOMB,
+     "is not valid YAML: its aliases expand to more than 100,000 values, more than lagwatch "
+     "reads (an alias bomb?)"),
+    ("x: " + "[" * 5000 + "]" * 5000 + "\n", "is not valid YAML: it is nested too deeply to read"),
+    ("# " + "x" * (1 << 20) + "\n",
+     "is larger than 1,048,576 bytes, the most lagwatch reads of a configuration file"),
+])
+def test_a_config_that_would_exhaust_the_machine_is_refused_in_one_line(
+        tmp_path: Path, text: str, problem: str) -> None:
+    # a 495-byte alias bomb took 193 s and 3.8 GB before a MemoryError traceback
+    path = tmp_path / "lagwatch.yaml"
+    assert error_of(tmp_path, text) == f"config file {str(path)!r} {problem}"
+    # and so in the web configuration file
+    web = tmp_path / "web.yml"
+    web.write_text(text)
+    assert error_of(tmp_path, f"http: {{web_config_file: {web}}}") == (
+        f"http: web_config_file {web}: {web} {problem}")
 
 
 def test_credentials_are_set_in_one_place(tmp_path: Path) -> None:
@@ -201,6 +247,33 @@ def test_a_second_daemon_on_a_state_directory_is_refused_until_the_first_lets_go
         "daemon its own state_dir")
     first.release()
     DirLock(str(tmp_path)).release()
+
+
+@pytest.mark.parametrize("make", [Path.mkdir, lambda p: p.symlink_to(p.parent / "elsewhere")])
+def test_a_lock_path_that_is_not_a_regular_file_is_refused(
+        tmp_path: Path, make: Callable[[Path], object]) -> None:
+    # a directory at the lock's path could not be locked: two daemons shared the state dir
+    make(tmp_path / "lagwatch.lock")
+    with pytest.raises(StateDirInUseError) as caught:
+        DirLock(str(tmp_path))
+    assert str(caught.value) == (
+        f"{tmp_path / 'lagwatch.lock'} is not a regular file, so lagwatch cannot lock its "
+        "state_dir; remove it or give this daemon another state_dir")
+
+
+def test_a_webhook_url_s_query_and_password_are_never_shown(tmp_path: Path) -> None:
+    path = tmp_path / "lagwatch.yaml"
+    path.write_text("clusters: [{name: prod, bootstrap_servers: ['k:9092']}]\n"
+                    "alerting: {receivers: [{name: w, webhook: {url: "
+                    "'https://ops:hunter2@hooks.example/in?token=s3cr3t&team=kafka'}}]}\n")
+    config = load_config(str(path))
+    webhook = config.alerting.receivers[0].webhook
+    assert webhook is not None
+    assert webhook.shown_url() == "https://hooks.example/in?***"
+    formatter = RedactingFormatter(logging.Formatter("%(message)s"), config.secrets())
+    record = logging.LogRecord("lagwatch", logging.INFO, __file__, 1,
+                               f"delivery to {webhook.url} failed", None, None)
+    assert formatter.format(record) == "delivery to https://ops:***@hooks.example/in?*** failed"
 
 
 def test_a_credential_that_cannot_travel_in_a_request_is_refused_by_name(

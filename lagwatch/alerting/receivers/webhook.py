@@ -38,7 +38,7 @@ class WebhookReceiver:
 
     def __init__(self, name: str, config: WebhookConfig) -> None:
         self.name = name
-        self.channel = config.url
+        self.channel = config.shown_url()  # what logs and test-notify show of it
         self._config = config
         self._secret = config.secret()
 
@@ -57,8 +57,8 @@ class WebhookReceiver:
             with urllib.request.urlopen(request, timeout=self._config.timeout):  # noqa: S310
                 return ref
         except urllib.error.HTTPError as exc:
-            raise http_error(exc.code, f"webhook {self._config.url} answered HTTP {exc.code}",
+            raise http_error(exc.code, f"webhook {self.channel} answered HTTP {exc.code}",
                              exc.headers.get("Retry-After")) from None
         except (urllib.error.URLError, OSError) as exc:
-            raise DeliveryError("network", f"webhook {self._config.url}: {exc}",
+            raise DeliveryError("network", f"webhook {self.channel}: {exc}",
                                 retryable=True) from None
