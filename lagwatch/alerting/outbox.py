@@ -15,6 +15,7 @@ order: only the oldest pending row of a receiver is ever tried.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sqlite3
@@ -23,9 +24,10 @@ from collections.abc import Callable, Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 KEEP_DONE_S = 7 * 86400.0
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS outbox (
@@ -115,45 +117,65 @@ class Outbox:
                 raise
             self._db.execute("COMMIT")
 
-    def _write(self, work: Callable[[sqlite3.Connection], object]) -> None:
+    def _write(self, work: Callable[[sqlite3.Connection], T]) -> T:
         """Run a write in a transaction; if the file refuses it (a full disk, a read-only
-        file), carry on in memory with everything the file held, and say so once."""
+        file, a damaged page), carry on in memory with what the file held, and say so."""
         try:
             with self._transaction() as db:
-                work(db)
-            return
-        except sqlite3.OperationalError as exc:
-            if self.path is None:
+                return work(db)
+        except sqlite3.DatabaseError as exc:
+            if self.path is None or not _file_trouble(exc):
                 raise
             self._degrade(exc)
         with self._transaction() as db:
-            work(db)
+            return work(db)
+
+    def _read(self, sql: str, params: tuple[Any, ...] = ()) -> list[Any]:
+        """Run a query; a file that fails it (a damaged page) is given up for memory."""
+        try:
+            with self._lock:
+                return self._db.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            if self.path is None or not _file_trouble(exc):
+                raise
+            self._degrade(exc)
+        with self._lock:
+            return self._db.execute(sql, params).fetchall()
 
     def _degrade(self, exc: sqlite3.Error) -> None:
         with self._lock:
-            log.error("cannot write %s (%s); notifications are kept in memory from now on, "
-                      "and a restart loses what is pending", self.path, exc)
+            if self.path is None:  # another thread got there first
+                return
             memory = sqlite3.connect(":memory:", check_same_thread=False,
                                      isolation_level=None)
-            self._db.backup(memory)
-            self._db.close()
+            try:  # a backup copies damaged pages too: the copy must check out
+                self._db.backup(memory)
+                if memory.execute("PRAGMA quick_check").fetchone() != ("ok",):
+                    raise sqlite3.DatabaseError("the copy is damaged")
+                kept = "everything it held"
+            except sqlite3.DatabaseError:  # damaged: take what can still be read
+                memory.close()
+                memory = self._open(None)
+                kept = _salvage(self._db, memory)
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            log.error("cannot use %s (%s); notifications are kept in memory from now on "
+                      "(with %s), and a restart loses what is pending", self.path, exc, kept)
             self._db, self.path, self.failing = memory, None, str(exc)
 
     def book(self) -> list[dict[str, Any]]:
         """Return the saved incident book (empty when none was saved)."""
-        with self._lock:
-            row = self._db.execute("SELECT book FROM incidents WHERE id = 1").fetchone()
-        return json.loads(row[0]) if row else []
+        rows = self._read("SELECT book FROM incidents WHERE id = 1")
+        return json.loads(rows[0][0]) if rows else []
 
     # the delivery side --------------------------------------------------------------------
     def head(self, receiver: str) -> Row | None:
         """Return a receiver's oldest pending row."""
-        with self._lock:
-            found = self._db.execute(
-                "SELECT id, receiver, incident, action, message, created_at, next_at, "
-                "attempts, shard FROM outbox WHERE receiver = ? AND state = 'pending' "
-                "ORDER BY id LIMIT 1", (receiver,)).fetchone()
-        return Row(*found) if found else None
+        found = self._read(
+            "SELECT id, receiver, incident, action, message, created_at, next_at, "
+            "attempts, shard FROM outbox WHERE receiver = ? AND state = 'pending' "
+            "ORDER BY id LIMIT 1", (receiver,))
+        return Row(*found[0]) if found else None
 
     def sent(self, row: Row, ref: Mapping[str, Any] | None) -> None:
         """Mark a row delivered; keep (or, on resolve, drop) what later rows need."""
@@ -182,23 +204,19 @@ class Outbox:
 
     def receipt(self, receiver: str, incident: str) -> dict[str, Any] | None:
         """Return what the receiver answered to the incident's trigger (a Slack ts, say)."""
-        with self._lock:
-            found = self._db.execute("SELECT ref FROM receipts WHERE receiver = ? AND "
-                                     "incident = ?", (receiver, incident)).fetchone()
-        return json.loads(found[0]) if found else None
+        found = self._read("SELECT ref FROM receipts WHERE receiver = ? AND incident = ?",
+                           (receiver, incident))
+        return json.loads(found[0][0]) if found else None
 
     def pending_of(self, incident: str) -> list[tuple[str, str, str]]:
         """Return an incident's rows not yet delivered: (receiver, action, message)."""
-        with self._lock:
-            return self._db.execute("SELECT receiver, action, message FROM outbox WHERE "
-                                    "incident = ? AND state = 'pending' ORDER BY id",
-                                    (incident,)).fetchall()
+        return self._read("SELECT receiver, action, message FROM outbox WHERE "
+                          "incident = ? AND state = 'pending' ORDER BY id", (incident,))
 
     def receipts_of(self, incident: str) -> dict[str, dict[str, Any]]:
         """Return what each receiver answered to an incident's trigger."""
-        with self._lock:
-            found = self._db.execute("SELECT receiver, ref FROM receipts WHERE incident = ?",
-                                     (incident,)).fetchall()
+        found = self._read("SELECT receiver, ref FROM receipts WHERE incident = ?",
+                           (incident,))
         return {receiver: json.loads(ref) for receiver, ref in found}
 
     def take_over(self, incident: str, shard: int, pending: Iterable[tuple[str, str, str]],
@@ -228,16 +246,14 @@ class Outbox:
 
     def pending(self) -> dict[str, tuple[int, float]]:
         """Return receiver -> (pending rows, creation time of the oldest)."""
-        with self._lock:
-            rows = self._db.execute("SELECT receiver, count(*), min(created_at) FROM outbox "
-                                    "WHERE state = 'pending' GROUP BY receiver").fetchall()
+        rows = self._read("SELECT receiver, count(*), min(created_at) FROM outbox "
+                          "WHERE state = 'pending' GROUP BY receiver")
         return {r: (n, oldest) for r, n, oldest in rows}
 
     def rows(self) -> list[tuple[str, str, str, str, int]]:
         """Return every row as (receiver, incident, action, state, attempts), oldest first."""
-        with self._lock:
-            return self._db.execute("SELECT receiver, incident, action, state, attempts "
-                                    "FROM outbox ORDER BY id").fetchall()
+        return self._read("SELECT receiver, incident, action, state, attempts "
+                          "FROM outbox ORDER BY id")
 
     # silences made through the API --------------------------------------------------------
     def save_silence(self, silence_id: str, body: str) -> None:
@@ -247,16 +263,36 @@ class Outbox:
 
     def drop_silence(self, silence_id: str) -> bool:
         """Delete a silence; say whether it existed."""
-        with self._lock:
-            return self._db.execute("DELETE FROM silences WHERE id = ?",
-                                    (silence_id,)).rowcount > 0
+        return self._write(lambda db: db.execute("DELETE FROM silences WHERE id = ?",
+                                                 (silence_id,)).rowcount > 0)
 
     def silences(self) -> dict[str, str]:
         """Return the silences made through the API: id -> JSON body."""
-        with self._lock:
-            return dict(self._db.execute("SELECT id, body FROM silences").fetchall())
+        return dict(self._read("SELECT id, body FROM silences"))
 
     def close(self) -> None:
         """Close the database."""
-        with self._lock:
+        with self._lock, contextlib.suppress(sqlite3.Error):
             self._db.close()
+
+
+def _file_trouble(exc: sqlite3.DatabaseError) -> bool:
+    """Whether the file is at fault (I/O, locks, a full disk, a damaged or foreign file),
+    not the statement (a constraint, a bug)."""
+    return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
+
+
+def _salvage(damaged: sqlite3.Connection, memory: sqlite3.Connection) -> str:
+    """Copy what each table of a damaged file still gives into ``memory``; say what."""
+    kept = []
+    for table in ("incidents", "receipts", "silences", "outbox"):
+        try:
+            rows = damaged.execute(f"SELECT * FROM {table}").fetchall()  # noqa: S608
+        except sqlite3.DatabaseError:
+            continue
+        if rows:
+            marks = ", ".join("?" * len(rows[0]))
+            memory.executemany(f"INSERT OR REPLACE INTO {table} VALUES ({marks})", rows)  # noqa: S608
+        kept.append(table)
+    return (f"what its {', '.join(kept)} tables still held" if kept
+            else "nothing it held: no table could be read")

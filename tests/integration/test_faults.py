@@ -306,6 +306,34 @@ def test_a_full_disk_keeps_lagwatch_running_and_paging_from_memory(
     assert watching.alerter.outbox.path is None  # carried on in memory
 
 
+def test_a_state_file_damaged_mid_file_while_running_still_pages_from_memory(
+        daemon: Callable[..., Daemon], make_topic: Callable[..., str], kafka_bootstrap: str,
+        unique: Callable[[str], str], hook: FakeSlack, tmp_path: Path) -> None:
+    # Given a running daemon whose state file holds its incidents and history
+    topic, group = make_topic([30]), unique("damaged")
+    state = tmp_path / "damaged"
+    watching = daemon(group, detection=FAST, alerting=alerting_to(hook), state_dir=str(state))
+    wait_for(lambda: status_document(watching)["clusters"]["default"]["up"], "a first poll")
+    # When every page but the first is overwritten in the file (its WAL written back
+    # first), as a failing disk or a stray write would leave it
+    path = state / FILE_NAME
+    writer = sqlite3.connect(path)
+    writer.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    writer.close()
+    size = path.stat().st_size
+    with path.open("r+b") as file:
+        file.seek(4096)
+        file.write(bytes(range(256)) * ((size - 4096) // 256))
+    commit(kafka_bootstrap, group, topic, {0: 20})  # and a group stops, with lag
+    # Then lagwatch pages about itself and about the group, from memory
+    wait_for(lambda: {("trigger", "lagwatch/state/state_unwritable"),
+                      ("trigger", f"default/{group}/lag")} <= set(actions(hook)),
+             lambda: f"both pages (sent: {actions(hook)})", timeout_s=60)
+    assert watching.alerter.outbox.path is None
+    assert watching.alerter.outbox.failing == "database disk image is malformed"
+    assert value(scrape(watching), "lagwatch_state_writable") == 0
+
+
 def test_sigterm_during_delivery_finishes_the_send_or_resumes_it_at_the_next_start(
         config_file: Callable[..., str], make_topic: Callable[..., str], kafka_bootstrap: str,
         unique: Callable[[str], str], hook: FakeSlack) -> None:

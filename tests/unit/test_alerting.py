@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sqlite3
 from pathlib import Path
 
 import pytest
@@ -225,3 +226,33 @@ def test_incidents_are_logged_as_they_fire_change_and_resolve_without_any_receiv
         "incident prod/billing/lag firing (critical): billing is stalled",
         "incident prod/billing/lag firing (warning): billing is lagging; orders[0] …",
         "incident prod/billing/lag resolved"]
+
+
+def test_a_state_file_damaged_mid_file_moves_the_outbox_to_memory_keeping_what_it_can(
+        tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    # Given an outbox on a file that another connection (the history's) also writes
+    path = tmp_path / "lagwatch.sqlite"
+    outbox = Outbox(path)
+    outbox.save_silence("s1", '{"match": {}}')
+    for n in range(50):
+        outbox.record([{"incident": n}], [("hook", f"inc-{n}", "trigger", "x" * 500, None)], 1.0)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    # When the file's pages after the first are overwritten, and the other connection
+    # writes (so the outbox reads the file again)
+    with path.open("r+b") as file:
+        file.seek(4096)
+        file.write(bytes(range(256)) * ((path.stat().st_size - 4096) // 256))
+    other.execute("CREATE TABLE history (x)")
+    other.close()
+    # Then the next record does not fail: it goes to memory, says so, and is delivered
+    with caplog.at_level(logging.ERROR, logger="lagwatch.alerting.outbox"):
+        outbox.record([{"incident": "new"}], [("hook", "new", "trigger", "m", None)], 2.0)
+    assert (outbox.path, outbox.failing) == (None, "database disk image is malformed")
+    assert caplog.messages == [
+        f"cannot use {path} (database disk image is malformed); notifications are kept in "
+        "memory from now on (with nothing it held: no table could be read), and a restart "
+        "loses what is pending"]
+    head = outbox.head("hook")
+    assert head is not None and head.incident == "new"
+    assert outbox.book() == [{"incident": "new"}]
