@@ -5,7 +5,9 @@ and the request versions lagwatch speaks stay the ones the compatibility suite r
 from __future__ import annotations
 
 import importlib
+import logging
 import pkgutil
+from types import SimpleNamespace
 
 import kafka.protocol
 import pytest
@@ -13,6 +15,8 @@ import pytest
 from lagwatch.cli import EXIT_CRITICAL, EXIT_UNUSABLE, check_status
 from lagwatch.detect.findings import HealthMemory, blind_groups
 from lagwatch.kafka.answers import with_blind_spots
+from lagwatch.kafka.config import ClusterConfig
+from lagwatch.kafka.reader import ClusterReader
 from lagwatch.kafka.versions import KAFKA_PYTHON_CEILING, TESTED_RELEASES, kafka_release
 from lagwatch.model import GroupSnapshot, LogOffsets, Member, Snapshot
 from lagwatch.report.latest import LatestReports
@@ -148,3 +152,26 @@ def test_a_cluster_s_release_is_told_from_its_api_versions() -> None:
     # an API the newest tested release does not answer, or a newer version of one
     assert kafka_release({**newest, 95: (0, 0)}) == (f"newer than {TESTED_RELEASES[-1]}", True)
     assert kafka_release({**newest, 9: (1, 11)}) == ("newer than 4.4", True)
+
+
+def test_a_cluster_newer_than_the_matrix_is_named_at_each_connect_and_warned_of_once(
+        caplog: pytest.LogCaptureFixture) -> None:
+    newer = {18: (0, 6), 2: (1, 12)}  # what a Kafka after 4.4 might answer
+
+    def admin(**_options: object) -> SimpleNamespace:
+        return SimpleNamespace(_manager=SimpleNamespace(
+            broker_version_data=SimpleNamespace(api_versions=newer)), close=lambda: None)
+
+    reader = ClusterReader(ClusterConfig(name="prod", bootstrap_servers=["k:9092"]), 60.0,
+                           admin_factory=admin)
+    with caplog.at_level(logging.INFO, logger="lagwatch.kafka.reader"):
+        reader._client()
+        reader._drop_admin()  # a reconnect
+        reader._client()
+    assert reader.kafka_release == "newer than 4.4"
+    assert caplog.messages == [
+        "cluster prod: Apache Kafka newer than 4.4, as its API versions tell",
+        "cluster prod runs Apache Kafka newer than 4.4, the newest release lagwatch was "
+        "tested with; lagwatch asks for the request versions it was tested with, and a "
+        "group it cannot read is reported unknown (the blind finding)",
+        "cluster prod: Apache Kafka newer than 4.4, as its API versions tell"]
