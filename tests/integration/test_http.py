@@ -81,63 +81,56 @@ def test_without_credentials_configured_nobody_may_change_silences(
     assert (code, json.loads(body)) == (200, {"silences": []})
 
 
-def test_basic_auth_users_from_a_web_config_file_guard_all_but_the_probes(
-        daemon: Callable[..., Daemon], unique: Callable[[str], str], tmp_path: Path) -> None:
-    # Given users with bcrypt passwords in an exporter-toolkit web configuration file
+@pytest.fixture
+def guarded(daemon: Callable[..., Daemon], unique: Callable[[str], str], tmp_path: Path
+            ) -> Daemon:
+    """A daemon whose port an exporter-toolkit web configuration file guards: one user,
+    prometheus, with a bcrypt password (scrape-password)."""
     hashed = bcrypt.hashpw(b"scrape-password", bcrypt.gensalt(4)).decode()
     web = tmp_path / "web.yml"
     web.write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
-    lagwatch = daemon(unique("nothing"), http={"listen": "127.0.0.1:0",
-                                               "web_config_file": str(web)})
-    assert lagwatch.http is not None
-    base = lagwatch.http.url
+    return daemon(unique("nothing"), http={"listen": "127.0.0.1:0", "web_config_file": str(web)})
 
-    def get(path: str, password: str | None) -> int:
-        request = urllib.request.Request(base + path)  # noqa: S310 - loopback
-        if password is not None:
-            request.add_header("Authorization", "Basic " + base64.b64encode(
-                f"prometheus:{password}".encode()).decode())
-        try:
-            with urllib.request.urlopen(request, timeout=10) as response:  # noqa: S310
-                return int(response.status)
-        except urllib.error.HTTPError as error:
-            return error.code
+
+def basic_get(lagwatch: Daemon, path: str, password: str | None, user: str = "prometheus"
+              ) -> tuple[int, str | None]:
+    """GET with Basic credentials (none without a password): the status, Retry-After."""
+    assert lagwatch.http is not None
+    request = urllib.request.Request(lagwatch.http.url + path)  # noqa: S310 - loopback
+    if password is not None:
+        request.add_header("Authorization", "Basic " + base64.b64encode(
+            f"{user}:{password}".encode()).decode())
+    try:
+        with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
+            return int(response.status), None
+    except urllib.error.HTTPError as error:
+        return error.code, error.headers.get("Retry-After")
+
+
+def test_basic_auth_users_from_a_web_config_file_guard_all_but_the_probes(
+        guarded: Daemon) -> None:
+    # Given users with bcrypt passwords in an exporter-toolkit web configuration file
     # Then /metrics and the API need the password, the probes do not
-    assert [get("/metrics", None), get("/metrics", "wrong"), get("/metrics", "scrape-password"),
-            get("/api/v1/status", "scrape-password"), get("/healthz", None)] == [
+    asked = [("/metrics", None), ("/metrics", "wrong"), ("/metrics", "scrape-password"),
+             ("/api/v1/status", "scrape-password"), ("/healthz", None)]
+    assert [basic_get(guarded, path, password)[0] for path, password in asked] == [
         401, 401, 200, 200, 200]
 
 
 def test_a_flood_of_wrong_passwords_is_checked_ten_times_and_never_delays_an_honest_scrape(
-        daemon: Callable[..., Daemon], unique: Callable[[str], str], tmp_path: Path) -> None:
+        guarded: Daemon) -> None:
     # Given a user with a bcrypt password, and Prometheus's scrape checked once
-    hashed = bcrypt.hashpw(b"scrape-password", bcrypt.gensalt(4)).decode()
-    web = tmp_path / "web.yml"
-    web.write_text(f"basic_auth_users:\n  prometheus: '{hashed}'\n")
-    lagwatch = daemon(unique("nothing"), http={"listen": "127.0.0.1:0",
-                                               "web_config_file": str(web)})
-    assert lagwatch.http is not None
-    users = lagwatch.http.credentials.users
-
-    def get(user: str, password: str) -> tuple[int, str | None]:
-        assert lagwatch.http is not None
-        request = urllib.request.Request(lagwatch.http.url + "/metrics")  # noqa: S310
-        request.add_header("Authorization", "Basic " + base64.b64encode(
-            f"{user}:{password}".encode()).decode())
-        try:
-            with urllib.request.urlopen(request, timeout=30) as response:  # noqa: S310
-                return int(response.status), None
-        except urllib.error.HTTPError as error:
-            return error.code, error.headers.get("Retry-After")
-
-    assert get("prometheus", "scrape-password") == (200, None)
+    assert guarded.http is not None
+    users = guarded.http.credentials.users
+    assert basic_get(guarded, "/metrics", "scrape-password") == (200, None)
     assert users.checks == 1
     # When 40 different wrong passwords (half of them for a user that does not exist)
     # arrive 8 at a time from one address, beside honest scrapes
     with ThreadPoolExecutor(8) as pool:
-        wrong = list(pool.map(lambda n: get("prometheus" if n % 2 else "nobody", f"guess-{n}"),
-                              range(40)))
-        honest = list(pool.map(lambda _: get("prometheus", "scrape-password"), range(10)))
+        wrong = list(pool.map(lambda n: basic_get(guarded, "/metrics", f"guess-{n}", user=(
+            "prometheus" if n % 2 else "nobody")), range(40)))
+        honest = list(pool.map(lambda _: basic_get(guarded, "/metrics", "scrape-password"),
+                               range(10)))
     # Then ten were checked with bcrypt and refused; the rest were refused unchecked, 429
     # with the seconds to wait; and every honest scrape passed without a check
     assert sorted({code for code, _ in wrong}) == [401, 429]
