@@ -59,7 +59,7 @@ class Scenario:
         self.include = f"^compat-.*-{run}$"
         self.topic = {n: f"compat-{n}-{run}" for n in ("lag", "stuck", "java", "txn", "age")}
         self.group = {n: f"compat-{n}-{run}" for n in ("lag", "stuck", "java", "txn", "age")}
-        self.kip848 = minor(release) >= "4.0"
+        self.kip848 = tuple(map(int, release.split(".")[:2])) >= (4, 0)
 
     def run(self) -> None:
         started = time.monotonic()
