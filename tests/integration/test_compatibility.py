@@ -165,8 +165,9 @@ def matrix(kafka_bootstrap: str, java: str, tmp_path_factory: pytest.TempPathFac
 
     def play(release: str) -> Scenario | BaseException:
         try:
-            bootstrap = (brokers[release].start().bootstrap if release in brokers
-                         else kafka_bootstrap)
+            # five brokers start at once on two cores: give them time
+            bootstrap = (brokers[release].start(timeout_s=WAIT_S).bootstrap
+                         if release in brokers else kafka_bootstrap)
             scenario = Scenario(release, bootstrap, java,
                                 tmp_path_factory.mktemp(f"kafka-{release}"))
             scenario.run()
