@@ -132,8 +132,9 @@ class Daemon:
         self.lock = _lock(config.state_dir) if config.persist else None
         self.store = StateFile(config.state_dir) if config.persist else None
         self.shards = None if replica is None else replica.shards
-        self.alerter = Alerter(config.alerting, Outbox(self.store.path if self.store else None),
-                               sharing=replica)
+        outbox = (Outbox(self.store.path, salvage=self.store.moved_aside) if self.store
+                  else Outbox(None))
+        self.alerter = Alerter(config.alerting, outbox, sharing=replica)
         self.exporter.registry.register(AlertingCollector(self.alerter, self.store))
         if replica is not None and self.membership is not None:
             membership = self.membership

@@ -29,6 +29,14 @@ CREATE TABLE IF NOT EXISTS memory (cluster TEXT PRIMARY KEY, data BLOB NOT NULL)
 """
 
 
+def damage(db: sqlite3.Connection) -> str | None:
+    """What ``PRAGMA quick_check`` finds wrong anywhere in an open file (None: nothing)."""
+    found = [row[0] for row in db.execute("PRAGMA quick_check").fetchall() if row[0] != "ok"]
+    if not found:
+        return None
+    return "; ".join(found[:2]) + (f" and {len(found) - 2} more" if len(found) > 2 else "")
+
+
 class StateFile:
     """One SQLite file shared by every cluster's poller (calls are serialised)."""
 
@@ -38,6 +46,7 @@ class StateFile:
         self._db: sqlite3.Connection | None = None
         self.failing: str | None = None  # the last write's error, while writes fail
         self.write_errors = 0
+        self.moved_aside: Path | None = None  # where a damaged file went at start
         try:
             self._db = self._open()
         except (sqlite3.DatabaseError, OSError) as exc:
@@ -46,17 +55,37 @@ class StateFile:
             self.failing = str(exc)
 
     def _open(self) -> sqlite3.Connection:
+        """Open the file, checked whole (``PRAGMA quick_check``): a damaged one is moved
+        aside (``moved_aside``, for the outbox to take what it can from) and started
+        afresh. A file that cannot be opened or written (a read-only directory) raises: it
+        is unusable, not damaged, and stays where it is."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self.path.exists() and self.path.stat().st_size == 0:
+            log.warning("state file %s is empty: the history, incidents and silences it "
+                        "held are gone; starting afresh", self.path)
         try:
-            return self._connect()
-        except sqlite3.DatabaseError as exc:
-            aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
-            log.warning("state file %s is corrupt (%s); moved it to %s and starting afresh",
-                        self.path, exc, aside)
-            self.path.rename(aside)
-            return self._connect()
+            db = self._connect()
+            problem = damage(db)
+            if problem is None:
+                return db
+            db.close()
+        except sqlite3.OperationalError:
+            raise
+        except sqlite3.DatabaseError as exc:  # not a database, or its header is damaged
+            problem = str(exc)
+        aside = self.path.with_name(f"{self.path.name}.corrupt-{int(time.time())}")
+        for suffix in ("", "-wal", "-shm"):  # its write-ahead log goes with it
+            part = self.path.with_name(self.path.name + suffix)
+            if part.exists():
+                part.rename(aside.with_name(aside.name + suffix))
+        log.warning("state file %s is damaged (%s); moved it to %s and starting afresh, "
+                    "with what can still be read of its incidents, notifications and "
+                    "silences", self.path, problem, aside)
+        self.moved_aside = aside
+        return self._connect()
 
     def _connect(self) -> sqlite3.Connection:
+        """Open the file in WAL mode with lagwatch's tables."""
         db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
         db.execute("PRAGMA journal_mode=WAL")
         db.executescript(_SCHEMA)

@@ -62,7 +62,10 @@ class Row:
 class Outbox:
     """Thread-safe: the poll threads add, the delivery workers take."""
 
-    def __init__(self, path: Path | None) -> None:
+    def __init__(self, path: Path | None, salvage: Path | None = None) -> None:
+        """Open the outbox in ``path`` (None: in memory); ``salvage`` is a damaged state
+        file moved aside at start, whose incidents, receipts, silences and pending
+        notifications are carried over as far as they can be read."""
         self._lock = threading.Lock()
         failing: str | None = None
         try:
@@ -74,6 +77,21 @@ class Outbox:
             self._db = self._open(None)
         self.path = path
         self.failing: str | None = failing  # why the file was given up for memory, if it was
+        if salvage is not None:
+            self._carry_over(salvage)
+
+    def _carry_over(self, damaged: Path) -> None:
+        try:
+            source = sqlite3.connect(f"file:{damaged}?mode=ro", uri=True)
+        except sqlite3.Error as exc:
+            log.warning("nothing could be read of %s (%s)", damaged, exc)
+            return
+        try:
+            with self._lock:
+                kept = _salvage(source, self._db)
+        finally:
+            source.close()
+        log.warning("from %s, carried over %s", damaged, kept)
 
     @staticmethod
     def _open(path: Path | None) -> sqlite3.Connection:

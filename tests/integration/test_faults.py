@@ -265,7 +265,7 @@ def test_a_corrupt_state_file_is_moved_aside_and_rebuilt(
     with caplog.at_level(logging.WARNING, logger="lagwatch.store"):
         watching = daemon(group)
     wait_for(lambda: group in groups(watching), "a poll")
-    assert f"state file {state / FILE_NAME} is corrupt" in caplog.text
+    assert f"state file {state / FILE_NAME} is damaged (file is not a database)" in caplog.text
     assert list(state.glob(f"{FILE_NAME}.corrupt-*"))
     assert value(scrape(watching), "lagwatch_state_writable") == 1
 
@@ -332,6 +332,47 @@ def test_a_state_file_damaged_mid_file_while_running_still_pages_from_memory(
     assert watching.alerter.outbox.path is None
     assert watching.alerter.outbox.failing == "database disk image is malformed"
     assert value(scrape(watching), "lagwatch_state_writable") == 0
+
+
+def test_a_state_file_damaged_while_stopped_is_moved_aside_keeping_incidents_and_silences(
+        daemon: Callable[..., Daemon], make_topic: Callable[..., str], kafka_bootstrap: str,
+        unique: Callable[[str], str], hook: FakeSlack, tmp_path: Path,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Given a daemon that paged a stopped group and holds a silence made through the API
+    topic, group = make_topic([30]), unique("damaged-stopped")
+    commit(kafka_bootstrap, group, topic, {0: 20})
+    state = tmp_path / "kept"
+    first = daemon(group, detection=FAST, alerting=alerting_to(hook), state_dir=str(state))
+    wait_for(lambda: ("trigger", f"default/{group}/lag") in actions(hook), "the page")
+    silence = first.alerter.add_silence({"match": {"group": "^nothing-matches$"},
+                                         "ends": "2999-01-01T00:00:00Z"}, time.time())
+    wait_polls(first.http.url, 2)  # type: ignore[union-attr]
+    first.stop()
+    # When, while it is stopped, the history's pages are overwritten in the file
+    path = state / FILE_NAME
+    db = sqlite3.connect(path)
+    db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    pages = [n for (n,) in db.execute("SELECT pageno FROM dbstat WHERE name = 'polls'")]
+    db.close()
+    with path.open("r+b") as file:
+        for page in pages:
+            file.seek((page - 1) * 4096)
+            file.write(bytes(range(256)) * 16)
+    # Then the next start says so, moves it aside, and keeps its incident and its silence
+    with caplog.at_level(logging.WARNING):
+        second = daemon(group, detection=FAST, alerting=alerting_to(hook),
+                        state_dir=str(state))
+    aside = next(p for p in state.glob(f"{FILE_NAME}.corrupt-*")
+                 if not p.name.endswith(("-wal", "-shm")))  # its log moved beside it
+    assert f"state file {path} is damaged (" in caplog.text
+    assert (f"moved it to {aside} and starting afresh, with what can still be read of its "
+            "incidents, notifications and silences") in caplog.text
+    assert (f"from {aside}, carried over what its incidents, receipts, silences, outbox "
+            "tables still held") in caplog.text
+    assert silence in dict(second.alerter.silences())
+    wait_polls(second.http.url, 3)  # type: ignore[union-attr]
+    assert actions(hook).count(("trigger", f"default/{group}/lag")) == 1  # not paged again
+    assert value(scrape(second), "lagwatch_state_writable") == 1
 
 
 def test_sigterm_during_delivery_finishes_the_send_or_resumes_it_at_the_next_start(

@@ -64,7 +64,8 @@ def test_a_corrupt_state_file_is_moved_aside_and_rebuilt(
     (tmp_path / FILE_NAME).write_bytes(b"this is not a database" * 100)
     with caplog.at_level(logging.WARNING):
         store = StateFile(str(tmp_path))
-    assert any("is corrupt" in r.getMessage() for r in caplog.records)
+    assert any("is damaged (file is not a database); moved it to" in r.getMessage()
+               for r in caplog.records)
     assert [p.name.startswith(f"{FILE_NAME}.corrupt-") for p in tmp_path.iterdir()
             if p.name != FILE_NAME and "-wal" not in p.name and "-shm" not in p.name] == [True]
     pipeline = ClusterJudge("sim", DetectionConfig(), store)
