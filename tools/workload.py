@@ -116,16 +116,15 @@ class Consumer(threading.Thread):
         try:
             while not self._stop_event.is_set():
                 try:
-                    if self._step(consumer):  # only a commit that went through proves
-                        wedged_since = None  # it is a member again
+                    if self._step(consumer):
+                        wedged_since = None
                 except (CommitFailedError, RebalanceInProgressError) as exc:
                     # kafka-python 3.0 can stay "rebalancing" for good after the coordinator
                     # dropped it: every commit fails and poll never rejoins. Restart the
                     # client, as a supervisor would restart a wedged consumer.
                     self.last_error = exc
                     wedged_since = wedged_since or time.monotonic()
-                    if time.monotonic() - wedged_since > max(WEDGED_S,
-                                                             2 * self.commit_every_s):
+                    if time.monotonic() - wedged_since > WEDGED_S:
                         consumer.close()
                         consumer, wedged_since = self._subscribe(), None
                         self.restarts += 1
@@ -143,7 +142,10 @@ class Consumer(threading.Thread):
             max_poll_records=max(1, int((self.rate or 500) / 5)), session_timeout_ms=10000)
 
     def _step(self, consumer: KafkaConsumer) -> bool:
-        """Poll once, and commit as this consumer does; whether a commit went through."""
+        """Poll once, and commit as this consumer does; whether the step shows it is a
+        member: any step that did not fail, but for a consumer stuck on its poison pill,
+        whose polls go on whatever happened to its membership, only a re-commit that went
+        through."""
         started = time.monotonic()
         held = [tp for tp in consumer.assignment() if tp.partition in self.paused]
         consumer.pause(*held)
@@ -162,18 +164,16 @@ class Consumer(threading.Thread):
                                  for tp, offset in stuck_at.items()})
                 return True
             return False
-        committed = False
         if records and time.monotonic() >= self._commit_at:
             consumer.commit()
             now = time.monotonic()
             if self._committed_at is not None:
                 self.longest_gap_s = max(self.longest_gap_s, now - self._committed_at)
             self._committed_at, self._commit_at = now, now + self.commit_every_s
-            committed = True
         if self.rate:
             count = sum(len(batch) for batch in records.values())
             self._stop_event.wait(max(0.0, count / self.rate - (time.monotonic() - started)))
-        return committed
+        return True
 
     def stop(self) -> None:
         """Leave the group and close the client."""
