@@ -117,8 +117,9 @@ def load_yaml(text: str) -> Any:
     try:
         node = loader.get_single_node()
         if node is not None and _expanded(node, {}) > MAX_YAML_VALUES:
-            raise yaml.YAMLError(f"its aliases expand to more than {MAX_YAML_VALUES:,} "
-                                 "values, more than lagwatch reads (an alias bomb?)")
+            raise yaml.YAMLError(f"it holds more than {MAX_YAML_VALUES:,} values once its "
+                                 "aliases are expanded, more than lagwatch reads (an alias "
+                                 "bomb?)")
         return None if node is None else loader.construct_document(node)
     except RecursionError:
         raise yaml.YAMLError("it is nested too deeply to read") from None
