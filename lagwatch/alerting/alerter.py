@@ -68,6 +68,7 @@ class Alerter:
                               if sharing.shard(i.signal) is None}
             outbox.hand_over()
         self._saved_book = self.book.dump()
+        self.state_problems: tuple[str, ...] = ()  # why the state file is not written
         self._lock = threading.RLock()  # silenced() is also called under it
         self._publishing = threading.Lock()  # one incident's records go out in order
         self._silences = _restored(outbox)
@@ -101,6 +102,7 @@ class Alerter:
         problems = [why for why in (store_failing and f"history: {store_failing}",
                                     self.outbox.failing and f"outbox: {self.outbox.failing}")
                     if why]
+        self.state_problems = tuple(problems)  # /readyz says them
         found = [Signal(IncidentKey(SELF, "state", "state_unwritable"), Severity.WARNING,
                         "lagwatch cannot write its state file",
                         (*problems, "history, incidents and pending notifications will not "

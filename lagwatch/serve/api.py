@@ -176,7 +176,11 @@ class Endpoints:
 
     def readyz(self, _request: Request) -> Response:
         ready = self.state.ready(time.time())
-        return PlainTextResponse("ready\n" if ready else "not ready\n", 200 if ready else 503)
+        # a state file that cannot be written is said, not made a reason to stop serving
+        said = "".join(f"state file: {why}; lagwatch runs from memory\n"
+                       for why in self.alerter.state_problems)
+        return PlainTextResponse(("ready\n" if ready else "not ready\n") + said,
+                                 200 if ready else 503)
 
     def metrics(self, request: Request) -> Response:
         pieces = self.exporter.pieces()

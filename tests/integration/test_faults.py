@@ -282,6 +282,12 @@ def test_an_unusable_state_dir_raises_lagwatch_s_own_incident(
              "lagwatch's own page")
     assert value(scrape(watching), "lagwatch_state_writable") == 0
     assert groups(watching)[group]["status"] in {"stopped", "unknown"}
+    # and /readyz, still 200 (a Prometheus that stops scraping would see nothing), says so
+    assert watching.http is not None
+    code, body = http_get(watching.http.url + "/readyz")
+    assert (code, body.decode().splitlines()[0]) == (200, "ready")
+    assert body.decode().splitlines()[1].startswith("state file: history: ")
+    assert body.decode().splitlines()[1].endswith("; lagwatch runs from memory")
 
 
 def test_a_full_disk_keeps_lagwatch_running_and_paging_from_memory(
