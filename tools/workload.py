@@ -100,6 +100,7 @@ class Consumer(threading.Thread):
         self._commit_at = 0.0
         self.committing = True
         self.recommitting = False
+        self._owed = False  # a commit failed: commit at the next step, read or not
         self._recommit_at = 0.0
         self.paused: set[int] = set()  # partitions this member holds but stops reading
         self.joined = threading.Event()
@@ -123,6 +124,7 @@ class Consumer(threading.Thread):
                     # dropped it: every commit fails and poll never rejoins. Restart the
                     # client, as a supervisor would restart a wedged consumer.
                     self.last_error = exc
+                    self._owed = True  # what it read is committed at the next step
                     wedged_since = wedged_since or time.monotonic()
                     if time.monotonic() - wedged_since > WEDGED_S:
                         consumer.close()
@@ -164,8 +166,9 @@ class Consumer(threading.Thread):
                                  for tp, offset in stuck_at.items()})
                 return True
             return False
-        if records and time.monotonic() >= self._commit_at:
+        if (records or self._owed) and time.monotonic() >= self._commit_at:
             consumer.commit()
+            self._owed = False
             now = time.monotonic()
             if self._committed_at is not None:
                 self.longest_gap_s = max(self.longest_gap_s, now - self._committed_at)
