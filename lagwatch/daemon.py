@@ -26,6 +26,7 @@ from lagwatch.auditor import Auditor
 from lagwatch.config import Config
 from lagwatch.ha.metrics import ShardCollector
 from lagwatch.ha.replica import Replica
+from lagwatch.ha.signing import Seal
 from lagwatch.heap import Heap
 from lagwatch.kafka.membership import Membership
 from lagwatch.kafka.reader import ClusterReader
@@ -101,7 +102,8 @@ def _seat(config: Config) -> tuple[Replica | None, Membership | None]:
         return None, None
     replica = Replica(ha.shards, ha.session_timeout,
                       ha.replica or f"{socket.gethostname()}-{os.getpid()}",
-                      incarnation=uuid.uuid4().hex[:12])
+                      incarnation=uuid.uuid4().hex[:12], seal=Seal(ha.keys(), ha.topic),
+                      clusters=frozenset(c.name for c in config.clusters))
     cluster = next(c for c in config.clusters if c.name == ha.cluster)
     membership = Membership(cluster, replica, group=ha.group, topic=ha.topic,
                             shards=ha.shards, replica=replica.name,
@@ -138,7 +140,7 @@ class Daemon:
         self.exporter.registry.register(AlertingCollector(self.alerter, self.store))
         if replica is not None and self.membership is not None:
             membership = self.membership
-            self.exporter.registry.register(ShardCollector(replica.shards,
+            self.exporter.registry.register(ShardCollector(replica,
                                                            lambda: membership.members))
         heap = Heap()
         self.fleet = None if replica is None else FleetStatus(

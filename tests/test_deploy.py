@@ -50,7 +50,8 @@ def test_the_example_config_is_valid(tmp_path: Path) -> None:
     text = manifests()["ConfigMap"]["data"]["lagwatch.yaml"]
     for name in ("kafka-password", "slack-token", "pagerduty-key"):
         (tmp_path / name).write_text("secret\n")
-    (tmp_path / "api-token").write_text("0123456789abcdef0123456789abcdef\n")
+    for name in ("api-token", "ha-key"):
+        (tmp_path / name).write_text("0123456789abcdef0123456789abcdef\n")
     path = tmp_path / "lagwatch.yaml"
     path.write_text(text.replace("/run/secrets/lagwatch/", f"{tmp_path}/"))
     config = load_config(str(path))

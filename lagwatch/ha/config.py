@@ -6,7 +6,8 @@ import re
 
 from pydantic import Field, field_validator
 
-from lagwatch.configtypes import Duration, Strict
+from lagwatch.configtypes import Duration, Strict, read_secret_file
+from lagwatch.ha.signing import parse_keys
 
 _TOPIC = re.compile(r"^[A-Za-z0-9._-]{1,249}$")  # what Kafka accepts as a topic name
 
@@ -21,6 +22,29 @@ class HaConfig(Strict):
     shards: int = Field(default=12, ge=1, le=1000)
     replica: str | None = Field(default=None, min_length=1, max_length=200)  # host-pid
     session_timeout: Duration = 10.0  # how soon a silent replica's shards move
+    key_file: str  # the keys every record on the state topic is signed with, one per line
+
+    def keys(self) -> list[bytes]:
+        """The signing keys, first the one that signs (checked when the config loads)."""
+        return parse_keys(read_secret_file(self.key_file) or "")
+
+    @field_validator("key_file")
+    @classmethod
+    def _keys(cls, path: str) -> str:
+        try:
+            parse_keys(read_secret_file(path) or "")
+        except ValueError as exc:
+            message = str(exc)
+            raise ValueError(message if message.startswith("cannot read")
+                             else f"{path!r} {message}") from None
+        return path
+
+    @field_validator("replica")
+    @classmethod
+    def _replica(cls, name: str | None) -> str | None:
+        if name is not None and not name.isprintable():
+            raise ValueError("must be printable (no newline or control character)")
+        return name
 
     @field_validator("topic")
     @classmethod

@@ -5,18 +5,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Iterator
 
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
-from lagwatch.ha.ownership import Shards
+from lagwatch.ha.replica import Replica
 
 
 class ShardCollector(Collector):
     """Which shards this replica owns now, in which group generation, among how many
-    replicas."""
+    replicas, and the state topic's records it skipped."""
 
-    def __init__(self, shards: Shards, members: Callable[[], int | None]) -> None:
-        self.shards = shards
+    def __init__(self, replica: Replica, members: Callable[[], int | None]) -> None:
+        self.replica, self.shards = replica, replica.shards
         self.members = members
 
     def collect(self) -> Iterator[Metric]:
@@ -32,6 +32,18 @@ class ShardCollector(Collector):
                                 "The coordination group's generation of this replica's "
                                 "latest assignment (-1 before the first).",
                                 value=self.shards.lease.generation)
+        skipped = CounterMetricFamily(
+            "lagwatch_ha_records_skipped", "Records of the state topic this replica read and "
+            "skipped, by why: unsigned (no valid signature of a key in ha.key_file), "
+            "unreadable (not what a replica writes, a replay, over the bounds), "
+            "former_owner (written after another replica claimed the shard).",
+            labels=["reason"])
+        fleet = self.replica.fleet
+        for reason, count in (("unsigned", self.replica.refused),
+                              ("unreadable", fleet.unreadable),
+                              ("former_owner", fleet.discarded)):
+            skipped.add_metric([reason], count)
+        yield skipped
         members = self.members()
         if members is not None:
             yield GaugeMetricFamily("lagwatch_ha_members",

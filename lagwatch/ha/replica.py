@@ -5,6 +5,7 @@ reads and writes are the membership's)."""
 from __future__ import annotations
 
 import logging
+import threading
 import time
 from collections.abc import Mapping
 from typing import Protocol
@@ -15,10 +16,12 @@ from lagwatch.alerting.incidents import Incident, Signal
 from lagwatch.alerting.sharing import Handed, NotSharedError
 from lagwatch.ha.ownership import Claim, Shards
 from lagwatch.ha.shards import shard_of
+from lagwatch.ha.signing import Seal, SealError, claimed_writer
 from lagwatch.ha.statelog import (
     SILENCES_SHARD,
     ShardState,
     claim_value,
+    finished,
     incident_record,
     silence_record,
     status_record,
@@ -44,13 +47,19 @@ class Replica:
     """One replica: the membership thread renews its lease and feeds it the shards'
     records; the alerter asks it what it holds and publishes through it."""
 
-    def __init__(self, count: int, session_timeout_s: float, name: str,
-                 incarnation: str) -> None:
+    MAX_NAMED = 100  # writers of refused records named in the log, at most
+
+    def __init__(self, count: int, session_timeout_s: float, name: str, *,
+                 incarnation: str, seal: Seal, clusters: frozenset[str] | None = None
+                 ) -> None:
         self.shards = Shards(count, session_timeout_s)
-        self.state = ShardState()  # the shards this replica holds, read by its membership
-        self.fleet = ShardState()  # every shard, read by the fleet reader
-        self.name, self.incarnation = name, incarnation
+        # the shards this replica holds, read by its membership; every shard, read apart
+        self.state, self.fleet = ShardState(clusters), ShardState(clusters)
+        self.name, self.incarnation, self.seal = name, incarnation, seal
         self.writer: Writer | None = None  # the membership, once it is made
+        self.refused = 0  # values read that are not signed with a key held here
+        self._named: set[str] = set()  # writers of refused values already logged
+        self._refusals = threading.Lock()
 
     # the membership's side ----------------------------------------------------------------
     def renewed(self, shards: frozenset[int], generation: int, now: float) -> None:
@@ -66,15 +75,42 @@ class Replica:
 
     def apply(self, shard: int, key: bytes | None, value: bytes | None) -> str | None:
         """Take one record of a shard; return why it was skipped, if it was."""
-        return self.state.apply(shard, key, value)
+        return self._open_into(self.state, shard, key, value, count=False)
 
     def apply_fleet(self, shard: int, key: bytes | None, value: bytes | None) -> str | None:
         """Take one record of any shard, for the fleet's view."""
-        return self.fleet.apply(shard, key, value)
+        return self._open_into(self.fleet, shard, key, value, count=True)
 
-    def claim(self, generation: int) -> bytes:
-        """The value of the claim this replica writes on taking a shard in ``generation``."""
-        return claim_value(self._as(generation))
+    def _open_into(self, state: ShardState, shard: int, key: bytes | None,
+                   value: bytes | None, *, count: bool) -> str | None:
+        """Verify a value's signature and give the payload to ``state``. A value not signed
+        with a key held here is refused: counted once (by the fleet's reader, which reads
+        every shard) and logged once per writer it names."""
+        if value is None:
+            return state.apply(shard, key, None)
+        try:
+            opened = self.seal.open(shard, key or b"", value)
+        except SealError as exc:
+            writer = claimed_writer(value)
+            with self._refusals:
+                self.refused += count
+                first = writer not in self._named and len(self._named) < self.MAX_NAMED
+                if first:
+                    self._named.add(writer)
+            if first:
+                log.warning("ha: refused a record of shard %d of %s written by %s: %s; "
+                            "further ones of this writer are only counted (README, "
+                            "Replicas)", shard, self.seal.topic.decode(), writer, exc)
+            return None
+        return state.apply(shard, key, opened.payload, opened.at_ms)
+
+    def _signed(self, shard: int, key: bytes, payload: bytes) -> bytes:
+        return self.seal.sign(shard, key, payload, self.name, int(time.time() * 1000))
+
+    def claim(self, shard: int, generation: int) -> bytes:
+        """The value of the claim this replica writes on taking ``shard`` in
+        ``generation``."""
+        return self._signed(shard, b"claim", claim_value(self._as(generation)))
 
     def _as(self, generation: int) -> Claim:
         """This replica as the writer of a record."""
@@ -108,7 +144,10 @@ class Replica:
                      shard)
             return
         claim = self._as(self.shards.lease.generation)
-        self.writer.send(shard, *incident_record(claim, incident_id, handed))
+        key, payload = incident_record(claim, incident_id, handed)
+        self.writer.send(shard, key, self._signed(shard, key, payload))
+        if finished(handed):  # then the tombstone, for compaction
+            self.writer.send(shard, key, None)
 
     def flush(self) -> None:
         """Wait until every record sent is written (or failed, which is logged)."""
@@ -120,7 +159,8 @@ class Replica:
         without waiting (the next poll writes it again)."""
         if self.writer is not None and shard in self.held():
             claim = self._as(self.shards.lease.generation)
-            self.writer.send(shard, *status_record(claim, cluster, compressed))
+            key, payload = status_record(claim, cluster, compressed)
+            self.writer.send(shard, key, self._signed(shard, key, payload))
 
     def incidents(self) -> list[Incident]:
         """Every replica's open incidents, as the state topic says."""
@@ -133,7 +173,10 @@ class Replica:
     def save_silence(self, silence_id: str, silence: SilenceConfig | None) -> None:
         """Write a silence (None: its deletion) to the state topic, and take it here at
         once (the other replicas read it within a second)."""
-        key, value = silence_record(silence_id, silence)
+        key, payload = silence_record(silence_id, silence)
+        value = self._signed(SILENCES_SHARD, key, payload)
         if self.writer is None or self.writer.write(SILENCES_SHARD, key, value) is None:
             raise NotSharedError("the state topic did not take the silence; try again")
-        self.fleet.apply(SILENCES_SHARD, key, value)
+        if silence is None:  # then the tombstone, for compaction
+            self.writer.send(SILENCES_SHARD, key, None)
+        self.apply_fleet(SILENCES_SHARD, key, value)

@@ -20,15 +20,22 @@ compaction keeps the latest of each:
 A replica reads the shards it holds (to take them over) and, apart, every shard (the
 fleet's incidents and silences), each into a ShardState of its own.
 
-Every value carries its writer (replica, incarnation, generation). Anyone the cluster lets
-write the topic can write to it (restrict it with ACLs: README), so a value's shape is
-checked before it is used; one that is not what a replica writes is counted and skipped.
+Every value is signed (ha.signing) and carries its writer (replica, incarnation,
+generation); ``ShardState`` takes payloads whose signature the replica verified. Even so a
+payload's shape is checked before it is used, and one that is not what a replica writes
+is counted and skipped, never its neighbours. Deleting writes a signed deletion (an
+incident resolved with nothing left to send; a silence ``{"deleted":true}``) and then a
+tombstone for compaction: a tombstone of a record still held is refused, since anyone can
+write one. A value signed more than ``MAX_SKEW_MS`` before the latest one of its key is a
+replay and refused. Status parts are bounded in size, each and in total, and kept only for
+the configured clusters.
 """
 
 from __future__ import annotations
 
 import json
 import threading
+from collections import OrderedDict
 from collections.abc import Mapping
 from typing import Any
 
@@ -45,6 +52,11 @@ INCIDENT = "incident:"
 SILENCE = "silence:"
 SILENCES_SHARD = 0
 STATUS = "status:"
+DELETED = b'{"deleted":true}'  # a silence's signed deletion
+MAX_SKEW_MS = 30_000  # how far replicas' clocks may disagree: anything older is a replay
+MAX_TIMES = 200_000  # keys whose latest signing time is remembered (replays of older ones)
+MAX_PART = 8 << 20  # bytes of one compressed status part (Kafka's default limit is 1 MB)
+MAX_PARTS = 256 << 20  # bytes of every status part kept, compressed
 
 
 class RecordError(ValueError):
@@ -61,12 +73,15 @@ def _writer(claim: Claim) -> dict[str, Any]:
             "generation": claim.generation}
 
 
-def incident_record(claim: Claim, incident_id: str, handed: Handed
-                    ) -> tuple[bytes, bytes | None]:
-    """The key and value of an incident's record (value None: a tombstone)."""
+def finished(handed: Handed) -> bool:
+    """Whether an incident is resolved with nothing left to send: its record is then a
+    deletion, followed by a tombstone."""
+    return handed.incident is None and not handed.pending
+
+
+def incident_record(claim: Claim, incident_id: str, handed: Handed) -> tuple[bytes, bytes]:
+    """The key and value of an incident's record."""
     key = (INCIDENT + incident_id).encode()
-    if handed.incident is None and not handed.pending:
-        return key, None
     return key, json.dumps({
         **_writer(claim),
         "incident": None if handed.incident is None else dump_incident(handed.incident),
@@ -124,6 +139,8 @@ def _json(value: bytes) -> Any:
         return json.loads(value)
     except (UnicodeDecodeError, ValueError):
         raise RecordError("not JSON") from None
+    except RecursionError:
+        raise RecordError("JSON nested too deeply") from None
 
 
 def status_record(claim: Claim, cluster: str, compressed: bytes) -> tuple[bytes, bytes]:
@@ -131,28 +148,38 @@ def status_record(claim: Claim, cluster: str, compressed: bytes) -> tuple[bytes,
     return (STATUS + cluster).encode(), json.dumps(_writer(claim)).encode() + b"\n" + compressed
 
 
-def silence_record(silence_id: str, silence: SilenceConfig | None
-                   ) -> tuple[bytes, bytes | None]:
-    """The key and value of a silence's record (None: deleted)."""
+def silence_record(silence_id: str, silence: SilenceConfig | None) -> tuple[bytes, bytes]:
+    """The key and value of a silence's record (silence None: its deletion)."""
     return ((SILENCE + silence_id).encode(),
-            None if silence is None else silence.model_dump_json().encode())
+            DELETED if silence is None else silence.model_dump_json().encode())
 
 
 class ShardState:
     """What this replica has read of the state topic (thread-safe: the membership thread
-    applies records; the alerter and the API read)."""
+    applies records; the alerter and the API read). ``clusters``: the configured ones,
+    whose status parts are kept (None: any)."""
 
-    def __init__(self) -> None:
+    def __init__(self, clusters: frozenset[str] | None = None) -> None:
         self.claims = Claims()
+        self.clusters = clusters
         self._entries: dict[int, dict[str, Handed]] = {}
         self._silences: dict[str, SilenceConfig] = {}
         self._status: dict[tuple[int, str], bytes] = {}  # (shard, cluster) -> compressed
+        self._times: OrderedDict[tuple[int, bytes], int] = OrderedDict()  # latest at_ms
         self._lock = threading.Lock()
         self.discarded = 0  # writes of a former owner
         self.unreadable = 0  # values no replica writes
 
-    def apply(self, shard: int, key: bytes | None, value: bytes | None) -> str | None:
-        """Take one record of a shard; return why it was skipped, if it was."""
+    def apply(self, shard: int, key: bytes | None, value: bytes | None,
+              at_ms: int | None = None) -> str | None:
+        """Take one record of a shard (``value``: the verified payload, or None for a
+        tombstone; ``at_ms``: when it was signed); return why it was skipped, if it was."""
+        if value is None:
+            return self._tombstone(shard, key or b"")
+        if at_ms is not None and key is not None:
+            stale = self._replayed(shard, key, at_ms)
+            if stale is not None:
+                return stale
         if key is not None and key.startswith(SILENCE.encode()):
             return self._silence(key, value)
         if key is not None and key.startswith(STATUS.encode()):
@@ -160,9 +187,7 @@ class ShardState:
         try:
             incident_id, claim, handed = decode(key, value)
         except RecordError as exc:
-            with self._lock:
-                self.unreadable += 1
-            return str(exc)
+            return self._unreadable(str(exc))
         with self._lock:
             if incident_id is None:  # a claim record
                 assert claim is not None
@@ -173,24 +198,57 @@ class ShardState:
                 return (f"a write of {claim.replica} (generation {claim.generation}), "
                         "which no longer owns the shard")
             entries = self._entries.setdefault(shard, {})
-            if handed is None:
+            if handed is None or finished(handed):
                 entries.pop(incident_id, None)
             else:
                 entries[incident_id] = handed
         return None
 
-    def _silence(self, key: bytes, value: bytes | None) -> str | None:
+    def _unreadable(self, why: str) -> str:
+        with self._lock:
+            self.unreadable += 1
+        return why
+
+    def _replayed(self, shard: int, key: bytes, at_ms: int) -> str | None:
+        """Why a value signed at ``at_ms`` is refused (older than its key's latest by more
+        than the clocks may disagree: a replay), or None, remembering its time."""
+        with self._lock:
+            latest = self._times.get((shard, key))
+            if latest is not None and at_ms < latest - MAX_SKEW_MS:
+                self.unreadable += 1
+                return (f"signed {(latest - at_ms) / 1000:.0f}s before the latest value of "
+                        "its key: a replay")
+            self._times[shard, key] = max(at_ms, latest or at_ms)
+            self._times.move_to_end((shard, key))
+            if len(self._times) > MAX_TIMES:
+                self._times.popitem(last=False)
+        return None
+
+    def _tombstone(self, shard: int, key: bytes) -> str | None:
+        """A tombstone only lets compaction drop a record already deleted by a signed
+        value; one of a record still held is refused (anyone can write a tombstone)."""
+        name = key.decode("utf-8", "replace")
+        with self._lock:
+            held = (name[len(SILENCE):] in self._silences if name.startswith(SILENCE)
+                    else (shard, name[len(STATUS):]) in self._status
+                    if name.startswith(STATUS)
+                    else name[len(INCIDENT):] in self._entries.get(shard, {})
+                    if name.startswith(INCIDENT) else key == CLAIM)
+        if held:
+            return self._unreadable(f"a tombstone of {name[:80]!r}, which is not deleted")
+        return None
+
+    def _silence(self, key: bytes, value: bytes) -> str | None:
         silence_id = key[len(SILENCE):].decode("utf-8", "replace")
-        if value is None:
+        if value == DELETED:
             with self._lock:
                 self._silences.pop(silence_id, None)
             return None
         try:
             silence = SilenceConfig.model_validate_json(value)
         except ValidationError as exc:
-            with self._lock:
-                self.unreadable += 1
-            return f"silence {silence_id[:80]!r} is not valid ({exc.error_count()} errors)"
+            return self._unreadable(f"silence {silence_id[:80]!r} is not valid "
+                                    f"({exc.error_count()} errors)")
         with self._lock:
             self._silences[silence_id] = silence
         return None
@@ -201,20 +259,30 @@ class ShardState:
             self._entries.pop(shard, None)
             self.claims.latest.pop(shard, None)
 
-    def _status_part(self, shard: int, key: bytes, value: bytes | None) -> str | None:
+    def _status_part(self, shard: int, key: bytes, value: bytes) -> str | None:
         cluster = key[len(STATUS):].decode("utf-8", "replace")
-        head, _, compressed = (value or b"").partition(b"\n")
+        if self.clusters is not None and cluster not in self.clusters:
+            return self._unreadable(f"status of {cluster[:80]!r}, which is not a "
+                                    "configured cluster")
+        head, _, compressed = value.partition(b"\n")
         try:
             writer = _claim(_json(head))
         except RecordError as exc:
-            with self._lock:
-                self.unreadable += 1
-            return f"status of {cluster[:80]!r}: {exc}"
+            return self._unreadable(f"status of {cluster[:80]!r}: {exc}")
+        if len(compressed) > MAX_PART:
+            return self._unreadable(f"status of {cluster[:80]!r} is {len(compressed):,} "
+                                    f"bytes, over {MAX_PART:,}")
         with self._lock:
             if not self.claims.admit(shard, writer):
                 self.discarded += 1
                 return (f"a write of {writer.replica} (generation {writer.generation}), "
                         "which no longer owns the shard")
+            kept = sum(map(len, self._status.values())) - len(
+                self._status.get((shard, cluster), b""))
+            if kept + len(compressed) > MAX_PARTS:
+                self.unreadable += 1
+                return (f"status of {cluster[:80]!r}: the parts kept would pass "
+                        f"{MAX_PARTS:,} bytes")
             self._status[shard, cluster] = compressed
         return None
 

@@ -84,7 +84,7 @@ class Seat(Protocol):
     def apply_fleet(self, shard: int, key: bytes | None, value: bytes | None
                     ) -> str | None: ...
 
-    def claim(self, generation: int) -> bytes: ...
+    def claim(self, shard: int, generation: int) -> bytes: ...
 
 
 def _shards(partitions: Any) -> frozenset[int]:
@@ -204,7 +204,7 @@ class Membership(threading.Thread):
         generation = self._consumer.group_metadata().generation_id
         for shard in _shards(assigned):
             self.seat.dropped(frozenset({shard}))  # anything read of it before is stale
-            offset = self.write(shard, b"claim", self.seat.claim(generation))
+            offset = self.write(shard, b"claim", self.seat.claim(shard, generation))
             with self._claims_lock:
                 self._claims[shard] = offset
 
@@ -223,7 +223,7 @@ class Membership(threading.Thread):
         assigned = _shards(consumer.assignment())
         for shard in sorted(s for s, offset in claims.items() if offset is None):
             if shard in assigned:
-                offset = self.write(shard, b"claim", self.seat.claim(generation))
+                offset = self.write(shard, b"claim", self.seat.claim(shard, generation))
                 with self._claims_lock:
                     if shard in self._claims:
                         self._claims[shard] = claims[shard] = offset
@@ -286,10 +286,15 @@ Apply = Callable[[int, bytes | None, bytes | None], str | None]
 
 
 def _read(topic: str, batches: dict[TopicPartition, list[Any]], apply: Apply) -> None:
-    """Hand each record read to ``apply``; log the ones it skipped, and why."""
+    """Hand each record read to ``apply``; log the ones it skipped, and why (a record that
+    breaks ``apply`` is skipped alone, never its neighbours)."""
     for tp, records in batches.items():
         for record in records:
-            why = apply(tp.partition, record.key, record.value)
+            try:
+                why = apply(tp.partition, record.key, record.value)
+            except Exception as exc:  # a bug, or a value no check foresaw
+                why = f"it could not be read ({type(exc).__name__})"
+                log.debug("ha: reading a record failed", exc_info=True)
             if why is not None:
                 log.warning("ha: skipped record at offset %d of shard %d of %s: %s",
                             record.offset, tp.partition, topic, why)

@@ -6,7 +6,7 @@ the shard is the cluster's. Every replica reads every shard (ha.replica.Replica.
 any of them can put the parts together when ``/api/v1/status`` is asked for: a load
 balancer in front of the replicas answers alike whichever it picks.
 
-The parts come from a topic anyone the cluster lets write can write to: each is
+The parts are signed by the replicas (ha.signing) and bounded in size (ha.statelog); each is
 decompressed to at most ``MAX_PART_BYTES`` and checked for its shape; one that fails is
 left out and logged.
 """
@@ -25,7 +25,7 @@ from lagwatch.report.view import ClusterReport
 from lagwatch.serve.documents import cluster_fields, group_document, iso, pending_cluster
 
 log = logging.getLogger(__name__)
-MAX_PART_BYTES = 256 * 1024 * 1024
+MAX_PART_BYTES = 64 * 1024 * 1024
 
 
 class FleetStatus:

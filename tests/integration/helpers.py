@@ -20,6 +20,8 @@ from lagwatch.config import load_config
 from lagwatch.daemon import Daemon
 from tests.exposition import Samples, parse
 
+HA_KEY = "replicas-share-this-key-0123456789abcdef\n"  # ha.key_file's text in the tests
+
 
 def produce(producer: KafkaProducer, topic: str, counts: dict[int, int]) -> None:
     """Write counts[p] messages to partition p, and wait until all are acknowledged."""

@@ -17,10 +17,11 @@ from kafka.admin import ConfigResource, ConfigResourceType
 from lagwatch.daemon import Daemon
 from lagwatch.ha.replica import Replica as Seat
 from lagwatch.ha.shards import shard_of
+from lagwatch.ha.signing import Seal, parse_keys
 from lagwatch.kafka.config import ClusterConfig
 from lagwatch.kafka.membership import Membership, StateTopicError, ensure_state_topic
 from tests.exposition import parse
-from tests.integration.helpers import commit, http_get, status_document, wait_for
+from tests.integration.helpers import HA_KEY, commit, http_get, status_document, wait_for
 
 SESSION_S = 6.0
 
@@ -29,7 +30,8 @@ class Replica:
     """A Membership and the shards it keeps, as the daemon holds them."""
 
     def __init__(self, bootstrap: str, group: str, topic: str, name: str) -> None:
-        replica = Seat(4, SESSION_S, name, incarnation="test")
+        replica = Seat(4, SESSION_S, name, incarnation="test",
+                       seal=Seal(parse_keys(HA_KEY), topic))
         self.shards = replica.shards
         self.seat = Membership(ClusterConfig(name="default", bootstrap_servers=[bootstrap]),
                                replica, group=group, topic=topic, shards=4, replica=name,
@@ -98,8 +100,9 @@ def test_two_daemons_watch_the_groups_of_their_own_shards_and_one_all_once_alone
     groups = [unique("ha-watched") for _ in range(8)]
     for g in groups:
         commit(kafka_bootstrap, g, topic, {0: 10})
+    (tmp_path / "ha-key").write_text(HA_KEY)
     ha = {"cluster": "default", "group": unique("ha-group"), "topic": unique("ha-state"),
-          "shards": 4, "session_timeout": "6s"}
+          "shards": 4, "session_timeout": "6s", "key_file": str(tmp_path / "ha-key")}
     a = daemon(*groups, ha={**ha, "replica": "a"}, state_dir=str(tmp_path / "a"))
     b = daemon(*groups, ha={**ha, "replica": "b"}, state_dir=str(tmp_path / "b"))
 
@@ -126,6 +129,9 @@ def test_two_daemons_watch_the_groups_of_their_own_shards_and_one_all_once_alone
         frozenset({("shard", str(k))}): 1.0 if k in mine else 0.0 for k in range(4)}
     assert a.shards.lease.generation >= 1
     assert samples[("lagwatch_ha_generation", frozenset())] == a.shards.lease.generation
+    # and every record either replica signed verified on the other
+    assert [samples[("lagwatch_ha_records_skipped_total", frozenset({("reason", r)}))]
+            for r in ("unsigned", "unreadable")] == [0.0, 0.0]
 
     def members() -> float | None:
         assert a.http is not None
@@ -148,6 +154,7 @@ def test_run_stops_with_one_line_when_the_state_topic_cannot_be_used(
         tmp_path: Path) -> None:
     topic = unique("ha-state")
     ensure_state_topic(admin, topic, 4)
+    (tmp_path / "ha-key").write_text(HA_KEY)
 
     def run(bootstrap: str) -> subprocess.CompletedProcess[str]:
         config = tmp_path / "lagwatch.yaml"
@@ -155,7 +162,8 @@ def test_run_stops_with_one_line_when_the_state_topic_cannot_be_used(
             "clusters": [{"name": "default", "bootstrap_servers": [bootstrap],
                           "request_timeout": "3s"}],
             "http": {"listen": "127.0.0.1:0"}, "state_dir": str(tmp_path / "state"),
-            "ha": {"cluster": "default", "topic": topic, "shards": 6}}))
+            "ha": {"cluster": "default", "topic": topic, "shards": 6,
+                   "key_file": str(tmp_path / "ha-key")}}))
         return subprocess.run([sys.executable, "-m", "lagwatch", "run", "-c", str(config)],
                               capture_output=True, text=True, timeout=60, check=False)
 

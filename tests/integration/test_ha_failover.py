@@ -4,6 +4,7 @@ and PagerDuty: a shard owner killed or paused, and nobody paged twice or left un
 from __future__ import annotations
 
 import json
+import os
 import signal
 import subprocess
 import sys
@@ -22,11 +23,18 @@ from kafka.admin import NewTopic
 from kafka_local import KafkaCluster, free_port
 from workload import Consumer, Producer
 
+from lagwatch.alerting.config import SilenceConfig
+from lagwatch.alerting.incidents import Incident, IncidentKey, Phase, Signal
+from lagwatch.alerting.sharing import Handed
+from lagwatch.ha.ownership import Claim
 from lagwatch.ha.shards import shard_of
+from lagwatch.ha.statelog import claim_value, incident_record, silence_record, status_record
 from lagwatch.kafka.membership import StateTopicError, ensure_state_topic
+from lagwatch.status import Severity
 from tests.exposition import parse
 from tests.fake_apis import FakePagerDuty, FakeSlack
 from tests.integration.helpers import (
+    HA_KEY,
     commit,
     http_get,
     post_json,
@@ -90,8 +98,10 @@ def replicas(trio: KafkaCluster, tmp_path: Path, unique: Callable[[str], str]
              ) -> Iterator[Callable[..., list[Replica]]]:
     """Start replicas watching the named groups, sharing one coordination group."""
     started: list[Replica] = []
+    (tmp_path / "ha-key").write_text(HA_KEY)
     ha = {"cluster": CLUSTER, "group": unique("ha"), "topic": unique("ha-state"),
-          "shards": SHARDS, "session_timeout": f"{SESSION_S:g}s"}
+          "shards": SHARDS, "session_timeout": f"{SESSION_S:g}s",
+          "key_file": str(tmp_path / "ha-key")}
 
     def start(names: list[str], groups: list[str], alerting: dict[str, Any],
               **extra: Any) -> list[Replica]:
@@ -487,3 +497,78 @@ def test_replicas_starting_together_all_accept_the_state_topic_they_race_to_crea
         admin.close()
     # Then every one of them goes on
     assert outcomes == ["accepted"] * len(admins)
+
+
+def skipped(replica: Replica, reason: str) -> float:
+    """The state topic's records a replica skipped, for a reason."""
+    code, body = http_get(replica.base + "/metrics")
+    if code != 200:
+        return -1.0
+    return parse(body.decode()).get(("lagwatch_ha_records_skipped_total",
+                                     frozenset({("reason", reason)})), -1.0)
+
+
+def test_records_forged_on_the_state_topic_mute_send_and_lose_nothing(
+        trio: KafkaCluster, replicas: Callable[..., list[Replica]],
+        unique: Callable[[str], str], slack: FakeSlack, pagerduty: FakePagerDuty,
+        alerting: Callable[[str], dict[str, Any]]) -> None:
+    # Given two replicas watching a group routed to the pagers
+    group = unique("ha-group")
+    two = replicas(["a", "b"], [group], alerting(group))
+    wait_for(lambda: shared_out(two), "the shards shared out", timeout_s=90)
+    state_topic = yaml.safe_load(two[0].log.with_suffix(".yaml").read_text())["ha"]["topic"]
+    shard = shard_of(CLUSTER, group, SHARDS)
+    incident_id = f"{CLUSTER}/{group}/lag"
+    # When someone who can write to the state topic but has no key writes, in the shard of
+    # the group: a claim, an incident of their own with a page to send, a value nested
+    # 50,000 deep; in the silences' shard, a silence of everything; in another, 900 kB of
+    # status for a cluster nobody watches
+    mallory = Claim("mallory", "x", 99)
+    firing = Incident(Signal(IncidentKey(CLUSTER, "forged", "lag"), Severity.CRITICAL,
+                             "forged page", (), (), "forged"), Phase.FIRING, 1.0, 1.0)
+    forged = KafkaProducer(bootstrap_servers=trio.bootstrap.split(","), acks="all",
+                           max_request_size=2 << 20)
+    records = [
+        (shard, b"claim", claim_value(mallory)),
+        (shard, *incident_record(mallory, f"{CLUSTER}/forged/lag", Handed(
+            firing, (("team-pd", "trigger", '{"summary": "forged page"}'),)))),
+        (shard, b"incident:" + incident_id.encode(), b"[" * 50_000),
+        (0, *silence_record("forged", SilenceConfig.model_validate(
+            {"match": {}, "ends": "2099-01-01T00:00:00Z"}))),
+        ((shard + 1) % SHARDS, *status_record(mallory, "elsewhere", os.urandom(900_000))),
+    ]
+    for partition, key, value in records:
+        forged.send(state_topic, key=key, value=value, partition=partition).get(timeout=30)
+    # Then each replica refuses them all, unread (its fleet reader reads every shard)
+    for replica in two:
+        wait_for(lambda: skipped(replica, "unsigned") == len(records),  # noqa: B023
+                 f"{replica.name} to refuse the forged records")
+    # When the group stops, Then its page goes out, not muted
+    stop(trio, unique, [group])
+    wait_for(lambda: pagerduty.events("trigger") and slack.posts(), "the page", timeout_s=60)
+    first = owner(two, group)
+    assert first is not None
+    delivered(first)
+    assert [s["id"] for s in first.api("/api/v1/silences")["silences"]] == []
+    # When the firing incident's record is tombstoned by the same hand
+    second = next(r for r in two if r is not first)
+    unreadable = skipped(second, "unreadable")
+    forged.send(state_topic, key=b"incident:" + incident_id.encode(), value=None,
+                partition=shard).get(timeout=30)
+    forged.close()
+    wait_for(lambda: skipped(second, "unreadable") == unreadable + 1, "the tombstone refused")
+    # and the owner is killed
+    first.proc.send_signal(signal.SIGKILL)
+    first.proc.wait()
+    wait_for(lambda: owner([second], group) is second, "the other to own the shard",
+             timeout_s=SESSION_S + 60)
+    # Then the new owner carries the incident on, firing, with no second page and no page
+    # of the forged incident
+    wait_for(lambda: (second.incident(incident_id) or {}).get("phase") == "firing",
+             "the incident firing on the new owner", timeout_s=30)
+    wait_polls(second.base, 3)
+    listed = {i["id"] for i in second.incidents()}
+    assert incident_id in listed and f"{CLUSTER}/forged/lag" not in listed
+    assert [e["event_action"] for e in pagerduty.events()] == ["trigger"]
+    assert len(slack.posts()) == 1
+    assert "elsewhere" not in second.api("/api/v1/status")["clusters"]

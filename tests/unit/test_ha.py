@@ -54,7 +54,8 @@ def test_after_a_claim_only_the_claimant_s_writes_count() -> None:
 
 
 @pytest.mark.parametrize(("ha", "error"), [
-    ({"cluster": "nope"}, "ha.cluster: 'nope' is not a configured cluster (clusters: a)"),
+    ({"cluster": "nope", "key_file": "KEY"},
+     "ha.cluster: 'nope' is not a configured cluster (clusters: a)"),
     ({"cluster": "a", "topic": "lagwatch state"},
      "ha.topic: invalid topic name 'lagwatch state': use 1 to 249 of a-z, A-Z, 0-9, '.', "
      "'_' and '-'"),
@@ -62,10 +63,21 @@ def test_after_a_claim_only_the_claimant_s_writes_count() -> None:
      "ha.session_timeout: must be between 6s and 30m (the brokers' default group session "
      "timeout bounds)"),
     ({"cluster": "a", "shards": 0}, "ha.shards: must be greater than or equal to 1 (got 0)"),
-    ({"cluster": "a", "shard": 3}, "ha.shard: unknown key"),
+    ({"cluster": "a", "shard": 3, "key_file": "KEY"}, "ha.shard: unknown key"),
+    ({"cluster": "a"}, "ha.key_file: required key is missing"),
+    ({"cluster": "a", "key_file": "SHORT"},
+     "ha.key_file: 'SHORT' key 2 is 9 characters; at least 32 (e.g. openssl rand -hex 32)"),
+    ({"cluster": "a", "key_file": "missing"}, "ha.key_file: cannot read 'missing': No such "
+     "file or directory"),
+    ({"cluster": "a", "key_file": "KEY", "replica": "a\nb"},
+     "ha.replica: must be printable (no newline or control character)"),
     ({}, "ha.cluster: required key is missing"),
 ])
-def test_bad_ha_settings_name_the_key(tmp_path: Path, ha: dict[str, object], error: str) -> None:
+def test_bad_ha_settings_name_the_key(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                      ha: dict[str, object], error: str) -> None:
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "KEY").write_text("k" * 32 + "\n")
+    (tmp_path / "SHORT").write_text("k" * 32 + "\nnot-a-key\n")
     path = tmp_path / "lagwatch.yaml"
     path.write_text(yaml.safe_dump({
         "clusters": [{"name": "a", "bootstrap_servers": ["127.0.0.1:9092"]}], "ha": ha}))

@@ -7,11 +7,20 @@ import zlib
 
 import pytest
 
+from lagwatch.alerting.config import SilenceConfig
 from lagwatch.alerting.incidents import Incident, IncidentKey, Phase, Signal
 from lagwatch.alerting.sharing import Handed
 from lagwatch.ha.ownership import Claim
 from lagwatch.ha.replica import Replica
-from lagwatch.ha.statelog import ShardState, claim_value, incident_record, status_record
+from lagwatch.ha.signing import Seal
+from lagwatch.ha.statelog import (
+    MAX_SKEW_MS,
+    ShardState,
+    claim_value,
+    incident_record,
+    silence_record,
+    status_record,
+)
 from lagwatch.serve import fleet as fleet_module
 from lagwatch.serve.fleet import FleetStatus
 from lagwatch.status import Severity
@@ -23,6 +32,9 @@ FIRING = Incident(Signal(IncidentKey("prod", "billing", "lag"), Severity.CRITICA
                   Phase.FIRING, first_seen=10.0, fired_at=70.0,
                   notified={"pd": (70.0, Severity.CRITICAL)})
 ID = "prod/billing/lag"
+SEAL = Seal([b"k" * 32], "lagwatch-state")
+SILENCE = SilenceConfig.model_validate({"match": {"group": "billing"},
+                                        "ends": "2026-12-08T00:00:00Z"})
 
 
 def test_an_incident_s_record_reads_back_as_written() -> None:
@@ -34,15 +46,33 @@ def test_an_incident_s_record_reads_back_as_written() -> None:
     assert state.handed(4) == {}
 
 
-def test_a_resolved_incident_with_nothing_left_to_send_is_a_tombstone() -> None:
-    key, value = incident_record(A, ID, Handed(None))
-    assert (key, value) == (b"incident:prod/billing/lag", None)
+def test_a_resolved_incident_with_nothing_left_to_send_is_deleted_then_tombstoned() -> None:
     state = ShardState()
     state.apply(3, *incident_record(A, ID, Handed(FIRING)))
-    state.apply(3, key, value)
-    assert state.handed(3) == {}
-    # a resolve still to be delivered keeps a record
-    assert incident_record(A, ID, Handed(None, (("pd", "resolve", "{}"),)))[1] is not None
+    # anyone can write a tombstone: one of a record still held is refused
+    assert state.apply(3, b"incident:" + ID.encode(), None) == (
+        "a tombstone of 'incident:prod/billing/lag', which is not deleted")
+    assert state.handed(3) == {ID: Handed(FIRING)}
+    # a resolve still to be delivered keeps the record
+    state.apply(3, *incident_record(A, ID, Handed(None, (("pd", "resolve", "{}"),))))
+    assert state.handed(3) == {ID: Handed(None, (("pd", "resolve", "{}"),))}
+    # resolved with nothing left to send: the signed record deletes, the tombstone follows
+    assert state.apply(3, *incident_record(A, ID, Handed(None))) is None
+    assert state.apply(3, b"incident:" + ID.encode(), None) is None
+    assert (state.handed(3), state.unreadable) == ({}, 1)
+
+
+def test_a_value_signed_well_before_its_key_s_latest_is_a_replay() -> None:
+    state = ShardState()
+    assert state.apply(0, *silence_record("s1", SILENCE), at_ms=1_000_000) is None
+    assert state.apply(0, *silence_record("s1", None), at_ms=2_000_000) is None
+    # the silence's creation, written again by someone who kept it: refused
+    assert state.apply(0, *silence_record("s1", SILENCE), at_ms=1_000_000) == (
+        "signed 1000s before the latest value of its key: a replay")
+    # clocks of replicas may disagree by up to MAX_SKEW_MS
+    assert state.apply(0, *silence_record("s1", SILENCE),
+                       at_ms=2_000_000 - MAX_SKEW_MS) is None
+    assert list(state.silences()) == ["s1"]
 
 
 def test_a_former_owner_s_write_after_the_new_owner_s_claim_is_discarded() -> None:
@@ -74,7 +104,9 @@ def test_a_former_owner_s_write_after_the_new_owner_s_claim_is_discarded() -> No
                                 "incident": {"key": ["p", "g", "lag"]}, "pending": [],
                                 "receipts": {}}).encode(),
      "unreadable incident (KeyError: 'severity')"),
-    (b"claim", None, "a claim without a value"),
+    (b"claim", b"", "not JSON"),
+    (b"claim", None, "a tombstone of 'claim', which is not deleted"),
+    (b"incident:x", b"[" * 100_000, "JSON nested too deeply"),
     (b"offsets", b"{}", "unknown key 'offsets'"),
     (None, b"{}", "unknown key ''"),
 ])
@@ -87,9 +119,10 @@ def test_a_value_no_replica_writes_is_counted_and_skipped(
 
 
 def fleet_with(*parts: tuple[int, bytes]) -> FleetStatus:
-    replica = Replica(4, 10.0, "a", "r1")
+    replica = Replica(4, 10.0, "a", incarnation="r1", seal=SEAL)
     for shard, compressed in parts:
-        replica.apply_fleet(shard, *status_record(A, "prod", compressed))
+        key, payload = status_record(A, "prod", compressed)
+        replica.apply_fleet(shard, key, SEAL.sign(shard, key, payload, "a", 1))
     return FleetStatus(replica, ["prod"])
 
 
