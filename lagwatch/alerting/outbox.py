@@ -16,6 +16,7 @@ order: only the oldest pending row of a receiver is ever tried.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import json
 import logging
 import sqlite3
@@ -57,6 +58,16 @@ class Row:
     next_at: float
     attempts: int
     shard: int | None = None
+
+    @property
+    def idempotency_key(self) -> str:
+        """The same for every attempt at this notification, by any replica, after any
+        restart or takeover (the row's id is not: a takeover queues it afresh), and
+        different for any other: the incident, then a digest of the receiver, the action
+        and the message (whose ``at`` tells two alike notifications apart)."""
+        digest = hashlib.sha256("\0".join((self.receiver, self.action, self.message))
+                                .encode()).hexdigest()[:16]
+        return f"{self.incident}#{digest}"
 
 
 class Outbox:

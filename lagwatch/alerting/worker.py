@@ -109,7 +109,7 @@ class Worker(threading.Thread):
         ref = self.outbox.receipt(row.receiver, row.incident)
         self._last_send = time.time()
         try:
-            answer = self.receiver.deliver(message, ref, f"{row.incident}#{row.id}")
+            answer = self.receiver.deliver(message, ref, row.idempotency_key)
         except DeliveryError as exc:
             self._failed(row, exc)
             return

@@ -7,6 +7,7 @@ import hashlib
 import hmac
 import json
 import logging
+import re
 import time
 from collections.abc import Iterator
 from itertools import pairwise
@@ -236,7 +237,8 @@ def test_webhook_posts_json_signed_with_hmac(slack: FakeSlack) -> None:
     assert call.headers["x-lagwatch-signature"] == expected
     assert (body["action"], body["incident"], body["version"]) == ("trigger",
                                                                     "prod/billing/lag", 1)
-    assert call.headers["idempotency-key"] == body["idempotency_key"] == "prod/billing/lag#1"
+    assert call.headers["idempotency-key"] == body["idempotency_key"]
+    assert re.fullmatch(r"prod/billing/lag#[0-9a-f]{16}", body["idempotency_key"])
 
 
 def test_test_notify_reports_each_receiver_and_exits_1_when_one_fails(

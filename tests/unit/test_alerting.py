@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import re
 import sqlite3
 from pathlib import Path
 
@@ -13,7 +14,7 @@ from lagwatch.alerting.alerter import Alerter
 from lagwatch.alerting.config import AlertingConfig, RetryConfig
 from lagwatch.alerting.incidents import IncidentKey, Signal
 from lagwatch.alerting.message import Message, render_links
-from lagwatch.alerting.outbox import Outbox
+from lagwatch.alerting.outbox import Outbox, Row
 from lagwatch.alerting.receivers.pagerduty import dedup_key, payload
 from lagwatch.alerting.receivers.slack import blocks_for
 from lagwatch.alerting.retry import DeliveryError, http_error, next_attempt
@@ -199,6 +200,34 @@ def test_the_outbox_keeps_the_book_and_pending_rows_across_a_restart(tmp_path: P
     head = again.head("pd")
     assert head is not None and head.incident == "prod/b/lag"
     assert again.pending() == {"pd": (1, 10.0)}
+
+
+def test_a_notification_keeps_its_idempotency_key_when_another_replica_takes_it_over() -> None:
+    # Given a replica's outbox with a notification of one incident, then two of another
+    mine = Outbox(None)
+    mine.record([], [("hook", "prod/x/lag", "trigger", '{"at": 1}', 3),
+                     ("hook", "prod/a/lag", "trigger", '{"at": 5}', 3),
+                     ("hook", "prod/a/lag", "repeat", '{"at": 9}', 3)], 10.0)
+    # When the shard's new owner queues the last two from the state topic
+    theirs = Outbox(None)
+    theirs.take_over("prod/a/lag", 3, [("hook", "trigger", '{"at": 5}'),
+                                        ("hook", "repeat", '{"at": 9}')], {}, 20.0)
+    sent, resent = _rows(mine), _rows(theirs)
+    # Then, under other row ids, a receiver gets the same key for the same notification
+    assert [r.id for r in resent] != [r.id for r in sent[1:]]
+    assert [r.idempotency_key for r in resent] == [r.idempotency_key for r in sent[1:]]
+    assert re.fullmatch(r"prod/a/lag#[0-9a-f]{16}", resent[0].idempotency_key)
+    # and another key for every other notification
+    assert len({r.idempotency_key for r in sent}) == 3
+
+
+def _rows(outbox: Outbox) -> list[Row]:
+    """Every pending row of an outbox, oldest first (delivering each as it goes)."""
+    taken = []
+    while (row := outbox.head("hook")) is not None:
+        taken.append(row)
+        outbox.sent(row, {})
+    return taken
 
 
 def test_an_unusable_state_file_falls_back_to_memory(tmp_path: Path,
