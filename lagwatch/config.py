@@ -41,6 +41,7 @@ class Config(Strict):
 
     clusters: list[ClusterConfig] = Field(min_length=1)
     poll_interval: Duration = 30.0
+    poll_threads: int = Field(default=16, ge=1, le=256)  # polls of different clusters at once
     http: HttpConfig = Field(default_factory=HttpConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     detection: DetectionConfig = Field(default_factory=DetectionConfig)
@@ -60,6 +61,8 @@ class Config(Strict):
                  for name in ("password", "key_password")]
         if self.http.auth is not None:
             found += [self.http.auth.secret("password"), self.http.auth.secret("bearer_token")]
+        if self.ha is not None:
+            found += [key.decode() for key in self.ha.keys()]
         for r in self.alerting.receivers:
             if r.slack is not None:
                 found += [r.slack.bot_token(), r.slack.hook_url()]

@@ -150,7 +150,8 @@ class Daemon:
                                fleet=self.fleet)
                         for c in config.clusters]
         self.scheduler = BackgroundScheduler(
-            executors={"default": ThreadPoolExecutor(max_workers=max(1, len(self.pollers)))},
+            executors={"default": ThreadPoolExecutor(min(config.poll_threads,
+                                                         len(self.pollers)))},
             timezone="UTC")
         self.scheduler.add_listener(self._on_skipped, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES)
         self.auditor = Auditor(config)
@@ -172,7 +173,7 @@ class Daemon:
         for poller in self.pollers:
             poller.pipeline.restore(time.time())
             self.scheduler.add_job(
-                poller.poll, "interval", seconds=self.config.poll_interval,
+                self._poll, "interval", args=(poller,), seconds=self.config.poll_interval,
                 id=poller.collector.cluster.name, name=f"poll {poller.collector.cluster.name}",
                 next_run_time=datetime.now(UTC), max_instances=1, coalesce=True,
                 misfire_grace_time=max(1, int(self.config.poll_interval)))
@@ -226,6 +227,13 @@ class Daemon:
         self.alerter.outbox.close()
         if self.lock is not None:
             self.lock.release()
+
+    def _poll(self, poller: Poller) -> None:
+        """One poll, unless the daemon is stopping: the polls still queued for a thread
+        then end at once, and a stop waits only for those in flight (each bounded by its
+        cluster's request timeout), so many clusters stop as fast as one."""
+        if not self._stopped:
+            poller.poll()
 
     def _on_signal(self, signum: int, _frame: FrameType | None) -> None:
         log.info("received %s", signal.Signals(signum).name)
