@@ -62,7 +62,7 @@ class Config(Strict):
         if self.http.auth is not None:
             found += [self.http.auth.secret("password"), self.http.auth.secret("bearer_token")]
         if self.ha is not None:
-            found += [key.decode() for key in self.ha.keys()]
+            found += [key.decode() for key in self.ha.signing_keys()]
         for r in self.alerting.receivers:
             if r.slack is not None:
                 found += [r.slack.bot_token(), r.slack.hook_url()]

@@ -102,7 +102,7 @@ def _seat(config: Config) -> tuple[Replica | None, Membership | None]:
         return None, None
     replica = Replica(ha.shards, ha.session_timeout,
                       ha.replica or f"{socket.gethostname()}-{os.getpid()}",
-                      incarnation=uuid.uuid4().hex[:12], seal=Seal(ha.keys(), ha.topic),
+                      incarnation=uuid.uuid4().hex[:12], seal=Seal(ha.signing_keys(), ha.topic),
                       clusters=frozenset(c.name for c in config.clusters))
     cluster = next(c for c in config.clusters if c.name == ha.cluster)
     membership = Membership(cluster, replica, group=ha.group, topic=ha.topic,

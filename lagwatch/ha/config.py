@@ -24,7 +24,7 @@ class HaConfig(Strict):
     session_timeout: Duration = 10.0  # how soon a silent replica's shards move
     key_file: str  # the keys every record on the state topic is signed with, one per line
 
-    def keys(self) -> list[bytes]:
+    def signing_keys(self) -> list[bytes]:
         """The signing keys, first the one that signs (checked when the config loads)."""
         return parse_keys(read_secret_file(self.key_file) or "")
 
