@@ -90,3 +90,16 @@ def test_without_ha_one_process_watches_everything(tmp_path: Path) -> None:
     path = tmp_path / "lagwatch.yaml"
     path.write_text("clusters: [{name: a, bootstrap_servers: ['127.0.0.1:9092']}]\n")
     assert load_config(str(path)).ha is None
+
+
+def test_the_ha_keys_are_secrets_scrubbed_from_logs(tmp_path: Path) -> None:
+    keys = tmp_path / "ha-key"
+    keys.write_text("n" * 40 + "\n" + "o" * 32 + "\n")
+    path = tmp_path / "lagwatch.yaml"
+    path.write_text(yaml.safe_dump({
+        "clusters": [{"name": "a", "bootstrap_servers": ["127.0.0.1:9092"]}],
+        "ha": {"cluster": "a", "key_file": str(keys)}}))
+    config = load_config(str(path))
+    assert config.ha is not None
+    assert config.ha.signing_keys() == [b"n" * 40, b"o" * 32]
+    assert config.secrets() == ["n" * 40, "o" * 32]
