@@ -11,6 +11,7 @@ import time
 import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
+from pathlib import Path
 from types import FrameType
 
 from apscheduler.events import EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
@@ -21,6 +22,7 @@ from lagwatch import __version__
 from lagwatch.alerting.alerter import Alerter
 from lagwatch.alerting.metrics import AlertingCollector
 from lagwatch.alerting.outbox import Outbox
+from lagwatch.alerting.silencecopy import SilenceCopy
 from lagwatch.audit.items import ClusterAudit
 from lagwatch.auditor import Auditor
 from lagwatch.config import Config
@@ -136,7 +138,8 @@ class Daemon:
         self.shards = None if replica is None else replica.shards
         outbox = (Outbox(self.store.path, salvage=self.store.moved_aside) if self.store
                   else Outbox(None))
-        self.alerter = Alerter(config.alerting, outbox, sharing=replica)
+        self.alerter = Alerter(config.alerting, outbox, sharing=replica, silence_copy=(
+            SilenceCopy(Path(config.state_dir) / "silences.json") if self.store else None))
         self.exporter.registry.register(AlertingCollector(self.alerter, self.store))
         if replica is not None and self.membership is not None:
             membership = self.membership

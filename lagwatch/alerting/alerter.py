@@ -19,16 +19,14 @@ import threading
 import uuid
 from typing import Any
 
-from pydantic import ValidationError
-
 from lagwatch.alerting.config import AlertingConfig, ReceiverConfig, SilenceConfig
 from lagwatch.alerting.incidents import Incident, IncidentBook, IncidentKey, Phase, Signal
 from lagwatch.alerting.message import compose
 from lagwatch.alerting.outbox import Outbox, Row
 from lagwatch.alerting.sharing import Handed, Sharing
 from lagwatch.alerting.signals import signals
+from lagwatch.alerting.silencecopy import ApiSilences, SilenceCopy
 from lagwatch.alerting.worker import DeliveryStats, Receiver, Worker
-from lagwatch.configtypes import describe
 from lagwatch.report.view import ClusterReport
 from lagwatch.status import Severity, Status
 
@@ -55,7 +53,8 @@ class Alerter:
     """Turns each cluster report into notifications, and delivers them."""
 
     def __init__(self, config: AlertingConfig, outbox: Outbox,
-                 sharing: Sharing | None = None) -> None:
+                 sharing: Sharing | None = None, silence_copy: SilenceCopy | None = None
+                 ) -> None:
         self.config = config
         self.outbox = outbox
         self.sharing = sharing
@@ -71,7 +70,7 @@ class Alerter:
         self.state_problems: tuple[str, ...] = ()  # why the state file is not written
         self._lock = threading.RLock()  # silenced() is also called under it
         self._publishing = threading.Lock()  # one incident's records go out in order
-        self._silences = _restored(outbox)
+        self._silences = ApiSilences(outbox, None if sharing is not None else silence_copy)
         self.workers = [
             Worker(build_receiver(r), outbox, self.stats, config.retry,
                    config.slack_min_interval if r.slack is not None else 0.0,
@@ -201,8 +200,7 @@ class Alerter:
         """The silences made through the API (with ha, through any replica's)."""
         if self.sharing is not None:
             return dict(self.sharing.silences())
-        with self._lock:
-            return dict(self._silences)
+        return self._silences.all()
 
     def silenced(self, key: IncidentKey, now: float) -> bool:
         """Say whether a config or API silence mutes an incident now."""
@@ -221,9 +219,7 @@ class Alerter:
         if self.sharing is not None:  # raises NotSharedError when the state topic refuses it
             self.sharing.save_silence(silence_id, silence)
             return silence_id
-        self.outbox.save_silence(silence_id, silence.model_dump_json())
-        with self._lock:
-            self._silences[silence_id] = silence
+        self._silences.add(silence_id, silence)
         return silence_id
 
     def drop_silence(self, silence_id: str) -> bool:
@@ -234,9 +230,7 @@ class Alerter:
                 return False
             self.sharing.save_silence(silence_id, None)
             return True
-        with self._lock:
-            self._silences.pop(silence_id, None)
-        return self.outbox.drop_silence(silence_id)
+        return self._silences.drop(silence_id)
 
     def silences(self) -> list[tuple[str, SilenceConfig]]:
         """Return every silence with its id, from config first, then from the API."""
@@ -252,20 +246,6 @@ class Alerter:
             incidents = [i for i in incidents if self._shard(i.signal) is None]
             incidents += self.sharing.incidents()
         return [(i, self.silenced(i.key, now)) for i in sorted(incidents, key=lambda i: i.key)]
-
-
-def _restored(outbox: Outbox) -> dict[str, SilenceConfig]:
-    """The API silences kept in the outbox; one that no longer validates (a pattern RE2
-    refuses, from before lagwatch used it) is dropped with a log line."""
-    silences = {}
-    for silence_id, body in outbox.silences().items():
-        try:
-            silences[silence_id] = SilenceConfig.model_validate_json(body)
-        except ValidationError as exc:
-            log.warning("dropped silence %s kept in %s: %s", silence_id,
-                        outbox.path or "memory", describe(exc))
-            outbox.drop_silence(silence_id)
-    return silences
 
 
 def _log_changes(before: dict[IncidentKey, Incident],

@@ -42,6 +42,7 @@ CREATE TABLE IF NOT EXISTS receipts (receiver TEXT NOT NULL, incident TEXT NOT N
 CREATE TABLE IF NOT EXISTS incidents (id INTEGER PRIMARY KEY CHECK (id = 1),
                                       book TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS silences (id TEXT PRIMARY KEY, body TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value INTEGER NOT NULL);
 """
 
 
@@ -285,19 +286,36 @@ class Outbox:
                           "FROM outbox ORDER BY id")
 
     # silences made through the API --------------------------------------------------------
-    def save_silence(self, silence_id: str, body: str) -> None:
-        """Keep a silence made through the API."""
-        self._write(lambda db: db.execute("INSERT OR REPLACE INTO silences VALUES (?, ?)",
-                                          (silence_id, body)))
+    def save_silence(self, silence_id: str, body: str, changes: int = 0) -> None:
+        """Keep a silence made through the API, as the ``changes``-th change of them."""
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("INSERT OR REPLACE INTO silences VALUES (?, ?)", (silence_id, body))
+            _count_changes(db, changes)
+        self._write(work)
 
-    def drop_silence(self, silence_id: str) -> bool:
-        """Delete a silence; say whether it existed."""
-        return self._write(lambda db: db.execute("DELETE FROM silences WHERE id = ?",
-                                                 (silence_id,)).rowcount > 0)
+    def drop_silence(self, silence_id: str, changes: int = 0) -> bool:
+        """Delete a silence, as the ``changes``-th change; say whether it existed."""
+        def work(db: sqlite3.Connection) -> bool:
+            _count_changes(db, changes)
+            return db.execute("DELETE FROM silences WHERE id = ?", (silence_id,)).rowcount > 0
+        return self._write(work)
+
+    def replace_silences(self, silences: dict[str, str], changes: int) -> None:
+        """Make the silences these (from a newer copy), as of ``changes`` changes."""
+        def work(db: sqlite3.Connection) -> None:
+            db.execute("DELETE FROM silences")
+            db.executemany("INSERT INTO silences VALUES (?, ?)", silences.items())
+            _count_changes(db, changes)
+        self._write(work)
 
     def silences(self) -> dict[str, str]:
         """Return the silences made through the API: id -> JSON body."""
         return dict(self._read("SELECT id, body FROM silences"))
+
+    def silence_changes(self) -> int:
+        """How many changes of the silences this file holds (0 before the first)."""
+        rows = self._read("SELECT value FROM meta WHERE key = 'silence_changes'")
+        return int(rows[0][0]) if rows else 0
 
     def close(self) -> None:
         """Close the database."""
@@ -311,10 +329,14 @@ def _file_trouble(exc: sqlite3.DatabaseError) -> bool:
     return isinstance(exc, sqlite3.OperationalError) or type(exc) is sqlite3.DatabaseError
 
 
+def _count_changes(db: sqlite3.Connection, changes: int) -> None:
+    db.execute("INSERT OR REPLACE INTO meta VALUES ('silence_changes', ?)", (changes,))
+
+
 def _salvage(damaged: sqlite3.Connection, memory: sqlite3.Connection) -> str:
     """Copy what each table of a damaged file still gives into ``memory``; say what."""
     kept = []
-    for table in ("incidents", "receipts", "silences", "outbox"):
+    for table in ("incidents", "receipts", "silences", "meta", "outbox"):
         try:
             rows = damaged.execute(f"SELECT * FROM {table}").fetchall()  # noqa: S608
         except sqlite3.DatabaseError:
