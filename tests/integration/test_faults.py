@@ -373,7 +373,7 @@ def test_a_state_file_damaged_while_stopped_is_moved_aside_keeping_incidents_and
     assert f"state file {path} is damaged (" in caplog.text
     assert (f"moved it to {aside} and starting afresh, with what can still be read of its "
             "incidents, notifications and silences") in caplog.text
-    assert (f"from {aside}, carried over what its incidents, receipts, silences, outbox "
+    assert (f"from {aside}, carried over what its incidents, receipts, silences, meta, outbox "
             "tables still held") in caplog.text
     assert silence in dict(second.alerter.silences())
     wait_polls(second.http.url, 3)  # type: ignore[union-attr]
