@@ -143,8 +143,8 @@ class Daemon:
         self.exporter.registry.register(AlertingCollector(self.alerter, self.store))
         if replica is not None and self.membership is not None:
             membership = self.membership
-            self.exporter.registry.register(ShardCollector(replica,
-                                                           lambda: membership.members))
+            self.exporter.registry.register(ShardCollector(
+                replica, lambda: membership.members, lambda: len(membership.outsiders)))
         heap = Heap()
         self.fleet = None if replica is None else FleetStatus(
             replica, [c.name for c in config.clusters])

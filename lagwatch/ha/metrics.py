@@ -15,9 +15,10 @@ class ShardCollector(Collector):
     """Which shards this replica owns now, in which group generation, among how many
     replicas, and the state topic's records it skipped."""
 
-    def __init__(self, replica: Replica, members: Callable[[], int | None]) -> None:
+    def __init__(self, replica: Replica, members: Callable[[], int | None],
+                 outsiders: Callable[[], int]) -> None:
         self.replica, self.shards = replica, replica.shards
-        self.members = members
+        self.members, self.outsiders = members, outsiders
 
     def collect(self) -> Iterator[Metric]:
         """Yield the ha families."""
@@ -44,6 +45,11 @@ class ShardCollector(Collector):
                               ("former_owner", fleet.discarded)):
             skipped.add_metric([reason], count)
         yield skipped
+        yield GaugeMetricFamily("lagwatch_ha_outsider_shards",
+                                "Shards a member of the coordination group that is not a "
+                                "lagwatch replica holds (it signed no claim on them for a "
+                                "session timeout); a replica watches them anyway.",
+                                value=self.outsiders())
         members = self.members()
         if members is not None:
             yield GaugeMetricFamily("lagwatch_ha_members",

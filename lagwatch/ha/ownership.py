@@ -19,6 +19,7 @@ Two guards keep a replica that lost a shard from acting for it (fencing):
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 
 from lagwatch.ha.shards import shard_of
@@ -32,6 +33,7 @@ class Claim:
     replica: str
     incarnation: str
     generation: int
+    member: str | None = None  # in a claim: the coordination group's member id of its writer
 
     def same_writer(self, other: Claim) -> bool:
         """Whether two records come from the same replica in the same run."""
@@ -46,6 +48,7 @@ class Lease:
     shards: frozenset[int] = frozenset()
     generation: int = -1
     renewed_at: float | None = None  # monotonic time of the membership loop's last tick
+    adopted: frozenset[int] = frozenset()  # shards held by an outsider, watched here anyway
 
     def renew(self, shards: frozenset[int], generation: int, now: float) -> None:
         """The membership loop found the replica a stable member owning ``shards`` in
@@ -56,13 +59,13 @@ class Lease:
         """Shards were revoked or lost (None: all): act for none of them until assigned
         again; with all lost, act for nothing until the next assignment."""
         if lost is None:
-            self.shards, self.renewed_at = frozenset(), None
+            self.shards, self.renewed_at, self.adopted = frozenset(), None, frozenset()
         else:
             self.shards -= lost
 
     def holds(self, shard: int, now: float) -> bool:
         """Whether this replica may act for ``shard`` now."""
-        return shard in self.shards and self.live(now)
+        return (shard in self.shards or shard in self.adopted) and self.live(now)
 
     def live(self, now: float) -> bool:
         """Whether the lease has been renewed within the session timeout."""
@@ -104,6 +107,11 @@ class Shards:
         with self._lock:
             self.lease.drop(lost)
 
+    def adopt(self, shards: frozenset[int]) -> None:
+        """Watch these shards too: outsiders hold them (and this replica claimed them)."""
+        with self._lock:
+            self.lease.adopted = shards
+
     def owns(self, cluster: str, group: str | None, now: float) -> bool:
         """Whether this replica watches ``group`` of ``cluster`` (None: the cluster's own
         health) now."""
@@ -114,4 +122,32 @@ class Shards:
     def owned(self, now: float) -> frozenset[int]:
         """The shards this replica holds now (none once its lease lapsed)."""
         with self._lock:
-            return self.lease.shards if self.lease.live(now) else frozenset()
+            lease = self.lease
+            return lease.shards | lease.adopted if lease.live(now) else frozenset()
+
+
+@dataclass(slots=True)
+class Outsiders:
+    """Which shards are held by a group member that is not a replica: one whose assignee
+    has signed no claim on it for ``session_timeout_s`` (a new owner claims within a
+    second of its assignment)."""
+
+    session_timeout_s: float
+    since: dict[int, float] = field(default_factory=dict)  # shard -> first seen unclaimed
+
+    def held(self, assignees: Mapping[int, str], claimants: Mapping[int, str | None],
+             now: float) -> frozenset[int]:
+        """The shards held by outsiders now: ``assignees`` maps each assigned shard to its
+        member id, ``claimants`` each claimed shard to the member id its latest claim
+        names."""
+        unclaimed = {s for s, member in assignees.items() if claimants.get(s) != member}
+        self.since = {s: self.since.get(s, now) for s in unclaimed}
+        return frozenset(s for s, t in self.since.items() if now - t >= self.session_timeout_s)
+
+
+def adopted_by(outsiders: Iterable[int], replicas: Iterable[str], me: str) -> frozenset[int]:
+    """The outsiders' shards this replica (member id ``me``) watches: each goes to one of
+    the replicas (the members that signed a claim, and this one), the same whoever
+    reckons."""
+    live = sorted({*replicas, me})
+    return frozenset(s for s in outsiders if live[s % len(live)] == me)

@@ -14,7 +14,7 @@ from lagwatch.alerting.alerter import SELF
 from lagwatch.alerting.config import SilenceConfig
 from lagwatch.alerting.incidents import Incident, Signal
 from lagwatch.alerting.sharing import Handed, NotSharedError
-from lagwatch.ha.ownership import Claim, Shards
+from lagwatch.ha.ownership import Claim, Outsiders, Shards, adopted_by
 from lagwatch.ha.shards import shard_of
 from lagwatch.ha.signing import Seal, SealError, claimed_writer
 from lagwatch.ha.statelog import (
@@ -58,6 +58,8 @@ class Replica:
         self.name, self.incarnation, self.seal = name, incarnation, seal
         self.writer: Writer | None = None  # the membership, once it is made
         self.refused = 0  # values read that are not signed with a key held here
+        self._adopting: set[int] = set()  # outsiders' shards this replica claimed
+        self._unclaimed = Outsiders(session_timeout_s)  # who holds shards unclaimed, since
         self._named: set[str] = set()  # writers of refused values already logged
         self._refusals = threading.Lock()
 
@@ -107,10 +109,23 @@ class Replica:
     def _signed(self, shard: int, key: bytes, payload: bytes) -> bytes:
         return self.seal.sign(shard, key, payload, self.name, int(time.time() * 1000))
 
-    def claim(self, shard: int, generation: int) -> bytes:
-        """The value of the claim this replica writes on taking ``shard`` in
-        ``generation``."""
-        return self._signed(shard, b"claim", claim_value(self._as(generation)))
+    def claim(self, shard: int, generation: int, member: str) -> bytes:
+        """The value of the claim this replica (group member id ``member``) writes on
+        taking ``shard`` in ``generation``."""
+        claim = Claim(self.name, self.incarnation, generation, member)
+        return self._signed(shard, b"claim", claim_value(claim))
+
+    def adopt(self, shards: frozenset[int], generation: int, member: str) -> None:
+        """Watch ``shards`` too (outsiders hold them): claim each once, and hold it from
+        when the fleet's reader has read that claim back (what was written before it is
+        known then) until another replica claims it."""
+        for shard in sorted(shards - self._adopting):
+            if self.writer is not None and self.writer.write(
+                    shard, b"claim", self.claim(shard, generation, member)) is not None:
+                self._adopting.add(shard)
+        self._adopting &= shards
+        me = self._as(generation)
+        self.shards.adopt(frozenset(s for s in self._adopting if self.fleet.claimed_by(s, me)))
 
     def _as(self, generation: int) -> Claim:
         """This replica as the writer of a record."""
@@ -133,8 +148,10 @@ class Replica:
         return self.shards.owned(time.monotonic())
 
     def handed(self, shard: int) -> Mapping[str, Handed]:
-        """What the shard's records say, by incident id."""
-        return self.state.handed(shard)
+        """What the shard's records say, by incident id (an adopted shard's, as the fleet's
+        reader read them: the membership does not read it)."""
+        adopted = shard in self.shards.lease.adopted
+        return (self.fleet if adopted else self.state).handed(shard)
 
     def publish(self, shard: int, incident_id: str, handed: Handed) -> None:
         """Write an incident's state to its shard while this replica holds it (a replica
@@ -161,6 +178,16 @@ class Replica:
             claim = self._as(self.shards.lease.generation)
             key, payload = status_record(claim, cluster, compressed)
             self.writer.send(shard, key, self._signed(shard, key, payload))
+
+    def outsiders(self, assignees: dict[int, str], members: set[str], me: str, now: float
+                  ) -> tuple[frozenset[int], frozenset[int]]:
+        """The shards outsiders hold (``assignees``: each assigned shard's member id;
+        ``members``: the group's member ids; ``me``: this replica's), and those of them
+        this replica is to watch."""
+        claimants = self.fleet.claimants()
+        held = self._unclaimed.held(assignees, claimants, now)
+        replicas = {c for c in claimants.values() if c is not None} & members
+        return held, adopted_by(held, replicas, me)
 
     def incidents(self) -> list[Incident]:
         """Every replica's open incidents, as the state topic says."""

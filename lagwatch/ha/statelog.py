@@ -64,8 +64,8 @@ class RecordError(ValueError):
 
 
 def claim_value(claim: Claim) -> bytes:
-    """The value of a ``claim`` record."""
-    return json.dumps(_writer(claim)).encode()
+    """The value of a ``claim`` record (naming the claimant's group member id)."""
+    return json.dumps({**_writer(claim), "member": claim.member}).encode()
 
 
 def _writer(claim: Claim) -> dict[str, Any]:
@@ -93,11 +93,12 @@ def _claim(doc: Any) -> Claim:
     if not isinstance(doc, dict) or doc.get("v") != VERSION:
         raise RecordError("not a version 1 record")
     replica, incarnation = doc.get("replica"), doc.get("incarnation")
-    generation = doc.get("generation")
+    generation, member = doc.get("generation"), doc.get("member")
     if not isinstance(replica, str) or not isinstance(incarnation, str) or type(
             generation) is not int:
         raise RecordError("no replica, incarnation and generation")
-    return Claim(replica, incarnation, generation)
+    return Claim(replica, incarnation, generation,
+                 member if isinstance(member, str) else None)
 
 
 def _handed(doc: dict[str, Any]) -> Handed:
@@ -252,6 +253,17 @@ class ShardState:
         with self._lock:
             self._silences[silence_id] = silence
         return None
+
+    def claimants(self) -> dict[int, str | None]:
+        """Each claimed shard's latest claimant, by its group member id."""
+        with self._lock:
+            return {s: c.member for s, c in self.claims.latest.items()}
+
+    def claimed_by(self, shard: int, writer: Claim) -> bool:
+        """Whether the shard's latest claim is ``writer``'s (a replica in one run)."""
+        with self._lock:
+            latest = self.claims.latest.get(shard)
+            return latest is not None and latest.same_writer(writer)
 
     def forget(self, shard: int) -> None:
         """Drop what was read of a shard (to be read again from its start)."""

@@ -84,7 +84,12 @@ class Seat(Protocol):
     def apply_fleet(self, shard: int, key: bytes | None, value: bytes | None
                     ) -> str | None: ...
 
-    def claim(self, shard: int, generation: int) -> bytes: ...
+    def claim(self, shard: int, generation: int, member: str) -> bytes: ...
+
+    def adopt(self, shards: frozenset[int], generation: int, member: str) -> None: ...
+
+    def outsiders(self, assignees: dict[int, str], members: set[str], me: str, now: float
+                  ) -> tuple[frozenset[int], frozenset[int]]: ...
 
 
 def _shards(partitions: Any) -> frozenset[int]:
@@ -130,6 +135,8 @@ class Membership(threading.Thread):
         self._admin: KafkaAdminClient | None = None
         self.members: int | None = None  # replicas in the group, as last counted
         self._counted_at = float("-inf")
+        self._adopted: frozenset[int] = frozenset()  # outsiders' shards watched here
+        self.outsiders: set[int] = set()  # shards outsiders hold (named in the log)
         self.reader = FleetReader(cluster, seat.apply_fleet, topic=topic, shards=shards,
                                   replica=replica)
 
@@ -201,10 +208,11 @@ class Membership(threading.Thread):
         would fence out its new owner); a claim that fails is tried again in the loop."""
         assert self._consumer is not None
         self._consumer.seek_to_beginning(*assigned)
-        generation = self._consumer.group_metadata().generation_id
+        meta = self._consumer.group_metadata()
         for shard in _shards(assigned):
             self.seat.dropped(frozenset({shard}))  # anything read of it before is stale
-            offset = self.write(shard, b"claim", self.seat.claim(shard, generation))
+            offset = self.write(shard, b"claim", self.seat.claim(
+                shard, meta.generation_id, meta.member_id))
             with self._claims_lock:
                 self._claims[shard] = offset
 
@@ -215,7 +223,8 @@ class Membership(threading.Thread):
                 self._claims.pop(shard, None)
         self.seat.dropped(lost)
 
-    def _ready(self, consumer: KafkaConsumer, generation: int) -> frozenset[int]:
+    def _ready(self, consumer: KafkaConsumer, generation: int, member: str
+               ) -> frozenset[int]:
         """Claim again the shards whose claim failed (if still assigned); return those read
         past this replica's claim."""
         with self._claims_lock:
@@ -223,7 +232,8 @@ class Membership(threading.Thread):
         assigned = _shards(consumer.assignment())
         for shard in sorted(s for s, offset in claims.items() if offset is None):
             if shard in assigned:
-                offset = self.write(shard, b"claim", self.seat.claim(shard, generation))
+                offset = self.write(shard, b"claim",
+                                    self.seat.claim(shard, generation, member))
                 with self._claims_lock:
                     if shard in self._claims:
                         self._claims[shard] = claims[shard] = offset
@@ -247,9 +257,9 @@ class Membership(threading.Thread):
                     _read(self.topic, consumer.poll(timeout_ms=POLL_MS), self.seat.apply)
                     meta = consumer.group_metadata()
                     if meta.state == MemberState.STABLE:
-                        held = self._ready(consumer, meta.generation_id)
+                        held = self._ready(consumer, meta.generation_id, meta.member_id)
                         self.seat.renewed(held, meta.generation_id, time.monotonic())
-                    self._count_members()
+                        self._watch_members(meta.generation_id, meta.member_id)
                 except KafkaError as exc:  # the cluster is going away: the lease lapses
                     log.warning("ha: polling the coordination group %s failed: %s",
                                 self.group, brief(exc))
@@ -260,14 +270,36 @@ class Membership(threading.Thread):
         finally:
             consumer.close()
 
-    def _count_members(self) -> None:
+    def _watch_members(self, generation: int, member: str) -> None:
+        """Count the group's members, and watch the shards outsiders hold (every
+        MEMBERS_EVERY_S; between, adopt again what was found, as claims are read back)."""
         now = time.monotonic()
-        if self._admin is None or now - self._counted_at < MEMBERS_EVERY_S:
-            return
-        self._counted_at = now
-        described = self._admin.describe_groups([self.group])
-        info = described.get(self.group, {}) if isinstance(described, dict) else {}
-        self.members = len(info.get("members", ()))
+        if self._admin is not None and now - self._counted_at >= MEMBERS_EVERY_S:
+            self._counted_at = now
+            described = self._admin.describe_groups([self.group])
+            info = described.get(self.group, {}) if isinstance(described, dict) else {}
+            members = info.get("members") or []
+            self.members = len(members)
+            held, self._adopted = self.seat.outsiders(
+                _assignees(members, self.topic), {str(m.get("member_id")) for m in members},
+                member, now)
+            self._warn_outsiders(held, members)
+        self.seat.adopt(self._adopted, generation, member)
+
+    def _warn_outsiders(self, held: frozenset[int], members: list[dict[str, Any]]) -> None:
+        """Name each outsider's shards once, when first found, and say when they are back."""
+        for shard in sorted(held - self.outsiders):
+            holder = next((m for m in members if shard in _assignees([m], self.topic)), {})
+            log.warning(
+                "ha: shard %d of %s is held by member %s (client id %r, host %s) of group "
+                "%s, which has signed no claim on it: not a lagwatch replica (README, "
+                "Replicas); %s", shard, self.topic, holder.get("member_id"),
+                holder.get("client_id"), holder.get("client_host"), self.group,
+                "this replica watches it" if shard in self._adopted
+                else "another replica watches it")
+        for shard in sorted(self.outsiders - held):
+            log.warning("ha: shard %d of %s is held by a replica again", shard, self.topic)
+        self.outsiders = set(held)
 
 
     def stop(self) -> None:
@@ -283,6 +315,20 @@ class Membership(threading.Thread):
 
 
 Apply = Callable[[int, bytes | None, bytes | None], str | None]
+
+
+def _assignees(members: list[dict[str, Any]], topic: str) -> dict[int, str]:
+    """Each shard's assignee among the described members, by member id (a member whose
+    assignment cannot be decoded assigns nothing here)."""
+    assignees: dict[int, str] = {}
+    for member in members:
+        assignment = member.get("member_assignment")
+        parts = assignment.get("assigned_partitions") if isinstance(assignment, dict) else None
+        for part in parts or ():
+            if isinstance(part, dict) and part.get("topic") == topic:
+                for shard in part.get("partitions") or ():
+                    assignees[shard] = str(member.get("member_id"))
+    return assignees
 
 
 def _read(topic: str, batches: dict[TopicPartition, list[Any]], apply: Apply) -> None:

@@ -241,8 +241,8 @@ def _exposed(stage: Stage) -> set[str]:
 
 
 # exported only by replicas with an ha section (tests/integration/test_ha.py reads them)
-HA_ONLY = ["lagwatch_ha_generation", "lagwatch_ha_members", "lagwatch_ha_records_skipped_total",
-           "lagwatch_shard_owned"]
+HA_ONLY = ["lagwatch_ha_generation", "lagwatch_ha_members", "lagwatch_ha_outsider_shards",
+           "lagwatch_ha_records_skipped_total", "lagwatch_shard_owned"]
 
 
 def test_every_documented_metric_is_exposed_and_every_exposed_one_documented(

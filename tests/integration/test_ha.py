@@ -3,16 +3,19 @@ each replica owns, and how they move when a replica leaves or is dropped."""
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
 import yaml
-from kafka import KafkaAdminClient
+from kafka import KafkaAdminClient, KafkaConsumer
 from kafka.admin import ConfigResource, ConfigResourceType
+from kafka.coordinator.assignors.cooperative_sticky import CooperativeStickyAssignor
 
 from lagwatch.daemon import Daemon
 from lagwatch.ha.replica import Replica as Seat
@@ -21,7 +24,14 @@ from lagwatch.ha.signing import Seal, parse_keys
 from lagwatch.kafka.config import ClusterConfig
 from lagwatch.kafka.membership import Membership, StateTopicError, ensure_state_topic
 from tests.exposition import parse
-from tests.integration.helpers import HA_KEY, commit, http_get, status_document, wait_for
+from tests.integration.helpers import (
+    HA_KEY,
+    commit,
+    http_get,
+    status_document,
+    wait_for,
+    wait_polls,
+)
 
 SESSION_S = 6.0
 
@@ -176,3 +186,70 @@ def test_run_stops_with_one_line_when_the_state_topic_cannot_be_used(
     assert down.stderr.startswith(f"lagwatch: ha.topic {topic!r} on cluster 'default': "), (
         down.stderr)
     assert len(down.stderr.splitlines()) == 1
+
+
+def test_shards_an_outsider_takes_in_the_coordination_group_are_watched_anyway(
+        daemon: Callable[..., Daemon], make_topic: Callable[..., str], kafka_bootstrap: str,
+        unique: Callable[[str], str], tmp_path: Path, caplog: pytest.LogCaptureFixture
+        ) -> None:
+    # Given one replica watching eight groups over four shards
+    topic = make_topic([10])
+    groups = [unique("ha-watched") for _ in range(8)]
+    for g in groups:
+        commit(kafka_bootstrap, g, topic, {0: 10})
+    (tmp_path / "ha-key").write_text(HA_KEY)
+    group, state_topic = unique("ha-group"), unique("ha-state")
+    a = daemon(*groups, ha={"cluster": "default", "group": group, "topic": state_topic,
+                            "shards": 4, "session_timeout": "6s", "replica": "a",
+                            "key_file": str(tmp_path / "ha-key")},
+               state_dir=str(tmp_path / "a"))
+    assert a.shards is not None
+    shards = a.shards
+    wait_for(lambda: len(shards.owned(time.monotonic())) == 4, "a to own every shard")
+
+    def outsider_shards() -> float | None:
+        assert a.http is not None
+        return parse(http_get(a.http.url + "/metrics")[1].decode()).get(
+            ("lagwatch_ha_outsider_shards", frozenset()))
+
+    assert outsider_shards() == 0.0
+    # When a plain consumer, with no key, joins the coordination group and is given shards
+    caplog.set_level(logging.WARNING, logger="lagwatch.kafka.membership")
+    outsider = KafkaConsumer(bootstrap_servers=[kafka_bootstrap], group_id=group,
+                             client_id="mallory", enable_auto_commit=False,
+                             partition_assignment_strategy=[CooperativeStickyAssignor])
+    outsider.subscribe([state_topic])
+    stop = threading.Event()
+
+    def consume() -> None:
+        while not stop.is_set():
+            outsider.poll(timeout_ms=200)
+
+    thread = threading.Thread(target=consume)
+    thread.start()
+    try:
+        wait_for(lambda: len(shards.lease.shards) == 2, "the outsider to take two shards",
+                 timeout_s=60)
+        taken = frozenset(range(4)) - shards.lease.shards
+        # Then after a session timeout the replica watches them anyway, and says so
+        wait_for(lambda: shards.lease.adopted == taken, "a to watch the outsider's shards",
+                 timeout_s=SESSION_S + 30)
+        assert shards.owned(time.monotonic()) == frozenset(range(4))
+        wait_polls(a.http.url, 2)  # type: ignore[union-attr]
+        report = a.state.report("default")
+        assert report is not None and {g.group_id for g in report.groups} == set(groups)
+        named = [m for m in caplog.messages if "which has signed no claim" in m]
+        assert [m.split(" of ")[0] for m in named] == [f"ha: shard {s}" for s in sorted(taken)]
+        assert all("(client id 'mallory', host /127.0.0.1) of group " + group in m
+                   and m.endswith("this replica watches it") for m in named), named
+        assert outsider_shards() == 2.0
+    finally:
+        stop.set()
+        thread.join()
+        outsider.close()
+    # When the outsider leaves, the replica holds every shard by its lease again
+    wait_for(lambda: shards.lease.shards == frozenset(range(4)) and not shards.lease.adopted,
+             "a to hold every shard again", timeout_s=SESSION_S + 30)
+    wait_for(lambda: outsider_shards() == 0.0, "the outsider's shards no longer counted")
+    assert [m for m in caplog.messages if m.endswith("is held by a replica again")] == [
+        f"ha: shard {s} of {state_topic} is held by a replica again" for s in sorted(taken)]

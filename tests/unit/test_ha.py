@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from lagwatch.config import ConfigError, load_config
-from lagwatch.ha.ownership import Claim, Claims, Lease
+from lagwatch.ha.ownership import Claim, Claims, Lease, Outsiders, adopted_by
 from lagwatch.ha.shards import shard_of
 
 
@@ -103,3 +103,26 @@ def test_the_ha_keys_are_secrets_scrubbed_from_logs(tmp_path: Path) -> None:
     assert config.ha is not None
     assert config.ha.signing_keys() == [b"n" * 40, b"o" * 32]
     assert config.secrets() == ["n" * 40, "o" * 32]
+
+
+def test_a_shard_whose_assignee_signed_no_claim_for_a_session_is_an_outsider_s() -> None:
+    outsiders = Outsiders(session_timeout_s=10.0)
+    assignees = {0: "m-a", 1: "m-a", 2: "m-x", 3: "m-x"}
+    claimants = {0: "m-a", 1: "m-a", 2: "m-a", 3: None}  # m-x took 2 and 3 from m-a
+    assert outsiders.held(assignees, claimants, 100.0) == frozenset()
+    assert outsiders.held(assignees, claimants, 109.9) == frozenset()
+    assert outsiders.held(assignees, claimants, 110.0) == {2, 3}
+    # a replica assigned shard 3 claims it: its own again, and the clock starts anew
+    assignees[3], claimants[3] = "m-b", "m-b"
+    assert outsiders.held(assignees, claimants, 111.0) == {2}
+    assignees[3] = "m-x"
+    assert outsiders.held(assignees, claimants, 115.0) == {2}
+    assert outsiders.held(assignees, claimants, 125.0) == {2, 3}
+
+
+def test_each_outsider_s_shard_is_watched_by_one_replica_by_every_replica_s_reckoning() -> None:
+    held = frozenset({2, 3, 7})
+    mine = {me: adopted_by(held, ["m-b", "m-a"], me) for me in ("m-a", "m-b")}
+    assert mine == {"m-a": {2}, "m-b": {3, 7}}
+    # a replica whose claims the others have not read yet counts itself in
+    assert adopted_by(held, [], "m-c") == held
