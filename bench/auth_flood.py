@@ -97,7 +97,7 @@ def flood(port: int, clients: int, seconds: float) -> tuple[list[float], Counter
     return honest, answers
 
 
-def measure(label: str, package: Path | None, home: Path, web: Path, clients: int,
+def measure(label: str, package: Path | None, home: Path, *, web: Path, clients: int,
             seconds: float) -> tuple[float, float]:
     port = free_port()
     daemon = run(home, {"clusters": [{"name": "nowhere", "bootstrap_servers": ["127.0.0.1:1"],
@@ -134,9 +134,10 @@ def main() -> None:
         old = checkout(args.baseline, home / "baseline")
         print(f"{args.clients} clients sending wrong passwords for {args.seconds:g} s; "
               "bcrypt cost 10", flush=True)
-        measure(f"baseline {args.baseline}", old, home / "old", web, args.clients,
-                args.seconds)
-        measure("current", None, home / "new", web, args.clients, args.seconds)
+        measure(f"baseline {args.baseline}", old, home / "old", web=web, clients=args.clients,
+                seconds=args.seconds)
+        measure("current", None, home / "new", web=web, clients=args.clients,
+                seconds=args.seconds)
 
 
 if __name__ == "__main__":

@@ -78,11 +78,11 @@ def refused(port: int) -> float:
     return 0.0
 
 
-def measure(label: str, package: Path | None, bootstrap: str, home: Path, megabytes: int,
+def measure(label: str, package: Path | None, bootstrap: str, *, home: Path, megabytes: int,
             signed: bool, read_s: float) -> float:
     """Flood a replica; return how long it took to refuse it all (``read_s`` for one
     that does not count)."""
-    port, topic = free_port(), f"bench-state-{label.split()[0]}-{os.getpid()}"
+    port, topic = free_port(), f"bench-state-{label.split(maxsplit=1)[0]}-{os.getpid()}"
     ha = {"cluster": "prod", "topic": topic, "group": topic, "shards": SHARDS,
           "session_timeout": "6s", "replica": "bench"}
     if signed:
@@ -140,10 +140,10 @@ def main() -> None:
             broker("1g") as bootstrap:
         home = Path(tmp)
         old = checkout(args.baseline, home / "baseline")
-        took = measure("current", None, bootstrap, home / "new", args.megabytes, signed=True,
-                       read_s=0)
-        measure(f"baseline {args.baseline}", old, bootstrap, home / "old", args.megabytes,
-                signed=False, read_s=took)
+        took = measure("current", None, bootstrap, home=home / "new",
+                       megabytes=args.megabytes, signed=True, read_s=0)
+        measure(f"baseline {args.baseline}", old, bootstrap, home=home / "old",
+                megabytes=args.megabytes, signed=False, read_s=took)
 
 
 if __name__ == "__main__":
