@@ -521,8 +521,8 @@ def test_records_forged_on_the_state_topic_mute_send_and_lose_nothing(
     incident_id = f"{CLUSTER}/{group}/lag"
     # When someone who can write to the state topic but has no key writes, in the shard of
     # the group: a claim, an incident of their own with a page to send, a value nested
-    # 50,000 deep; in the silences' shard, a silence of everything; in another, 900 kB of
-    # status for a cluster nobody watches
+    # 50,000 deep; in the silences' shard, a silence of everything and another nested
+    # value; in another shard, 900 kB of status for a cluster nobody watches
     mallory = Claim("mallory", "x", 99)
     firing = Incident(Signal(IncidentKey(CLUSTER, "forged", "lag"), Severity.CRITICAL,
                              "forged page", (), (), "forged"), Phase.FIRING, 1.0, 1.0)
@@ -535,21 +535,29 @@ def test_records_forged_on_the_state_topic_mute_send_and_lose_nothing(
         (shard, b"incident:" + incident_id.encode(), b"[" * 50_000),
         (0, *silence_record("forged", SilenceConfig.model_validate(
             {"match": {}, "ends": "2099-01-01T00:00:00Z"}))),
+        (0, b"silence:nested", b"{\"match\":" * 50_000),
         ((shard + 1) % SHARDS, *status_record(mallory, "elsewhere", os.urandom(900_000))),
     ]
     for partition, key, value in records:
         forged.send(state_topic, key=key, value=value, partition=partition).get(timeout=30)
-    # Then each replica refuses them all, unread (its fleet reader reads every shard)
+    # and a silence of another group is made through the API, right after them
+    code, made = post_json(two[1].base + "/api/v1/silences", {
+        "match": {"group": "^another$"}, "ends": "2099-01-01T00:00:00Z"}, TOKEN)
+    assert code == 201, made
+    # Then each replica refuses them all, unread (its fleet reader reads every shard), and
+    # keeps the real silence
     for replica in two:
         wait_for(lambda: skipped(replica, "unsigned") == len(records),  # noqa: B023
                  f"{replica.name} to refuse the forged records")
+        wait_for(lambda: [s["id"] for s in replica.api("/api/v1/silences")["silences"]]  # noqa: B023
+                 == [made["id"]], f"{replica.name} to keep the real silence")
     # When the group stops, Then its page goes out, not muted
     stop(trio, unique, [group])
     wait_for(lambda: pagerduty.events("trigger") and slack.posts(), "the page", timeout_s=60)
     first = owner(two, group)
     assert first is not None
     delivered(first)
-    assert [s["id"] for s in first.api("/api/v1/silences")["silences"]] == []
+    assert [s["id"] for s in first.api("/api/v1/silences")["silences"]] == [made["id"]]
     # When the firing incident's record is tombstoned by the same hand
     second = next(r for r in two if r is not first)
     unreadable = skipped(second, "unreadable")
