@@ -128,6 +128,15 @@ def replicas(trio: KafkaCluster, tmp_path: Path, unique: Callable[[str], str]
                   f"{replica.log.read_text()[-4000:]}")
 
 
+def sharing_one_group(replicas: Callable[..., list[Replica]], unique: Callable[[str], str],
+                      alerting: Callable[[str], dict[str, Any]]) -> tuple[str, list[Replica]]:
+    """Two replicas, the shards shared out, watching a group routed to the pagers."""
+    group = unique("ha-group")
+    two = replicas(["a", "b"], [group], alerting(group))
+    wait_for(lambda: shared_out(two), "the shards shared out", timeout_s=90)
+    return group, two
+
+
 def shared_out(replicas: list[Replica]) -> bool:
     """Every shard owned by exactly one of the live replicas."""
     owned = [r.owned() for r in replicas]
@@ -345,9 +354,7 @@ def test_a_silence_made_through_any_replica_applies_on_every_one(
         unique: Callable[[str], str], slack: FakeSlack, pagerduty: FakePagerDuty,
         alerting: Callable[[str], dict[str, Any]]) -> None:
     # Given two replicas, and a group that will page once stopped
-    group = unique("ha-group")
-    two = replicas(["a", "b"], [group], alerting(group))
-    wait_for(lambda: shared_out(two), "the shards shared out", timeout_s=90)
+    group, two = sharing_one_group(replicas, unique, alerting)
     owning = owner(two, group)
     assert owning is not None
     other = next(r for r in two if r is not owning)
@@ -513,9 +520,7 @@ def test_records_forged_on_the_state_topic_mute_send_and_lose_nothing(
         unique: Callable[[str], str], slack: FakeSlack, pagerduty: FakePagerDuty,
         alerting: Callable[[str], dict[str, Any]]) -> None:
     # Given two replicas watching a group routed to the pagers
-    group = unique("ha-group")
-    two = replicas(["a", "b"], [group], alerting(group))
-    wait_for(lambda: shared_out(two), "the shards shared out", timeout_s=90)
+    group, two = sharing_one_group(replicas, unique, alerting)
     state_topic = yaml.safe_load(two[0].log.with_suffix(".yaml").read_text())["ha"]["topic"]
     shard = shard_of(CLUSTER, group, SHARDS)
     incident_id = f"{CLUSTER}/{group}/lag"
