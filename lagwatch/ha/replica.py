@@ -58,7 +58,6 @@ class Replica:
         self.name, self.incarnation, self.seal = name, incarnation, seal
         self.writer: Writer | None = None  # the membership, once it is made
         self.refused = 0  # values read that are not signed with a key held here
-        self._adopting: set[int] = set()  # outsiders' shards this replica claimed
         self._unclaimed = Outsiders(session_timeout_s)  # who holds shards unclaimed, since
         self._named: set[str] = set()  # writers of refused values already logged
         self._refusals = threading.Lock()
@@ -115,17 +114,19 @@ class Replica:
         claim = Claim(self.name, self.incarnation, generation, member)
         return self._signed(shard, b"claim", claim_value(claim))
 
-    def adopt(self, shards: frozenset[int], generation: int, member: str) -> None:
-        """Watch ``shards`` too (outsiders hold them): claim each once, and hold it from
-        when the fleet's reader has read that claim back (what was written before it is
-        known then) until another replica claims it."""
-        for shard in sorted(shards - self._adopting):
-            if self.writer is not None and self.writer.write(
-                    shard, b"claim", self.claim(shard, generation, member)) is not None:
-                self._adopting.add(shard)
-        self._adopting &= shards
+    def adopt(self, shards: frozenset[int], generation: int, member: str, *,
+              claim: bool) -> None:
+        """Watch ``shards`` too (outsiders hold them), each from when the fleet's reader
+        has read this replica's claim on it (what was written before is known then) until
+        another replica claims it. With ``claim``, claim those not claimed yet (a write
+        waits, so the membership loop asks it only now and then)."""
         me = self._as(generation)
-        self.shards.adopt(frozenset(s for s in self._adopting if self.fleet.claimed_by(s, me)))
+        ready = frozenset(s for s in shards if self.fleet.claimed_by(s, me))
+        writer = self.writer if claim else None
+        if writer is not None:
+            for shard in sorted(shards - ready):
+                writer.write(shard, b"claim", self.claim(shard, generation, member))
+        self.shards.adopt(ready)
 
     def _as(self, generation: int) -> Claim:
         """This replica as the writer of a record."""
@@ -185,7 +186,8 @@ class Replica:
         ``members``: the group's member ids; ``me``: this replica's), and those of them
         this replica is to watch."""
         claimants = self.fleet.claimants()
-        held = self._unclaimed.held(assignees, claimants, now)
+        theirs = {s: m for s, m in assignees.items() if m != me}  # mine: claimed in the loop
+        held = self._unclaimed.held(theirs, claimants, now)
         replicas = {c for c in claimants.values() if c is not None} & members
         return held, adopted_by(held, replicas, me)
 

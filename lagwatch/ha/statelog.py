@@ -218,7 +218,7 @@ class ShardState:
             if latest is not None and at_ms < latest - MAX_SKEW_MS:
                 self.unreadable += 1
                 return (f"signed {(latest - at_ms) / 1000:.0f}s before the latest value of "
-                        "its key: a replay")
+                        "its key: a replay (or the replicas' clocks are that far apart)")
             self._times[shard, key] = max(at_ms, latest or at_ms)
             self._times.move_to_end((shard, key))
             if len(self._times) > MAX_TIMES:
@@ -270,6 +270,8 @@ class ShardState:
         with self._lock:
             self._entries.pop(shard, None)
             self.claims.latest.pop(shard, None)
+            for key in [k for k in self._times if k[0] == shard]:
+                del self._times[key]
 
     def _status_part(self, shard: int, key: bytes, value: bytes) -> str | None:
         cluster = key[len(STATUS):].decode("utf-8", "replace")

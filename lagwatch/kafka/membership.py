@@ -86,7 +86,8 @@ class Seat(Protocol):
 
     def claim(self, shard: int, generation: int, member: str) -> bytes: ...
 
-    def adopt(self, shards: frozenset[int], generation: int, member: str) -> None: ...
+    def adopt(self, shards: frozenset[int], generation: int, member: str, *,
+              claim: bool) -> None: ...
 
     def outsiders(self, assignees: dict[int, str], members: set[str], me: str, now: float
                   ) -> tuple[frozenset[int], frozenset[int]]: ...
@@ -274,7 +275,8 @@ class Membership(threading.Thread):
         """Count the group's members, and watch the shards outsiders hold (every
         MEMBERS_EVERY_S; between, adopt again what was found, as claims are read back)."""
         now = time.monotonic()
-        if self._admin is not None and now - self._counted_at >= MEMBERS_EVERY_S:
+        fresh = self._admin is not None and now - self._counted_at >= MEMBERS_EVERY_S
+        if fresh and self._admin is not None:
             self._counted_at = now
             described = self._admin.describe_groups([self.group])
             info = described.get(self.group, {}) if isinstance(described, dict) else {}
@@ -284,7 +286,7 @@ class Membership(threading.Thread):
                 _assignees(members, self.topic), {str(m.get("member_id")) for m in members},
                 member, now)
             self._warn_outsiders(held, members)
-        self.seat.adopt(self._adopted, generation, member)
+        self.seat.adopt(self._adopted, generation, member, claim=fresh)
 
     def _warn_outsiders(self, held: frozenset[int], members: list[dict[str, Any]]) -> None:
         """Name each outsider's shards once, when first found, and say when they are back."""
