@@ -50,7 +50,8 @@ class Config(Strict):
     alerting: AlertingConfig = Field(default_factory=AlertingConfig)
     audit: AuditConfig = Field(default_factory=AuditConfig)
     ha: HaConfig | None = None  # None: one process watches everything
-    state_dir: str = "/var/lib/lagwatch"
+    state_dir: str = Field(default_factory=lambda: os.environ.get("LAGWATCH_STATE_DIR")
+                           or "/var/lib/lagwatch")
     persist: bool = True
     log_level: Literal["debug", "info", "warning", "error"] = "info"
 

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import shutil
 import sys
+import tempfile
 import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -37,36 +39,24 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
-# The machine's own lagwatch state: no test may read or write it (every daemon a test starts
-# has a temporary state_dir). The tool caches in ~/.cache/lagwatch (the broker's jars, the
-# helm binary) are the one exception: built once, by the first run that needs them.
-MACHINE_STATE = (Path("/var/lib/lagwatch"), Path.home() / ".cache" / "lagwatch")
-TOOL_CACHES = ("kafka-", ".kafka-", "helm-", ".helm-")
-
-
-def machine_state() -> dict[str, tuple[int, int]]:
-    """Every file under MACHINE_STATE but the tool caches: path -> (size, mtime in ns)."""
-    found = {}
-    for root in MACHINE_STATE:
-        for path in root.rglob("*") if root.is_dir() else ():
-            relative = path.relative_to(root).parts
-            if relative and relative[0].startswith(TOOL_CACHES):
-                continue
-            if path.is_file():
-                stat = path.stat()
-                found[str(path)] = (stat.st_size, stat.st_mtime_ns)
-    return found
+# No test may use the default state directory: every daemon a test starts names its own
+# state_dir. The session points the default ($LAGWATCH_STATE_DIR, inherited by the daemons
+# the tests start as processes) at a directory of its own that must stay empty, so the
+# check looks only at what the tests could touch: another lagwatch on the machine, writing
+# /var/lib/lagwatch, never fails the run.
+DEFAULT_STATE_DIR = Path(tempfile.mkdtemp(prefix="lagwatch-default-state-")) / "state"
+os.environ["LAGWATCH_STATE_DIR"] = str(DEFAULT_STATE_DIR)
 
 
 @pytest.fixture(scope="session", autouse=True)
-def machine_state_untouched() -> Iterator[None]:
-    """Fail the session if any test changed the machine's lagwatch state."""
-    before = machine_state()
+def default_state_dir_untouched() -> Iterator[None]:
+    """Fail the session if any test wrote to the default state directory."""
     yield
-    after = machine_state()
-    changed = sorted(p for p in before.keys() | after.keys() if before.get(p) != after.get(p))
-    assert not changed, (f"the tests changed the machine's lagwatch state: "
-                         f"{', '.join(changed[:10])}")
+    written = sorted(str(p) for p in DEFAULT_STATE_DIR.rglob("*")) if (
+        DEFAULT_STATE_DIR.exists()) else []
+    assert not written, ("a test used the default state_dir (set state_dir or "
+                         f"--state-dir): {', '.join(written[:10])}")
+    shutil.rmtree(DEFAULT_STATE_DIR.parent, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
