@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -230,30 +231,33 @@ def test_two_first_runs_at_once_both_get_the_jars_resolved_once(tmp_path: Path) 
     assert (cache / f"kafka-clients-{V}.jar").stat().st_size == 1000
 
 
-def test_a_test_that_touches_the_machine_s_lagwatch_state_fails_the_session(
+def test_a_test_that_uses_the_default_state_dir_fails_the_session_and_nothing_else_does(
         tmp_path: Path) -> None:
-    # Given a test that writes into ~/.cache/lagwatch beside the jar cache
+    # Given a test whose lagwatch state goes to the default state_dir, and another that
+    # writes where a lagwatch running beside the tests would (its home's files)
     (tmp_path / "conftest.py").write_text(
-        "from tests.conftest import machine_state_untouched  # noqa: F401\n")
+        "from tests.conftest import default_state_dir_untouched  # noqa: F401\n")
     (tmp_path / "test_leaky.py").write_text(
-        "from pathlib import Path\n\n\n"
+        "from pathlib import Path\n\n"
+        "from lagwatch.config import Config\n\n\n"
         "def test_leaky() -> None:\n"
-        "    state = Path.home() / '.cache' / 'lagwatch'\n"
-        "    (state / 'kafka-4.1.1').mkdir(parents=True)\n"
-        "    (state / 'kafka-4.1.1' / 'a.jar').write_text('jar')  # the jar cache: allowed\n"
-        "    (state / 'helm-v4.3.2').mkdir()\n"
-        "    (state / 'helm-v4.3.2' / 'helm').write_text('helm')  # the helm build: allowed\n"
-        "    (state / 'incidents.sqlite').write_text('state')\n")
-    # When it runs with that home
+        "    config = Config.model_validate({'clusters': [\n"
+        "        {'name': 'a', 'bootstrap_servers': ['127.0.0.1:9092']}]})\n"
+        "    Path(config.state_dir).mkdir(parents=True)\n"
+        "    (Path(config.state_dir) / 'lagwatch.sqlite').write_text('state')\n\n\n"
+        "def test_beside() -> None:\n"
+        "    (Path.home() / 'lagwatch.sqlite').write_text('another lagwatch')\n")
+    # When it runs
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                              str(tmp_path / "test_leaky.py")], cwd=ROOT, capture_output=True,
                             text=True, timeout=120, check=False,
-                            env={**os.environ, "HOME": str(tmp_path / "home")})
-    # Then the session fails, naming the file, and only that one
+                            env={**os.environ, "HOME": str(tmp_path)})
+    # Then the session fails, naming the one file written to the default state_dir
     assert result.returncode == 1, result.stdout
-    assert ("AssertionError: the tests changed the machine's lagwatch state: "
-            f"{tmp_path}/home/.cache/lagwatch/incidents.sqlite\n") in result.stdout
-    assert result.stdout.splitlines()[-1].startswith("1 passed, 1 error")
+    assert re.search(r"AssertionError: a test used the default state_dir \(set state_dir or "
+                     r"--state-dir\): /tmp/lagwatch-default-state-\w+/state/lagwatch\.sqlite"
+                     r"\n", result.stdout), result.stdout
+    assert re.match(r"2 passed(, \d+ warnings)?, 1 error", result.stdout.splitlines()[-1])
 
 
 def test_the_launcher_refuses_a_kafka_version_that_is_not_a_release_number() -> None:
