@@ -229,9 +229,12 @@ def test_an_unreachable_cluster_raises_one_incident_and_resolves_no_group(
                            alerting=alerting(group))
         _, base = run_daemon(path)
         wait_for(lambda: pagerduty.events("trigger"), "the group's trigger", timeout_s=45)
-        # When the broker is down for 2 minutes
+        # When the broker is down: unreachable, paged, then 6 more polls (each 1 s apart or
+        # more, and each failing slowly: past resolve_after, 3 s, so a wrong resolve of the
+        # group would show)
         broker.stop(keep_data=True)
-        time.sleep(120)  # the outage: longer than resolve_after, so a wrong resolve would show
+        wait_for(lambda: pagerduty.events("trigger")[1:], "the outage's trigger", timeout_s=60)
+        wait_polls(base, 6, timeout_s=180)
         down_events = [(e["event_action"], e["dedup_key"]) for e in pagerduty.events()]
         # And comes back
         broker.start()
