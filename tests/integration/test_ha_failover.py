@@ -130,10 +130,13 @@ def replicas(trio: KafkaCluster, tmp_path: Path, unique: Callable[[str], str]
 
 def sharing_one_group(replicas: Callable[..., list[Replica]], unique: Callable[[str], str],
                       alerting: Callable[[str], dict[str, Any]]) -> tuple[str, list[Replica]]:
-    """Two replicas, the shards shared out, watching a group routed to the pagers."""
+    """Two replicas, the shards shared out between them (each owning some: the first to
+    start owns them all until the second joins), watching a group routed to the pagers."""
     group = unique("ha-group")
     two = replicas(["a", "b"], [group], alerting(group))
-    wait_for(lambda: shared_out(two), "the shards shared out", timeout_s=90)
+    wait_for(lambda: shared_out(two) and all(r.owned() for r in two),
+             lambda: f"the shards shared out ({[sorted(r.owned()) for r in two]})",
+             timeout_s=90)
     return group, two
 
 
