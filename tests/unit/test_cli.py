@@ -234,7 +234,8 @@ def test_two_first_runs_at_once_both_get_the_jars_resolved_once(tmp_path: Path) 
 def test_a_test_that_uses_the_default_state_dir_fails_the_session_and_nothing_else_does(
         tmp_path: Path) -> None:
     # Given a test whose lagwatch state goes to the default state_dir, and another that
-    # writes where a lagwatch running beside the tests would (its home's files)
+    # writes where a lagwatch running beside the tests would (its own state_dir, here a
+    # temporary one)
     (tmp_path / "conftest.py").write_text(
         "from tests.conftest import default_state_dir_untouched  # noqa: F401\n")
     (tmp_path / "test_leaky.py").write_text(
@@ -246,12 +247,13 @@ def test_a_test_that_uses_the_default_state_dir_fails_the_session_and_nothing_el
         "    Path(config.state_dir).mkdir(parents=True)\n"
         "    (Path(config.state_dir) / 'lagwatch.sqlite').write_text('state')\n\n\n"
         "def test_beside() -> None:\n"
-        "    (Path.home() / 'lagwatch.sqlite').write_text('another lagwatch')\n")
+        f"    (Path({str(tmp_path / 'beside')!r}) / 'lagwatch.sqlite').write_text('x')\n")
+    (tmp_path / "beside").mkdir()
     # When it runs
     result = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider",
                              str(tmp_path / "test_leaky.py")], cwd=ROOT, capture_output=True,
                             text=True, timeout=120, check=False,
-                            env={**os.environ, "HOME": str(tmp_path)})
+                            env={**os.environ, "HOME": str(tmp_path / "home")})
     # Then the session fails, naming the one file written to the default state_dir
     assert result.returncode == 1, result.stdout
     assert re.search(r"AssertionError: a test used the default state_dir \(set state_dir or "
