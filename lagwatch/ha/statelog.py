@@ -166,6 +166,7 @@ class ShardState:
         self._entries: dict[int, dict[str, Handed]] = {}
         self._silences: dict[str, SilenceConfig] = {}
         self._status: dict[tuple[int, str], bytes] = {}  # (shard, cluster) -> compressed
+        self._status_bytes = 0  # their total length
         self._times: OrderedDict[tuple[int, bytes], int] = OrderedDict()  # latest at_ms
         self._lock = threading.Lock()
         self.discarded = 0  # writes of a former owner
@@ -291,13 +292,13 @@ class ShardState:
                 self.discarded += 1
                 return (f"a write of {writer.replica} (generation {writer.generation}), "
                         "which no longer owns the shard")
-            kept = sum(map(len, self._status.values())) - len(
-                self._status.get((shard, cluster), b""))
+            kept = self._status_bytes - len(self._status.get((shard, cluster), b""))
             if kept + len(compressed) > MAX_PARTS:
                 self.unreadable += 1
                 return (f"status of {cluster[:80]!r}: the parts kept would pass "
                         f"{MAX_PARTS:,} bytes")
             self._status[shard, cluster] = compressed
+            self._status_bytes = kept + len(compressed)
         return None
 
     def status_parts(self) -> dict[tuple[int, str], bytes]:
