@@ -282,16 +282,18 @@ class Membership(threading.Thread):
             info = described.get(self.group, {}) if isinstance(described, dict) else {}
             members = info.get("members") or []
             self.members = len(members)
+            assignees = _assignees(members, self.topic)
             held, self._adopted = self.seat.outsiders(
-                _assignees(members, self.topic), {str(m.get("member_id")) for m in members},
-                member, now)
-            self._warn_outsiders(held, members)
+                assignees, {str(m.get("member_id")) for m in members}, member, now)
+            self._warn_outsiders(held, members, assignees)
         self.seat.adopt(self._adopted, generation, member, claim=fresh)
 
-    def _warn_outsiders(self, held: frozenset[int], members: list[dict[str, Any]]) -> None:
+    def _warn_outsiders(self, held: frozenset[int], members: list[dict[str, Any]],
+                        assignees: dict[int, str]) -> None:
         """Name each outsider's shards once, when first found, and say when they are back."""
         for shard in sorted(held - self.outsiders):
-            holder = next((m for m in members if shard in _assignees([m], self.topic)), {})
+            holder = next((m for m in members
+                           if str(m.get("member_id")) == assignees.get(shard)), {})
             log.warning(
                 "ha: shard %d of %s is held by member %s (client id %r, host %s) of group "
                 "%s, which has signed no claim on it: not a lagwatch replica (README, "
